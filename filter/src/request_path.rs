@@ -1,0 +1,532 @@
+//! The request target (`:path`), checked and normalised before policy matching.
+//!
+//! Policy decides on the path that will actually be routed upstream, so any
+//! path that two parsers could read differently is refused here (reason
+//! `path_invalid`) rather than guessed at. [`RequestTarget::parse`] accepts an
+//! origin-form target only, and guarantees for every value it returns:
+//! - the raw target started with `/` and held only printable ASCII other than
+//!   space, `\` and `#` (no fragment can hide a suffix, CVE-2021-32779);
+//! - the path (before the first `?`) has no `%2E`, `%2F`, `%5C` or `%00` in
+//!   any case, no malformed escape, no `.` or `..` segment and no empty
+//!   segment except one final empty segment (a single trailing `/`);
+//! - [`RequestTarget::path`] is the path with escapes of unreserved characters
+//!   (`A-Za-z0-9-._~`) decoded and the hex of every other escape uppercased,
+//!   so one resource has one spelling;
+//! - the query has no malformed escape, and every parameter whose name,
+//!   percent-decoded and compared ASCII-case-insensitively, is `key` (the
+//!   Gemini API key) has been removed; all other parameters are kept verbatim
+//!   and in order;
+//! - [`RequestTarget::upstream_target`] is `Some` exactly when the value to send
+//!   upstream differs from the raw input.
+//!
+//! Parsing allocates once (the normalised target) and never echoes the input
+//! in errors.
+
+use core::fmt;
+
+/// Why a request target was refused: one variant per rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The target does not start with `/` (not origin-form, or empty).
+    MissingLeadingSlash,
+    /// The target contains a NUL byte.
+    Nul,
+    /// The target contains a control byte (below 0x20, or 0x7F).
+    ControlByte,
+    /// The target contains a byte at or above 0x80 (must be percent-encoded).
+    NonAscii,
+    /// The target contains a backslash.
+    Backslash,
+    /// The target contains a space.
+    Space,
+    /// The target contains `#` (a fragment).
+    Fragment,
+    /// The path contains `%2E` (an encoded `.`), in any case.
+    EncodedDot,
+    /// The path contains `%2F` (an encoded `/`), in any case.
+    EncodedSlash,
+    /// The path contains `%5C` (an encoded `\`), in any case.
+    EncodedBackslash,
+    /// The path contains `%00` (an encoded NUL).
+    EncodedNul,
+    /// The path contains `%` not followed by two hex digits.
+    MalformedEscape,
+    /// The path contains a `.` or `..` segment.
+    DotSegment,
+    /// The path contains an empty segment (`//`) other than a single trailing `/`.
+    EmptySegment,
+    /// The query contains `%` not followed by two hex digits.
+    MalformedQueryEscape,
+}
+
+impl PathError {
+    /// A stable snake_case name for logs and counters (the reply reason for
+    /// every variant is `path_invalid`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingLeadingSlash => "missing_leading_slash",
+            Self::Nul => "nul_byte",
+            Self::ControlByte => "control_byte",
+            Self::NonAscii => "non_ascii_byte",
+            Self::Backslash => "backslash",
+            Self::Space => "space",
+            Self::Fragment => "fragment",
+            Self::EncodedDot => "encoded_dot",
+            Self::EncodedSlash => "encoded_slash",
+            Self::EncodedBackslash => "encoded_backslash",
+            Self::EncodedNul => "encoded_nul",
+            Self::MalformedEscape => "malformed_escape",
+            Self::DotSegment => "dot_segment",
+            Self::EmptySegment => "empty_segment",
+            Self::MalformedQueryEscape => "malformed_query_escape",
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rule = match self {
+            Self::MissingLeadingSlash => "the request path must start with '/'",
+            Self::Nul => "the request path must not contain a NUL byte",
+            Self::ControlByte => "the request path must not contain control bytes",
+            Self::NonAscii => "the request path must not contain raw bytes >= 0x80",
+            Self::Backslash => "the request path must not contain '\\'",
+            Self::Space => "the request path must not contain a space",
+            Self::Fragment => "the request path must not contain '#'",
+            Self::EncodedDot => "the request path must not contain an encoded '.' (%2E)",
+            Self::EncodedSlash => "the request path must not contain an encoded '/' (%2F)",
+            Self::EncodedBackslash => "the request path must not contain an encoded '\\' (%5C)",
+            Self::EncodedNul => "the request path must not contain an encoded NUL (%00)",
+            Self::MalformedEscape => {
+                "every '%' in the request path must be followed by two hex digits"
+            }
+            Self::DotSegment => "the request path must not contain a '.' or '..' segment",
+            Self::EmptySegment => "the request path must not contain an empty segment ('//')",
+            Self::MalformedQueryEscape => {
+                "every '%' in the query must be followed by two hex digits"
+            }
+        };
+        f.write_str(rule)
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// A checked, normalised request target (see the module invariants).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestTarget {
+    /// The normalised path, then `?` and the kept query when one goes upstream.
+    target: Box<str>,
+    /// Length of the path part of `target`.
+    path_len: usize,
+    /// Whether at least one `key` parameter was removed from the query.
+    removed_key: bool,
+    /// Whether `target` differs from the raw input.
+    changed: bool,
+}
+
+impl RequestTarget {
+    /// Checks and normalises a raw `:path` value.
+    pub fn parse(raw: &[u8]) -> Result<RequestTarget, PathError> {
+        if raw.first() != Some(&b'/') {
+            return Err(PathError::MissingLeadingSlash);
+        }
+        for &b in raw {
+            match b {
+                0 => return Err(PathError::Nul),
+                0x01..=0x1f | 0x7f => return Err(PathError::ControlByte),
+                0x80..=0xff => return Err(PathError::NonAscii),
+                b'\\' => return Err(PathError::Backslash),
+                b' ' => return Err(PathError::Space),
+                b'#' => return Err(PathError::Fragment),
+                _ => {}
+            }
+        }
+        let (path, query) = match raw.iter().position(|&b| b == b'?') {
+            Some(at) => (
+                raw.get(..at).unwrap_or_default(),
+                Some(raw.get(at + 1..).unwrap_or_default()),
+            ),
+            None => (raw, None),
+        };
+        check_segments(path)?;
+
+        let mut target = String::with_capacity(raw.len());
+        let mut changed = normalise_path(path, &mut target)?;
+        let path_len = target.len();
+        let mut removed_key = false;
+        if let Some(query) = query {
+            check_query_escapes(query)?;
+            removed_key = write_query(query, &mut target);
+            changed |= removed_key;
+        }
+        Ok(RequestTarget {
+            target: target.into_boxed_str(),
+            path_len,
+            removed_key,
+            changed,
+        })
+    }
+
+    /// The normalised path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.get(..self.path_len).unwrap_or("")
+    }
+
+    /// The path segments in order. A trailing `/` yields a final empty
+    /// segment, so `/v1/models/` is `["v1", "models", ""]` and `/` is `[""]`.
+    pub fn segments(&self) -> impl Iterator<Item = &str> + '_ {
+        self.path().get(1..).unwrap_or("").split('/')
+    }
+
+    /// The query that goes upstream (without `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.get(self.path_len..)?.strip_prefix('?')
+    }
+
+    /// The whole normalised target: path, then `?` and query if any.
+    pub fn as_str(&self) -> &str {
+        &self.target
+    }
+
+    /// Whether a `key` query parameter was removed.
+    pub fn removed_query_key(&self) -> bool {
+        self.removed_key
+    }
+
+    /// The `:path` to send upstream when it must differ from the raw input
+    /// (the path was normalised or a `key` parameter removed); `None` when the
+    /// raw value is already exactly right.
+    pub fn upstream_target(&self) -> Option<String> {
+        self.changed.then(|| String::from(&*self.target))
+    }
+}
+
+impl fmt::Display for RequestTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.target)
+    }
+}
+
+/// `path` starts with `/`. Rejects `.`/`..` and non-final empty segments.
+fn check_segments(path: &[u8]) -> Result<(), PathError> {
+    let body = path.get(1..).unwrap_or_default();
+    let mut segments = body.split(|&b| b == b'/').peekable();
+    while let Some(segment) = segments.next() {
+        if segment.is_empty() && segments.peek().is_some() {
+            return Err(PathError::EmptySegment);
+        }
+        if segment == b"." || segment == b".." {
+            return Err(PathError::DotSegment);
+        }
+    }
+    Ok(())
+}
+
+/// Writes the normalised `path` to `out`; returns whether it differs from the
+/// input. `path` holds only printable ASCII (checked by the caller).
+fn normalise_path(path: &[u8], out: &mut String) -> Result<bool, PathError> {
+    let mut changed = false;
+    let mut rest = path;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b != b'%' {
+            out.push(char::from(b));
+            rest = tail;
+            continue;
+        }
+        let [hi, lo, after @ ..] = tail else {
+            return Err(PathError::MalformedEscape);
+        };
+        let (Some(h), Some(l)) = (hex_value(*hi), hex_value(*lo)) else {
+            return Err(PathError::MalformedEscape);
+        };
+        let decoded = (h << 4) | l;
+        match decoded {
+            b'.' => return Err(PathError::EncodedDot),
+            b'/' => return Err(PathError::EncodedSlash),
+            b'\\' => return Err(PathError::EncodedBackslash),
+            0 => return Err(PathError::EncodedNul),
+            _ => {}
+        }
+        if is_unreserved(decoded) {
+            out.push(char::from(decoded));
+            changed = true;
+        } else {
+            let upper = [hi.to_ascii_uppercase(), lo.to_ascii_uppercase()];
+            changed |= upper != [*hi, *lo];
+            out.push('%');
+            out.push(char::from(upper[0]));
+            out.push(char::from(upper[1]));
+        }
+        rest = after;
+    }
+    Ok(changed)
+}
+
+fn check_query_escapes(query: &[u8]) -> Result<(), PathError> {
+    let mut rest = query;
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        match rest.get(at + 1..at + 3) {
+            Some(&[h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                rest = rest.get(at + 3..).unwrap_or_default();
+            }
+            _ => return Err(PathError::MalformedQueryEscape),
+        }
+    }
+    Ok(())
+}
+
+/// Appends `?` and the query without its `key` parameters to `out` (nothing
+/// when no parameter is left after a removal); returns whether any was
+/// removed. Escapes in `query` are already known to be well formed.
+fn write_query(query: &[u8], out: &mut String) -> bool {
+    if !query.split(|&b| b == b'&').any(is_key_param) {
+        out.push('?');
+        push_ascii(out, query);
+        return false;
+    }
+    let mark = out.len();
+    out.push('?');
+    let mut first = true;
+    for param in query.split(|&b| b == b'&').filter(|p| !is_key_param(p)) {
+        if !first {
+            out.push('&');
+        }
+        first = false;
+        push_ascii(out, param);
+    }
+    if out.len() == mark + 1 {
+        out.truncate(mark);
+    }
+    true
+}
+
+/// Whether the parameter's name, percent-decoded, is `key` in any ASCII case.
+fn is_key_param(param: &[u8]) -> bool {
+    let name_len = param.iter().position(|&b| b == b'=').unwrap_or(param.len());
+    let mut name = param.get(..name_len).unwrap_or_default();
+    let mut want = b"key".iter();
+    while let Some((&b, tail)) = name.split_first() {
+        let (byte, after) = match (b, tail) {
+            (b'%', [h, l, after @ ..]) => match (hex_value(*h), hex_value(*l)) {
+                (Some(h), Some(l)) => ((h << 4) | l, after),
+                _ => return false,
+            },
+            _ => (b, tail),
+        };
+        match want.next() {
+            Some(&w) if byte.to_ascii_lowercase() == w => {}
+            _ => return false,
+        }
+        name = after;
+    }
+    want.next().is_none()
+}
+
+fn push_ascii(out: &mut String, bytes: &[u8]) {
+    out.extend(bytes.iter().map(|&b| char::from(b)));
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn parse(raw: &str) -> RequestTarget {
+        RequestTarget::parse(raw.as_bytes()).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn accepts_provider_paths_unchanged() {
+        let cases = [
+            "/v1/chat/completions",
+            "/v1/models/",
+            "/",
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+            "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+            "/v1/files/file-abc~1_x.y",
+            "/v1/.well-known/...",
+            "/v1/a%20b",
+            "/v1?",
+            "/v1?keys=1",
+            "/v1?monkey=1&key2=x&akey=3",
+            "/v1?a=%41=1",
+        ];
+        for raw in cases {
+            let t = parse(raw);
+            assert_eq!(t.as_str(), raw);
+            assert_eq!(t.upstream_target(), None, "{raw}");
+            assert!(!t.removed_query_key(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn splits_path_query_and_segments() {
+        let t = parse("/v1beta/models/gemini-2.0-flash:generateContent?alt=sse");
+        assert_eq!(t.path(), "/v1beta/models/gemini-2.0-flash:generateContent");
+        assert_eq!(t.query(), Some("alt=sse"));
+        assert_eq!(
+            t.segments().collect::<Vec<_>>(),
+            ["v1beta", "models", "gemini-2.0-flash:generateContent"]
+        );
+        assert_eq!(
+            parse("/v1/models/").segments().collect::<Vec<_>>(),
+            ["v1", "models", ""]
+        );
+        assert_eq!(parse("/").segments().collect::<Vec<_>>(), [""]);
+        assert_eq!(parse("/v1").query(), None);
+        assert_eq!(parse("/v1?").query(), Some(""));
+    }
+
+    #[test]
+    fn rejects_ambiguous_paths_with_their_rule() {
+        use PathError::*;
+        let cases: &[(&[u8], PathError)] = &[
+            (b"", MissingLeadingSlash),
+            (b"v1/chat", MissingLeadingSlash),
+            (b"*", MissingLeadingSlash),
+            (b"https://api.openai.com/v1/chat", MissingLeadingSlash),
+            (b"/v1/chat\0", Nul),
+            (b"/v1/\0/chat", Nul),
+            (b"/v1/chat\r\n", ControlByte),
+            (b"/v1/\tchat", ControlByte),
+            (b"/v1/chat\x7f", ControlByte),
+            (b"/v1/caf\xc3\xa9", NonAscii),
+            (b"/v1/\xff", NonAscii),
+            (b"/v1\\chat", Backslash),
+            (b"/v1/ chat", Space),
+            (b"/v1/chat#frag", Fragment),
+            (b"/v1/chat?x=1#frag", Fragment),
+            (b"/v1/chat?x=#", Fragment),
+            (b"/v1/%2e%2e/x", EncodedDot),
+            (b"/v1/%2E/x", EncodedDot),
+            (b"/v1/a%2eb", EncodedDot),
+            (b"/v1%2fchat", EncodedSlash),
+            (b"/v1%2Fchat", EncodedSlash),
+            (b"/v1%5cchat", EncodedBackslash),
+            (b"/v1%5Cchat", EncodedBackslash),
+            (b"/v1%00", EncodedNul),
+            (b"/v1%", MalformedEscape),
+            (b"/v1%4", MalformedEscape),
+            (b"/v1%4g", MalformedEscape),
+            (b"/v1%%41", MalformedEscape),
+            (b"/v1%?x", MalformedEscape),
+            (b"/v1/../admin", DotSegment),
+            (b"/v1/./chat", DotSegment),
+            (b"/v1/..", DotSegment),
+            (b"/..", DotSegment),
+            (b"/.", DotSegment),
+            (b"/v1/..?x", DotSegment),
+            (b"/v1//chat", EmptySegment),
+            (b"//v1", EmptySegment),
+            (b"//", EmptySegment),
+            (b"/v1/models//", EmptySegment),
+            (b"/v1?x=%", MalformedQueryEscape),
+            (b"/v1?x=%g0", MalformedQueryEscape),
+            (b"/v1?%4=1", MalformedQueryEscape),
+        ];
+        for &(raw, want) in cases {
+            assert_eq!(
+                RequestTarget::parse(raw),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn encoded_reserved_characters_are_allowed_in_the_query() {
+        let t = parse("/v1?path=%2e%2e%2f%00");
+        assert_eq!(t.upstream_target(), None);
+    }
+
+    #[test]
+    fn normalises_escapes_in_the_path() {
+        let cases = [
+            ("/v1/%41bc", "/v1/Abc"),
+            ("/v1/%7e%2D%5f%30", "/v1/~-_0"),
+            ("/v1/a%3ab", "/v1/a%3Ab"),
+            ("/v1/a%3Ab%41?x=%6b", "/v1/a%3AbA?x=%6b"),
+            ("/v1/%25", "/v1/%25"),
+            ("/v1/%2a", "/v1/%2A"),
+        ];
+        for (raw, want) in cases {
+            let t = parse(raw);
+            assert_eq!(t.as_str(), want, "{raw}");
+            let expect = (raw != want).then(|| want.to_owned());
+            assert_eq!(t.upstream_target(), expect, "{raw}");
+        }
+        assert_eq!(parse("/v1/%41bc").path(), "/v1/Abc");
+    }
+
+    #[test]
+    fn removes_the_gemini_key_parameter() {
+        let cases = [
+            (
+                "/v1beta/models/g:streamGenerateContent?key=AIzaSyX&alt=sse",
+                "/v1beta/models/g:streamGenerateContent?alt=sse",
+            ),
+            ("/v1?alt=sse&key=AIza", "/v1?alt=sse"),
+            ("/v1?a=1&key=x&b=2&key=y", "/v1?a=1&b=2"),
+            ("/v1?key=AIza", "/v1"),
+            ("/v1?key", "/v1"),
+            ("/v1?key=", "/v1"),
+            ("/v1?%6Bey=x", "/v1"),
+            ("/v1?%6b%65%79=x&alt=sse", "/v1?alt=sse"),
+            ("/v1?KEY=x&Key=y&alt=sse", "/v1?alt=sse"),
+            ("/v1/%41?key=x", "/v1/A"),
+            ("/v1?key=x&", "/v1"),
+            ("/v1?&key=x&&a", "/v1?&&a"),
+        ];
+        for (raw, want) in cases {
+            let t = parse(raw);
+            assert!(t.removed_query_key(), "{raw}");
+            assert_eq!(t.as_str(), want, "{raw}");
+            assert_eq!(t.upstream_target().as_deref(), Some(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn keeps_parameters_that_are_not_exactly_key() {
+        for raw in [
+            "/v1?keys=1",
+            "/v1?ke=1",
+            "/v1?akey=1",
+            "/v1?key%20=1",
+            "/v1?alt=sse&x=key",
+            "/v1?k%65ys=1",
+        ] {
+            let t = parse(raw);
+            assert!(!t.removed_query_key(), "{raw}");
+            assert_eq!(t.upstream_target(), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn error_messages_never_echo_the_input() {
+        let err = RequestTarget::parse(b"/SECRET/../x")
+            .err()
+            .map(|e| e.to_string());
+        let msg = err.unwrap_or_default();
+        assert!(!msg.is_empty() && !msg.contains("SECRET"), "{msg}");
+        assert_eq!(PathError::DotSegment.code(), "dot_segment");
+    }
+}
