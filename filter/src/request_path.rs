@@ -117,7 +117,7 @@ impl std::error::Error for PathError {}
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestTarget {
     /// The normalised path, then `?` and the kept query when one goes upstream.
-    target: Box<str>,
+    target: String,
     /// Length of the path part of `target`.
     path_len: usize,
     /// Whether at least one `key` parameter was removed from the query.
@@ -152,7 +152,9 @@ impl RequestTarget {
         };
         check_segments(path)?;
 
-        let mut target = String::with_capacity(raw.len());
+        // Built as bytes: every byte pushed is printable ASCII (checked above,
+        // or a decoded unreserved character), so the UTF-8 check cannot fail.
+        let mut target = Vec::with_capacity(raw.len());
         let mut changed = normalise_path(path, &mut target)?;
         let path_len = target.len();
         let mut removed_key = false;
@@ -161,8 +163,9 @@ impl RequestTarget {
             removed_key = write_query(query, &mut target);
             changed |= removed_key;
         }
+        let target = String::from_utf8(target).map_err(|_| PathError::NonAscii)?;
         Ok(RequestTarget {
-            target: target.into_boxed_str(),
+            target,
             path_len,
             removed_key,
             changed,
@@ -199,7 +202,7 @@ impl RequestTarget {
     /// (the path was normalised or a `key` parameter removed); `None` when the
     /// raw value is already exactly right.
     pub fn upstream_target(&self) -> Option<String> {
-        self.changed.then(|| String::from(&*self.target))
+        self.changed.then(|| self.target.clone())
     }
 }
 
@@ -226,16 +229,13 @@ fn check_segments(path: &[u8]) -> Result<(), PathError> {
 
 /// Writes the normalised `path` to `out`; returns whether it differs from the
 /// input. `path` holds only printable ASCII (checked by the caller).
-fn normalise_path(path: &[u8], out: &mut String) -> Result<bool, PathError> {
+fn normalise_path(path: &[u8], out: &mut Vec<u8>) -> Result<bool, PathError> {
     let mut changed = false;
     let mut rest = path;
-    while let Some((&b, tail)) = rest.split_first() {
-        if b != b'%' {
-            out.push(char::from(b));
-            rest = tail;
-            continue;
-        }
-        let [hi, lo, after @ ..] = tail else {
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        let (run, escape) = rest.split_at_checked(at).unwrap_or((rest, &[]));
+        out.extend_from_slice(run);
+        let [_percent, hi, lo, after @ ..] = escape else {
             return Err(PathError::MalformedEscape);
         };
         let (Some(h), Some(l)) = (hex_value(*hi), hex_value(*lo)) else {
@@ -250,17 +250,16 @@ fn normalise_path(path: &[u8], out: &mut String) -> Result<bool, PathError> {
             _ => {}
         }
         if is_unreserved(decoded) {
-            out.push(char::from(decoded));
+            out.push(decoded);
             changed = true;
         } else {
-            let upper = [hi.to_ascii_uppercase(), lo.to_ascii_uppercase()];
-            changed |= upper != [*hi, *lo];
-            out.push('%');
-            out.push(char::from(upper[0]));
-            out.push(char::from(upper[1]));
+            let (h, l) = (hi.to_ascii_uppercase(), lo.to_ascii_uppercase());
+            changed |= (h, l) != (*hi, *lo);
+            out.extend_from_slice(&[b'%', h, l]);
         }
         rest = after;
     }
+    out.extend_from_slice(rest);
     Ok(changed)
 }
 
@@ -280,21 +279,21 @@ fn check_query_escapes(query: &[u8]) -> Result<(), PathError> {
 /// Appends `?` and the query without its `key` parameters to `out` (nothing
 /// when no parameter is left after a removal); returns whether any was
 /// removed. Escapes in `query` are already known to be well formed.
-fn write_query(query: &[u8], out: &mut String) -> bool {
+fn write_query(query: &[u8], out: &mut Vec<u8>) -> bool {
     if !query.split(|&b| b == b'&').any(is_key_param) {
-        out.push('?');
-        push_ascii(out, query);
+        out.push(b'?');
+        out.extend_from_slice(query);
         return false;
     }
     let mark = out.len();
-    out.push('?');
+    out.push(b'?');
     let mut first = true;
     for param in query.split(|&b| b == b'&').filter(|p| !is_key_param(p)) {
         if !first {
-            out.push('&');
+            out.push(b'&');
         }
         first = false;
-        push_ascii(out, param);
+        out.extend_from_slice(param);
     }
     if out.len() == mark + 1 {
         out.truncate(mark);
@@ -322,10 +321,6 @@ fn is_key_param(param: &[u8]) -> bool {
         name = after;
     }
     want.next().is_none()
-}
-
-fn push_ascii(out: &mut String, bytes: &[u8]) {
-    out.extend(bytes.iter().map(|&b| char::from(b)));
 }
 
 fn hex_value(b: u8) -> Option<u8> {
