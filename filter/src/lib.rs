@@ -26,3 +26,8 @@ pub mod strip;
 
 #[cfg(all(target_arch = "wasm32", feature = "host"))]
 pub mod host;
+
+#[cfg(all(target_arch = "wasm32", feature = "host"))]
+proxy_wasm::main! {{
+    host::start();
+}}

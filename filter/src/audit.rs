@@ -1,0 +1,103 @@
+//! The audit record: one structured JSON log line per request.
+//!
+//! Invariants:
+//! - Exactly one line per request, whatever its fate (see `flow`).
+//! - No secret ever: the credential appears only as the service's key id and
+//!   a 32-bit fingerprint; client credentials appear only as the boolean
+//!   `client_key_seen`; the query string is never logged (it may carry `key=`).
+//! - Untrusted request bytes (request id) are kept only if printable ASCII.
+
+use serde::Serialize;
+
+/// What happened to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Not decided yet (never logged as such).
+    #[default]
+    Pending,
+    /// Forwarded with a credential.
+    Allow,
+    /// Refused with a local reply.
+    Deny,
+    /// dry_run: the policy denied it, but it was forwarded.
+    ShadowDeny,
+    /// The client went away before a verdict.
+    Abandoned,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditRecord {
+    pub event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub mode: &'static str,
+    pub decision: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Box<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Box<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_fp: Option<String>,
+    pub client_key_seen: bool,
+}
+
+impl AuditRecord {
+    pub fn new(mode: &'static str) -> Self {
+        AuditRecord {
+            event: "tollgate.request",
+            mode,
+            ..Default::default()
+        }
+    }
+
+    /// The JSON line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| String::from("{\"event\":\"tollgate.request\"}"))
+    }
+}
+
+/// Keeps untrusted bytes only when they are short printable ASCII.
+pub fn printable(bytes: &[u8], max: usize) -> Option<String> {
+    if bytes.is_empty() || bytes.len() > max || !bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return None;
+    }
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_only_known_fields() {
+        let mut r = AuditRecord::new("enforce");
+        r.decision = Verdict::Deny;
+        r.reason = Some("identity_missing");
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["event"], "tollgate.request");
+        assert_eq!(v["decision"], "deny");
+        assert_eq!(v["reason"], "identity_missing");
+        assert_eq!(v["client_key_seen"], false);
+        assert!(v.get("workload").is_none());
+    }
+
+    #[test]
+    fn untrusted_bytes_must_be_printable() {
+        assert_eq!(printable(b"abc-123", 64).as_deref(), Some("abc-123"));
+        assert_eq!(printable(b"a\nb", 64), None);
+        assert_eq!(printable(b"\xff", 64), None);
+        assert_eq!(printable(&[b'a'; 65], 64), None);
+    }
+}

@@ -1,0 +1,523 @@
+//! Turns [`super::raw::RawConfig`] into a checked, indexed [`Config`].
+//!
+//! Invariants: every check that can fail is made here, with the path of the
+//! value at fault; all problems are collected before returning; nothing
+//! invalid is skipped.
+
+use super::duration::parse_duration_ms;
+use super::error::ConfigErrors;
+use super::raw::*;
+use super::{Config, Mode};
+use crate::credential::service::{CredentialService, Protocol};
+use crate::credential::{validate_credential_name, CredentialRef, Scope};
+use crate::policy::endpoint_pattern::EndpointPattern;
+use crate::policy::workload_pattern::WorkloadPattern;
+use crate::policy::{Policy, Rule};
+use crate::provider::{validate_host_pattern, Injection, Provider, ProviderKind, ProviderTable};
+use crate::spiffe::TrustDomain;
+use crate::strip::StripSet;
+
+const DEFAULT_TIMEOUT: &str = "2s";
+const DEFAULT_TTL: &str = "5m";
+const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// Parses and compiles a configuration document.
+pub fn parse(json: &[u8]) -> Result<Config, ConfigErrors> {
+    if json.iter().all(u8::is_ascii_whitespace) {
+        let mut e = ConfigErrors::default();
+        e.push(
+            "",
+            "the plugin configuration is empty; Tollgate needs a policy (see README)",
+        );
+        return Err(e);
+    }
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|err| {
+        let mut e = ConfigErrors::default();
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        e.push(path, err.into_inner().to_string());
+        e
+    })?;
+    compile(raw)
+}
+
+/// Compiles an already-deserialized configuration.
+pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
+    let mut errs = ConfigErrors::default();
+
+    let mode = match raw.mode {
+        RawMode::Enforce => Mode::Enforce,
+        RawMode::DryRun => Mode::DryRun,
+    };
+
+    let mut trust_domains = Vec::new();
+    if raw.trust_domains.is_empty() {
+        errs.push("trust_domains", "at least one trust domain is required");
+    }
+    for (i, td) in raw.trust_domains.iter().enumerate() {
+        match TrustDomain::parse(td) {
+            Ok(t)
+                if trust_domains
+                    .iter()
+                    .any(|x: &TrustDomain| x.as_str() == t.as_str()) =>
+            {
+                errs.push(
+                    format!("trust_domains[{i}]"),
+                    format!("duplicate trust domain {td:?}"),
+                )
+            }
+            Ok(t) => trust_domains.push(t),
+            Err(e) => errs.push(format!("trust_domains[{i}]"), e.to_string()),
+        }
+    }
+
+    let credential_service = compile_service(&raw.credential_service, &mut errs);
+
+    let mut providers = ProviderTable::new();
+    let mut strip = StripSet::default();
+    if raw.providers.is_empty() {
+        errs.push("providers", "at least one provider is required");
+    }
+    for (i, p) in raw.providers.iter().enumerate() {
+        compile_provider(i, p, &mut providers, &mut strip, &mut errs);
+    }
+
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    let mut workloads = Vec::with_capacity(raw.rules.len());
+    let mut names = hashbrown::HashSet::new();
+    for (i, r) in raw.rules.iter().enumerate() {
+        let at = format!("rules[{i}]");
+        if r.name.is_empty() {
+            errs.push(format!("{at}.name"), "a rule needs a name");
+        } else if !names.insert(r.name.as_str()) {
+            errs.push(
+                format!("{at}.name"),
+                format!("duplicate rule name {:?}", r.name),
+            );
+        }
+        if r.workloads.is_empty() {
+            errs.push(format!("{at}.workloads"), "list at least one workload");
+        }
+        let mut pats = Vec::with_capacity(r.workloads.len());
+        for (j, w) in r.workloads.iter().enumerate() {
+            match WorkloadPattern::parse(w) {
+                Ok(p) => {
+                    let td = match &p {
+                        WorkloadPattern::Exact(id) | WorkloadPattern::Prefix { parent: id } => {
+                            id.trust_domain()
+                        }
+                    };
+                    if !trust_domains.is_empty() && !trust_domains.iter().any(|t| t.as_str() == td)
+                    {
+                        errs.push(
+                            format!("{at}.workloads[{j}]"),
+                            format!("trust domain {td:?} is not in trust_domains, so this can never match"),
+                        );
+                    }
+                    pats.push(p)
+                }
+                Err(e) => errs.push(format!("{at}.workloads[{j}]"), e.to_string()),
+            }
+        }
+        if r.providers.is_empty() {
+            errs.push(format!("{at}.providers"), "list at least one provider");
+        }
+        let mut pids = Vec::with_capacity(r.providers.len());
+        for (j, name) in r.providers.iter().enumerate() {
+            match providers.find_by_name(name) {
+                Some(id) => pids.push(id),
+                None => errs.push(
+                    format!("{at}.providers[{j}]"),
+                    format!("no provider is named {name:?}"),
+                ),
+            }
+        }
+        pids.sort();
+        pids.dedup();
+        if r.endpoints.is_empty() {
+            errs.push(
+                format!("{at}.endpoints"),
+                "list at least one endpoint, e.g. \"POST /v1/chat/completions\"",
+            );
+        }
+        let mut eps = Vec::with_capacity(r.endpoints.len());
+        for (j, e) in r.endpoints.iter().enumerate() {
+            match EndpointPattern::parse(e) {
+                Ok(p) => eps.push(p),
+                Err(err) => errs.push(format!("{at}.endpoints[{j}]"), err.to_string()),
+            }
+        }
+        rules.push(Rule {
+            name: r.name.as_str().into(),
+            providers: pids,
+            endpoints: eps,
+        });
+        workloads.push(pats);
+    }
+
+    match credential_service {
+        Some(credential_service) if errs.is_empty() => Ok(Config {
+            mode,
+            trust_domains,
+            credential_service,
+            providers,
+            policy: Policy::new(rules, workloads),
+            strip,
+        }),
+        _ => Err(errs),
+    }
+}
+
+fn duration_field(
+    value: Option<&str>,
+    default: &str,
+    path: &str,
+    errs: &mut ConfigErrors,
+) -> Option<u64> {
+    match parse_duration_ms(value.unwrap_or(default)) {
+        Ok(ms) => Some(ms),
+        Err(e) => {
+            errs.push(path, e);
+            None
+        }
+    }
+}
+
+fn compile_service(s: &RawCredentialService, errs: &mut ConfigErrors) -> Option<CredentialService> {
+    let at = "credential_service";
+    let before = errs.0.len();
+    if s.cluster.trim().is_empty() {
+        errs.push(
+            format!("{at}.cluster"),
+            "the gateway cluster of the credential service is required",
+        );
+    }
+    if s.authority.is_empty()
+        || !s
+            .authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'))
+    {
+        errs.push(
+            format!("{at}.authority"),
+            "must be a host name, optionally with a port",
+        );
+    }
+    let timeout = duration_field(
+        s.timeout.as_deref(),
+        DEFAULT_TIMEOUT,
+        &format!("{at}.timeout"),
+        errs,
+    );
+    let ttl = duration_field(s.ttl.as_deref(), DEFAULT_TTL, &format!("{at}.ttl"), errs);
+    let refresh = match (&s.refresh_ahead, ttl) {
+        (Some(r), _) => duration_field(Some(r), "", &format!("{at}.refresh_ahead"), errs),
+        // Like Envoy's token fetchers: refresh at half the lifetime.
+        (None, Some(ttl)) => Some(ttl / 2),
+        (None, None) => None,
+    };
+    if let Some(t) = timeout {
+        if t == 0 || t > MAX_TIMEOUT_MS {
+            errs.push(format!("{at}.timeout"), "must be between 1ms and 60s");
+        }
+    }
+    if ttl == Some(0) {
+        errs.push(format!("{at}.ttl"), "must be greater than zero");
+    }
+    if let (Some(r), Some(t)) = (refresh, ttl) {
+        if r >= t && t > 0 {
+            errs.push(format!("{at}.refresh_ahead"), "must be shorter than ttl");
+        }
+    }
+    let protocol = match (s.protocol, &s.vault) {
+        (RawProtocol::TollgateV1, None) => Some(Protocol::TollgateV1),
+        (RawProtocol::TollgateV1, Some(_)) => {
+            errs.push(
+                format!("{at}.vault"),
+                "only allowed with protocol \"vault_kv2\"",
+            );
+            None
+        }
+        (RawProtocol::VaultKv2, v) => {
+            let mount = v
+                .as_ref()
+                .and_then(|v| v.mount.clone())
+                .unwrap_or_else(|| "secret".into());
+            let field = v
+                .as_ref()
+                .and_then(|v| v.field.clone())
+                .unwrap_or_else(|| "value".into());
+            if validate_credential_name(&mount).is_err() {
+                errs.push(
+                    format!("{at}.vault.mount"),
+                    "must be a KV v2 mount path such as \"secret\"",
+                );
+            }
+            if field.is_empty() {
+                errs.push(format!("{at}.vault.field"), "must name the secret's field");
+            }
+            Some(Protocol::VaultKv2 {
+                mount: mount.into(),
+                field: field.into(),
+            })
+        }
+    };
+    if errs.0.len() != before {
+        return None;
+    }
+    Some(CredentialService {
+        cluster: s.cluster.as_str().into(),
+        authority: s.authority.as_str().into(),
+        protocol: protocol?,
+        timeout_ms: u32::try_from(timeout?).ok()?,
+        ttl_ms: ttl?,
+        refresh_ahead_ms: refresh?,
+    })
+}
+
+fn compile_provider(
+    i: usize,
+    p: &RawProvider,
+    table: &mut ProviderTable,
+    strip: &mut StripSet,
+    errs: &mut ConfigErrors,
+) {
+    let at = format!("providers[{i}]");
+    if p.name.is_empty()
+        || !p
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
+    {
+        errs.push(
+            format!("{at}.name"),
+            "must be non-empty lowercase letters, digits, '-' or '_'",
+        );
+    } else if table.find_by_name(&p.name).is_some() {
+        errs.push(
+            format!("{at}.name"),
+            format!("duplicate provider name {:?}", p.name),
+        );
+    }
+    let kind = match p.kind {
+        RawProviderKind::Openai => ProviderKind::OpenAi,
+        RawProviderKind::Anthropic => ProviderKind::Anthropic,
+        RawProviderKind::Gemini => ProviderKind::Gemini,
+        RawProviderKind::AzureOpenai => ProviderKind::AzureOpenAi,
+        RawProviderKind::Generic => ProviderKind::Generic,
+    };
+    let injection = match (kind.builtin_injection(), &p.header) {
+        (Some((h, prefix)), None) => Some(Injection {
+            header: h.into(),
+            prefix: prefix.into(),
+        }),
+        (Some(_), Some(_)) => {
+            errs.push(
+                format!("{at}.header"),
+                "only allowed for kind \"generic\"; built-in kinds use their provider's header",
+            );
+            None
+        }
+        (None, None) => {
+            errs.push(
+                format!("{at}.header"),
+                "kind \"generic\" needs header: {name, prefix}",
+            );
+            None
+        }
+        (None, Some(h)) => {
+            let name_ok = !h.name.is_empty()
+                && h.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !name_ok {
+                errs.push(
+                    format!("{at}.header.name"),
+                    "must be a lowercase header name (letters, digits, '-')",
+                );
+            }
+            if matches!(
+                h.name.as_str(),
+                "host" | "content-length" | "transfer-encoding" | "connection" | "te"
+            ) {
+                errs.push(
+                    format!("{at}.header.name"),
+                    "must not be a hop-by-hop or framing header",
+                );
+            }
+            if !h.prefix.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                errs.push(format!("{at}.header.prefix"), "must be printable ASCII");
+            }
+            name_ok.then(|| {
+                strip.add(&h.name);
+                Injection {
+                    header: h.name.as_str().into(),
+                    prefix: h.prefix.as_str().into(),
+                }
+            })
+        }
+    };
+    if let Err(e) = validate_credential_name(&p.credential.name) {
+        errs.push(format!("{at}.credential.name"), e);
+    }
+    let scope = match p.credential.scope {
+        RawScope::Shared => Scope::Shared,
+        RawScope::PerWorkload => Scope::PerWorkload,
+    };
+    if p.hosts.is_empty() {
+        errs.push(format!("{at}.hosts"), "list at least one host");
+    }
+    let mut hosts = Vec::new();
+    for (j, h) in p.hosts.iter().enumerate() {
+        match validate_host_pattern(h) {
+            Ok(h) => hosts.push((j, h)),
+            Err(e) => errs.push(format!("{at}.hosts[{j}]"), e),
+        }
+    }
+    let Some(injection) = injection else { return };
+    let id = table.push(Provider {
+        name: p.name.as_str().into(),
+        kind,
+        injection,
+        credential: CredentialRef {
+            name: p.credential.name.as_str().into(),
+            scope,
+        },
+    });
+    for (j, h) in hosts {
+        if let Err(owner) = table.add_host(&h, id) {
+            let owner = table.get(owner).map_or("", |p| &*p.name).to_string();
+            errs.push(
+                format!("{at}.hosts[{j}]"),
+                format!("host {h:?} is already served by provider {owner:?}"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = r#"{
+      "mode": "enforce",
+      "trust_domains": ["cluster.local"],
+      "credential_service": {
+        "cluster": "tollgate-credentials", "authority": "credentials.local",
+        "protocol": "tollgate_v1", "timeout": "2s", "ttl": "5m", "refresh_ahead": "1m"
+      },
+      "providers": [
+        {"name": "openai", "kind": "openai", "hosts": ["api.openai.com"], "credential": {"name": "openai"}},
+        {"name": "anthropic", "kind": "anthropic", "hosts": ["api.anthropic.com"], "credential": {"name": "anthropic", "scope": "per_workload"}},
+        {"name": "search", "kind": "generic", "hosts": ["search.example.com"], "header": {"name": "x-search-key", "prefix": "Token "}, "credential": {"name": "search"}}
+      ],
+      "rules": [
+        {"name": "support", "workloads": ["spiffe://cluster.local/ns/support/*"], "providers": ["openai", "anthropic"], "endpoints": ["POST /v1/chat/completions", "POST /v1/messages"]}
+      ]
+    }"#;
+
+    fn errors(json: &str) -> Vec<String> {
+        match parse(json.as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_example_compiles() {
+        let c = parse(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(c.mode, Mode::Enforce);
+        assert_eq!(c.providers.len(), 3);
+        assert_eq!(c.policy.len(), 1);
+        assert_eq!(c.credential_service.refresh_ahead_ms, 60_000);
+        assert!(c.strip.contains(b"x-search-key"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_path() {
+        let json = EXAMPLE.replace(
+            r#""name": "support","#,
+            r#""name": "support", "workload": [],"#,
+        );
+        let e = errors(&json);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("rules[0]"), "{e:?}");
+        assert!(e[0].contains("unknown field `workload`"), "{e:?}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_its_path() {
+        let json = EXAMPLE
+            .replace(
+                r#""spiffe://cluster.local/ns/support/*""#,
+                r#""spiffe://cluster.local/ns/support/*", "spiffe://other.td/x", "not-spiffe""#,
+            )
+            .replace(
+                r#""providers": ["openai", "anthropic"]"#,
+                r#""providers": ["openai", "nope"]"#,
+            )
+            .replace(r#""POST /v1/messages""#, r#""POST v1/messages""#)
+            .replace(r#""refresh_ahead": "1m""#, r#""refresh_ahead": "10m""#);
+        let e = errors(&json);
+        let has = |p: &str| e.iter().any(|x| x.starts_with(p));
+        assert!(has("rules[0].workloads[1]: "), "{e:?}");
+        assert!(has("rules[0].workloads[2]: "), "{e:?}");
+        assert!(has("rules[0].providers[1]: "), "{e:?}");
+        assert!(has("rules[0].endpoints[1]: "), "{e:?}");
+        assert!(has("credential_service.refresh_ahead: "), "{e:?}");
+        assert_eq!(e.len(), 5, "{e:?}");
+    }
+
+    #[test]
+    fn provider_problems_are_reported() {
+        let json = EXAMPLE
+            .replace(
+                r#""hosts": ["api.anthropic.com"]"#,
+                r#""hosts": ["api.openai.com", "Bad Host"]"#,
+            )
+            .replace(
+                r#""header": {"name": "x-search-key", "prefix": "Token "}, "#,
+                "",
+            )
+            .replace(
+                r#""credential": {"name": "openai"}"#,
+                r#""credential": {"name": "../x"}"#,
+            );
+        let e = errors(&json);
+        let has = |p: &str| e.iter().any(|x| x.starts_with(p));
+        assert!(has("providers[1].hosts[0]: "), "{e:?}");
+        assert!(has("providers[1].hosts[1]: "), "{e:?}");
+        assert!(has("providers[2].header: "), "{e:?}");
+        assert!(has("providers[0].credential.name: "), "{e:?}");
+    }
+
+    #[test]
+    fn empty_and_malformed_documents_are_errors() {
+        assert!(!errors("").is_empty());
+        assert!(!errors("{").is_empty());
+        assert!(!errors("[]").is_empty());
+        let e = errors(&EXAMPLE.replace(r#""mode": "enforce""#, r#""mode": "audit""#));
+        assert!(e[0].starts_with("mode: "), "{e:?}");
+        let e = errors(&EXAMPLE.replace(r#""timeout": "2s""#, r#""timeout": 2"#));
+        assert!(e[0].starts_with("credential_service.timeout: "), "{e:?}");
+    }
+
+    #[test]
+    fn vault_settings_only_with_vault_protocol() {
+        let e = errors(&EXAMPLE.replace(
+            r#""refresh_ahead": "1m""#,
+            r#""refresh_ahead": "1m", "vault": {"mount": "kv"}"#,
+        ));
+        assert!(e[0].starts_with("credential_service.vault: "), "{e:?}");
+        let json = EXAMPLE.replace(r#""tollgate_v1""#, r#""vault_kv2""#);
+        let c = parse(json.as_bytes()).unwrap();
+        assert_eq!(
+            c.credential_service.protocol,
+            Protocol::VaultKv2 {
+                mount: "secret".into(),
+                field: "value".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! Operator configuration: parsed once from JSON (Istio's `pluginConfig`),
+//! validated, and compiled into an immutable [`Config`].
+//!
+//! Invariants:
+//! - Unknown fields are errors, at every level ([`raw`] uses
+//!   `deny_unknown_fields`).
+//! - Every problem carries the path of the offending value
+//!   (`rules[2].workloads[0]: …`); [`compile`] reports all of them, never
+//!   just the first, and never drops a bad entry silently.
+//! - A [`Config`] that exists is valid: the request path never re-checks it.
+
+pub mod compile;
+pub mod duration;
+pub mod error;
+pub mod raw;
+
+pub use compile::{compile, parse};
+pub use error::{ConfigError, ConfigErrors};
+
+use crate::credential::service::CredentialService;
+use crate::policy::Policy;
+use crate::provider::ProviderTable;
+use crate::spiffe::TrustDomain;
+use crate::strip::StripSet;
+
+/// Whether policy denials are enforced or only logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Denials are replied to the caller.
+    Enforce,
+    /// Access-policy denials are logged as `shadow_deny` and the request is
+    /// forwarded, like Envoy rbac's shadow engine.
+    DryRun,
+}
+
+impl Mode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::DryRun => "dry_run",
+        }
+    }
+}
+
+/// The compiled, immutable configuration every request reads.
+#[derive(Debug)]
+pub struct Config {
+    pub mode: Mode,
+    pub trust_domains: Vec<TrustDomain>,
+    pub credential_service: CredentialService,
+    pub providers: ProviderTable,
+    pub policy: Policy,
+    pub strip: StripSet,
+}
+
+impl Config {
+    /// True when `td` is one of the configured trust domains.
+    pub fn trusts(&self, td: &str) -> bool {
+        self.trust_domains.iter().any(|t| t.as_str() == td)
+    }
+}

@@ -1,0 +1,341 @@
+//! Upstream providers: which hosts belong to which provider, and where each
+//! provider expects its credential.
+//!
+//! Invariants:
+//! - Hosts are matched on the `:authority` lowercased with any port removed;
+//!   an authority that is not a plain host name (or bracketed IPv6 literal)
+//!   matches nothing.
+//! - A host belongs to at most one provider (checked at config load), so a
+//!   lookup is unambiguous. Exact hosts win over `*.` wildcard suffixes, and
+//!   longer suffixes win over shorter ones.
+
+use hashbrown::HashMap;
+
+use crate::credential::CredentialRef;
+
+/// Index of a provider in [`ProviderTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderId(pub u16);
+
+/// The provider families Tollgate knows how to authenticate to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// `Authorization: Bearer <key>`
+    OpenAi,
+    /// `x-api-key: <key>`
+    Anthropic,
+    /// `x-goog-api-key: <key>`
+    Gemini,
+    /// `api-key: <key>`
+    AzureOpenAi,
+    /// A configured header name and value prefix.
+    Generic,
+}
+
+impl ProviderKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::AzureOpenAi => "azure_openai",
+            ProviderKind::Generic => "generic",
+        }
+    }
+
+    /// The header and value prefix a built-in kind uses; `None` for generic.
+    pub const fn builtin_injection(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ProviderKind::OpenAi => Some(("authorization", "Bearer ")),
+            ProviderKind::Anthropic => Some(("x-api-key", "")),
+            ProviderKind::Gemini => Some(("x-goog-api-key", "")),
+            ProviderKind::AzureOpenAi => Some(("api-key", "")),
+            ProviderKind::Generic => None,
+        }
+    }
+}
+
+/// Where the real credential goes: `<header>: <prefix><value>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    pub header: Box<str>,
+    pub prefix: Box<str>,
+}
+
+impl Injection {
+    /// The header value to send upstream. The caller must not log it.
+    pub fn value_for(&self, secret: &str) -> String {
+        let mut v = String::with_capacity(self.prefix.len() + secret.len());
+        v.push_str(&self.prefix);
+        v.push_str(secret);
+        v
+    }
+}
+
+/// One configured provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: Box<str>,
+    pub kind: ProviderKind,
+    pub injection: Injection,
+    pub credential: CredentialRef,
+}
+
+/// All providers, and the host index that finds them.
+#[derive(Debug, Default)]
+pub struct ProviderTable {
+    providers: Vec<Provider>,
+    exact: HashMap<Box<str>, ProviderId>,
+    /// `(".openai.azure.com", id)`, longest suffix first.
+    suffixes: Vec<(Box<str>, ProviderId)>,
+}
+
+impl ProviderTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a provider; returns its id. Hosts are added with [`Self::add_host`].
+    pub fn push(&mut self, p: Provider) -> ProviderId {
+        let id = ProviderId(self.providers.len() as u16);
+        self.providers.push(p);
+        id
+    }
+
+    /// Registers a validated host pattern (`api.openai.com` or `*.openai.azure.com`).
+    /// Returns the provider that already owns it, if any.
+    pub fn add_host(&mut self, pattern: &str, id: ProviderId) -> Result<(), ProviderId> {
+        if let Some(suffix) = pattern.strip_prefix('*') {
+            if let Some((_, owner)) = self.suffixes.iter().find(|(s, _)| &**s == suffix) {
+                return Err(*owner);
+            }
+            self.suffixes.push((suffix.into(), id));
+            self.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        } else {
+            if let Some(owner) = self.exact.get(pattern) {
+                return Err(*owner);
+            }
+            self.exact.insert(pattern.into(), id);
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: ProviderId) -> Option<&Provider> {
+        self.providers.get(usize::from(id.0))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ProviderId, &Provider)> {
+        self.providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (ProviderId(i as u16), p))
+    }
+
+    pub fn len(&self) -> usize {
+        self.providers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    pub fn find_by_name(&self, name: &str) -> Option<ProviderId> {
+        self.iter()
+            .find(|(_, p)| &*p.name == name)
+            .map(|(id, _)| id)
+    }
+
+    /// The provider serving this `:authority`, if any.
+    pub fn lookup(&self, authority: &[u8]) -> Option<ProviderId> {
+        let host = host_of_authority(authority)?;
+        if let Some(id) = self.exact.get(host.as_str()) {
+            return Some(*id);
+        }
+        self.suffixes
+            .iter()
+            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix))
+            .map(|(_, id)| *id)
+    }
+}
+
+/// The host part of an authority: lowercased, port removed. `None` when the
+/// authority is not a plausible host (userinfo, bad bytes, empty).
+pub fn host_of_authority(authority: &[u8]) -> Option<String> {
+    let host: &[u8] = if authority.first() == Some(&b'[') {
+        // [v6]:port
+        let end = authority.iter().position(|&b| b == b']')?;
+        let (h, rest) = authority.split_at(end + 1);
+        if !(rest.is_empty() || valid_port(rest)) {
+            return None;
+        }
+        h
+    } else {
+        match authority.iter().rposition(|&b| b == b':') {
+            Some(i) => {
+                let (h, rest) = authority.split_at(i);
+                if !valid_port(rest) {
+                    return None;
+                }
+                h
+            }
+            None => authority,
+        }
+    };
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    let ok = host
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
+    if !ok {
+        return None;
+    }
+    let mut s = String::from_utf8(host.to_vec()).ok()?;
+    s.make_ascii_lowercase();
+    // A trailing dot is the same host in DNS; match without it.
+    if s.ends_with('.') {
+        s.pop();
+    }
+    Some(s)
+}
+
+fn valid_port(rest: &[u8]) -> bool {
+    // `rest` starts with ':'
+    rest.len() >= 2 && rest.len() <= 6 && rest[1..].iter().all(u8::is_ascii_digit)
+}
+
+/// Checks a configured host pattern; returns the canonical (lowercase) form.
+pub fn validate_host_pattern(p: &str) -> Result<String, String> {
+    let lower = p.to_ascii_lowercase();
+    if lower != p {
+        return Err(format!("host {p:?} must be lowercase"));
+    }
+    let body = lower.strip_prefix("*.").unwrap_or(&lower);
+    if body.is_empty() || body.len() > 253 {
+        return Err(format!("host {p:?} is empty or too long"));
+    }
+    if body.contains('*') {
+        return Err(format!(
+            "host {p:?}: '*' is only allowed as a leading \"*.\" label"
+        ));
+    }
+    for label in body.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("host {p:?} has an empty or over-long label"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "host {p:?} may hold only letters, digits, '-' and '.' (no port, no scheme)"
+            ));
+        }
+    }
+    if lower.starts_with("*.") && !body.contains('.') {
+        return Err(format!(
+            "host {p:?}: a wildcard must cover at least two labels"
+        ));
+    }
+    Ok(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credential::{CredentialRef, Scope};
+
+    fn table() -> ProviderTable {
+        let mut t = ProviderTable::new();
+        for (name, kind, hosts) in [
+            ("openai", ProviderKind::OpenAi, &["api.openai.com"][..]),
+            (
+                "azure",
+                ProviderKind::AzureOpenAi,
+                &["*.openai.azure.com"][..],
+            ),
+            (
+                "azure-special",
+                ProviderKind::AzureOpenAi,
+                &["*.eu.openai.azure.com"][..],
+            ),
+        ] {
+            let (h, p) = kind.builtin_injection().unwrap_or(("x", ""));
+            let id = t.push(Provider {
+                name: name.into(),
+                kind,
+                injection: Injection {
+                    header: h.into(),
+                    prefix: p.into(),
+                },
+                credential: CredentialRef {
+                    name: name.into(),
+                    scope: Scope::Shared,
+                },
+            });
+            for host in hosts {
+                t.add_host(host, id).unwrap();
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn matches_host_case_insensitively_without_port() {
+        let t = table();
+        assert_eq!(t.lookup(b"api.openai.com"), Some(ProviderId(0)));
+        assert_eq!(t.lookup(b"API.OpenAI.com:443"), Some(ProviderId(0)));
+        assert_eq!(t.lookup(b"api.openai.com."), Some(ProviderId(0)));
+    }
+
+    #[test]
+    fn wildcard_matches_subdomains_longest_first() {
+        let t = table();
+        assert_eq!(t.lookup(b"myres.openai.azure.com"), Some(ProviderId(1)));
+        assert_eq!(t.lookup(b"x.eu.openai.azure.com"), Some(ProviderId(2)));
+        assert_eq!(t.lookup(b"openai.azure.com"), None);
+    }
+
+    #[test]
+    fn rejects_unknown_or_malformed_authorities() {
+        let t = table();
+        for a in [
+            &b"evil.com"[..],
+            b"api.openai.com.evil.com",
+            b"user@api.openai.com",
+            b"api.openai.com:",
+            b"api.openai.com:99999999",
+            b"",
+            b"api.openai.com\x00",
+            b"api.openai.com/x",
+        ] {
+            assert_eq!(t.lookup(a), None, "{:?}", String::from_utf8_lossy(a));
+        }
+    }
+
+    #[test]
+    fn duplicate_hosts_are_reported() {
+        let mut t = table();
+        assert_eq!(
+            t.add_host("api.openai.com", ProviderId(1)),
+            Err(ProviderId(0))
+        );
+    }
+
+    #[test]
+    fn host_patterns_are_validated() {
+        assert!(validate_host_pattern("api.openai.com").is_ok());
+        assert!(validate_host_pattern("*.openai.azure.com").is_ok());
+        for bad in [
+            "API.openai.com",
+            "api.openai.com:443",
+            "https://x",
+            "a.*.b",
+            "*.com",
+            "",
+            "a..b",
+        ] {
+            assert!(validate_host_pattern(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Every way a request can be refused, as one closed enum.
+//!
+//! Invariants:
+//! - Each variant has one stable snake_case code. The code is what operators
+//!   see in the `x-tollgate-reason` reply header, in the reply body, in the
+//!   audit log line and in the metric name `tollgate.decision.deny.<code>`.
+//!   Codes never change meaning; new reasons get new codes.
+//! - Messages are static text. They never echo request data, so a reply can
+//!   never reflect a header, a path or a credential back to the caller.
+
+/// Why a request was (or, in dry run, would have been) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// No validated mTLS peer certificate with a URI SAN.
+    IdentityMissing,
+    /// The peer's URI SAN is not a well-formed SPIFFE ID.
+    IdentityInvalid,
+    /// The SPIFFE ID's trust domain is not one the gateway trusts.
+    TrustDomainUntrusted,
+    /// `:method`, `:authority` or `:path` is missing or unreadable.
+    RequestInvalid,
+    /// The `:path` is ambiguous (dot segments, encoded separators, fragment, NUL…).
+    PathInvalid,
+    /// The `:authority` is not a configured provider host.
+    UnknownUpstream,
+    /// No rule names this workload.
+    WorkloadNotPermitted,
+    /// Rules name this workload, but none for this provider.
+    ProviderNotPermitted,
+    /// Rules allow this workload and provider, but not this method and path.
+    EndpointNotPermitted,
+    /// The credential service refused this credential (HTTP 403).
+    CredentialDenied,
+    /// No valid credential could be had: the service is down, slow, or answered badly.
+    CredentialUnavailable,
+    /// The filter could not do its job (a host call failed). Fail closed.
+    InternalError,
+}
+
+impl DenyReason {
+    /// Every reason, for metric definition and documentation tests.
+    pub const ALL: [DenyReason; 12] = [
+        DenyReason::IdentityMissing,
+        DenyReason::IdentityInvalid,
+        DenyReason::TrustDomainUntrusted,
+        DenyReason::RequestInvalid,
+        DenyReason::PathInvalid,
+        DenyReason::UnknownUpstream,
+        DenyReason::WorkloadNotPermitted,
+        DenyReason::ProviderNotPermitted,
+        DenyReason::EndpointNotPermitted,
+        DenyReason::CredentialDenied,
+        DenyReason::CredentialUnavailable,
+        DenyReason::InternalError,
+    ];
+
+    /// The stable snake_case code.
+    pub const fn code(self) -> &'static str {
+        match self {
+            DenyReason::IdentityMissing => "identity_missing",
+            DenyReason::IdentityInvalid => "identity_invalid",
+            DenyReason::TrustDomainUntrusted => "trust_domain_untrusted",
+            DenyReason::RequestInvalid => "request_invalid",
+            DenyReason::PathInvalid => "path_invalid",
+            DenyReason::UnknownUpstream => "unknown_upstream",
+            DenyReason::WorkloadNotPermitted => "workload_not_permitted",
+            DenyReason::ProviderNotPermitted => "provider_not_permitted",
+            DenyReason::EndpointNotPermitted => "endpoint_not_permitted",
+            DenyReason::CredentialDenied => "credential_denied",
+            DenyReason::CredentialUnavailable => "credential_unavailable",
+            DenyReason::InternalError => "internal_error",
+        }
+    }
+
+    /// The HTTP status of the local reply.
+    pub const fn status(self) -> u32 {
+        match self {
+            DenyReason::RequestInvalid | DenyReason::PathInvalid => 400,
+            DenyReason::CredentialUnavailable => 503,
+            DenyReason::InternalError => 500,
+            _ => 403,
+        }
+    }
+
+    /// A human-readable explanation. Static: never contains request data.
+    pub const fn message(self) -> &'static str {
+        match self {
+            DenyReason::IdentityMissing => {
+                "Tollgate: the request has no mTLS peer identity; call through the mesh with a workload certificate"
+            }
+            DenyReason::IdentityInvalid => {
+                "Tollgate: the peer certificate's URI SAN is not a valid SPIFFE ID"
+            }
+            DenyReason::TrustDomainUntrusted => {
+                "Tollgate: the caller's SPIFFE trust domain is not trusted by this gateway"
+            }
+            DenyReason::RequestInvalid => {
+                "Tollgate: the request lacks a readable :method, :authority or :path"
+            }
+            DenyReason::PathInvalid => {
+                "Tollgate: the request path is ambiguous (dot segments, encoded separators, fragments or control bytes are refused)"
+            }
+            DenyReason::UnknownUpstream => {
+                "Tollgate: the requested host is not a configured provider"
+            }
+            DenyReason::WorkloadNotPermitted => {
+                "Tollgate: no access rule permits this workload"
+            }
+            DenyReason::ProviderNotPermitted => {
+                "Tollgate: this workload is not permitted to call this provider"
+            }
+            DenyReason::EndpointNotPermitted => {
+                "Tollgate: this workload is not permitted to call this endpoint of the provider"
+            }
+            DenyReason::CredentialDenied => {
+                "Tollgate: the credential service refused a credential for this workload"
+            }
+            DenyReason::CredentialUnavailable => {
+                "Tollgate: no provider credential is available right now; retry later"
+            }
+            DenyReason::InternalError => "Tollgate: internal error; the request was not forwarded",
+        }
+    }
+
+    /// True for verdicts of the access policy proper, the ones dry_run mode
+    /// only logs. Identity, upstream, path and credential failures are always
+    /// enforced: forwarding them would hand a key to an unknown caller or host.
+    pub const fn is_policy_verdict(self) -> bool {
+        matches!(
+            self,
+            DenyReason::WorkloadNotPermitted
+                | DenyReason::ProviderNotPermitted
+                | DenyReason::EndpointNotPermitted
+        )
+    }
+}
+
+impl core::fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in DenyReason::ALL {
+            let c = r.code();
+            assert!(seen.insert(c), "duplicate code {c}");
+            assert!(
+                c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{c}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_access_rules_are_shadowable() {
+        let shadowable: Vec<_> = DenyReason::ALL
+            .iter()
+            .filter(|r| r.is_policy_verdict())
+            .collect();
+        assert_eq!(shadowable.len(), 3);
+        assert!(!DenyReason::IdentityMissing.is_policy_verdict());
+        assert!(!DenyReason::CredentialUnavailable.is_policy_verdict());
+    }
+}

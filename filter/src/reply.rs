@@ -1,0 +1,60 @@
+//! The local reply sent for every denial.
+//!
+//! Invariants: the body has the providers' own error shape, so the official
+//! SDKs surface it (`{"error":{"type":"tollgate_denied","code":…,"message":…}}`);
+//! it holds only the reason's static text, never request data; the reason
+//! code is also in the `x-tollgate-reason` header.
+
+use crate::reason::DenyReason;
+
+/// A reply ready to hand to `proxy_send_local_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyReply {
+    pub status: u32,
+    pub headers: [(&'static str, &'static str); 3],
+    pub body: String,
+    /// Envoy's response-code details (shows in access logs as %RESPONSE_CODE_DETAILS%).
+    pub details: String,
+}
+
+pub fn deny_reply(reason: DenyReason) -> DenyReply {
+    let body = serde_json::json!({
+        "error": {
+            "type": "tollgate_denied",
+            "code": reason.code(),
+            "message": reason.message(),
+        }
+    })
+    .to_string();
+    DenyReply {
+        status: reason.status(),
+        headers: [
+            ("x-tollgate-reason", reason.code()),
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+        ],
+        body,
+        details: format!("tollgate_{}", reason.code()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_an_sdk_shaped_body_and_header() {
+        for r in DenyReason::ALL {
+            let reply = deny_reply(r);
+            let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(v["error"]["type"], "tollgate_denied");
+            assert_eq!(v["error"]["code"], r.code());
+            assert!(v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Tollgate: "));
+            assert_eq!(reply.headers[0], ("x-tollgate-reason", r.code()));
+            assert!(reply.status >= 400);
+        }
+    }
+}
