@@ -1,0 +1,349 @@
+//! `tollgate-harness`: try a Tollgate policy without Envoy.
+//!
+//! ```text
+//! tollgate-harness check  [--wasm FILE] POLICY.json...
+//! tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID
+//!                         [--method M] --url https://host/path [-H 'name: value']... [--no-mtls]
+//! tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]
+//! ```
+//!
+//! The real `tollgate.wasm` runs in the harness; the credential service is
+//! the in-process mock (keys from `TOLLGATE_KEY_<NAME>`, `TOLLGATE_KEYS_FILE`,
+//! or demo keys). Output never shows a credential: credential headers are
+//! masked.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::Value;
+use tollgate_harness::mock::MockCredentialService;
+use tollgate_harness::{Gateway, Module, Outcome, StartError};
+
+const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/tollgate.wasm";
+const ALWAYS_MASKED: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("check") => check(&args[1..]),
+        Some("decide") => decide(&args[1..]),
+        Some("demo") => demo(&args[1..]),
+        _ => Err(usage()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn usage() -> String {
+    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]".into()
+}
+
+/// Options common to all commands, plus what is left.
+struct Opts {
+    wasm: PathBuf,
+    rest: Vec<String>,
+}
+
+fn opts(args: &[String]) -> Result<Opts, String> {
+    let mut wasm = PathBuf::from(DEFAULT_WASM);
+    let mut rest = vec![];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--wasm" {
+            wasm = it.next().ok_or("--wasm needs a file")?.into();
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    Ok(Opts { wasm, rest })
+}
+
+fn load(path: &PathBuf) -> Result<std::sync::Arc<Module>, String> {
+    Module::load(path).map_err(|e| {
+        format!(
+            "cannot load {} ({e:#}); run `make build` first",
+            path.display()
+        )
+    })
+}
+
+fn read_policy(path: &str) -> Result<(String, Value), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok((text, json))
+}
+
+/// A gateway running `policy`, with the mock credential service on its cluster.
+fn start(
+    module: std::sync::Arc<Module>,
+    policy_text: &str,
+    policy: &Value,
+) -> Result<Gateway, StartError> {
+    let cluster = policy["credential_service"]["cluster"]
+        .as_str()
+        .unwrap_or("tollgate-credentials")
+        .to_string();
+    let creds = MockCredentialService::from_env_or_demo();
+    if let Some(field) = policy["credential_service"]["vault"]["field"].as_str() {
+        creds.set_vault_field(field);
+    }
+    Gateway::builder(module)
+        .plugin_config(policy_text.as_bytes().to_vec())
+        .cluster_handler(&cluster, creds.handler())
+        .build()
+}
+
+fn check(args: &[String]) -> Result<ExitCode, String> {
+    let o = opts(args)?;
+    if o.rest.is_empty() {
+        return Err(usage());
+    }
+    let module = load(&o.wasm)?;
+    let mut ok = true;
+    for path in &o.rest {
+        let (text, json) = read_policy(path)?;
+        match start(module.clone(), &text, &json) {
+            Ok(_) => println!("{path}: ok"),
+            Err(StartError::ConfigureRejected { logs }) => {
+                ok = false;
+                println!("{path}: rejected");
+                for l in logs
+                    .iter()
+                    .filter(|l| l.message.contains("invalid configuration"))
+                {
+                    println!(
+                        "  {}",
+                        l.message
+                            .trim_start_matches("tollgate: invalid configuration: ")
+                    );
+                }
+            }
+            Err(e) => return Err(format!("{path}: the harness could not start: {e:?}")),
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One request to try.
+struct Trial {
+    spiffe: Option<String>,
+    mtls: bool,
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+}
+
+fn decide(args: &[String]) -> Result<ExitCode, String> {
+    let o = opts(args)?;
+    let mut config = None;
+    let mut t = Trial {
+        spiffe: None,
+        mtls: true,
+        method: "POST".into(),
+        url: String::new(),
+        headers: vec![],
+    };
+    let mut it = o.rest.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--config" => config = Some(val()?),
+            "--spiffe" => t.spiffe = Some(val()?),
+            "--method" | "-X" => t.method = val()?,
+            "--url" => t.url = val()?,
+            "-H" | "--header" => {
+                let h = val()?;
+                let (k, v) = h
+                    .split_once(':')
+                    .ok_or(format!("header {h:?} must be 'name: value'"))?;
+                t.headers
+                    .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+            "--no-mtls" => t.mtls = false,
+            other => return Err(format!("unknown option {other}\n{}", usage())),
+        }
+    }
+    let config = config.ok_or("--config is required")?;
+    if t.url.is_empty() {
+        return Err("--url is required".into());
+    }
+    let module = load(&o.wasm)?;
+    let (text, json) = read_policy(&config)?;
+    let mut gw =
+        start(module, &text, &json).map_err(|e| format!("{config}: policy rejected: {e:?}"))?;
+    let allowed = run_trial(&mut gw, &json, &t)?;
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn demo(args: &[String]) -> Result<ExitCode, String> {
+    let o = opts(args)?;
+    let policy = o.rest.first().ok_or_else(usage)?;
+    let requests = o.rest.get(1).cloned().unwrap_or_else(|| {
+        PathBuf::from(policy)
+            .with_file_name("demo-requests.json")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let module = load(&o.wasm)?;
+    let (text, json) = read_policy(policy)?;
+    let mut gw =
+        start(module, &text, &json).map_err(|e| format!("{policy}: policy rejected: {e:?}"))?;
+    let list: Value = serde_json::from_str(
+        &std::fs::read_to_string(&requests).map_err(|e| format!("{requests}: {e}"))?,
+    )
+    .map_err(|e| format!("{requests}: {e}"))?;
+    println!("Tollgate demo: policy {policy}, requests {requests}\n");
+    for r in list
+        .as_array()
+        .ok_or(format!("{requests}: expected a JSON array"))?
+    {
+        let t = Trial {
+            spiffe: r["spiffe"].as_str().map(String::from),
+            mtls: r["mtls"].as_bool().unwrap_or(true),
+            method: r["method"].as_str().unwrap_or("POST").into(),
+            url: r["url"].as_str().unwrap_or_default().into(),
+            headers: r["headers"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.to_ascii_lowercase(),
+                                v.as_str().unwrap_or_default().to_string(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        if let Some(note) = r["note"].as_str() {
+            println!("# {note}");
+        }
+        run_trial(&mut gw, &json, &t)?;
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one request and prints what happened. True when it was forwarded.
+fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String> {
+    let (authority, path) = split_url(&t.url)?;
+    let before = gw.logs().len();
+    let mut rb = gw
+        .request(0)
+        .method(&t.method)
+        .authority(&authority)
+        .path(&path)
+        .mtls(t.mtls);
+    if let Some(id) = &t.spiffe {
+        rb = rb.peer_uri_san(id);
+    }
+    for (k, v) in &t.headers {
+        rb = rb.header(k, v);
+    }
+    let id = rb.send();
+    gw.settle();
+    // Let any cross-worker wait or slow fetch finish.
+    for _ in 0..50 {
+        if !matches!(gw.outcome(id), Outcome::Pending) {
+            break;
+        }
+        gw.advance(std::time::Duration::from_millis(100));
+    }
+    let audit = gw.logs()[before..]
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(&l.message).ok())
+        .find(|v| v["event"] == "tollgate.request")
+        .unwrap_or(Value::Null);
+    println!(
+        "request:  {} {} as {}",
+        t.method,
+        t.url,
+        t.spiffe.as_deref().unwrap_or("(no identity)")
+    );
+    println!("decision: {}", audit["decision"].as_str().unwrap_or("?"));
+    if let Some(r) = audit["reason"].as_str() {
+        println!("reason:   {r}");
+    }
+    if let Some(r) = audit["rule"].as_str() {
+        println!("rule:     {r}");
+    }
+    if let Some(c) = audit["credential_id"].as_str() {
+        println!(
+            "key id:   {c} ({})",
+            audit["credential_fp"].as_str().unwrap_or("")
+        );
+    }
+    let masked = masked_headers(policy);
+    match gw.outcome(id) {
+        Outcome::Forwarded(f) => {
+            println!("upstream headers:");
+            for (k, v) in &f.headers {
+                let k = String::from_utf8_lossy(k);
+                let v = if masked.iter().any(|m| m == &k) {
+                    mask(v)
+                } else {
+                    String::from_utf8_lossy(v).into_owned()
+                };
+                println!("  {k}: {v}");
+            }
+            Ok(true)
+        }
+        Outcome::LocalReply(r) => {
+            println!(
+                "reply:    {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+            Ok(false)
+        }
+        Outcome::Pending => {
+            println!("reply:    (still pending)");
+            Ok(false)
+        }
+    }
+}
+
+fn masked_headers(policy: &Value) -> Vec<String> {
+    let mut m: Vec<String> = ALWAYS_MASKED.iter().map(|s| s.to_string()).collect();
+    for p in policy["providers"].as_array().into_iter().flatten() {
+        if let Some(h) = p["header"]["name"].as_str() {
+            m.push(h.to_ascii_lowercase());
+        }
+    }
+    m
+}
+
+/// Keeps a scheme word (`Bearer `) and hides the rest.
+fn mask(v: &[u8]) -> String {
+    let s = String::from_utf8_lossy(v);
+    match s.split_once(' ') {
+        Some((scheme, _)) if scheme.len() <= 10 => format!("{scheme} ****(masked)"),
+        _ => "****(masked)".into(),
+    }
+}
+
+fn split_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(format!("url {url:?} must start with http:// or https://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    Ok((authority.to_string(), path.to_string()))
+}

@@ -1,0 +1,111 @@
+//! Single flight across workers: a cold burst makes exactly one fetch, and
+//! requests on other workers wait for it instead of starting their own.
+
+use std::time::Duration;
+
+use tollgate_harness::mock::Fault;
+use tollgate_harness::Outcome;
+use tollgate_tests::*;
+
+#[test]
+fn two_hundred_concurrent_requests_on_two_workers_make_exactly_one_fetch() {
+    let creds = credential_service();
+    creds.set_fault(Fault::Delay(Duration::from_millis(50)));
+    let mut gw = gateway(&config(), 2, &creds);
+    let mut ids = vec![];
+    for i in 0..200 {
+        let id = gw
+            .request(i % 2)
+            .mtls(true)
+            .peer_uri_san(SUPPORT_BOT)
+            .method("POST")
+            .authority("api.openai.com")
+            .path("/v1/chat/completions")
+            .send();
+        ids.push(id);
+    }
+    gw.settle();
+    assert!(
+        ids.iter()
+            .all(|id| matches!(gw.outcome(*id), Outcome::Pending)),
+        "all wait for the one fetch"
+    );
+    assert_eq!(creds.requests(), 1);
+    // The fetch lands on one worker; the other notices within a tick.
+    gw.advance(Duration::from_millis(50 + 40));
+    for id in &ids {
+        let f = gw.outcome(*id);
+        assert_eq!(
+            f.expect_forwarded().header_str("authorization"),
+            Some(format!("Bearer {OPENAI_KEY}"))
+        );
+    }
+    assert_eq!(creds.requests(), 1, "exactly one fetch for 200 requests");
+    assert_eq!(gw.metric("tollgate.fetch.ok"), Some(1));
+    assert_eq!(gw.metric("tollgate.decision.allow"), Some(200));
+    assert_eq!(audit_lines(&gw).len(), 200);
+    assert_no_leak(&gw, &ids, &all_keys());
+}
+
+#[test]
+fn waiters_on_another_worker_get_the_failure_of_the_fetch_they_waited_for() {
+    let creds = credential_service();
+    creds.set_fault(Fault::Status(500));
+    let mut gw = gateway(&config(), 2, &creds);
+    let a = gw
+        .request(0)
+        .mtls(true)
+        .peer_uri_san(SUPPORT_BOT)
+        .method("POST")
+        .authority("api.openai.com")
+        .path("/v1/chat/completions")
+        .send();
+    let b = gw
+        .request(1)
+        .mtls(true)
+        .peer_uri_san(SUPPORT_BOT)
+        .method("POST")
+        .authority("api.openai.com")
+        .path("/v1/chat/completions")
+        .send();
+    gw.advance(Duration::from_millis(40));
+    assert_denied(&gw, a, 503, "credential_unavailable");
+    assert_denied(&gw, b, 503, "credential_unavailable");
+    assert_eq!(creds.requests(), 1, "the waiter did not retry on its own");
+}
+
+#[test]
+fn a_lease_whose_holder_vanished_is_taken_over() {
+    let creds = credential_service();
+    creds.set_fault(Fault::Delay(Duration::from_secs(1)));
+    let mut gw = gateway(&config(), 2, &creds);
+    let holder = gw
+        .request(0)
+        .mtls(true)
+        .peer_uri_san(SUPPORT_BOT)
+        .method("POST")
+        .authority("api.openai.com")
+        .path("/v1/chat/completions")
+        .send();
+    let waiter = gw
+        .request(1)
+        .mtls(true)
+        .peer_uri_san(SUPPORT_BOT)
+        .method("POST")
+        .authority("api.openai.com")
+        .path("/v1/chat/completions")
+        .send();
+    gw.settle();
+    // The fetching stream is reset: Envoy cancels its call, with no callback.
+    gw.cancel(holder);
+    // The lease (timeout 2s + 1s) expires; the waiter's worker fetches.
+    gw.advance(Duration::from_millis(3_100));
+    gw.advance(Duration::from_secs(1));
+    let f = gw.outcome(waiter);
+    assert_eq!(
+        f.expect_forwarded().header_str("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}"))
+    );
+    assert_eq!(creds.requests(), 2);
+    assert_no_leak(&gw, &[holder, waiter], &all_keys());
+}
