@@ -1,0 +1,157 @@
+//! Buffers: `proxy_get_buffer_bytes`, `proxy_set_buffer_bytes`.
+//!
+//! Invariants:
+//! - A request/response body is visible from its body callback on (it is
+//!   delivered whole, with `end_of_stream`); before that it reads as empty,
+//!   as in Envoy where no body has been buffered yet. It is writable only
+//!   during its body callback or while that phase is paused.
+//! - The call response body exists only during `proxy_on_http_call_response`;
+//!   the plugin configuration only during `proxy_on_configure`; the VM
+//!   configuration always. Otherwise NotFound.
+//! - Writes follow Envoy's `Buffer::copyFrom`: start 0 replaces the first
+//!   `size` bytes (prepends when size is 0); start at or past the end appends;
+//!   anything else is BadArgument.
+
+use super::{mem, ok, HostResult, Status, ENV};
+use crate::memory;
+use crate::state::WorkerHost;
+use crate::stream::Phase;
+use wasmtime::{Caller, Linker};
+
+pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
+    match name {
+        "proxy_get_buffer_bytes" => l.func_wrap(ENV, name, get_buffer_bytes)?,
+        "proxy_set_buffer_bytes" => l.func_wrap(ENV, name, set_buffer_bytes)?,
+        _ => return Ok(false),
+    };
+    Ok(true)
+}
+
+const HTTP_REQUEST_BODY: i32 = 0;
+const HTTP_RESPONSE_BODY: i32 = 1;
+const HTTP_CALL_RESPONSE_BODY: i32 = 4;
+const VM_CONFIGURATION: i32 = 6;
+const PLUGIN_CONFIGURATION: i32 = 7;
+
+fn read_buffer(host: &mut WorkerHost, kind: i32) -> Result<Vec<u8>, Status> {
+    match kind {
+        HTTP_REQUEST_BODY => {
+            let s = host.effective_stream().ok_or(Status::NotFound)?;
+            Ok(if s.in_request_body || s.req.body_visible() {
+                s.request_body.clone()
+            } else {
+                Vec::new()
+            })
+        }
+        HTTP_RESPONSE_BODY => {
+            let s = host.effective_stream().ok_or(Status::NotFound)?;
+            let visible = s.in_response_body || s.resp.is_some_and(Phase::body_visible);
+            Ok(if visible {
+                s.response_body.clone()
+            } else {
+                Vec::new()
+            })
+        }
+        HTTP_CALL_RESPONSE_BODY => host
+            .call_response
+            .as_ref()
+            .map(|d| d.body.clone())
+            .ok_or(Status::NotFound),
+        VM_CONFIGURATION => Ok(host.vm_config.clone()),
+        PLUGIN_CONFIGURATION if host.configuring => Ok(host.plugin_config.clone()),
+        0..=8 => Err(Status::NotFound),
+        _ => Err(Status::BadArgument),
+    }
+}
+
+fn get_buffer_bytes(
+    mut c: Caller<'_, WorkerHost>,
+    kind: i32,
+    start: i32,
+    max: i32,
+    ptr_ptr: i32,
+    size_ptr: i32,
+) -> HostResult {
+    let data = match read_buffer(c.data_mut(), kind) {
+        Ok(d) => d,
+        Err(s) => return ok(s),
+    };
+    let (start, max) = (start as u32 as usize, max as u32 as usize);
+    if start.checked_add(max).is_none() {
+        return ok(Status::BadArgument);
+    }
+    if start >= data.len() || max == 0 {
+        return ok(Status::Ok);
+    }
+    let end = data.len().min(start + max);
+    mem!(memory::return_bytes(
+        &mut c,
+        &data[start..end],
+        ptr_ptr as u32,
+        size_ptr as u32
+    ));
+    ok(Status::Ok)
+}
+
+/// Envoy's `Buffer::copyFrom`.
+pub fn copy_from(buf: &mut Vec<u8>, start: usize, size: usize, data: &[u8]) -> Status {
+    if start == 0 {
+        let drain = size.min(buf.len());
+        buf.splice(0..drain, data.iter().copied());
+        Status::Ok
+    } else if start >= buf.len() {
+        buf.extend_from_slice(data);
+        Status::Ok
+    } else {
+        Status::BadArgument
+    }
+}
+
+fn set_buffer_bytes(
+    mut c: Caller<'_, WorkerHost>,
+    kind: i32,
+    start: i32,
+    size: i32,
+    ptr: i32,
+    len: i32,
+) -> HostResult {
+    let data = mem!(memory::read_bytes(&mut c, ptr as u32, len as u32));
+    let (start, size) = (start as u32 as usize, size as u32 as usize);
+    let host = c.data_mut();
+    let status = match kind {
+        HTTP_REQUEST_BODY => match host.effective_stream() {
+            Some(s) if s.in_request_body || s.req == Phase::BodyPaused => {
+                copy_from(&mut s.request_body, start, size, &data)
+            }
+            Some(_) => Status::BadArgument,
+            None => Status::NotFound,
+        },
+        HTTP_RESPONSE_BODY => match host.effective_stream() {
+            Some(s) if s.in_response_body || s.resp == Some(Phase::BodyPaused) => {
+                copy_from(&mut s.response_body, start, size, &data)
+            }
+            Some(_) => Status::BadArgument,
+            None => Status::NotFound,
+        },
+        0..=8 => Status::NotFound,
+        _ => Status::BadArgument,
+    };
+    ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_from_follows_envoy() {
+        let mut b = b"hello".to_vec();
+        assert_eq!(copy_from(&mut b, 0, 5, b"bye"), Status::Ok);
+        assert_eq!(b, b"bye");
+        assert_eq!(copy_from(&mut b, 0, 0, b">"), Status::Ok);
+        assert_eq!(b, b">bye");
+        assert_eq!(copy_from(&mut b, 4, 0, b"!"), Status::Ok);
+        assert_eq!(b, b">bye!");
+        assert_eq!(copy_from(&mut b, 2, 1, b"x"), Status::BadArgument);
+    }
+}

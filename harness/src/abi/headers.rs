@@ -1,0 +1,186 @@
+//! Header maps: `proxy_{get,set}_header_map_pairs`, `proxy_get_header_map_value`,
+//! `proxy_{add,replace,remove}_header_map_value`.
+//!
+//! Invariants (Envoy's `Context::getMap`/`getConstMap`):
+//! - Request headers exist only while the request is in its headers phase
+//!   (during `on_request_headers`, or paused there) and until
+//!   `continue_stream(Request)` is called; then they have gone upstream.
+//!   Response headers likewise. In `on_log` both are readable again.
+//! - The call response headers/trailers exist only while a call response is
+//!   being delivered, for every context of that VM.
+//! - A map that does not exist: `get_header_map_pairs` returns Ok with an
+//!   empty map; value reads and every mutation return BadArgument.
+//! - Keys are lowercased; `get` returns the first value (NotFound if none);
+//!   `remove` drops every value; `replace` collapses to one value (adds if
+//!   absent); `add` appends; values are arbitrary bytes.
+
+use super::{mem, ok, HostResult, Status, ENV};
+use crate::memory;
+use crate::pairs::{self, Pairs};
+use crate::state::WorkerHost;
+use crate::stream::headers;
+use wasmtime::{Caller, Linker};
+
+pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
+    match name {
+        "proxy_get_header_map_pairs" => l.func_wrap(ENV, name, get_pairs)?,
+        "proxy_set_header_map_pairs" => l.func_wrap(ENV, name, set_pairs)?,
+        "proxy_get_header_map_value" => l.func_wrap(ENV, name, get_value)?,
+        "proxy_add_header_map_value" => l.func_wrap(ENV, name, add_value)?,
+        "proxy_replace_header_map_value" => l.func_wrap(ENV, name, replace_value)?,
+        "proxy_remove_header_map_value" => l.func_wrap(ENV, name, remove_value)?,
+        _ => return Ok(false),
+    };
+    Ok(true)
+}
+
+const REQUEST_HEADERS: i32 = 0;
+const REQUEST_TRAILERS: i32 = 1;
+const RESPONSE_HEADERS: i32 = 2;
+const RESPONSE_TRAILERS: i32 = 3;
+const CALL_RESPONSE_HEADERS: i32 = 6;
+const CALL_RESPONSE_TRAILERS: i32 = 7;
+
+/// The map as the guest may read it now, or None when it does not exist.
+fn readable(host: &mut WorkerHost, kind: i32) -> Option<Pairs> {
+    match kind {
+        CALL_RESPONSE_HEADERS => return host.call_response.as_ref().map(|d| d.headers.clone()),
+        CALL_RESPONSE_TRAILERS => return host.call_response.as_ref().map(|d| d.trailers.clone()),
+        _ => {}
+    }
+    let s = host.effective_stream()?;
+    match kind {
+        REQUEST_HEADERS if s.in_log => s
+            .forwarded_headers
+            .clone()
+            .or_else(|| Some(s.request_headers.clone())),
+        REQUEST_HEADERS if s.request_headers_available() => Some(s.request_headers.clone()),
+        RESPONSE_HEADERS if s.in_log => s.response_headers.clone(),
+        RESPONSE_HEADERS if s.response_headers_available() => s.response_headers.clone(),
+        _ => None,
+    }
+}
+
+/// Applies `edit` to the map if it exists and may be changed now.
+fn mutate(host: &mut WorkerHost, kind: i32, edit: impl FnOnce(&mut Pairs)) -> Status {
+    match kind {
+        CALL_RESPONSE_HEADERS | CALL_RESPONSE_TRAILERS => {
+            let Some(d) = host.call_response.as_mut() else {
+                return Status::BadArgument;
+            };
+            edit(if kind == CALL_RESPONSE_HEADERS {
+                &mut d.headers
+            } else {
+                &mut d.trailers
+            });
+            return Status::Ok;
+        }
+        _ => {}
+    }
+    let Some(s) = host.effective_stream() else {
+        return Status::BadArgument;
+    };
+    if s.in_log {
+        return Status::BadArgument;
+    }
+    match kind {
+        REQUEST_HEADERS if s.request_headers_available() => edit(&mut s.request_headers),
+        RESPONSE_HEADERS if s.response_headers_available() => {
+            if let Some(h) = s.response_headers.as_mut() {
+                edit(h)
+            }
+        }
+        REQUEST_TRAILERS | RESPONSE_TRAILERS => return Status::BadArgument,
+        _ => return Status::BadArgument,
+    }
+    Status::Ok
+}
+
+fn get_pairs(mut c: Caller<'_, WorkerHost>, kind: i32, ptr_ptr: i32, size_ptr: i32) -> HostResult {
+    let map = readable(c.data_mut(), kind).unwrap_or_default();
+    let bytes = if map.is_empty() {
+        Vec::new()
+    } else {
+        pairs::encode(&map)
+    };
+    mem!(memory::return_bytes(
+        &mut c,
+        &bytes,
+        ptr_ptr as u32,
+        size_ptr as u32
+    ));
+    ok(Status::Ok)
+}
+
+fn set_pairs(mut c: Caller<'_, WorkerHost>, kind: i32, ptr: i32, len: i32) -> HostResult {
+    let bytes = mem!(memory::read_bytes(&mut c, ptr as u32, len as u32));
+    let Ok(new) = pairs::decode(&bytes) else {
+        return ok(Status::BadArgument);
+    };
+    ok(mutate(c.data_mut(), kind, |m| headers::set_all(m, new)))
+}
+
+fn get_value(
+    mut c: Caller<'_, WorkerHost>,
+    kind: i32,
+    kptr: i32,
+    klen: i32,
+    vptr_ptr: i32,
+    vsize_ptr: i32,
+) -> HostResult {
+    let key = mem!(memory::read_bytes(&mut c, kptr as u32, klen as u32));
+    let host = c.data_mut();
+    let Some(map) = readable(host, kind) else {
+        let in_log = host.effective_stream().is_some_and(|s| s.in_log);
+        return ok(if in_log {
+            Status::NotFound
+        } else {
+            Status::BadArgument
+        });
+    };
+    let Some(value) = headers::get(&map, &key).map(<[u8]>::to_vec) else {
+        return ok(Status::NotFound);
+    };
+    mem!(memory::return_bytes(
+        &mut c,
+        &value,
+        vptr_ptr as u32,
+        vsize_ptr as u32
+    ));
+    ok(Status::Ok)
+}
+
+fn add_value(
+    mut c: Caller<'_, WorkerHost>,
+    kind: i32,
+    kptr: i32,
+    klen: i32,
+    vptr: i32,
+    vlen: i32,
+) -> HostResult {
+    let key = mem!(memory::read_bytes(&mut c, kptr as u32, klen as u32));
+    let value = mem!(memory::read_bytes(&mut c, vptr as u32, vlen as u32));
+    ok(mutate(c.data_mut(), kind, |m| {
+        headers::add(m, &key, &value)
+    }))
+}
+
+fn replace_value(
+    mut c: Caller<'_, WorkerHost>,
+    kind: i32,
+    kptr: i32,
+    klen: i32,
+    vptr: i32,
+    vlen: i32,
+) -> HostResult {
+    let key = mem!(memory::read_bytes(&mut c, kptr as u32, klen as u32));
+    let value = mem!(memory::read_bytes(&mut c, vptr as u32, vlen as u32));
+    ok(mutate(c.data_mut(), kind, |m| {
+        headers::replace(m, &key, &value)
+    }))
+}
+
+fn remove_value(mut c: Caller<'_, WorkerHost>, kind: i32, kptr: i32, klen: i32) -> HostResult {
+    let key = mem!(memory::read_bytes(&mut c, kptr as u32, klen as u32));
+    ok(mutate(c.data_mut(), kind, |m| headers::remove(m, &key)))
+}

@@ -1,0 +1,36 @@
+//! Tollgate's test host: a wasmtime host for the proxy-wasm ABI 0.2.1 with
+//! Envoy's semantics, so that a filter that passes here behaves the same way
+//! in Envoy.
+//!
+//! Start at `Gateway::builder`. Layout:
+//! - `gateway` (the test-facing API), `worker` (one VM and its stream state
+//!   machine), `stream` (per-request state), `outcome` (what tests assert);
+//! - `abi/*` (host functions by ABI area), `memory` (bounds-checked guest
+//!   memory), `pairs` (header-map encoding), `clock` (virtual time),
+//!   `upstream` (real-HTTP clusters), `state` (what host functions share);
+//! - `call` (in-process call handlers), `mock` (mock services).
+//!
+//! Invariants: no global host state; one `Gateway` per test; only compiled
+//! modules are cached process-wide.
+
+pub mod abi;
+pub mod call;
+pub mod clock;
+pub mod gateway;
+pub mod logs;
+pub mod memory;
+pub mod mock;
+pub mod module;
+pub mod outcome;
+pub mod pairs;
+pub mod state;
+pub mod stream;
+pub mod upstream;
+pub mod worker;
+
+pub use call::{CallHandler, CallRequest, CallResponse};
+pub use gateway::{Gateway, GatewayBuilder, RequestBuilder, StartError, StreamId};
+pub use logs::{LogLevel, LogLine};
+pub use module::Module;
+pub use outcome::{Forwarded, LocalReply, Outcome, Response};
+pub use state::CallRecord;

@@ -1,0 +1,96 @@
+//! Loading and compiling the guest module.
+//!
+//! Invariants: one `wasmtime::Engine` per process; a compiled module is cached
+//! by (canonical path, file length, modification time), so a rebuilt `.wasm`
+//! is recompiled while repeated tests in one process compile it once. Nothing
+//! else is global: every `Gateway` has its own stores and state.
+
+use anyhow::Context as _;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
+
+/// A compiled proxy-wasm module, shareable between gateways and threads.
+pub struct Module {
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) module: wasmtime::Module,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module").field("path", &self.path).finish()
+    }
+}
+
+type CacheKey = (PathBuf, u64, Option<SystemTime>);
+
+fn engine() -> &'static wasmtime::Engine {
+    static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
+    ENGINE.get_or_init(wasmtime::Engine::default)
+}
+
+fn cache() -> &'static Mutex<HashMap<CacheKey, Arc<Module>>> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Arc<Module>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl Module {
+    /// Loads and compiles a `.wasm` file, or returns the cached compilation.
+    pub fn load(path: impl AsRef<Path>) -> anyhow::Result<Arc<Module>> {
+        let path = path.as_ref();
+        let canonical = path
+            .canonicalize()
+            .with_context(|| format!("wasm module not found at {}", path.display()))?;
+        let meta = std::fs::metadata(&canonical)?;
+        let key = (canonical.clone(), meta.len(), meta.modified().ok());
+        if let Some(m) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(m.clone());
+        }
+        let bytes = std::fs::read(&canonical)?;
+        let module = Self::from_bytes_named(&bytes, canonical)?;
+        cache()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, module.clone());
+        Ok(module)
+    }
+
+    /// Compiles a module from bytes (no caching).
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Arc<Module>> {
+        Self::from_bytes_named(bytes, PathBuf::from("<bytes>"))
+    }
+
+    fn from_bytes_named(bytes: &[u8], path: PathBuf) -> anyhow::Result<Arc<Module>> {
+        let engine = engine().clone();
+        let module = wasmtime::Module::new(&engine, bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("compiling {}", path.display()))?;
+        Ok(Arc::new(Module {
+            engine,
+            module,
+            path,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The module's imports as `module.name` strings.
+    pub fn imports(&self) -> Vec<String> {
+        self.module
+            .imports()
+            .map(|i| format!("{}.{}", i.module(), i.name()))
+            .collect()
+    }
+
+    /// The module's export names.
+    pub fn exports(&self) -> Vec<String> {
+        self.module
+            .exports()
+            .map(|e| e.name().to_string())
+            .collect()
+    }
+}

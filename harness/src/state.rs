@@ -1,0 +1,270 @@
+//! Host state: what one worker's wasmtime `Store` carries (`WorkerHost`), and
+//! what all workers of one gateway share (`GatewayShared`).
+//!
+//! Invariants:
+//! - `GatewayShared` is the only state workers share; it is behind
+//!   `Arc`/`Mutex`, per gateway, never global, so tests run in parallel.
+//! - Host functions never call into the guest except through its allocator:
+//!   stream control (`continue`, local replies, resets) is recorded in
+//!   `after` and applied once the current callback has returned, as Envoy's
+//!   `addAfterVmCallAction` does.
+//! - `effective` is reset to the callback's own context at every callback.
+
+use crate::call::{CallHandler, CallRequest};
+use crate::clock::Clock;
+use crate::logs::{LogLevel, LogLine};
+use crate::outcome::LocalReply;
+use crate::pairs::Pairs;
+use crate::stream::{Direction, Stream};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Locks a mutex, ignoring poisoning (a panicking test thread must not hide
+/// the state from the assertions that follow).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a cluster's calls go.
+#[derive(Clone)]
+pub enum Cluster {
+    Handler(CallHandler),
+    Http(SocketAddr),
+}
+
+/// One dispatched call, as recorded for `Gateway::calls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub worker: usize,
+    /// The context that owns the call (the effective context at dispatch).
+    pub context_id: u32,
+    pub token: u32,
+    pub request: CallRequest,
+}
+
+/// A call response as the guest will see it. Zero headers means a reset.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    pub headers: Pairs,
+    pub body: Vec<u8>,
+    pub trailers: Pairs,
+}
+
+impl Delivery {
+    pub fn local(status: u16, body: &str) -> Self {
+        let mut headers = vec![(b":status".to_vec(), status.to_string().into_bytes())];
+        if !body.is_empty() {
+            headers.push((
+                b"content-length".to_vec(),
+                body.len().to_string().into_bytes(),
+            ));
+            headers.push((b"content-type".to_vec(), b"text/plain".to_vec()));
+        }
+        Delivery {
+            headers,
+            body: body.as_bytes().to_vec(),
+            trailers: Vec::new(),
+        }
+    }
+}
+
+pub enum PendingKind {
+    /// Answered in-process; reaches the guest at virtual time `due`.
+    InProcess { due: Duration, delivery: Delivery },
+    /// In flight to a real server; completes through the gateway's channel.
+    Remote { abort: tokio::task::AbortHandle },
+}
+
+pub struct PendingCall {
+    pub token: u32,
+    pub owner: u32,
+    /// Order of dispatch, to deliver same-time responses in dispatch order.
+    pub seq: u64,
+    pub kind: PendingKind,
+}
+
+/// A stream-control request recorded during a callback.
+#[derive(Debug)]
+pub enum AfterAction {
+    Continue(u32, Direction),
+    Close(u32, Direction),
+    LocalReply(u32, LocalReply),
+}
+
+/// A completed real-HTTP call.
+pub struct Completion {
+    pub worker: usize,
+    pub token: u32,
+    pub delivery: Delivery,
+}
+
+#[derive(Default)]
+pub struct SharedData {
+    /// vm_id -> key -> (value, cas).
+    pub map: HashMap<String, HashMap<String, (Vec<u8>, u32)>>,
+    pub next_cas: u32,
+}
+
+impl SharedData {
+    pub fn bump(&mut self) -> u32 {
+        self.next_cas = self.next_cas.wrapping_add(1);
+        if self.next_cas == 0 {
+            self.next_cas = 1;
+        }
+        self.next_cas
+    }
+}
+
+pub struct Queue {
+    pub owner_worker: usize,
+    pub owner_context: u32,
+    pub items: VecDeque<Vec<u8>>,
+}
+
+#[derive(Default)]
+pub struct Queues {
+    pub ids: HashMap<(String, String), u32>,
+    pub queues: HashMap<u32, Queue>,
+    /// (worker, context, queue id) awaiting `proxy_on_queue_ready`.
+    pub ready: VecDeque<(usize, u32, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+pub struct Metric {
+    pub name: String,
+    pub kind: MetricKind,
+    pub value: i64,
+    pub samples: Vec<u64>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub ids: HashMap<(u8, String), u32>,
+    pub by_id: BTreeMap<u32, Metric>,
+}
+
+/// State shared by every worker of one gateway.
+pub struct GatewayShared {
+    pub vm_id: String,
+    pub root_id: String,
+    pub plugin_name: String,
+    pub log_level: LogLevel,
+    pub clock: Clock,
+    pub clusters: HashMap<String, Cluster>,
+    pub shared_data: Mutex<SharedData>,
+    pub queues: Mutex<Queues>,
+    pub metrics: Mutex<Metrics>,
+    pub logs: Mutex<Vec<LogLine>>,
+    pub calls: Mutex<Vec<CallRecord>>,
+    /// Messages of guest traps, in order.
+    pub traps: Mutex<Vec<String>>,
+    /// Runtime handle and completion channel for real-HTTP clusters.
+    pub upstream: Option<crate::upstream::Upstream>,
+}
+
+impl GatewayShared {
+    pub fn log(&self, worker: usize, context_id: u32, level: LogLevel, message: String) {
+        if level >= self.log_level {
+            lock(&self.logs).push(LogLine {
+                worker,
+                context_id,
+                level,
+                message,
+            });
+        }
+    }
+}
+
+/// The data of one worker's `Store`: its VM's host-side state.
+pub struct WorkerHost {
+    pub worker: usize,
+    pub shared: Arc<GatewayShared>,
+    pub memory: Option<wasmtime::Memory>,
+    pub alloc: Option<wasmtime::TypedFunc<i32, i32>>,
+    pub root_context_id: u32,
+    pub next_context_id: u32,
+    /// The context whose callback is running.
+    pub current: u32,
+    /// The context hostcalls act on (`proxy_set_effective_context`).
+    pub effective: u32,
+    pub streams: HashMap<u32, Stream>,
+    pub after: Vec<AfterAction>,
+    /// The call response being delivered (`proxy_on_http_call_response`).
+    pub call_response: Option<Delivery>,
+    pub vm_config: Vec<u8>,
+    pub plugin_config: Vec<u8>,
+    /// True during `proxy_on_configure`, when the plugin configuration is readable.
+    pub configuring: bool,
+    pub root_properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub tick_period: Option<Duration>,
+    pub next_tick: Option<Duration>,
+    pub next_token: u32,
+    pub next_seq: u64,
+    pub pending: Vec<PendingCall>,
+    pub rng: u64,
+}
+
+impl WorkerHost {
+    pub fn new(
+        worker: usize,
+        shared: Arc<GatewayShared>,
+        vm_config: Vec<u8>,
+        plugin_config: Vec<u8>,
+    ) -> Self {
+        WorkerHost {
+            worker,
+            shared,
+            memory: None,
+            alloc: None,
+            root_context_id: 1,
+            next_context_id: 2,
+            current: 1,
+            effective: 1,
+            streams: HashMap::new(),
+            after: Vec::new(),
+            call_response: None,
+            vm_config,
+            plugin_config,
+            configuring: false,
+            root_properties: HashMap::new(),
+            tick_period: None,
+            next_tick: None,
+            next_token: 1,
+            next_seq: 0,
+            pending: Vec::new(),
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
+        }
+    }
+
+    /// The live stream the effective context refers to, if it is an HTTP context.
+    pub fn effective_stream(&mut self) -> Option<&mut Stream> {
+        let id = self.effective;
+        self.streams.get_mut(&id).filter(|s| s.live)
+    }
+
+    pub fn is_known_context(&self, id: u32) -> bool {
+        id == self.root_context_id || self.streams.get(&id).is_some_and(|s| s.live)
+    }
+
+    pub fn log(&self, level: LogLevel, message: String) {
+        self.shared.log(self.worker, self.effective, level, message);
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift64*), for WASI `random_get`.
+    pub fn random_fill(&mut self, buf: &mut [u8]) {
+        for b in buf.iter_mut() {
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            *b = (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
+        }
+    }
+}

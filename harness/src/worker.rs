@@ -1,0 +1,754 @@
+//! One worker: a VM (wasmtime `Store` + instance) with its root context, and
+//! the state machine that drives its HTTP streams through the guest's
+//! callbacks the way Envoy's filter manager does.
+//!
+//! Invariants:
+//! - Guest callbacks run only from here, one at a time, on the test thread.
+//!   Before each, the current and effective contexts are set to the
+//!   callback's context.
+//! - After each callback: the returned Action is applied first (unless a local
+//!   reply is pending for that stream), then the deferred `AfterAction`s,
+//!   then every touched stream is driven as far as it can go.
+//! - A request body reaches the guest only after its headers continued.
+//!   A local reply ends the request path: it is run through the stream's
+//!   response callbacks (as Envoy encodes local replies through the filter
+//!   chain), then the stream is finished with on_log, on_done, on_delete.
+//! - Finishing a stream cancels the calls it owns, silently.
+//! - A trap kills the VM: every live stream gets a 503 `wasm_fail_stream`
+//!   local reply, pending calls and ticks stop, later requests get a 503
+//!   `wasm_vm_failed` reply without reaching the guest.
+
+use crate::abi::stream_control::local_reply_headers;
+use crate::logs::LogLevel;
+use crate::module::Module;
+use crate::outcome::{LocalReply, Response};
+use crate::pairs::Pairs;
+use crate::state::{lock, AfterAction, Delivery, PendingKind, WorkerHost};
+use crate::stream::{headers, Direction, Phase, Stream, UpstreamResponse};
+use std::collections::HashMap;
+use wasmtime::{InstancePre, Store, TypedFunc};
+
+/// Why a VM could not start.
+#[derive(Debug)]
+pub enum StartFailure {
+    Instantiate(String),
+    Trap(String),
+    Rejected,
+}
+
+struct Exports {
+    context_create: TypedFunc<(i32, i32), ()>,
+    vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    configure: Option<TypedFunc<(i32, i32), i32>>,
+    tick: Option<TypedFunc<i32, ()>>,
+    queue_ready: Option<TypedFunc<(i32, i32), ()>>,
+    request_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
+    request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
+    response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    done: Option<TypedFunc<i32, i32>>,
+    log: Option<TypedFunc<i32, ()>>,
+    delete: Option<TypedFunc<i32, ()>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    RequestHeaders,
+    RequestBody,
+    ResponseHeaders,
+    ResponseBody,
+}
+
+const ACTION_CONTINUE: i32 = 0;
+
+pub struct Worker {
+    pub index: usize,
+    pub store: Store<WorkerHost>,
+    ex: Exports,
+    pub dead: Option<String>,
+}
+
+fn typed<P, R>(
+    instance: &wasmtime::Instance,
+    store: &mut Store<WorkerHost>,
+    name: &str,
+) -> Result<Option<TypedFunc<P, R>>, StartFailure>
+where
+    P: wasmtime::WasmParams,
+    R: wasmtime::WasmResults,
+{
+    if instance.get_func(&mut *store, name).is_none() {
+        return Ok(None);
+    }
+    instance
+        .get_typed_func::<P, R>(&mut *store, name)
+        .map(Some)
+        .map_err(|e| {
+            StartFailure::Instantiate(format!("export {name} has an unexpected signature: {e:#}"))
+        })
+}
+
+impl Worker {
+    /// Instantiates the module and runs `_initialize`, root context creation,
+    /// `on_vm_start` and `on_configure`.
+    pub fn start(
+        module: &Module,
+        pre: &InstancePre<WorkerHost>,
+        host: WorkerHost,
+    ) -> Result<Worker, StartFailure> {
+        let index = host.worker;
+        let mut store = Store::new(&module.engine, host);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| StartFailure::Instantiate(format!("{e:#}")))?;
+        if instance
+            .get_func(&mut store, "proxy_abi_version_0_2_1")
+            .is_none()
+        {
+            return Err(StartFailure::Instantiate(
+                "the module does not export proxy_abi_version_0_2_1 (not a proxy-wasm 0.2.1 module)".into(),
+            ));
+        }
+        let memory = instance.get_memory(&mut store, "memory");
+        let alloc = match typed::<i32, i32>(&instance, &mut store, "malloc")? {
+            Some(f) => Some(f),
+            None => typed::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")?,
+        };
+        if memory.is_none() || alloc.is_none() {
+            return Err(StartFailure::Instantiate(
+                "the module exports no memory, or neither malloc nor proxy_on_memory_allocate"
+                    .into(),
+            ));
+        }
+        store.data_mut().memory = memory;
+        store.data_mut().alloc = alloc;
+        let context_create = typed::<(i32, i32), ()>(
+            &instance,
+            &mut store,
+            "proxy_on_context_create",
+        )?
+        .ok_or_else(|| {
+            StartFailure::Instantiate("the module does not export proxy_on_context_create".into())
+        })?;
+        let ex = Exports {
+            context_create,
+            vm_start: typed(&instance, &mut store, "proxy_on_vm_start")?,
+            configure: typed(&instance, &mut store, "proxy_on_configure")?,
+            tick: typed(&instance, &mut store, "proxy_on_tick")?,
+            queue_ready: typed(&instance, &mut store, "proxy_on_queue_ready")?,
+            request_headers: typed(&instance, &mut store, "proxy_on_request_headers")?,
+            request_body: typed(&instance, &mut store, "proxy_on_request_body")?,
+            response_headers: typed(&instance, &mut store, "proxy_on_response_headers")?,
+            response_body: typed(&instance, &mut store, "proxy_on_response_body")?,
+            http_call_response: typed(&instance, &mut store, "proxy_on_http_call_response")?,
+            done: typed(&instance, &mut store, "proxy_on_done")?,
+            log: typed(&instance, &mut store, "proxy_on_log")?,
+            delete: typed(&instance, &mut store, "proxy_on_delete")?,
+        };
+        let initialize = typed::<(), ()>(&instance, &mut store, "_initialize")?;
+        let mut w = Worker {
+            index,
+            store,
+            ex,
+            dead: None,
+        };
+        let root = w.root() as i32;
+        if let Some(init) = initialize {
+            w.guest(root as u32, "_initialize", |st| init.call(st, ()));
+        }
+        let create = w.ex.context_create.clone();
+        w.guest(root as u32, "proxy_on_context_create", |st| {
+            create.call(st, (root, 0))
+        });
+        if let Some(msg) = w.dead.clone() {
+            return Err(StartFailure::Trap(msg));
+        }
+        if let Some(f) = w.ex.vm_start.clone() {
+            let size = w.store.data().vm_config.len() as i32;
+            match w.guest(root as u32, "proxy_on_vm_start", |st| {
+                f.call(st, (root, size))
+            }) {
+                Some(0) => return Err(StartFailure::Rejected),
+                Some(_) => {}
+                None => return Err(StartFailure::Trap(w.dead.clone().unwrap_or_default())),
+            }
+        }
+        match w.configure(None) {
+            Some(true) => {}
+            Some(false) => return Err(StartFailure::Rejected),
+            None => return Err(StartFailure::Trap(w.dead.clone().unwrap_or_default())),
+        }
+        w.finish_callback(root as u32, None);
+        Ok(w)
+    }
+
+    pub fn root(&self) -> u32 {
+        self.store.data().root_context_id
+    }
+
+    /// Runs `proxy_on_configure` (with a new plugin configuration if given).
+    /// None if the VM is dead or trapped.
+    pub fn configure(&mut self, config: Option<Vec<u8>>) -> Option<bool> {
+        let f = self.ex.configure.clone()?;
+        let old = config.map(|c| std::mem::replace(&mut self.store.data_mut().plugin_config, c));
+        let root = self.root();
+        let size = self.store.data().plugin_config.len() as i32;
+        self.store.data_mut().configuring = true;
+        let r = self.guest(root, "proxy_on_configure", |st| {
+            f.call(st, (root as i32, size))
+        });
+        self.store.data_mut().configuring = false;
+        if r == Some(0) {
+            if let Some(old) = old {
+                self.store.data_mut().plugin_config = old;
+            }
+        }
+        if r.is_some() {
+            self.finish_callback(root, None);
+        }
+        r.map(|v| v != 0)
+    }
+
+    /// Calls into the guest with `ctx` as current and effective context.
+    /// Returns None if the VM is dead or the call trapped (which kills it).
+    fn guest<R>(
+        &mut self,
+        ctx: u32,
+        what: &str,
+        f: impl FnOnce(&mut Store<WorkerHost>) -> wasmtime::Result<R>,
+    ) -> Option<R> {
+        if self.dead.is_some() {
+            return None;
+        }
+        {
+            let h = self.store.data_mut();
+            h.current = ctx;
+            h.effective = ctx;
+        }
+        match f(&mut self.store) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.fail(what, ctx, e);
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, what: &str, ctx: u32, e: wasmtime::Error) {
+        let shared = self.store.data().shared.clone();
+        let stderr: Vec<String> = lock(&shared.logs)
+            .iter()
+            .filter(|l| l.worker == self.index && l.level >= LogLevel::Error)
+            .rev()
+            .take(3)
+            .map(|l| l.message.clone())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let mut msg = format!(
+            "wasm trap in {what} (worker {}, context {ctx}): {e:#}",
+            self.index
+        );
+        if !stderr.is_empty() {
+            msg.push_str("\nlast error output: ");
+            msg.push_str(&stderr.join("\n"));
+        }
+        shared.log(self.index, ctx, LogLevel::Critical, msg.clone());
+        lock(&shared.traps).push(msg.clone());
+        self.dead = Some(msg);
+        let host = self.store.data_mut();
+        host.after.clear();
+        host.call_response = None;
+        host.tick_period = None;
+        host.next_tick = None;
+        for p in host.pending.drain(..) {
+            if let PendingKind::Remote { abort } = p.kind {
+                abort.abort();
+            }
+        }
+        for s in host.streams.values_mut().filter(|s| s.live) {
+            s.live = false;
+            if s.local_reply.is_none() {
+                s.local_reply = Some(failure_reply("wasm_fail_stream"));
+            }
+        }
+    }
+
+    fn stream(&mut self, ctx: u32) -> Option<&mut Stream> {
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&ctx)
+            .filter(|s| s.live)
+    }
+
+    /// Creates an HTTP context and delivers the request headers.
+    pub fn start_stream(
+        &mut self,
+        headers: Pairs,
+        body: Vec<u8>,
+        properties: HashMap<Vec<u8>, Vec<u8>>,
+    ) -> u32 {
+        let host = self.store.data_mut();
+        let ctx = host.next_context_id;
+        host.next_context_id += 1;
+        let n = headers.len() as i32;
+        let eos = body.is_empty() as i32;
+        let mut stream = Stream::new(ctx, headers, body, properties);
+        if self.dead.is_some() {
+            stream.live = false;
+            stream.local_reply = Some(failure_reply("wasm_vm_failed"));
+            self.store.data_mut().streams.insert(ctx, stream);
+            return ctx;
+        }
+        self.store.data_mut().streams.insert(ctx, stream);
+        let root = self.root() as i32;
+        let create = self.ex.context_create.clone();
+        if self
+            .guest(ctx, "proxy_on_context_create", |st| {
+                create.call(st, (ctx as i32, root))
+            })
+            .is_none()
+        {
+            return ctx;
+        }
+        let action = match self.ex.request_headers.clone() {
+            Some(f) => match self.guest(ctx, "proxy_on_request_headers", |st| {
+                f.call(st, (ctx as i32, n, eos))
+            }) {
+                Some(a) => a,
+                None => return ctx,
+            },
+            None => ACTION_CONTINUE,
+        };
+        self.finish_callback(ctx, Some((Hook::RequestHeaders, action)));
+        ctx
+    }
+
+    /// Applies a callback's returned Action and deferred actions, then drives
+    /// every touched stream.
+    fn finish_callback(&mut self, ctx: u32, applied: Option<(Hook, i32)>) {
+        if self.dead.is_some() {
+            return;
+        }
+        let after = std::mem::take(&mut self.store.data_mut().after);
+        let replying = after
+            .iter()
+            .any(|a| matches!(a, AfterAction::LocalReply(c, _) if *c == ctx));
+        if let (Some((hook, action)), false) = (applied, replying) {
+            self.apply(ctx, hook, action);
+        }
+        let mut touched = vec![ctx];
+        for a in after {
+            match a {
+                AfterAction::Continue(c, dir) => {
+                    if let Some(s) = self.stream(c) {
+                        match dir {
+                            Direction::Request => {
+                                s.resume_pending = false;
+                                match s.req {
+                                    Phase::HeadersPaused => {
+                                        s.freeze_request();
+                                        s.req = Phase::Body;
+                                    }
+                                    Phase::BodyPaused => s.req = Phase::Complete,
+                                    _ => {}
+                                }
+                            }
+                            Direction::Response => {
+                                s.response_resume_pending = false;
+                                match s.resp {
+                                    Some(Phase::HeadersPaused) => s.resp = Some(Phase::Body),
+                                    Some(Phase::BodyPaused) => s.resp = Some(Phase::Complete),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        touched.push(c);
+                    }
+                }
+                AfterAction::Close(c, _) => {
+                    if let Some(s) = self.stream(c) {
+                        s.reset = true;
+                        touched.push(c);
+                    }
+                }
+                AfterAction::LocalReply(c, reply) => {
+                    if let Some(s) = self.stream(c) {
+                        if s.local_reply.is_none() {
+                            s.local_reply = Some(reply);
+                        }
+                        touched.push(c);
+                    }
+                }
+            }
+        }
+        touched.dedup();
+        for c in touched {
+            self.drive(c);
+        }
+    }
+
+    fn apply(&mut self, ctx: u32, hook: Hook, action: i32) {
+        let Some(s) = self.stream(ctx) else { return };
+        if s.local_reply.is_some() || s.reset {
+            return;
+        }
+        let go = action == ACTION_CONTINUE;
+        match hook {
+            Hook::RequestHeaders if s.req == Phase::Headers => {
+                if go {
+                    s.freeze_request();
+                    s.req = Phase::Body;
+                } else {
+                    s.req = Phase::HeadersPaused;
+                }
+            }
+            Hook::RequestBody if s.req == Phase::Body => {
+                s.req = if go {
+                    Phase::Complete
+                } else {
+                    Phase::BodyPaused
+                };
+            }
+            Hook::ResponseHeaders if s.resp == Some(Phase::Headers) => {
+                s.resp = Some(if go {
+                    Phase::Body
+                } else {
+                    Phase::HeadersPaused
+                });
+            }
+            Hook::ResponseBody if s.resp == Some(Phase::Body) => {
+                s.resp = Some(if go {
+                    Phase::Complete
+                } else {
+                    Phase::BodyPaused
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Advances a stream as far as it can go without outside input.
+    fn drive(&mut self, ctx: u32) {
+        loop {
+            if self.dead.is_some() {
+                return;
+            }
+            let Some(s) = self.stream(ctx) else { return };
+            if s.local_reply.is_some() {
+                if !s.local_reply_encoded {
+                    s.local_reply_encoded = true;
+                    self.encode_local_reply(ctx);
+                    continue;
+                }
+                self.finish(ctx);
+                return;
+            }
+            if s.reset {
+                self.finish(ctx);
+                return;
+            }
+            match s.req {
+                Phase::Headers | Phase::HeadersPaused | Phase::BodyPaused => return,
+                Phase::Body => {
+                    if s.request_body.is_empty() {
+                        s.req = Phase::Complete;
+                        continue;
+                    }
+                    let len = s.request_body.len() as i32;
+                    s.in_request_body = true;
+                    let Some(f) = self.ex.request_body.clone() else {
+                        if let Some(s) = self.stream(ctx) {
+                            s.in_request_body = false;
+                            s.req = Phase::Complete;
+                        }
+                        continue;
+                    };
+                    let r = self.guest(ctx, "proxy_on_request_body", |st| {
+                        f.call(st, (ctx as i32, len, 1))
+                    });
+                    if let Some(s) = self.stream(ctx) {
+                        s.in_request_body = false;
+                    }
+                    let Some(action) = r else { return };
+                    self.finish_callback(ctx, Some((Hook::RequestBody, action)));
+                }
+                Phase::Complete => {
+                    if s.forwarded_body.is_none() {
+                        s.freeze_request();
+                        s.forwarded_body = Some(s.request_body.clone());
+                    }
+                    match s.resp {
+                        None => {
+                            let Some(up) = s.upstream_response.take() else {
+                                return;
+                            };
+                            let n = up.headers.len() as i32;
+                            let eos = up.body.is_empty() as i32;
+                            s.response_headers = Some(up.headers);
+                            s.response_body = up.body;
+                            s.resp = Some(Phase::Headers);
+                            let action = match self.ex.response_headers.clone() {
+                                Some(f) => {
+                                    match self.guest(ctx, "proxy_on_response_headers", |st| {
+                                        f.call(st, (ctx as i32, n, eos))
+                                    }) {
+                                        Some(a) => a,
+                                        None => return,
+                                    }
+                                }
+                                None => ACTION_CONTINUE,
+                            };
+                            self.finish_callback(ctx, Some((Hook::ResponseHeaders, action)));
+                        }
+                        Some(Phase::Headers | Phase::HeadersPaused | Phase::BodyPaused) => return,
+                        Some(Phase::Body) => {
+                            if s.response_body.is_empty() {
+                                s.resp = Some(Phase::Complete);
+                                continue;
+                            }
+                            let len = s.response_body.len() as i32;
+                            s.in_response_body = true;
+                            let Some(f) = self.ex.response_body.clone() else {
+                                if let Some(s) = self.stream(ctx) {
+                                    s.in_response_body = false;
+                                    s.resp = Some(Phase::Complete);
+                                }
+                                continue;
+                            };
+                            let r = self.guest(ctx, "proxy_on_response_body", |st| {
+                                f.call(st, (ctx as i32, len, 1))
+                            });
+                            if let Some(s) = self.stream(ctx) {
+                                s.in_response_body = false;
+                            }
+                            let Some(action) = r else { return };
+                            self.finish_callback(ctx, Some((Hook::ResponseBody, action)));
+                        }
+                        Some(Phase::Complete) => {
+                            let headers = s.response_headers.clone().unwrap_or_default();
+                            let status = headers::get(&headers, b":status")
+                                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                                .unwrap_or(0);
+                            s.downstream_response = Some(Response {
+                                status,
+                                headers,
+                                body: s.response_body.clone(),
+                            });
+                            self.finish(ctx);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a local reply through the stream's response callbacks (unless the
+    /// response phase had already begun), recording the reply as sent.
+    fn encode_local_reply(&mut self, ctx: u32) {
+        let Some(s) = self.stream(ctx) else { return };
+        if s.resp.is_some() {
+            return;
+        }
+        let Some(reply) = s.local_reply.clone() else {
+            return;
+        };
+        let n = reply.headers.len() as i32;
+        let eos = reply.body.is_empty() as i32;
+        s.response_headers = Some(reply.headers.clone());
+        s.response_body = reply.body.clone();
+        s.resp = Some(Phase::Headers);
+        if let Some(f) = self.ex.response_headers.clone() {
+            if self
+                .guest(ctx, "proxy_on_response_headers", |st| {
+                    f.call(st, (ctx as i32, n, eos))
+                })
+                .is_none()
+            {
+                return;
+            }
+        }
+        let mut after = std::mem::take(&mut self.store.data_mut().after);
+        if let Some(s) = self.stream(ctx) {
+            s.resp = Some(Phase::Body);
+        }
+        if !reply.body.is_empty() {
+            if let Some(f) = self.ex.response_body.clone() {
+                if let Some(s) = self.stream(ctx) {
+                    s.in_response_body = true;
+                }
+                let len = reply.body.len() as i32;
+                if self
+                    .guest(ctx, "proxy_on_response_body", |st| {
+                        f.call(st, (ctx as i32, len, 1))
+                    })
+                    .is_none()
+                {
+                    return;
+                }
+                if let Some(s) = self.stream(ctx) {
+                    s.in_response_body = false;
+                }
+                after.extend(std::mem::take(&mut self.store.data_mut().after));
+            }
+        }
+        if let Some(s) = self.stream(ctx) {
+            s.resp = Some(Phase::Complete);
+            let headers = s.response_headers.clone().unwrap_or_default();
+            let body = s.response_body.clone();
+            if let Some(r) = s.local_reply.as_mut() {
+                r.headers = headers;
+                r.body = body;
+            }
+        }
+        self.store.data_mut().after = after;
+        self.finish_callback(ctx, None);
+    }
+
+    /// Ends a stream: on_log, on_done, on_delete; cancels the calls it owns.
+    pub fn finish(&mut self, ctx: u32) {
+        if self.stream(ctx).is_none() {
+            return;
+        }
+        if let Some(s) = self.stream(ctx) {
+            s.in_log = true;
+        }
+        if let Some(f) = self.ex.log.clone() {
+            self.guest(ctx, "proxy_on_log", |st| f.call(st, ctx as i32));
+        }
+        if let Some(s) = self.stream(ctx) {
+            s.in_log = false;
+        }
+        if let Some(f) = self.ex.done.clone() {
+            self.guest(ctx, "proxy_on_done", |st| f.call(st, ctx as i32));
+        }
+        if let Some(f) = self.ex.delete.clone() {
+            self.guest(ctx, "proxy_on_delete", |st| f.call(st, ctx as i32));
+        }
+        if self.dead.is_some() {
+            return;
+        }
+        let host = self.store.data_mut();
+        if let Some(s) = host.streams.get_mut(&ctx) {
+            s.live = false;
+        }
+        let mut kept = Vec::with_capacity(host.pending.len());
+        for p in host.pending.drain(..) {
+            if p.owner == ctx {
+                if let PendingKind::Remote { abort } = p.kind {
+                    abort.abort();
+                }
+            } else {
+                kept.push(p);
+            }
+        }
+        host.pending = kept;
+        self.finish_callback(ctx, None);
+    }
+
+    /// Delivers a call response to the owning context (dropped if it is gone).
+    pub fn deliver(&mut self, token: u32, delivery: Delivery) {
+        let host = self.store.data_mut();
+        let Some(i) = host.pending.iter().position(|p| p.token == token) else {
+            return;
+        };
+        let owner = host.pending.remove(i).owner;
+        if !host.is_known_context(owner) {
+            return;
+        }
+        let Some(f) = self.ex.http_call_response.clone() else {
+            return;
+        };
+        let (nh, nb, nt) = (
+            delivery.headers.len() as i32,
+            delivery.body.len() as i32,
+            delivery.trailers.len() as i32,
+        );
+        self.store.data_mut().call_response = Some(delivery);
+        let r = self.guest(owner, "proxy_on_http_call_response", |st| {
+            f.call(st, (owner as i32, token as i32, nh, nb, nt))
+        });
+        self.store.data_mut().call_response = None;
+        if r.is_some() {
+            self.finish_callback(owner, None);
+        }
+    }
+
+    /// Fires `proxy_on_tick` if a tick is due at virtual time `now`.
+    pub fn tick_if_due(&mut self, now: std::time::Duration) -> bool {
+        let host = self.store.data_mut();
+        let (Some(due), Some(period)) = (host.next_tick, host.tick_period) else {
+            return false;
+        };
+        if due > now {
+            return false;
+        }
+        host.next_tick = Some(now + period);
+        let root = self.root();
+        if let Some(f) = self.ex.tick.clone() {
+            if self
+                .guest(root, "proxy_on_tick", |st| f.call(st, root as i32))
+                .is_some()
+            {
+                self.finish_callback(root, None);
+            }
+        }
+        true
+    }
+
+    pub fn queue_ready(&mut self, ctx: u32, queue: u32) {
+        if !self.store.data().is_known_context(ctx) {
+            return;
+        }
+        if let Some(f) = self.ex.queue_ready.clone() {
+            if self
+                .guest(ctx, "proxy_on_queue_ready", |st| {
+                    f.call(st, (ctx as i32, queue as i32))
+                })
+                .is_some()
+            {
+                self.finish_callback(ctx, None);
+            }
+        }
+    }
+
+    /// The upstream answers a forwarded stream.
+    pub fn respond(&mut self, ctx: u32, headers: Pairs, body: Vec<u8>) -> Result<(), String> {
+        let Some(s) = self.stream(ctx) else {
+            return Err("the stream has already ended".into());
+        };
+        if s.local_reply.is_some() || s.req != Phase::Complete {
+            return Err(format!(
+                "the request has not been forwarded (it is {:?})",
+                s.outcome()
+            ));
+        }
+        if s.resp.is_some() || s.upstream_response.is_some() {
+            return Err("the stream already has a response".into());
+        }
+        s.upstream_response = Some(UpstreamResponse { headers, body });
+        self.drive(ctx);
+        Ok(())
+    }
+
+    /// Downstream reset.
+    pub fn cancel(&mut self, ctx: u32) {
+        if let Some(s) = self.stream(ctx) {
+            s.cancelled = true;
+            self.finish(ctx);
+        }
+    }
+}
+
+fn failure_reply(details: &str) -> LocalReply {
+    LocalReply {
+        status: 503,
+        headers: local_reply_headers(503, &[], Vec::new()),
+        body: Vec::new(),
+        details: details.into(),
+    }
+}

@@ -1,0 +1,93 @@
+//! Shared helpers for the harness's own tests: the probe guest, handlers.
+//!
+//! The probe (`harness/probe`) is built once per test process with cargo,
+//! into its own target directory (so it never waits on the lock of the
+//! `cargo test` that runs us), unless `TOLLGATE_PROBE_WASM` names a build.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use tollgate_harness::{CallHandler, CallRequest, CallResponse, Gateway, GatewayBuilder, Module};
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("harness has a parent")
+        .to_path_buf()
+}
+
+/// Path of the probe `.wasm`, building it if needed.
+pub fn probe_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Ok(p) = std::env::var("TOLLGATE_PROBE_WASM") {
+            return PathBuf::from(p);
+        }
+        let root = workspace_root();
+        let target = root.join("target").join("harness-probe");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "-p",
+                "tollgate-harness-probe",
+                "--target",
+                "wasm32-wasip1",
+                "--release",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .status()
+            .expect("run cargo to build the probe");
+        assert!(status.success(), "building the probe guest failed");
+        target.join("wasm32-wasip1/release/tollgate_harness_probe.wasm")
+    })
+    .clone()
+}
+
+pub fn probe() -> Arc<Module> {
+    Module::load(probe_path()).expect("load probe")
+}
+
+/// A gateway builder for the probe with the given plugin config.
+pub fn gw(config: &str) -> GatewayBuilder {
+    Gateway::builder(probe())
+        .plugin_config(config)
+        .vm_id("probe-vm")
+        .root_id("probe-root")
+}
+
+pub fn handler(f: impl Fn(&CallRequest) -> CallResponse + Send + Sync + 'static) -> CallHandler {
+    Arc::new(f)
+}
+
+/// Answers every call with 200 and `body`.
+pub fn ok_with(body: &'static str) -> CallHandler {
+    handler(move |_| CallResponse::json(200, body))
+}
+
+/// Asserts the log contains `needle`, showing the whole log otherwise.
+#[track_caller]
+pub fn assert_logged(gw: &Gateway, needle: &str) {
+    let text = gw.log_text();
+    assert!(text.contains(needle), "log lacks {needle:?}; log:\n{text}");
+}
+
+#[track_caller]
+pub fn assert_not_logged(gw: &Gateway, needle: &str) {
+    let text = gw.log_text();
+    assert!(
+        !text.contains(needle),
+        "log unexpectedly has {needle:?}; log:\n{text}"
+    );
+}
+
+#[track_caller]
+pub fn assert_no_trap(gw: &Gateway) {
+    if let Some(t) = gw.trap() {
+        panic!("the guest trapped: {t}");
+    }
+}
