@@ -83,9 +83,17 @@ pub struct GatewayBuilder {
     clusters: HashMap<String, Cluster>,
     start: SystemTime,
     log_level: LogLevel,
+    guest_time_limit: Option<Duration>,
 }
 
 impl GatewayBuilder {
+    /// Real time one guest callback may run before it is interrupted with a
+    /// trap (default 30 s; granularity 100 ms), so a runaway guest fails the
+    /// test instead of hanging it.
+    pub fn guest_time_limit(mut self, d: Duration) -> Self {
+        self.guest_time_limit = Some(d);
+        self
+    }
     /// Number of workers (VMs), default 1.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
@@ -170,12 +178,16 @@ impl GatewayBuilder {
             .map_err(|e| StartError::Instantiate(format!("{e:#}")))?;
         let mut workers = Vec::with_capacity(self.workers);
         for i in 0..self.workers {
-            let host = WorkerHost::new(
+            let mut host = WorkerHost::new(
                 i,
                 shared.clone(),
                 self.vm_config.clone(),
                 self.plugin_config.clone(),
             );
+            if let Some(d) = self.guest_time_limit {
+                host.epoch_budget =
+                    (d.as_millis() / crate::module::EPOCH_TICK.as_millis()).max(1) as u64 + 1;
+            }
             match Worker::start(&self.module, &pre, host) {
                 Ok(w) => workers.push(w),
                 Err(StartFailure::Rejected) => {
@@ -228,6 +240,7 @@ impl Gateway {
             clusters: HashMap::new(),
             start: UNIX_EPOCH + Duration::from_secs(DEFAULT_START_UNIX_SECS),
             log_level: LogLevel::Info,
+            guest_time_limit: None,
         }
     }
 

@@ -26,9 +26,31 @@ impl std::fmt::Debug for Module {
 
 type CacheKey = (PathBuf, u64, Option<SystemTime>);
 
+/// How often the process-wide epoch advances.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A guest callback may run this many epoch ticks (30 s) before it is
+/// interrupted with a trap, so a runaway guest fails a test instead of hanging it.
+pub const CALLBACK_EPOCH_BUDGET: u64 = 300;
+
 fn engine() -> &'static wasmtime::Engine {
     static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
-    ENGINE.get_or_init(wasmtime::Engine::default)
+    ENGINE.get_or_init(|| {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config).unwrap_or_else(|_| wasmtime::Engine::default());
+        let ticker = engine.weak();
+        let _ = std::thread::Builder::new()
+            .name("tollgate-harness-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                match ticker.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => return,
+                }
+            });
+        engine
+    })
 }
 
 fn cache() -> &'static Mutex<HashMap<CacheKey, Arc<Module>>> {

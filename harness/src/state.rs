@@ -210,6 +210,8 @@ pub struct WorkerHost {
     pub next_seq: u64,
     pub pending: Vec<PendingCall>,
     pub rng: u64,
+    /// Epoch ticks one guest callback may run before it is interrupted.
+    pub epoch_budget: u64,
 }
 
 impl WorkerHost {
@@ -241,6 +243,7 @@ impl WorkerHost {
             next_seq: 0,
             pending: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
+            epoch_budget: crate::module::CALLBACK_EPOCH_BUDGET,
         }
     }
 

@@ -36,6 +36,9 @@ pub enum StartFailure {
     Rejected,
 }
 
+/// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
+type CallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
 struct Exports {
     context_create: TypedFunc<(i32, i32), ()>,
     vm_start: Option<TypedFunc<(i32, i32), i32>>,
@@ -46,7 +49,7 @@ struct Exports {
     request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    http_call_response: Option<CallResponseFn>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -99,6 +102,9 @@ impl Worker {
     ) -> Result<Worker, StartFailure> {
         let index = host.worker;
         let mut store = Store::new(&module.engine, host);
+        store.epoch_deadline_trap();
+        let budget = store.data().epoch_budget;
+        store.set_epoch_deadline(budget);
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| StartFailure::Instantiate(format!("{e:#}")))?;
@@ -226,6 +232,8 @@ impl Worker {
             h.current = ctx;
             h.effective = ctx;
         }
+        let budget = self.store.data().epoch_budget;
+        self.store.set_epoch_deadline(budget);
         match f(&mut self.store) {
             Ok(r) => Some(r),
             Err(e) => {

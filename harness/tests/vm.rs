@@ -46,6 +46,17 @@ fn a_trap_kills_the_vm_and_later_requests_get_503() {
 }
 
 #[test]
+fn a_runaway_callback_is_interrupted_as_a_trap() {
+    let mut gw = gw("")
+        .guest_time_limit(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let id = gw.request(0).header("x-probe", "spin").send();
+    assert_eq!(gw.outcome(id).expect_reply().details, "wasm_fail_stream");
+    assert!(gw.trap().unwrap().contains("proxy_on_request_headers"));
+}
+
+#[test]
 fn ticks_follow_the_virtual_clock_on_every_worker() {
     let mut gw = gw("tick=1000").workers(2).build().unwrap();
     assert_eq!(gw.tick_period(1), Some(Duration::from_secs(1)));

@@ -443,6 +443,12 @@ impl Probe {
                 }
             }
             "panic" => panic!("probe was asked to panic"),
+            "spin" => {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             "park" => {
                 set_shared(&format!("park:{arg}"), self.id.to_string().as_bytes(), 0);
                 info(&format!("probe parked {arg} as {}", self.id));

@@ -59,7 +59,7 @@ fn read_buffer(host: &mut WorkerHost, kind: i32) -> Result<Vec<u8>, Status> {
             .ok_or(Status::NotFound),
         VM_CONFIGURATION => Ok(host.vm_config.clone()),
         PLUGIN_CONFIGURATION if host.configuring => Ok(host.plugin_config.clone()),
-        0..=8 => Err(Status::NotFound),
+        2 | 3 | 5 | 7 | 8 => Err(Status::NotFound),
         _ => Err(Status::BadArgument),
     }
 }
@@ -133,7 +133,7 @@ fn set_buffer_bytes(
             Some(_) => Status::BadArgument,
             None => Status::NotFound,
         },
-        0..=8 => Status::NotFound,
+        2..=8 => Status::NotFound,
         _ => Status::BadArgument,
     };
     ok(status)

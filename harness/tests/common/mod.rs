@@ -1,8 +1,9 @@
 //! Shared helpers for the harness's own tests: the probe guest, handlers.
 //!
-//! The probe (`harness/probe`) is built once per test process with cargo,
-//! into its own target directory (so it never waits on the lock of the
-//! `cargo test` that runs us), unless `TOLLGATE_PROBE_WASM` names a build.
+//! The probe (`harness/probe`) comes from `TOLLGATE_PROBE_WASM` if set, else
+//! from `make probe`'s build if that is newer than the probe's sources, else
+//! it is built once per test process with cargo into its own target directory
+//! (so it never waits on the lock of the `cargo test` that runs us).
 
 #![allow(dead_code)]
 
@@ -26,6 +27,16 @@ pub fn probe_path() -> PathBuf {
             return PathBuf::from(p);
         }
         let root = workspace_root();
+        // Reuse `make probe`'s build when it is newer than the probe's sources.
+        let made = root.join("target/wasm32-wasip1/release/tollgate_harness_probe.wasm");
+        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let sources = ["harness/probe/src/lib.rs", "harness/probe/Cargo.toml"]
+            .map(|s| modified(&root.join(s)));
+        if let Some(built) = modified(&made) {
+            if sources.iter().all(|s| s.is_some_and(|s| s <= built)) {
+                return made;
+            }
+        }
         let target = root.join("target").join("harness-probe");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
