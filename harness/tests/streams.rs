@@ -245,3 +245,26 @@ fn tokens_are_unique_and_increasing() {
     gw.settle();
     assert_no_trap(&gw);
 }
+
+#[test]
+fn request_headers_are_gone_once_the_stream_continued() {
+    let mut gw = gw("").build().unwrap();
+    let id = gw
+        .request(0)
+        .header("x-probe", "body-get:x-probe")
+        .body("b")
+        .send();
+    gw.outcome(id).expect_forwarded();
+    // Envoy clears request_headers_ when the headers continue: a value read is
+    // BadArgument (the SDK's get_http_request_header would panic) and the
+    // pairs read is empty.
+    assert_logged(&gw, "probe body-get x-probe: BadArgument");
+    assert_logged(&gw, "probe body-get all: 0 headers");
+    assert_no_trap(&gw);
+}
+
+#[test]
+fn the_gateway_can_move_between_threads() {
+    fn is_send<T: Send>() {}
+    is_send::<tollgate_harness::Gateway>();
+}

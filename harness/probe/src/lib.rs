@@ -31,6 +31,13 @@ extern "C" {
         vl: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(m: u32, k: *const u8, kl: usize) -> u32;
+    fn proxy_get_header_map_value(
+        m: u32,
+        k: *const u8,
+        kl: usize,
+        v: *mut *mut u8,
+        vl: *mut usize,
+    ) -> u32;
     fn proxy_send_local_response(
         status: u32,
         details: *const u8,
@@ -637,6 +644,23 @@ impl HttpContext for Probe {
             "probe body: size={size} eos={eos} text={}",
             String::from_utf8_lossy(&body)
         ));
+        if let Some(name) = self.has("body-get") {
+            let (mut p, mut l) = (std::ptr::null_mut(), 0usize);
+            // SAFETY: name is a live slice; out-params are live locals. The
+            // returned buffer (if any) is leaked, which is fine in a probe.
+            let s = unsafe {
+                proxy_get_header_map_value(
+                    REQUEST_HEADERS,
+                    name.as_ptr(),
+                    name.len(),
+                    &mut p,
+                    &mut l,
+                )
+            };
+            info(&format!("probe body-get {name}: {}", status_name(s)));
+            let all = self.get_http_request_headers_bytes().len();
+            info(&format!("probe body-get all: {all} headers"));
+        }
         if self.has("late-add").is_some() {
             header_op("add", REQUEST_HEADERS, "x-late=1");
         }
