@@ -110,7 +110,7 @@ impl SpiffeId {
             return Err(SpiffeIdError::QueryOrFragment);
         }
         let td_len = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
-        let (td, path) = rest.split_at(td_len);
+        let (td, path) = rest.split_at_checked(td_len).unwrap_or((rest, &[]));
         check_trust_domain(td)?;
         check_path(path)?;
         let text = core::str::from_utf8(raw).map_err(|_| SpiffeIdError::PathChar)?;

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use tollgate::request_path::RequestTarget;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(target) = RequestTarget::parse(data) else { return };
+    let Ok(target) = RequestTarget::parse(data) else {
+        return;
+    };
     let text = target.as_str();
     assert!(text.starts_with('/'));
     assert_eq!(target.upstream_target().is_none(), text.as_bytes() == data);

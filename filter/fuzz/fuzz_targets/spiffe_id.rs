@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use tollgate::spiffe::{SpiffeId, TrustDomain};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(id) = SpiffeId::parse(data) else { return };
+    let Ok(id) = SpiffeId::parse(data) else {
+        return;
+    };
     assert_eq!(id.as_str().as_bytes(), data);
     assert_eq!(SpiffeId::parse(id.as_str().as_bytes()).as_ref(), Ok(&id));
     assert!(data.len() <= 2048);
