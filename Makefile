@@ -43,7 +43,7 @@ run: build
 
 bench: build
 	$(CARGO) bench -p tollgate-filter --bench policy
-	$(CARGO) bench -p tollgate-harness --bench cached_request
+	$(CARGO) bench -p tollgate-tests --bench cached_request
 
 fmt:
 	$(CARGO) fmt --all
