@@ -192,7 +192,7 @@ impl GatewayBuilder {
                 Ok(w) => workers.push(w),
                 Err(StartFailure::Rejected) => {
                     return Err(StartError::ConfigureRejected {
-                        logs: lock(&shared.logs).clone(),
+                        logs: lock(&shared.logs).to_vec(),
                     })
                 }
                 Err(StartFailure::Instantiate(m)) => return Err(StartError::Instantiate(m)),
@@ -269,20 +269,23 @@ impl Gateway {
     }
 
     pub fn outcome(&self, id: StreamId) -> Outcome {
-        self.workers
-            .get(id.worker)
-            .and_then(|w| w.store.data().streams.get(&id.context))
-            .map(|s| s.outcome())
-            .unwrap_or(Outcome::Pending)
+        let Some(h) = self.workers.get(id.worker).map(|w| w.store.data()) else {
+            return Outcome::Pending;
+        };
+        match h.streams.get(&id.context) {
+            Some(s) => s.outcome(),
+            None => h.ended.outcome(id.context).unwrap_or(Outcome::Pending),
+        }
     }
 
     /// The response the downstream client got for a forwarded request (after
     /// `respond`), as the filter's response callbacks left it.
     pub fn response(&self, id: StreamId) -> Option<Response> {
-        self.workers
-            .get(id.worker)
-            .and_then(|w| w.store.data().streams.get(&id.context))
-            .and_then(|s| s.downstream_response.clone())
+        let h = self.workers.get(id.worker)?.store.data();
+        match h.streams.get(&id.context) {
+            Some(s) => s.downstream_response.clone(),
+            None => h.ended.response(id.context),
+        }
     }
 
     /// Whether the stream's HTTP context still exists in the VM.
@@ -295,10 +298,13 @@ impl Gateway {
 
     /// Whether the guest reset the stream (`proxy_close_stream`).
     pub fn was_reset(&self, id: StreamId) -> bool {
-        self.workers
-            .get(id.worker)
-            .and_then(|w| w.store.data().streams.get(&id.context))
-            .is_some_and(|s| s.reset)
+        self.workers.get(id.worker).is_some_and(|w| {
+            let h = w.store.data();
+            match h.streams.get(&id.context) {
+                Some(s) => s.reset,
+                None => h.ended.was_reset(id.context),
+            }
+        })
     }
 
     fn next_due_delivery(&self, now: Duration) -> Option<(usize, u32)> {
@@ -484,16 +490,12 @@ impl Gateway {
     }
 
     pub fn logs(&self) -> Vec<LogLine> {
-        lock(&self.shared.logs).clone()
+        lock(&self.shared.logs).to_vec()
     }
 
     /// All log messages joined with '\n'.
     pub fn log_text(&self) -> String {
-        lock(&self.shared.logs)
-            .iter()
-            .map(|l| l.message.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
+        lock(&self.shared.logs).text()
     }
 
     /// A metric's value by name (counters and gauges: the value; histograms:

@@ -53,3 +53,83 @@ impl std::fmt::Display for LogLine {
         )
     }
 }
+
+/// Where captured lines are kept: raw message bytes in one growing buffer and
+/// a small fixed-size record per line, so capturing a line costs no
+/// allocation of its own and no UTF-8 conversion. The lossy conversion to
+/// `LogLine::message` happens when the test reads the lines.
+#[derive(Debug, Default)]
+pub struct LogStore {
+    text: Vec<u8>,
+    lines: Vec<RawLine>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RawLine {
+    worker: u32,
+    context_id: u32,
+    level: LogLevel,
+    start: usize,
+    len: usize,
+}
+
+impl LogStore {
+    pub fn push(&mut self, worker: usize, context_id: u32, level: LogLevel, message: &[u8]) {
+        let start = self.text.len();
+        self.text.extend_from_slice(message);
+        self.lines.push(RawLine {
+            worker: worker as u32,
+            context_id,
+            level,
+            start,
+            len: message.len(),
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    fn message(&self, l: &RawLine) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.text[l.start..l.start + l.len])
+    }
+
+    fn line(&self, l: &RawLine) -> LogLine {
+        LogLine {
+            worker: l.worker as usize,
+            context_id: l.context_id,
+            level: l.level,
+            message: self.message(l).into_owned(),
+        }
+    }
+
+    /// Every line, in order.
+    pub fn to_vec(&self) -> Vec<LogLine> {
+        self.lines.iter().map(|l| self.line(l)).collect()
+    }
+
+    /// The lines matching `keep`, in order.
+    pub fn filtered(&self, mut keep: impl FnMut(usize, LogLevel) -> bool) -> Vec<LogLine> {
+        self.lines
+            .iter()
+            .filter(|l| keep(l.worker as usize, l.level))
+            .map(|l| self.line(l))
+            .collect()
+    }
+
+    /// All messages joined with '\n'.
+    pub fn text(&self) -> String {
+        let mut out = String::with_capacity(self.text.len() + self.lines.len());
+        for (i, l) in self.lines.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&self.message(l));
+        }
+        out
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! Invariants:
 //! - Guest pointers are never dereferenced directly: every read and write goes
-//!   through `wasmtime::Memory::{read, write}`, which check bounds, so a bad
+//!   through `wasmtime::Memory::{read, write}` or a bounds-checked slice of
+//!   `Memory::data_and_store_mut` (`with_bytes`), so a bad
 //!   pointer becomes `MemError::OutOfBounds` (returned to the guest as
 //!   `InvalidMemoryAccess`), never a host panic.
 //! - Data handed to the guest is copied into memory the guest allocated with
@@ -41,6 +42,50 @@ pub fn read_bytes(caller: &mut Caller<'_, WorkerHost>, ptr: u32, len: u32) -> Me
     mem.read(&*caller, ptr as usize, &mut buf)
         .map_err(|_| MemError::OutOfBounds)?;
     Ok(buf)
+}
+
+/// Calls `f` with the host state and the `len` bytes at `ptr`, borrowed in
+/// place (no copy, no allocation).
+pub fn with_bytes<R>(
+    caller: &mut Caller<'_, WorkerHost>,
+    ptr: u32,
+    len: u32,
+    f: impl FnOnce(&mut WorkerHost, &[u8]) -> R,
+) -> MemResult<R> {
+    if len == 0 {
+        return Ok(f(caller.data_mut(), &[]));
+    }
+    let mem = memory(caller)?;
+    let (data, host) = mem.data_and_store_mut(caller);
+    let start = ptr as usize;
+    let bytes = start
+        .checked_add(len as usize)
+        .and_then(|end| data.get(start..end))
+        .ok_or(MemError::OutOfBounds)?;
+    Ok(f(host, bytes))
+}
+
+/// `with_bytes` for two guest ranges (e.g. a key and a value).
+pub fn with_two<R>(
+    caller: &mut Caller<'_, WorkerHost>,
+    a: (u32, u32),
+    b: (u32, u32),
+    f: impl FnOnce(&mut WorkerHost, &[u8], &[u8]) -> R,
+) -> MemResult<R> {
+    let mem = memory(caller)?;
+    let (data, host) = mem.data_and_store_mut(caller);
+    let slice = |(ptr, len): (u32, u32)| -> MemResult<&[u8]> {
+        if len == 0 {
+            return Ok(&[]);
+        }
+        let start = ptr as usize;
+        start
+            .checked_add(len as usize)
+            .and_then(|end| data.get(start..end))
+            .ok_or(MemError::OutOfBounds)
+    };
+    let (a, b) = (slice(a)?, slice(b)?);
+    Ok(f(host, a, b))
 }
 
 /// Reads `len` bytes at `ptr` as lossy UTF-8 text.
@@ -89,6 +134,27 @@ pub fn allocate_and_write(caller: &mut Caller<'_, WorkerHost>, data: &[u8]) -> M
     }
     write_bytes(caller, ptr, data)?;
     Ok(ptr)
+}
+
+/// `return_bytes` from the host's reusable `scratch` buffer: `fill` writes
+/// the data into it (it starts empty) and returns a status; on `Ok` the
+/// data is handed to the guest. No host allocation once the buffer is warm.
+pub fn return_scratch(
+    caller: &mut Caller<'_, WorkerHost>,
+    ptr_ptr: u32,
+    size_ptr: u32,
+    fill: impl FnOnce(&mut Caller<'_, WorkerHost>, &mut Vec<u8>) -> MemResult<crate::abi::Status>,
+) -> MemResult<crate::abi::Status> {
+    let mut buf = std::mem::take(&mut caller.data_mut().scratch);
+    buf.clear();
+    let r = fill(caller, &mut buf).and_then(|status| {
+        if status == crate::abi::Status::Ok {
+            return_bytes(caller, &buf, ptr_ptr, size_ptr)?;
+        }
+        Ok(status)
+    });
+    caller.data_mut().scratch = buf;
+    r
 }
 
 /// Envoy's `copyToPointerSize`: allocate a copy of `data` in the guest and

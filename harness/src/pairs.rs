@@ -16,11 +16,18 @@ pub struct PairsError;
 
 /// Encodes pairs. An empty map encodes as `[0, 0, 0, 0]`.
 pub fn encode(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(pairs, &mut out);
+    out
+}
+
+/// Appends the encoding of `pairs` to `out` (to reuse a buffer).
+pub fn encode_into(pairs: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<u8>) {
     let size = 4 + pairs
         .iter()
         .map(|(k, v)| 10 + k.len() + v.len())
         .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
+    out.reserve(size);
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
@@ -32,7 +39,6 @@ pub fn encode(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         out.extend_from_slice(v);
         out.push(0);
     }
-    out
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Result<usize, PairsError> {

@@ -12,10 +12,10 @@
 
 use crate::call::{CallHandler, CallRequest};
 use crate::clock::Clock;
-use crate::logs::{LogLevel, LogLine};
+use crate::logs::{LogLevel, LogStore};
 use crate::outcome::LocalReply;
 use crate::pairs::Pairs;
-use crate::stream::{Direction, Stream};
+use crate::stream::{Direction, EndedStreams, Stream};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -162,7 +162,7 @@ pub struct GatewayShared {
     pub shared_data: Mutex<SharedData>,
     pub queues: Mutex<Queues>,
     pub metrics: Mutex<Metrics>,
-    pub logs: Mutex<Vec<LogLine>>,
+    pub logs: Mutex<LogStore>,
     pub calls: Mutex<Vec<CallRecord>>,
     /// Messages of guest traps, in order.
     pub traps: Mutex<Vec<String>>,
@@ -171,14 +171,9 @@ pub struct GatewayShared {
 }
 
 impl GatewayShared {
-    pub fn log(&self, worker: usize, context_id: u32, level: LogLevel, message: String) {
+    pub fn log(&self, worker: usize, context_id: u32, level: LogLevel, message: &[u8]) {
         if level >= self.log_level {
-            lock(&self.logs).push(LogLine {
-                worker,
-                context_id,
-                level,
-                message,
-            });
+            lock(&self.logs).push(worker, context_id, level, message);
         }
     }
 }
@@ -188,14 +183,19 @@ pub struct WorkerHost {
     pub worker: usize,
     pub shared: Arc<GatewayShared>,
     pub memory: Option<wasmtime::Memory>,
-    pub alloc: Option<wasmtime::TypedFunc<i32, i32>>,
+    /// The guest allocator, behind an `Arc` so a hostcall can call it without
+    /// cloning the `TypedFunc` (and its registered type) every time.
+    pub alloc: Option<Arc<wasmtime::TypedFunc<i32, i32>>>,
     pub root_context_id: u32,
     pub next_context_id: u32,
     /// The context whose callback is running.
     pub current: u32,
     /// The context hostcalls act on (`proxy_set_effective_context`).
     pub effective: u32,
+    /// Live streams only; a stream moves to `ended` once it is over.
     pub streams: HashMap<u32, Stream>,
+    /// What ended streams leave for the test to read.
+    pub ended: EndedStreams,
     pub after: Vec<AfterAction>,
     /// The call response being delivered (`proxy_on_http_call_response`).
     pub call_response: Option<Delivery>,
@@ -210,6 +210,9 @@ pub struct WorkerHost {
     pub next_seq: u64,
     pub pending: Vec<PendingCall>,
     pub rng: u64,
+    /// A reusable buffer for data on its way to the guest (header maps,
+    /// values, properties), so hostcalls do not allocate per call.
+    pub scratch: Vec<u8>,
     /// Epoch ticks one guest callback may run before it is interrupted.
     pub epoch_budget: u64,
 }
@@ -231,6 +234,7 @@ impl WorkerHost {
             current: 1,
             effective: 1,
             streams: HashMap::new(),
+            ended: EndedStreams::default(),
             after: Vec::new(),
             call_response: None,
             vm_config,
@@ -242,6 +246,7 @@ impl WorkerHost {
             next_token: 1,
             next_seq: 0,
             pending: Vec::new(),
+            scratch: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
             epoch_budget: crate::module::CALLBACK_EPOCH_BUDGET,
         }
@@ -253,11 +258,24 @@ impl WorkerHost {
         self.streams.get_mut(&id).filter(|s| s.live)
     }
 
+    /// Shared-borrow twin of `effective_stream`.
+    pub fn effective_stream_ref(&self) -> Option<&Stream> {
+        self.streams.get(&self.effective).filter(|s| s.live)
+    }
+
     pub fn is_known_context(&self, id: u32) -> bool {
         id == self.root_context_id || self.streams.get(&id).is_some_and(|s| s.live)
     }
 
-    pub fn log(&self, level: LogLevel, message: String) {
+    /// Moves an ended stream out of the live set, keeping only what the
+    /// test may still read.
+    pub fn end_stream(&mut self, ctx: u32) {
+        if let Some(s) = self.streams.remove(&ctx) {
+            self.ended.record(&s);
+        }
+    }
+
+    pub fn log(&self, level: LogLevel, message: &[u8]) {
         self.shared.log(self.worker, self.effective, level, message);
     }
 

@@ -176,11 +176,19 @@ pub mod headers {
         name.to_ascii_lowercase()
     }
 
+    /// Whether a stored name equals `name` lowercased (without allocating).
+    fn is(stored: &[u8], name: &[u8]) -> bool {
+        stored.len() == name.len()
+            && stored
+                .iter()
+                .zip(name)
+                .all(|(a, b)| *a == b.to_ascii_lowercase())
+    }
+
     /// First value of `name`.
     pub fn get<'a>(map: &'a Pairs, name: &[u8]) -> Option<&'a [u8]> {
-        let name = lower(name);
         map.iter()
-            .find(|(k, _)| *k == name)
+            .find(|(k, _)| is(k, name))
             .map(|(_, v)| v.as_slice())
     }
 
@@ -201,8 +209,7 @@ pub mod headers {
 
     /// Removes every value of `name`.
     pub fn remove(map: &mut Pairs, name: &[u8]) {
-        let name = lower(name);
-        map.retain(|(k, _)| *k != name);
+        map.retain(|(k, _)| !is(k, name));
     }
 
     /// Replaces all values of `name` with one value, in place of the first
@@ -266,5 +273,167 @@ pub mod headers {
             assert_eq!(map, m(&[(":path", "/"), (":authority", "h"), ("x", "1")]));
             assert_eq!(get(&map, b"X"), Some(&b"1"[..]));
         }
+    }
+}
+
+/// What finished streams leave behind for the test (`Gateway::outcome`,
+/// `response`, `was_reset`), encoded compactly in one per-worker arena, so a
+/// long run keeps a few hundred bytes per request instead of every stream's
+/// full state (maps, properties, bodies).
+#[derive(Debug, Default)]
+pub struct EndedStreams {
+    arena: Vec<u8>,
+    /// By context id: where its record starts in `arena` (`u64::MAX`: none).
+    index: Vec<u64>,
+}
+
+const ENDED_RESET: u8 = 1;
+const ENDED_RESPONSE: u8 = 2;
+const OUTCOME_PENDING: u8 = 0;
+const OUTCOME_FORWARDED: u8 = 1;
+const OUTCOME_REPLY: u8 = 2;
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u32(out, b.len() as u32);
+    out.extend_from_slice(b);
+}
+
+fn put_pairs(out: &mut Vec<u8>, p: &[(Vec<u8>, Vec<u8>)]) {
+    put_u32(out, p.len() as u32);
+    for (k, v) in p {
+        put_bytes(out, k);
+        put_bytes(out, v);
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u8(&mut self) -> u8 {
+        let v = self.0[0];
+        self.0 = &self.0[1..];
+        v
+    }
+    fn u32(&mut self) -> u32 {
+        let (a, rest) = self.0.split_at(4);
+        self.0 = rest;
+        u32::from_le_bytes([a[0], a[1], a[2], a[3]])
+    }
+    fn bytes(&mut self) -> Vec<u8> {
+        let n = self.u32() as usize;
+        let (a, rest) = self.0.split_at(n);
+        self.0 = rest;
+        a.to_vec()
+    }
+    fn pairs(&mut self) -> Pairs {
+        let n = self.u32() as usize;
+        (0..n).map(|_| (self.bytes(), self.bytes())).collect()
+    }
+}
+
+impl EndedStreams {
+    /// Records what the test may still read of a stream that has ended.
+    pub fn record(&mut self, s: &Stream) {
+        let at = self.arena.len() as u64;
+        let out = &mut self.arena;
+        let mut flags = 0;
+        if s.reset {
+            flags |= ENDED_RESET;
+        }
+        if s.downstream_response.is_some() {
+            flags |= ENDED_RESPONSE;
+        }
+        out.push(flags);
+        if let Some(r) = &s.local_reply {
+            out.push(OUTCOME_REPLY);
+            put_u32(out, r.status as u32);
+            put_pairs(out, &r.headers);
+            put_bytes(out, &r.body);
+            put_bytes(out, r.details.as_bytes());
+        } else {
+            match (&s.forwarded_headers, &s.forwarded_body) {
+                (Some(h), Some(b)) if s.req == Phase::Complete => {
+                    out.push(OUTCOME_FORWARDED);
+                    put_pairs(out, h);
+                    put_bytes(out, b);
+                }
+                _ => out.push(OUTCOME_PENDING),
+            }
+        }
+        if let Some(r) = &s.downstream_response {
+            put_u32(out, r.status as u32);
+            put_pairs(out, &r.headers);
+            put_bytes(out, &r.body);
+        }
+        let i = s.context_id as usize;
+        if self.index.len() <= i {
+            self.index.resize(i + 1, u64::MAX);
+        }
+        self.index[i] = at;
+    }
+
+    fn reader(&self, ctx: u32) -> Option<Reader<'_>> {
+        let at = *self.index.get(ctx as usize)?;
+        (at != u64::MAX).then(|| Reader(&self.arena[at as usize..]))
+    }
+
+    pub fn contains(&self, ctx: u32) -> bool {
+        self.reader(ctx).is_some()
+    }
+
+    pub fn was_reset(&self, ctx: u32) -> bool {
+        self.reader(ctx)
+            .is_some_and(|mut r| r.u8() & ENDED_RESET != 0)
+    }
+
+    fn read_outcome(r: &mut Reader<'_>) -> Outcome {
+        match r.u8() {
+            OUTCOME_REPLY => {
+                let status = r.u32() as u16;
+                let headers = r.pairs();
+                let body = r.bytes();
+                let details = String::from_utf8_lossy(&r.bytes()).into_owned();
+                Outcome::LocalReply(LocalReply {
+                    status,
+                    headers,
+                    body,
+                    details,
+                })
+            }
+            OUTCOME_FORWARDED => {
+                let headers = r.pairs();
+                let body = r.bytes();
+                Outcome::Forwarded(Forwarded { headers, body })
+            }
+            _ => Outcome::Pending,
+        }
+    }
+
+    pub fn outcome(&self, ctx: u32) -> Option<Outcome> {
+        let mut r = self.reader(ctx)?;
+        r.u8();
+        Some(Self::read_outcome(&mut r))
+    }
+
+    /// The downstream response of an ended stream (None if it has none or
+    /// is not an ended stream).
+    pub fn response(&self, ctx: u32) -> Option<Response> {
+        let mut r = self.reader(ctx)?;
+        if r.u8() & ENDED_RESPONSE == 0 {
+            return None;
+        }
+        Self::read_outcome(&mut r);
+        let status = r.u32() as u16;
+        let headers = r.pairs();
+        let body = r.bytes();
+        Some(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }

@@ -68,7 +68,10 @@ const ACTION_CONTINUE: i32 = 0;
 pub struct Worker {
     pub index: usize,
     pub store: Store<WorkerHost>,
-    ex: Exports,
+    /// Behind an `Arc` so a callback can hold its export while the worker
+    /// is borrowed mutably, without cloning the `TypedFunc` (which clones
+    /// its registered type) on every call.
+    ex: std::sync::Arc<Exports>,
     pub dead: Option<String>,
 }
 
@@ -128,7 +131,7 @@ impl Worker {
             ));
         }
         store.data_mut().memory = memory;
-        store.data_mut().alloc = alloc;
+        store.data_mut().alloc = alloc.map(std::sync::Arc::new);
         let context_create = typed::<(i32, i32), ()>(
             &instance,
             &mut store,
@@ -156,21 +159,22 @@ impl Worker {
         let mut w = Worker {
             index,
             store,
-            ex,
+            ex: std::sync::Arc::new(ex),
             dead: None,
         };
         let root = w.root() as i32;
+        let ex = w.ex.clone();
         if let Some(init) = initialize {
             w.guest(root as u32, "_initialize", |st| init.call(st, ()));
         }
-        let create = w.ex.context_create.clone();
+        let create = &ex.context_create;
         w.guest(root as u32, "proxy_on_context_create", |st| {
             create.call(st, (root, 0))
         });
         if let Some(msg) = w.dead.clone() {
             return Err(StartFailure::Trap(msg));
         }
-        if let Some(f) = w.ex.vm_start.clone() {
+        if let Some(f) = ex.vm_start.as_ref() {
             let size = w.store.data().vm_config.len() as i32;
             match w.guest(root as u32, "proxy_on_vm_start", |st| {
                 f.call(st, (root, size))
@@ -196,7 +200,8 @@ impl Worker {
     /// Runs `proxy_on_configure` (with a new plugin configuration if given).
     /// None if the VM is dead or trapped.
     pub fn configure(&mut self, config: Option<Vec<u8>>) -> Option<bool> {
-        let f = self.ex.configure.clone()?;
+        let ex = self.ex.clone();
+        let f = ex.configure.as_ref()?;
         let old = config.map(|c| std::mem::replace(&mut self.store.data_mut().plugin_config, c));
         let root = self.root();
         let size = self.store.data().plugin_config.len() as i32;
@@ -246,8 +251,8 @@ impl Worker {
     fn fail(&mut self, what: &str, ctx: u32, e: wasmtime::Error) {
         let shared = self.store.data().shared.clone();
         let stderr: Vec<String> = lock(&shared.logs)
-            .iter()
-            .filter(|l| l.worker == self.index && l.level >= LogLevel::Error)
+            .filtered(|worker, level| worker == self.index && level >= LogLevel::Error)
+            .into_iter()
             .rev()
             .take(3)
             .map(|l| l.message.clone())
@@ -263,7 +268,7 @@ impl Worker {
             msg.push_str("\nlast error output: ");
             msg.push_str(&stderr.join("\n"));
         }
-        shared.log(self.index, ctx, LogLevel::Critical, msg.clone());
+        shared.log(self.index, ctx, LogLevel::Critical, msg.as_bytes());
         lock(&shared.traps).push(msg.clone());
         self.dead = Some(msg);
         let host = self.store.data_mut();
@@ -276,11 +281,12 @@ impl Worker {
                 abort.abort();
             }
         }
-        for s in host.streams.values_mut().filter(|s| s.live) {
+        for (_, mut s) in host.streams.drain() {
             s.live = false;
             if s.local_reply.is_none() {
                 s.local_reply = Some(failure_reply("wasm_fail_stream"));
             }
+            host.ended.record(&s);
         }
     }
 
@@ -299,6 +305,7 @@ impl Worker {
         body: Vec<u8>,
         properties: HashMap<Vec<u8>, Vec<u8>>,
     ) -> u32 {
+        let ex = self.ex.clone();
         let host = self.store.data_mut();
         let ctx = host.next_context_id;
         host.next_context_id += 1;
@@ -308,12 +315,12 @@ impl Worker {
         if self.dead.is_some() {
             stream.live = false;
             stream.local_reply = Some(failure_reply("wasm_vm_failed"));
-            self.store.data_mut().streams.insert(ctx, stream);
+            self.store.data_mut().ended.record(&stream);
             return ctx;
         }
         self.store.data_mut().streams.insert(ctx, stream);
         let root = self.root() as i32;
-        let create = self.ex.context_create.clone();
+        let create = &ex.context_create;
         if self
             .guest(ctx, "proxy_on_context_create", |st| {
                 create.call(st, (ctx as i32, root))
@@ -322,7 +329,7 @@ impl Worker {
         {
             return ctx;
         }
-        let action = match self.ex.request_headers.clone() {
+        let action = match ex.request_headers.as_ref() {
             Some(f) => match self.guest(ctx, "proxy_on_request_headers", |st| {
                 f.call(st, (ctx as i32, n, eos))
             }) {
@@ -441,6 +448,7 @@ impl Worker {
 
     /// Advances a stream as far as it can go without outside input.
     fn drive(&mut self, ctx: u32) {
+        let ex = self.ex.clone();
         loop {
             if self.dead.is_some() {
                 return;
@@ -468,7 +476,7 @@ impl Worker {
                     }
                     let len = s.request_body.len() as i32;
                     s.in_request_body = true;
-                    let Some(f) = self.ex.request_body.clone() else {
+                    let Some(f) = ex.request_body.as_ref() else {
                         if let Some(s) = self.stream(ctx) {
                             s.in_request_body = false;
                             s.req = Phase::Complete;
@@ -499,7 +507,7 @@ impl Worker {
                             s.response_headers = Some(up.headers);
                             s.response_body = up.body;
                             s.resp = Some(Phase::Headers);
-                            let action = match self.ex.response_headers.clone() {
+                            let action = match ex.response_headers.as_ref() {
                                 Some(f) => {
                                     match self.guest(ctx, "proxy_on_response_headers", |st| {
                                         f.call(st, (ctx as i32, n, eos))
@@ -520,7 +528,7 @@ impl Worker {
                             }
                             let len = s.response_body.len() as i32;
                             s.in_response_body = true;
-                            let Some(f) = self.ex.response_body.clone() else {
+                            let Some(f) = ex.response_body.as_ref() else {
                                 if let Some(s) = self.stream(ctx) {
                                     s.in_response_body = false;
                                     s.resp = Some(Phase::Complete);
@@ -558,6 +566,7 @@ impl Worker {
     /// Runs a local reply through the stream's response callbacks (unless the
     /// response phase had already begun), recording the reply as sent.
     fn encode_local_reply(&mut self, ctx: u32) {
+        let ex = self.ex.clone();
         let Some(s) = self.stream(ctx) else { return };
         if s.resp.is_some() {
             return;
@@ -570,7 +579,7 @@ impl Worker {
         s.response_headers = Some(reply.headers.clone());
         s.response_body = reply.body.clone();
         s.resp = Some(Phase::Headers);
-        if let Some(f) = self.ex.response_headers.clone() {
+        if let Some(f) = ex.response_headers.as_ref() {
             if self
                 .guest(ctx, "proxy_on_response_headers", |st| {
                     f.call(st, (ctx as i32, n, eos))
@@ -585,7 +594,7 @@ impl Worker {
             s.resp = Some(Phase::Body);
         }
         if !reply.body.is_empty() {
-            if let Some(f) = self.ex.response_body.clone() {
+            if let Some(f) = ex.response_body.as_ref() {
                 if let Some(s) = self.stream(ctx) {
                     s.in_response_body = true;
                 }
@@ -619,22 +628,23 @@ impl Worker {
 
     /// Ends a stream: on_log, on_done, on_delete; cancels the calls it owns.
     pub fn finish(&mut self, ctx: u32) {
+        let ex = self.ex.clone();
         if self.stream(ctx).is_none() {
             return;
         }
         if let Some(s) = self.stream(ctx) {
             s.in_log = true;
         }
-        if let Some(f) = self.ex.log.clone() {
+        if let Some(f) = ex.log.as_ref() {
             self.guest(ctx, "proxy_on_log", |st| f.call(st, ctx as i32));
         }
         if let Some(s) = self.stream(ctx) {
             s.in_log = false;
         }
-        if let Some(f) = self.ex.done.clone() {
+        if let Some(f) = ex.done.as_ref() {
             self.guest(ctx, "proxy_on_done", |st| f.call(st, ctx as i32));
         }
-        if let Some(f) = self.ex.delete.clone() {
+        if let Some(f) = ex.delete.as_ref() {
             self.guest(ctx, "proxy_on_delete", |st| f.call(st, ctx as i32));
         }
         if self.dead.is_some() {
@@ -644,22 +654,22 @@ impl Worker {
         if let Some(s) = host.streams.get_mut(&ctx) {
             s.live = false;
         }
-        let mut kept = Vec::with_capacity(host.pending.len());
-        for p in host.pending.drain(..) {
-            if p.owner == ctx {
-                if let PendingKind::Remote { abort } = p.kind {
-                    abort.abort();
-                }
-            } else {
-                kept.push(p);
+        host.end_stream(ctx);
+        host.pending.retain(|p| {
+            if p.owner != ctx {
+                return true;
             }
-        }
-        host.pending = kept;
+            if let PendingKind::Remote { abort } = &p.kind {
+                abort.abort();
+            }
+            false
+        });
         self.finish_callback(ctx, None);
     }
 
     /// Delivers a call response to the owning context (dropped if it is gone).
     pub fn deliver(&mut self, token: u32, delivery: Delivery) {
+        let ex = self.ex.clone();
         let host = self.store.data_mut();
         let Some(i) = host.pending.iter().position(|p| p.token == token) else {
             return;
@@ -668,7 +678,7 @@ impl Worker {
         if !host.is_known_context(owner) {
             return;
         }
-        let Some(f) = self.ex.http_call_response.clone() else {
+        let Some(f) = ex.http_call_response.as_ref() else {
             return;
         };
         let (nh, nb, nt) = (
@@ -688,6 +698,7 @@ impl Worker {
 
     /// Fires `proxy_on_tick` if a tick is due at virtual time `now`.
     pub fn tick_if_due(&mut self, now: std::time::Duration) -> bool {
+        let ex = self.ex.clone();
         let host = self.store.data_mut();
         let (Some(due), Some(period)) = (host.next_tick, host.tick_period) else {
             return false;
@@ -697,7 +708,7 @@ impl Worker {
         }
         host.next_tick = Some(now + period);
         let root = self.root();
-        if let Some(f) = self.ex.tick.clone() {
+        if let Some(f) = ex.tick.as_ref() {
             if self
                 .guest(root, "proxy_on_tick", |st| f.call(st, root as i32))
                 .is_some()
@@ -709,10 +720,11 @@ impl Worker {
     }
 
     pub fn queue_ready(&mut self, ctx: u32, queue: u32) {
+        let ex = self.ex.clone();
         if !self.store.data().is_known_context(ctx) {
             return;
         }
-        if let Some(f) = self.ex.queue_ready.clone() {
+        if let Some(f) = ex.queue_ready.as_ref() {
             if self
                 .guest(ctx, "proxy_on_queue_ready", |st| {
                     f.call(st, (ctx as i32, queue as i32))

@@ -42,21 +42,18 @@ const CALL_RESPONSE_HEADERS: i32 = 6;
 const CALL_RESPONSE_TRAILERS: i32 = 7;
 
 /// The map as the guest may read it now, or None when it does not exist.
-fn readable(host: &mut WorkerHost, kind: i32) -> Option<Pairs> {
+fn readable(host: &WorkerHost, kind: i32) -> Option<&Pairs> {
     match kind {
-        CALL_RESPONSE_HEADERS => return host.call_response.as_ref().map(|d| d.headers.clone()),
-        CALL_RESPONSE_TRAILERS => return host.call_response.as_ref().map(|d| d.trailers.clone()),
+        CALL_RESPONSE_HEADERS => return host.call_response.as_ref().map(|d| &d.headers),
+        CALL_RESPONSE_TRAILERS => return host.call_response.as_ref().map(|d| &d.trailers),
         _ => {}
     }
-    let s = host.effective_stream()?;
+    let s = host.effective_stream_ref()?;
     match kind {
-        REQUEST_HEADERS if s.in_log => s
-            .forwarded_headers
-            .clone()
-            .or_else(|| Some(s.request_headers.clone())),
-        REQUEST_HEADERS if s.request_headers_available() => Some(s.request_headers.clone()),
-        RESPONSE_HEADERS if s.in_log => s.response_headers.clone(),
-        RESPONSE_HEADERS if s.response_headers_available() => s.response_headers.clone(),
+        REQUEST_HEADERS if s.in_log => s.forwarded_headers.as_ref().or(Some(&s.request_headers)),
+        REQUEST_HEADERS if s.request_headers_available() => Some(&s.request_headers),
+        RESPONSE_HEADERS if s.in_log => s.response_headers.as_ref(),
+        RESPONSE_HEADERS if s.response_headers_available() => s.response_headers.as_ref(),
         _ => None,
     }
 }
@@ -97,19 +94,17 @@ fn mutate(host: &mut WorkerHost, kind: i32, edit: impl FnOnce(&mut Pairs)) -> St
 }
 
 fn get_pairs(mut c: Caller<'_, WorkerHost>, kind: i32, ptr_ptr: i32, size_ptr: i32) -> HostResult {
-    let map = readable(c.data_mut(), kind).unwrap_or_default();
-    let bytes = if map.is_empty() {
-        Vec::new()
-    } else {
-        pairs::encode(&map)
-    };
-    mem!(memory::return_bytes(
+    ok(mem!(memory::return_scratch(
         &mut c,
-        &bytes,
         ptr_ptr as u32,
-        size_ptr as u32
-    ));
-    ok(Status::Ok)
+        size_ptr as u32,
+        |c, buf| {
+            if let Some(map) = readable(c.data(), kind).filter(|m| !m.is_empty()) {
+                pairs::encode_into(map, buf);
+            }
+            Ok(Status::Ok)
+        }
+    )))
 }
 
 fn set_pairs(mut c: Caller<'_, WorkerHost>, kind: i32, ptr: i32, len: i32) -> HostResult {
@@ -128,26 +123,30 @@ fn get_value(
     vptr_ptr: i32,
     vsize_ptr: i32,
 ) -> HostResult {
-    let key = mem!(memory::read_bytes(&mut c, kptr as u32, klen as u32));
-    let host = c.data_mut();
-    let Some(map) = readable(host, kind) else {
-        let in_log = host.effective_stream().is_some_and(|s| s.in_log);
-        return ok(if in_log {
-            Status::NotFound
-        } else {
-            Status::BadArgument
-        });
-    };
-    let Some(value) = headers::get(&map, &key).map(<[u8]>::to_vec) else {
-        return ok(Status::NotFound);
-    };
-    mem!(memory::return_bytes(
+    ok(mem!(memory::return_scratch(
         &mut c,
-        &value,
         vptr_ptr as u32,
-        vsize_ptr as u32
-    ));
-    ok(Status::Ok)
+        vsize_ptr as u32,
+        |c, buf| {
+            memory::with_bytes(c, kptr as u32, klen as u32, |host, key| {
+                let Some(map) = readable(host, kind) else {
+                    let in_log = host.effective_stream_ref().is_some_and(|s| s.in_log);
+                    return if in_log {
+                        Status::NotFound
+                    } else {
+                        Status::BadArgument
+                    };
+                };
+                match headers::get(map, key) {
+                    Some(v) => {
+                        buf.extend_from_slice(v);
+                        Status::Ok
+                    }
+                    None => Status::NotFound,
+                }
+            })
+        }
+    )))
 }
 
 fn add_value(
@@ -158,11 +157,12 @@ fn add_value(
     vptr: i32,
     vlen: i32,
 ) -> HostResult {
-    let key = mem!(memory::read_bytes(&mut c, kptr as u32, klen as u32));
-    let value = mem!(memory::read_bytes(&mut c, vptr as u32, vlen as u32));
-    ok(mutate(c.data_mut(), kind, |m| {
-        headers::add(m, &key, &value)
-    }))
+    ok(mem!(memory::with_two(
+        &mut c,
+        (kptr as u32, klen as u32),
+        (vptr as u32, vlen as u32),
+        |host, key, value| mutate(host, kind, |m| headers::add(m, key, value))
+    )))
 }
 
 fn replace_value(
@@ -173,14 +173,19 @@ fn replace_value(
     vptr: i32,
     vlen: i32,
 ) -> HostResult {
-    let key = mem!(memory::read_bytes(&mut c, kptr as u32, klen as u32));
-    let value = mem!(memory::read_bytes(&mut c, vptr as u32, vlen as u32));
-    ok(mutate(c.data_mut(), kind, |m| {
-        headers::replace(m, &key, &value)
-    }))
+    ok(mem!(memory::with_two(
+        &mut c,
+        (kptr as u32, klen as u32),
+        (vptr as u32, vlen as u32),
+        |host, key, value| mutate(host, kind, |m| headers::replace(m, key, value))
+    )))
 }
 
 fn remove_value(mut c: Caller<'_, WorkerHost>, kind: i32, kptr: i32, klen: i32) -> HostResult {
-    let key = mem!(memory::read_bytes(&mut c, kptr as u32, klen as u32));
-    ok(mutate(c.data_mut(), kind, |m| headers::remove(m, &key)))
+    ok(mem!(memory::with_bytes(
+        &mut c,
+        kptr as u32,
+        klen as u32,
+        |host, key| mutate(host, kind, |m| headers::remove(m, key))
+    )))
 }

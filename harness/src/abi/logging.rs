@@ -23,8 +23,12 @@ fn proxy_log(mut c: Caller<'_, WorkerHost>, level: i32, ptr: i32, len: i32) -> H
     let Some(level) = LogLevel::from_abi(level as u32) else {
         return ok(Status::BadArgument);
     };
-    let msg = mem!(memory::read_string(&mut c, ptr as u32, len as u32));
-    c.data().log(level, msg);
+    mem!(memory::with_bytes(
+        &mut c,
+        ptr as u32,
+        len as u32,
+        |host, msg| { host.log(level, msg) }
+    ));
     ok(Status::Ok)
 }
 

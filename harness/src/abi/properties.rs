@@ -31,54 +31,73 @@ pub fn path_key(path: &[&str]) -> Vec<u8> {
     path.join("\0").into_bytes()
 }
 
-fn derived(s: &Stream, path: &[u8]) -> Option<Vec<u8>> {
+/// Appends a request attribute derived from the stream to `out`; false if
+/// `path` is not one (or the stream lacks it).
+fn derived(s: &Stream, path: &[u8], out: &mut Vec<u8>) -> bool {
     let h = s.forwarded_headers.as_ref().unwrap_or(&s.request_headers);
-    let header = |n: &str| headers::get(h, n.as_bytes()).map(<[u8]>::to_vec);
-    let v = match path {
-        b"request\0path" => header(":path")?,
+    let header = |n: &str| headers::get(h, n.as_bytes());
+    let v: Option<&[u8]> = match path {
+        b"request\0path" => header(":path"),
         b"request\0url_path" => {
-            let p = header(":path")?;
-            p.split(|b| *b == b'?').next().unwrap_or_default().to_vec()
+            header(":path").map(|p| p.split(|b| *b == b'?').next().unwrap_or_default())
         }
-        b"request\0host" => header(":authority")?,
-        b"request\0method" => header(":method")?,
-        b"request\0scheme" => header(":scheme")?,
-        b"request\0id" => header("x-request-id")?,
-        b"request\0protocol" => b"HTTP/1.1".to_vec(),
-        b"request\0headers" => pairs::encode(h),
+        b"request\0host" => header(":authority"),
+        b"request\0method" => header(":method"),
+        b"request\0scheme" => header(":scheme"),
+        b"request\0id" => header("x-request-id"),
+        b"request\0protocol" => Some(&b"HTTP/1.1"[..]),
+        b"request\0headers" => {
+            pairs::encode_into(h, out);
+            return true;
+        }
         b"response\0code" => {
-            let r = s.response_headers.as_ref()?;
-            let code: i64 = std::str::from_utf8(headers::get(r, b":status")?)
-                .ok()?
-                .parse()
-                .ok()?;
-            code.to_le_bytes().to_vec()
+            let code: Option<i64> = s
+                .response_headers
+                .as_ref()
+                .and_then(|r| headers::get(r, b":status"))
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+            let Some(code) = code else { return false };
+            out.extend_from_slice(&code.to_le_bytes());
+            return true;
         }
-        _ => return None,
+        _ => None,
     };
-    Some(v)
+    match v {
+        Some(v) => {
+            out.extend_from_slice(v);
+            true
+        }
+        None => false,
+    }
 }
 
-fn lookup(host: &mut WorkerHost, path: &[u8]) -> Option<Vec<u8>> {
-    if let Some(s) = host.effective_stream() {
+/// Appends the property's value to `out`; false if it is missing.
+fn lookup(host: &WorkerHost, path: &[u8], out: &mut Vec<u8>) -> bool {
+    if let Some(s) = host.effective_stream_ref() {
         if let Some(v) = s
             .guest_properties
             .get(path)
             .or_else(|| s.properties.get(path))
         {
-            return Some(v.clone());
+            out.extend_from_slice(v);
+            return true;
         }
-        if let Some(v) = derived(s, path) {
-            return Some(v);
+        if derived(s, path, out) {
+            return true;
         }
     }
     let shared = &host.shared;
-    match path {
-        b"plugin_root_id" => Some(shared.root_id.clone().into_bytes()),
-        b"plugin_name" => Some(shared.plugin_name.clone().into_bytes()),
-        b"plugin_vm_id" => Some(shared.vm_id.clone().into_bytes()),
-        _ => host.root_properties.get(path).cloned(),
-    }
+    let v = match path {
+        b"plugin_root_id" => shared.root_id.as_bytes(),
+        b"plugin_name" => shared.plugin_name.as_bytes(),
+        b"plugin_vm_id" => shared.vm_id.as_bytes(),
+        _ => match host.root_properties.get(path) {
+            Some(v) => v,
+            None => return false,
+        },
+    };
+    out.extend_from_slice(v);
+    true
 }
 
 fn get_property(
@@ -88,17 +107,20 @@ fn get_property(
     vptr_ptr: i32,
     vsize_ptr: i32,
 ) -> HostResult {
-    let path = mem!(memory::read_bytes(&mut c, ptr as u32, len as u32));
-    let Some(value) = lookup(c.data_mut(), &path) else {
-        return ok(Status::NotFound);
-    };
-    mem!(memory::return_bytes(
+    ok(mem!(memory::return_scratch(
         &mut c,
-        &value,
         vptr_ptr as u32,
-        vsize_ptr as u32
-    ));
-    ok(Status::Ok)
+        vsize_ptr as u32,
+        |c, buf| {
+            memory::with_bytes(c, ptr as u32, len as u32, |host, path| {
+                if lookup(host, path, buf) {
+                    Status::Ok
+                } else {
+                    Status::NotFound
+                }
+            })
+        }
+    )))
 }
 
 fn set_property(

@@ -86,10 +86,9 @@ fn fd_write(
         data.extend(fault!(memory::read_bytes(&mut c, ptr, len)));
     }
     let written = data.len() as u32;
-    let text = String::from_utf8_lossy(&data);
-    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = data.strip_suffix(b"\n").unwrap_or(&data);
     if !text.is_empty() {
-        c.data().log(level, text.to_string());
+        c.data().log(level, text);
     }
     fault!(memory::write_u32(&mut c, nwritten as u32, written));
     Ok(ESUCCESS)
