@@ -2,17 +2,18 @@
 //! validated, and compiled into an immutable [`Config`].
 //!
 //! Invariants:
-//! - Unknown fields are errors, at every level ([`raw`] uses
-//!   `deny_unknown_fields`).
+//! - Unknown fields are errors, at every level ([`read`] rejects them).
 //! - Every problem carries the path of the offending value
-//!   (`rules[2].workloads[0]: …`); [`compile`] reports all of them, never
-//!   just the first, and never drops a bad entry silently.
+//!   (`rules[2].workloads[0]: …`); [`read`] (shape: types, required and
+//!   unknown fields) and [`compile`] (meaning) each report all of theirs,
+//!   never just the first, and never drop a bad entry silently.
 //! - A [`Config`] that exists is valid: the request path never re-checks it.
 
 pub mod compile;
 pub mod duration;
 pub mod error;
 pub mod raw;
+pub mod read;
 
 pub use compile::{compile, parse};
 pub use error::{ConfigError, ConfigErrors};

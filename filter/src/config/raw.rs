@@ -1,77 +1,64 @@
-//! The configuration exactly as written, for serde. No meaning is attached
-//! here; [`super::compile`] turns it into typed, checked values.
+//! The configuration exactly as written, as [`super::read`] reads it. No
+//! meaning is attached here; [`super::compile`] turns it into typed, checked
+//! values.
 //!
-//! Invariant: every struct denies unknown fields, so a typo is an error and
-//! never a silently ignored setting.
+//! Invariant: these hold only fields the policy reference documents; the
+//! reader rejects any other field, so a typo is an error and never a
+//! silently ignored setting. `Option` fields are absent (or `null`) when
+//! unset; the defaults noted are applied by the reader.
 
-use serde::Deserialize;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawConfig {
-    #[serde(default)]
+    /// Default `enforce`.
     pub mode: RawMode,
     pub trust_domains: Vec<String>,
     pub credential_service: RawCredentialService,
     pub providers: Vec<RawProvider>,
-    #[serde(default)]
+    /// Default empty.
     pub rules: Vec<RawRule>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Default, Clone, Copy)]
 pub enum RawMode {
     #[default]
     Enforce,
     DryRun,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawCredentialService {
     pub cluster: String,
     pub authority: String,
     pub protocol: RawProtocol,
-    #[serde(default)]
     pub timeout: Option<String>,
-    #[serde(default)]
     pub ttl: Option<String>,
-    #[serde(default)]
     pub refresh_ahead: Option<String>,
-    #[serde(default)]
     pub vault: Option<RawVault>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawProtocol {
     TollgateV1,
     VaultKv2,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawVault {
-    #[serde(default)]
     pub mount: Option<String>,
-    #[serde(default)]
     pub field: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawProvider {
     pub name: String,
     pub kind: RawProviderKind,
     pub hosts: Vec<String>,
     pub credential: RawCredentialRef,
     /// Only for `kind: generic`.
-    #[serde(default)]
     pub header: Option<RawHeader>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawProviderKind {
     Openai,
     Anthropic,
@@ -80,32 +67,28 @@ pub enum RawProviderKind {
     Generic,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawHeader {
     pub name: String,
-    #[serde(default)]
+    /// Default empty.
     pub prefix: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawCredentialRef {
     pub name: String,
-    #[serde(default)]
+    /// Default `shared`.
     pub scope: RawScope,
 }
 
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum RawScope {
     #[default]
     Shared,
     PerWorkload,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawRule {
     pub name: String,
     pub workloads: Vec<String>,

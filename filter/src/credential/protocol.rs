@@ -17,7 +17,7 @@
 //! never split a header. Parse errors never include the body text, which may
 //! hold a secret.
 
-use serde::Deserialize;
+use serde_json::Value;
 
 use super::fingerprint::fingerprint;
 use super::service::{CredentialService, Protocol};
@@ -123,21 +123,19 @@ impl CredentialService {
             Some(504) => return Err(FetchFailure::Timeout),
             Some(_) => return Err(FetchFailure::HttpStatus),
         }
+        let answer: Value = serde_json::from_slice(body).map_err(|_| FetchFailure::Garbage)?;
         let (value, id, lifetime_ms) = match &self.protocol {
             Protocol::TollgateV1 => {
-                let a: TollgateV1Answer =
-                    serde_json::from_slice(body).map_err(|_| FetchFailure::Garbage)?;
-                let life = a.expires_in_s.saturating_mul(1000);
-                (a.value, a.id, life)
+                let value = string_member(&answer, "value")?;
+                let life = u64_member(&answer, "expires_in_s")?.saturating_mul(1000);
+                let id = string_member(&answer, "id")?;
+                (value, id, life)
             }
             Protocol::VaultKv2 { field, .. } => {
-                let a: VaultAnswer =
-                    serde_json::from_slice(body).map_err(|_| FetchFailure::Garbage)?;
-                let value = match a.data.data.get(&**field) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    _ => return Err(FetchFailure::Garbage),
-                };
-                let id = format!("{}@v{}", vault_path(key), a.data.metadata.version);
+                let data = member(&answer, "data")?;
+                let value = string_member(member(data, "data")?, field)?;
+                let version = u64_member(member(data, "metadata")?, "version")?;
+                let id = format!("{}@v{version}", vault_path(key));
                 (value, id, self.ttl_ms)
             }
         };
@@ -161,27 +159,23 @@ fn vault_path(key: &CredentialKey) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct TollgateV1Answer {
-    value: String,
-    expires_in_s: u64,
-    id: String,
+/// A member of a JSON object, when the value is an object.
+fn member<'a>(v: &'a Value, name: &str) -> Result<&'a Value, FetchFailure> {
+    v.as_object()
+        .and_then(|m| m.get(name))
+        .ok_or(FetchFailure::Garbage)
 }
 
-#[derive(Deserialize)]
-struct VaultAnswer {
-    data: VaultData,
+fn string_member(v: &Value, name: &str) -> Result<String, FetchFailure> {
+    member(v, name)?
+        .as_str()
+        .map(str::to_string)
+        .ok_or(FetchFailure::Garbage)
 }
 
-#[derive(Deserialize)]
-struct VaultData {
-    data: serde_json::Map<String, serde_json::Value>,
-    metadata: VaultMetadata,
-}
-
-#[derive(Deserialize)]
-struct VaultMetadata {
-    version: u64,
+/// A non-negative integer member (floats and negatives are garbage).
+fn u64_member(v: &Value, name: &str) -> Result<u64, FetchFailure> {
+    member(v, name)?.as_u64().ok_or(FetchFailure::Garbage)
 }
 
 /// Visible ASCII with inner spaces; no leading/trailing space, no controls.
