@@ -79,6 +79,8 @@ pub fn printable(bytes: &[u8], max: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn serializes_only_known_fields() {

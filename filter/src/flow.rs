@@ -294,6 +294,8 @@ fn identity(config: &Config, facts: &HeadFacts<'_>) -> Result<SpiffeId, DenyReas
 mod tests {
     use super::*;
     use crate::config::parse;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const CONFIG: &str = r#"{
       "mode": "enforce",

@@ -16,6 +16,7 @@ pub mod config;
 pub mod credential;
 pub mod flow;
 pub mod metrics;
+pub mod pairs;
 pub mod policy;
 pub mod provider;
 pub mod reason;

@@ -48,6 +48,22 @@ impl Counter {
         v
     }
 
+    /// A dense index, for a metric-id table: distinct per counter, < 64.
+    pub fn slot(self) -> usize {
+        match self {
+            Counter::Allow => 0,
+            Counter::Abandoned => 1,
+            Counter::Deny(r) => 2 + r as usize,
+            Counter::ShadowDeny(r) => 16 + r as usize,
+            Counter::CacheHit => 30,
+            Counter::CacheMiss => 31,
+            Counter::CacheRefreshDue => 32,
+            Counter::FetchOk => 33,
+            Counter::FetchFailed(f) => 34 + f as usize,
+            Counter::ClientKeySeen => 44,
+        }
+    }
+
     pub fn name(self) -> String {
         match self {
             Counter::Allow => "tollgate.decision.allow".into(),
@@ -67,6 +83,8 @@ impl Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn names_are_unique() {
@@ -75,5 +93,10 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), all.len());
+        let mut slots: Vec<_> = all.iter().map(|c| c.slot()).collect();
+        slots.sort();
+        slots.dedup();
+        assert_eq!(slots.len(), all.len(), "slots are distinct");
+        assert!(slots.iter().all(|s| *s < 64));
     }
 }

@@ -244,6 +244,8 @@ pub fn validate_host_pattern(p: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::credential::{CredentialRef, Scope};
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn table() -> ProviderTable {
         let mut t = ProviderTable::new();

@@ -144,6 +144,8 @@ impl core::fmt::Display for DenyReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn codes_are_unique_snake_case() {

@@ -17,15 +17,28 @@ pub struct DenyReply {
     pub details: String,
 }
 
+#[derive(serde::Serialize)]
+struct Body {
+    error: ErrorBody,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    message: &'static str,
+}
+
 pub fn deny_reply(reason: DenyReason) -> DenyReply {
-    let body = serde_json::json!({
-        "error": {
-            "type": "tollgate_denied",
-            "code": reason.code(),
-            "message": reason.message(),
-        }
-    })
-    .to_string();
+    let body = Body {
+        error: ErrorBody {
+            kind: "tollgate_denied",
+            code: reason.code(),
+            message: reason.message(),
+        },
+    };
+    let body = serde_json::to_string(&body).unwrap_or_default();
     DenyReply {
         status: reason.status(),
         headers: [
@@ -41,6 +54,8 @@ pub fn deny_reply(reason: DenyReason) -> DenyReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn every_reason_has_an_sdk_shaped_body_and_header() {

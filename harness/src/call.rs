@@ -36,7 +36,8 @@ impl CallRequest {
     }
     /// First value of a header as (lossy) text, for assertions.
     pub fn header_str(&self, name: &str) -> Option<String> {
-        self.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
     pub fn method(&self) -> Option<String> {
         self.header_str(":method")
@@ -61,7 +62,10 @@ pub struct CallResponse {
 
 impl CallResponse {
     pub fn new(status: u16) -> Self {
-        CallResponse { status, ..Default::default() }
+        CallResponse {
+            status,
+            ..Default::default()
+        }
     }
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
         CallResponse {
@@ -76,7 +80,10 @@ impl CallResponse {
         self
     }
     pub fn reset() -> Self {
-        CallResponse { reset: true, ..Default::default() }
+        CallResponse {
+            reset: true,
+            ..Default::default()
+        }
     }
 }
 

@@ -87,16 +87,18 @@ pub fn resolve(
     refresh_ahead_ms: u64,
     lease_ms: u64,
 ) -> Result<Lookup, StoreError> {
-    let entry = read_entry(store, key)?;
-    if let Some(e) = &entry {
+    let mut entry = read_entry(store, key)?;
+    if let Some(e) = &mut entry {
         let fresh = e.freshness(now_ms, refresh_ahead_ms);
-        if let (Some(value), Freshness::Fresh | Freshness::RefreshDue) = (&e.value, fresh) {
-            return Ok(Lookup::Ready {
-                value: value.clone(),
-                id: e.id.clone(),
-                fingerprint: e.fingerprint.clone(),
-                refresh_due: fresh == Freshness::RefreshDue,
-            });
+        if fresh != Freshness::Unusable {
+            if let Some(value) = e.value.take() {
+                return Ok(Lookup::Ready {
+                    value,
+                    id: core::mem::take(&mut e.id),
+                    fingerprint: core::mem::take(&mut e.fingerprint),
+                    refresh_due: fresh == Freshness::RefreshDue,
+                });
+            }
         }
     }
     if lease_held(store, key, now_ms)? {
@@ -252,6 +254,8 @@ impl SharedStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const K: &str = "tollgate/v1/cred/openai";
 

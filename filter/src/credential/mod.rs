@@ -98,6 +98,8 @@ pub fn validate_credential_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn per_workload_keys_differ_by_workload_and_shared_keys_do_not() {

@@ -22,8 +22,8 @@ pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 const STREAM_HTTP_REQUEST: u32 = 0;
 
-/// A header map as the host returns it.
-pub type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
+use crate::pairs::encode_pairs;
+pub use crate::pairs::HeaderMap;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -130,7 +130,7 @@ pub fn get_header_map(t: u32) -> Result<HeaderMap, Status> {
     let (mut ptr, mut size) = (null_mut(), 0usize);
     // SAFETY: out-pointers to live locals.
     check(unsafe { proxy_get_header_map_pairs(t, &mut ptr, &mut size) })?;
-    decode_pairs(&take(ptr, size)).ok_or(Status(3))
+    HeaderMap::parse(take(ptr, size)).ok_or(Status(3))
 }
 
 pub fn get_header(t: u32, name: &str) -> Result<Option<Vec<u8>>, Status> {
@@ -242,49 +242,4 @@ pub fn define_counter(name: &str) -> Result<u32, Status> {
 pub fn increment(id: u32, by: i64) {
     // SAFETY: plain value call.
     let _ = unsafe { proxy_increment_metric(id, by) };
-}
-
-/// proxy-wasm pair encoding: u32 count, u32 sizes, then NUL-terminated bytes.
-pub fn encode_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let size: usize = 4 + pairs
-        .iter()
-        .map(|(k, v)| 8 + k.len() + v.len() + 2)
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k);
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
-
-/// Decodes pair encoding; `None` if malformed (never panics).
-pub fn decode_pairs(bytes: &[u8]) -> Option<HeaderMap> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let u32_at = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes(b.try_into().ok()?) as usize)
-    };
-    let n = u32_at(0)?;
-    let mut data = 4usize.checked_add(n.checked_mul(8)?)?;
-    let mut out = Vec::with_capacity(n.min(256));
-    for i in 0..n {
-        let ks = u32_at(4 + i * 8)?;
-        let vs = u32_at(8 + i * 8)?;
-        let k = bytes.get(data..data.checked_add(ks)?)?.to_vec();
-        data = data.checked_add(ks + 1)?;
-        let v = bytes.get(data..data.checked_add(vs)?)?.to_vec();
-        data = data.checked_add(vs + 1)?;
-        out.push((k, v));
-    }
-    Some(out)
 }

@@ -80,7 +80,8 @@ enum Via {
 
 pub struct Worker {
     config: RefCell<Option<Rc<Config>>>,
-    counters: RefCell<HashMap<Counter, u32>>,
+    /// Metric ids by `Counter::slot`.
+    counters: RefCell<Vec<Option<u32>>>,
     /// This worker's lease-owner id (random per VM).
     owner: u64,
     waiting: RefCell<HashMap<u32, Waiter>>,
@@ -94,7 +95,7 @@ impl Worker {
     pub fn new() -> Self {
         Worker {
             config: RefCell::new(None),
-            counters: RefCell::new(HashMap::new()),
+            counters: RefCell::new(Vec::new()),
             owner: random_u64(),
             waiting: RefCell::new(HashMap::new()),
             fetches: RefCell::new(HashMap::new()),
@@ -112,8 +113,11 @@ impl Worker {
     pub fn configure(&self, config: Config) {
         let mut counters = self.counters.borrow_mut();
         for c in Counter::all() {
-            if let Ok(id) = abi::define_counter(&c.name()) {
-                counters.insert(c, id);
+            if counters.len() <= c.slot() {
+                counters.resize(c.slot() + 1, None);
+            }
+            if let Some(slot) = counters.get_mut(c.slot()) {
+                *slot = abi::define_counter(&c.name()).ok();
             }
         }
         if let Err(e) = cache::init(&HostStore) {
@@ -123,7 +127,7 @@ impl Worker {
     }
 
     fn count(&self, c: Counter) {
-        if let Some(id) = self.counters.borrow().get(&c) {
+        if let Some(Some(id)) = self.counters.borrow().get(c.slot()) {
             abi::increment(*id, 1);
         }
     }
@@ -145,9 +149,7 @@ impl Worker {
             Err(_) => return self.fail_closed(ctx, &stream, Via::OwnHeaders),
         };
         // 1. Strip every client credential, before anything else.
-        let scan = config
-            .strip
-            .scan(headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let scan = config.strip.scan(headers.iter());
         for name in config.strip.present(&scan) {
             if abi::remove_header(abi::MAP_REQUEST_HEADERS, name).is_err() {
                 return self.fail_closed(ctx, &stream, Via::OwnHeaders);
@@ -165,35 +167,24 @@ impl Worker {
         } else {
             None
         };
-        let first = |name: &[u8]| {
-            headers
-                .iter()
-                .find(|(k, _)| k.as_slice() == name)
-                .map(|(_, v)| v.as_slice())
-        };
         let facts = HeadFacts {
             mtls,
             peer_uri_san: san.as_deref(),
-            method: first(b":method"),
-            authority: first(b":authority"),
-            path: first(b":path"),
-            request_id: first(b"x-request-id"),
+            method: headers.first(b":method"),
+            authority: headers.first(b":authority"),
+            path: headers.first(b":path"),
+            request_id: headers.first(b"x-request-id"),
             client_key_seen: scan.client_key_seen,
         };
         // 3. Decide.
         let admitted = {
             let mut s = stream.borrow_mut();
             let mut scratch = self.scratch.borrow_mut();
-            match s.flow.on_request_headers(&config, &facts, &mut scratch) {
-                Ok(a) => Ok((
-                    a.cache_key.clone(),
-                    a.credential.clone(),
-                    a.rewrite_path.clone(),
-                )),
-                Err(reason) => Err(reason),
-            }
+            s.flow
+                .on_request_headers(&config, &facts, &mut scratch)
+                .map(|a| (a.cache_key.clone(), a.rewrite_path.clone()))
         };
-        let (cache_key, credential, rewrite) = match admitted {
+        let (cache_key, rewrite) = match admitted {
             Ok(a) => a,
             Err(reason) => return self.perform(ctx, &stream, Step::Reply(reason), Via::OwnHeaders),
         };
@@ -211,14 +202,31 @@ impl Worker {
         }
         // 4. The credential.
         let now = abi::now_ms().unwrap_or(0);
-        self.interest
-            .borrow_mut()
-            .entry(cache_key.clone())
-            .and_modify(|i| i.last_used_ms = now)
-            .or_insert(Interest {
-                credential: credential.clone(),
-                last_used_ms: now,
-            });
+        let credential = || {
+            stream
+                .borrow()
+                .flow
+                .admission()
+                .map(|a| a.credential.clone())
+        };
+        let known = match self.interest.borrow_mut().get_mut(&cache_key) {
+            Some(i) => {
+                i.last_used_ms = now;
+                true
+            }
+            None => false,
+        };
+        if !known {
+            if let Some(c) = credential() {
+                let interest = Interest {
+                    credential: c,
+                    last_used_ms: now,
+                };
+                self.interest
+                    .borrow_mut()
+                    .insert(cache_key.clone(), interest);
+            }
+        }
         let lookup = self.resolve(&config, &cache_key, now, now);
         match &lookup {
             Ok(Lookup::Ready { refresh_due, .. }) => {
@@ -241,7 +249,12 @@ impl Worker {
             }
             Step::Fetch => {
                 self.add_waiter(ctx, &stream, cache_key.clone(), now, now + svc_wait);
-                self.dispatch_fetch(&config, &cache_key, &credential);
+                match credential() {
+                    Some(c) => self.dispatch_fetch(&config, &cache_key, &c),
+                    None => {
+                        let _ = cache::release(&HostStore, &cache_key, self.owner);
+                    }
+                }
                 // A failed dispatch already recorded its failure; let the
                 // waiter see it now rather than at the next tick.
                 if !self.fetch_in_flight(&cache_key) {
@@ -554,7 +567,9 @@ impl Worker {
 
     fn emit_audit(&self, stream: &Rc<RefCell<Stream>>) {
         if let Some(line) = stream.borrow_mut().flow.finish_audit() {
-            log::info!("{line}");
+            if log::log_enabled!(log::Level::Info) {
+                abi::log(2, &line);
+            }
         }
     }
 

@@ -121,6 +121,8 @@ impl Policy {
 mod tests {
     use super::workload_pattern::WorkloadPattern;
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn policy() -> Policy {
         let rules = vec![
