@@ -27,7 +27,8 @@ build: .wasm32-wasip1-target
 probe: .wasm32-wasip1-target
 	$(CARGO) build -p tollgate-harness-probe --target wasm32-wasip1 --release
 
-test: build probe test-native test-wasm32 check-config
+# The CLI's policy checks run inside test-native (harness/tests/cli.rs).
+test: build probe test-native test-wasm32
 
 test-native:
 	$(CARGO) test --workspace --exclude tollgate-harness-probe

@@ -271,7 +271,7 @@ fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String
     println!(
         "request:  {} {} as {}",
         t.method,
-        t.url,
+        mask_query_key(&t.url),
         t.spiffe.as_deref().unwrap_or("(no identity)")
     );
     println!("decision: {}", audit["decision"].as_str().unwrap_or("?"));
@@ -334,6 +334,21 @@ fn mask(v: &[u8]) -> String {
         Some((scheme, _)) if scheme.len() <= 10 => format!("{scheme} ****(masked)"),
         _ => "****(masked)".into(),
     }
+}
+
+/// Hides the value of any `key=` query parameter (a Gemini API key).
+fn mask_query_key(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("key") => format!("{k}=****(masked)"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
 }
 
 fn split_url(url: &str) -> Result<(String, String), String> {

@@ -1,0 +1,151 @@
+//! The operator CLI (`tollgate-harness`), run as a user would: every shipped
+//! policy passes `check`, a broken one is reported with its path, `decide`
+//! prints the verdict, and no credential value ever reaches its output.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn wasm() -> PathBuf {
+    let p = std::env::var_os("TOLLGATE_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/wasm32-wasip1/release/tollgate.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` first",
+        p.display()
+    );
+    p
+}
+
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate-harness"))
+        .current_dir(root())
+        .arg(args[0])
+        .arg("--wasm")
+        .arg(wasm())
+        .args(&args[1..])
+        .env_remove("TOLLGATE_KEYS_FILE")
+        .output()
+        .expect("run tollgate-harness");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Demo keys the CLI's mock credential service hands out.
+const DEMO_KEYS: [&str; 4] = [
+    "sk-demo-openai-0001",
+    "sk-demo-anthropic-0001",
+    "sk-demo-gemini-0001",
+    "sk-demo-azure-openai-0001",
+];
+
+#[test]
+fn every_shipped_policy_passes_check() {
+    let mut policies = vec![];
+    for dir in ["mesh-config/local"] {
+        for e in std::fs::read_dir(root().join(dir)).expect("read mesh-config") {
+            let p = e.expect("entry").path();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if name.ends_with(".json") && name.contains("policy") {
+                policies.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    assert!(!policies.is_empty());
+    let mut args = vec!["check"];
+    args.extend(policies.iter().map(String::as_str));
+    let (code, out) = cli(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(": ok"), "{out}");
+}
+
+#[test]
+fn check_reports_a_broken_policy_with_paths() {
+    let dir = std::env::temp_dir().join(format!("tollgate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let bad = dir.join("bad-policy.json");
+    let text =
+        std::fs::read_to_string(root().join("mesh-config/local/policy.json")).expect("policy");
+    std::fs::write(
+        &bad,
+        text.replace("\"POST /v1/embeddings\"", "\"POST v1/embeddings\""),
+    )
+    .expect("write");
+    let (code, out) = cli(&["check", bad.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("rejected") && out.contains("rules[1].endpoints[0]: "),
+        "{out}"
+    );
+}
+
+#[test]
+fn decide_prints_the_verdict_and_masks_the_credential() {
+    let (code, out) = cli(&[
+        "decide",
+        "--config",
+        "mesh-config/local/policy.json",
+        "--spiffe",
+        "spiffe://tollgate.local/ns/support/sa/chatbot",
+        "--url",
+        "https://api.openai.com/v1/chat/completions",
+        "-H",
+        "authorization: Bearer sk-proj-clientsidekey0123456789abcdef",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("decision: allow") && out.contains("rule:     support-chat"),
+        "{out}"
+    );
+    assert!(out.contains("authorization: Bearer ****(masked)"), "{out}");
+    assert!(
+        !out.contains("sk-proj-clientsidekey"),
+        "client key shown: {out}"
+    );
+    for k in DEMO_KEYS {
+        assert!(!out.contains(k), "credential shown: {out}");
+    }
+    let (code, out) = cli(&[
+        "decide",
+        "--config",
+        "mesh-config/local/policy.json",
+        "--spiffe",
+        "spiffe://tollgate.local/ns/default/sa/unknown",
+        "--url",
+        "https://api.openai.com/v1/chat/completions",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("reason:   workload_not_permitted") && out.contains("reply:    403"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_demo_runs_and_never_shows_a_key() {
+    let (code, out) = cli(&["demo", "mesh-config/local/policy.json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("decision: allow") && out.contains("decision: deny"),
+        "{out}"
+    );
+    for k in DEMO_KEYS {
+        assert!(!out.contains(k), "credential shown: {out}");
+    }
+    assert!(
+        !out.contains("AIzaSyLeakedClientKey"),
+        "the client's ?key= was echoed: {out}"
+    );
+}
