@@ -261,12 +261,10 @@ impl RequestFlow {
             return None;
         }
         self.audit_done = true;
-        if self.audit.decision == Verdict::Pending
-            || (self.audit.decision == Verdict::ShadowDeny && self.phase != Phase::Forwarded)
-        {
-            if self.phase != Phase::Replied {
-                self.audit.decision = Verdict::Abandoned;
-            }
+        let undecided = self.audit.decision == Verdict::Pending
+            || (self.audit.decision == Verdict::ShadowDeny && self.phase != Phase::Forwarded);
+        if undecided && self.phase != Phase::Replied {
+            self.audit.decision = Verdict::Abandoned;
         }
         Some(self.audit.to_json())
     }

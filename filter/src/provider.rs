@@ -110,7 +110,7 @@ impl ProviderTable {
                 return Err(*owner);
             }
             self.suffixes.push((suffix.into(), id));
-            self.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            self.suffixes.sort_by_key(|s| core::cmp::Reverse(s.0.len()));
         } else {
             if let Some(owner) = self.exact.get(pattern) {
                 return Err(*owner);
