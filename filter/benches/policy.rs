@@ -40,18 +40,45 @@ fn bench(c: &mut Criterion) {
     let target = RequestTarget::parse(b"/v1/chat/completions").unwrap();
     for rules in [10usize, 10_000] {
         let cfg = config(rules);
-        let exact = SpiffeId::parse(format!("spiffe://cluster.local/ns/tenant{}/sa/app", rules - 1).as_bytes()).unwrap();
+        let exact = SpiffeId::parse(
+            format!("spiffe://cluster.local/ns/tenant{}/sa/app", rules - 1).as_bytes(),
+        )
+        .unwrap();
         let prefix = SpiffeId::parse(b"spiffe://cluster.local/ns/support/sa/chatbot").unwrap();
         let miss = SpiffeId::parse(b"spiffe://cluster.local/ns/nobody/sa/x").unwrap();
         let mut scratch = Vec::new();
         g.bench_with_input(BenchmarkId::new("exact_hit", rules), &rules, |b, _| {
-            b.iter(|| cfg.policy.evaluate(black_box(&exact), ProviderId(0), b"POST", &target, &mut scratch))
+            b.iter(|| {
+                cfg.policy.evaluate(
+                    black_box(&exact),
+                    ProviderId(0),
+                    b"POST",
+                    &target,
+                    &mut scratch,
+                )
+            })
         });
         g.bench_with_input(BenchmarkId::new("prefix_hit", rules), &rules, |b, _| {
-            b.iter(|| cfg.policy.evaluate(black_box(&prefix), ProviderId(0), b"POST", &target, &mut scratch))
+            b.iter(|| {
+                cfg.policy.evaluate(
+                    black_box(&prefix),
+                    ProviderId(0),
+                    b"POST",
+                    &target,
+                    &mut scratch,
+                )
+            })
         });
         g.bench_with_input(BenchmarkId::new("miss", rules), &rules, |b, _| {
-            b.iter(|| cfg.policy.evaluate(black_box(&miss), ProviderId(0), b"POST", &target, &mut scratch))
+            b.iter(|| {
+                cfg.policy.evaluate(
+                    black_box(&miss),
+                    ProviderId(0),
+                    b"POST",
+                    &target,
+                    &mut scratch,
+                )
+            })
         });
     }
     g.finish();

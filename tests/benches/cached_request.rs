@@ -10,7 +10,13 @@ use tollgate_tests::*;
 fn bench(c: &mut Criterion) {
     let creds = credential_service();
     let mut gw = gateway(&config(), 1, &creds);
-    let warm = send(&mut gw, SUPPORT_BOT, "POST", "api.openai.com", "/v1/chat/completions");
+    let warm = send(
+        &mut gw,
+        SUPPORT_BOT,
+        "POST",
+        "api.openai.com",
+        "/v1/chat/completions",
+    );
     gw.settle();
     gw.outcome(warm).expect_forwarded();
     gw.respond(warm, 200, &[], b"");
