@@ -118,3 +118,13 @@ fn ten_thousand_workload_rules_load_and_evaluate() {
     settle(&mut gw, id).expect_forwarded();
     assert_eq!(audit_lines(&gw)[0]["rule"], "w9999");
 }
+
+#[test]
+fn a_duplicated_mode_key_cannot_silently_switch_enforcement_off() {
+    let text = config()
+        .to_string()
+        .replacen('{', "{\"mode\":\"enforce\",\"mode\":\"dry_run\",", 1);
+    // The fixture already has "mode": "enforce" too, so "mode" appears three times.
+    let logs = rejection_logs(&text);
+    assert!(logs.contains("mode: duplicate field `mode`"), "{logs}");
+}

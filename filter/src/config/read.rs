@@ -34,9 +34,92 @@ pub fn read(json: &[u8]) -> Result<RawConfig, ConfigErrors> {
             return Err(errs);
         }
     };
+    // `Value` keeps only the last of duplicate keys; a second pass over the
+    // text finds them, so `"mode": "enforce", ..., "mode": "dry_run"` is an
+    // error rather than a silent switch to dry run.
+    if let Ok(dups) = serde_json::from_slice::<Duplicates>(json) {
+        for (path, key) in dups.0 {
+            errs.push(path, format!("duplicate field {}", quote(&key)));
+        }
+    }
     match read_config(&root, &mut errs) {
         Some(raw) if errs.is_empty() => Ok(raw),
         _ => Err(errs),
+    }
+}
+
+/// Every `(path, key)` where an object repeats a key, found without
+/// building values.
+struct Duplicates(Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for Duplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::DeserializeSeed::deserialize(DupSeed(String::new()), d).map(Duplicates)
+    }
+}
+
+/// Walks one JSON value whose path is `.0`.
+struct DupSeed(String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for DupSeed {
+    type Value = Vec<(String, String)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DupSeed {
+    type Value = Vec<(String, String)>;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        let mut i = 0usize;
+        while let Some(found) = seq.next_element_seed(DupSeed(format!("{}[{i}]", self.0)))? {
+            out.extend(found);
+            i += 1;
+        }
+        Ok(out)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let step = if plain(&key) {
+                key.clone()
+            } else {
+                format!("{key:?}")
+            };
+            let child = at(&self.0, &step);
+            let found = map.next_value_seed(DupSeed(child.clone()))?;
+            if seen.contains(&key) {
+                out.push((child, key));
+            } else {
+                seen.push(key);
+            }
+            out.extend(found);
+        }
+        Ok(out)
     }
 }
 
@@ -447,6 +530,24 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_not_a_silent_last_wins() {
+        let json = MINIMAL.replacen(
+            "{\n",
+            "{\n      \"mode\": \"enforce\", \"mode\": \"dry_run\",\n",
+            1,
+        );
+        assert_eq!(
+            errors(&json),
+            vec!["mode: duplicate field `mode`".to_string()]
+        );
+        let json = MINIMAL.replace(r#""name": "r","#, r#""name": "r", "name": "s","#);
+        assert_eq!(
+            errors(&json),
+            vec!["rules[0].name: duplicate field `name`".to_string()]
+        );
     }
 
     #[test]
