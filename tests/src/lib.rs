@@ -131,7 +131,19 @@ pub fn send(
     authority: &str,
     path: &str,
 ) -> StreamId {
-    gw.request(0)
+    send_on(gw, 0, workload, method, authority, path)
+}
+
+/// Sends a request from `workload` (with mTLS) on `worker`.
+pub fn send_on(
+    gw: &mut Gateway,
+    worker: usize,
+    workload: &str,
+    method: &str,
+    authority: &str,
+    path: &str,
+) -> StreamId {
+    gw.request(worker)
         .mtls(true)
         .peer_uri_san(workload)
         .method(method)

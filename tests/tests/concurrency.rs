@@ -14,14 +14,14 @@ fn two_hundred_concurrent_requests_on_two_workers_make_exactly_one_fetch() {
     let mut gw = gateway(&config(), 2, &creds);
     let mut ids = vec![];
     for i in 0..200 {
-        let id = gw
-            .request(i % 2)
-            .mtls(true)
-            .peer_uri_san(SUPPORT_BOT)
-            .method("POST")
-            .authority("api.openai.com")
-            .path("/v1/chat/completions")
-            .send();
+        let id = send_on(
+            &mut gw,
+            i % 2,
+            SUPPORT_BOT,
+            "POST",
+            "api.openai.com",
+            "/v1/chat/completions",
+        );
         ids.push(id);
     }
     gw.settle();
@@ -52,22 +52,22 @@ fn waiters_on_another_worker_get_the_failure_of_the_fetch_they_waited_for() {
     let creds = credential_service();
     creds.set_fault(Fault::Status(500));
     let mut gw = gateway(&config(), 2, &creds);
-    let a = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.openai.com")
-        .path("/v1/chat/completions")
-        .send();
-    let b = gw
-        .request(1)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.openai.com")
-        .path("/v1/chat/completions")
-        .send();
+    let a = send_on(
+        &mut gw,
+        0,
+        SUPPORT_BOT,
+        "POST",
+        "api.openai.com",
+        "/v1/chat/completions",
+    );
+    let b = send_on(
+        &mut gw,
+        1,
+        SUPPORT_BOT,
+        "POST",
+        "api.openai.com",
+        "/v1/chat/completions",
+    );
     gw.advance(Duration::from_millis(40));
     assert_denied(&gw, a, 503, "credential_unavailable");
     assert_denied(&gw, b, 503, "credential_unavailable");
@@ -79,22 +79,22 @@ fn a_lease_whose_holder_vanished_is_taken_over() {
     let creds = credential_service();
     creds.set_fault(Fault::Delay(Duration::from_secs(1)));
     let mut gw = gateway(&config(), 2, &creds);
-    let holder = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.openai.com")
-        .path("/v1/chat/completions")
-        .send();
-    let waiter = gw
-        .request(1)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.openai.com")
-        .path("/v1/chat/completions")
-        .send();
+    let holder = send_on(
+        &mut gw,
+        0,
+        SUPPORT_BOT,
+        "POST",
+        "api.openai.com",
+        "/v1/chat/completions",
+    );
+    let waiter = send_on(
+        &mut gw,
+        1,
+        SUPPORT_BOT,
+        "POST",
+        "api.openai.com",
+        "/v1/chat/completions",
+    );
     gw.settle();
     // The fetching stream is reset: Envoy cancels its call, with no callback.
     gw.cancel(holder);
