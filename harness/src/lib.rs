@@ -16,6 +16,7 @@
 pub mod abi;
 pub mod call;
 pub mod clock;
+pub mod envoy;
 pub mod gateway;
 pub mod logs;
 pub mod memory;

@@ -18,6 +18,11 @@ use tollgate_harness::{Gateway, LocalReply, Module, Outcome, StreamId};
 
 pub use tollgate_harness;
 
+pub mod run_envoy;
+pub mod run_harness;
+pub mod scenario;
+pub mod tls_client;
+
 /// The cluster name the fixtures give the credential service.
 pub const CREDS_CLUSTER: &str = "tollgate-credentials";
 

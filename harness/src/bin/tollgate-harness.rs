@@ -5,7 +5,13 @@
 //! tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID
 //!                         [--method M] --url https://host/path [-H 'name: value']... [--no-mtls]
 //! tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]
+//! tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers]
+//!                         [--concurrency N] [--state-dir DIR] POLICY.json
 //! ```
+//!
+//! `gateway` is `make run`: the real Envoy from the project venv with
+//! Tollgate, an mTLS listener, the mock credential service and (unless
+//! `--upstream providers`) the mock LLM; see `tollgate_harness::envoy`.
 //!
 //! The real `tollgate.wasm` runs in the harness; the credential service is
 //! the in-process mock (keys from `TOLLGATE_KEY_<NAME>`, `TOLLGATE_KEYS_FILE`,
@@ -28,6 +34,7 @@ fn main() -> ExitCode {
         Some("check") => check(&args[1..]),
         Some("decide") => decide(&args[1..]),
         Some("demo") => demo(&args[1..]),
+        Some("gateway") => gateway(&args[1..]),
         _ => Err(usage()),
     };
     match result {
@@ -40,7 +47,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]".into()
+    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--concurrency N] [--state-dir DIR] POLICY.json".into()
 }
 
 /// Options common to all commands, plus what is left.
@@ -361,4 +368,65 @@ fn split_url(url: &str) -> Result<(String, String), String> {
         None => (rest, "/"),
     };
     Ok((authority.to_string(), path.to_string()))
+}
+
+/// `make run`: Envoy with Tollgate on an mTLS loopback listener, until Ctrl-C.
+fn gateway(args: &[String]) -> Result<ExitCode, String> {
+    use tollgate_harness::envoy::local_run::{run, RunOptions};
+    use tollgate_harness::envoy::UpstreamChoice;
+    let o = opts(args)?;
+    let mut listen = "127.0.0.1:10443".to_string();
+    let mut upstream = UpstreamChoice::Mock;
+    let mut concurrency = 2u32;
+    let mut state_dir = PathBuf::from(".run");
+    let mut policy = None;
+    let mut it = o.rest.iter();
+    while let Some(a) = it.next() {
+        let mut val = |what: &str| it.next().cloned().ok_or(format!("{a} needs {what}"));
+        match a.as_str() {
+            "--listen" => listen = val("an address")?,
+            "--upstream" => {
+                upstream = match val("mock or providers")?.as_str() {
+                    "mock" => UpstreamChoice::Mock,
+                    "providers" => UpstreamChoice::Providers,
+                    other => return Err(format!("--upstream must be mock or providers, not {other:?}")),
+                }
+            }
+            "--concurrency" => {
+                concurrency = val("a number")?.parse().map_err(|_| "--concurrency needs a number")?
+            }
+            "--state-dir" => state_dir = val("a directory")?.into(),
+            p if policy.is_none() && !p.starts_with('-') => policy = Some(PathBuf::from(p)),
+            other => return Err(format!("unexpected argument {other:?}\n{}", usage())),
+        }
+    }
+    let policy = policy.ok_or_else(usage)?;
+    let listen = listen
+        .parse()
+        .map_err(|_| format!("--listen: {listen:?} is not an address like 127.0.0.1:10443"))?;
+    let creds = MockCredentialService::try_from_env_or_demo().map_err(|e| e.to_string())?;
+    if upstream == UpstreamChoice::Providers {
+        println!("upstream: the real providers (keys from TOLLGATE_KEY_<NAME> / TOLLGATE_KEYS_FILE)");
+    }
+    let root = std::env::current_dir().map_err(|e| e.to_string())?;
+    // Absolute, so the printed snippets work from any directory.
+    let state_dir = root.join(state_dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(run(
+        RunOptions {
+            repo_root: root,
+            wasm: o.wasm,
+            policy,
+            listen,
+            upstream,
+            concurrency,
+            state_dir,
+        },
+        creds,
+    ))
+    .map_err(|e| format!("gateway: {e:#}"))?;
+    Ok(ExitCode::SUCCESS)
 }

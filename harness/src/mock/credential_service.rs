@@ -28,8 +28,12 @@
 //! - Secret values appear only in 200 response bodies; `Debug` output of the
 //!   service, its answers and recorded requests never contains them.
 //! - The state lock is never held across an `.await` and recovers from poison.
+//! - Every value sent in a 200 (either protocol, shared or per-workload) is
+//!   remembered for [`MockCredentialService::has_issued`], across rotations,
+//!   removals and `reset_counts`, so an upstream mock can accept exactly the
+//!   keys a filter could have fetched.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -212,6 +216,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Credential values handed out in a 200 answer; `Debug` shows only how many.
+#[derive(Default)]
+pub(crate) struct Issued(HashSet<Vec<u8>>);
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Issued({} values)", self.0.len())
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) shared: BTreeMap<String, Secret>,
@@ -234,6 +248,7 @@ pub(crate) struct State {
     /// Mock clock: ticks once per key write.
     pub(crate) clock: u64,
     request_seq: u64,
+    issued: Issued,
 }
 
 impl Default for State {
@@ -253,6 +268,7 @@ impl Default for State {
             last: None,
             clock: 0,
             request_seq: 0,
+            issued: Issued::default(),
         }
     }
 }
@@ -557,6 +573,12 @@ impl MockCredentialService {
         self.lock().last.clone()
     }
 
+    /// Whether `value` was ever handed out in a 200 answer (in-process or
+    /// served, either protocol, shared or per-workload key).
+    pub fn has_issued(&self, value: &[u8]) -> bool {
+        self.lock().issued.0.contains(value)
+    }
+
     /// An in-process handler for the credential cluster. Pseudo-headers
     /// `:method` and `:path` select the request; other pseudo-headers are not
     /// recorded. A `Delay` fault becomes `CallResponse::delay` (virtual time).
@@ -609,7 +631,9 @@ impl MockCredentialService {
             (Fault::Status(code), p) => error_answer(p, *code, "injected fault"),
             (Fault::Garbage, _) => garbage(),
             (Fault::WrongShape, p) => wrong_shape(p, st.request_seq),
-            (Fault::None | Fault::Delay(_), _) => st_answer(&st, method, protocol, target, reject),
+            (Fault::None | Fault::Delay(_), _) => {
+                st_answer(&mut st, method, protocol, target, reject)
+            }
         };
         if let Fault::Delay(d) = fault {
             answer.delay = d;
@@ -619,7 +643,7 @@ impl MockCredentialService {
 }
 
 fn st_answer(
-    st: &State,
+    st: &mut State,
     method: &[u8],
     protocol: Protocol,
     target: Option<(String, Option<String>)>,
@@ -634,7 +658,11 @@ fn st_answer(
     let Some((name, workload)) = target else {
         return error_answer(protocol, 404, "not found");
     };
-    match (st.lookup(&name, workload.as_deref()), protocol) {
+    let lookup = st.lookup(&name, workload.as_deref());
+    if let Lookup::Found(s) = &lookup {
+        st.issued.0.insert(s.value.as_bytes().to_vec());
+    }
+    match (lookup, protocol) {
         (Lookup::Denied, p) => error_answer(p, 403, "denied"),
         (Lookup::Missing, Protocol::TollgateV1) => error_answer(protocol, 404, "not found"),
         (Lookup::Missing, Protocol::VaultKv2) => MockAnswer::json(404, &json!({ "errors": [] })),

@@ -13,6 +13,7 @@
 
 pub mod credential_service;
 mod keys_env;
+pub mod llm;
 mod served;
 mod time;
 
@@ -21,4 +22,5 @@ pub use credential_service::{
     DEFAULT_VAULT_FIELD, VAULT_REQUEST_HEADER, WORKLOAD_HEADER,
 };
 pub use keys_env::{KeysError, DEMO_KEY_NAMES, KEYS_FILE_VAR, KEY_VAR_PREFIX};
+pub use llm::{LlmRequest, MockLlm, ProviderKind, ServedLlm};
 pub use served::ServedMock;

@@ -1,0 +1,159 @@
+//! `make run`: a local egress gateway for people to try, with copy-paste
+//! client snippets.
+//!
+//! Job: start a [`Stack`] on a fixed loopback port with the demo policy,
+//! write two workload certificates (one the policy allows, one it denies),
+//! print a curl command and a Python snippet per SDK, reload the policy
+//! when its file changes, and stop everything on Ctrl-C.
+//!
+//! Invariants: snippets carry only a placeholder key, never a real one;
+//! an invalid policy edit is reported and the running policy keeps serving.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+
+use super::pki::PemFiles;
+use super::stack::{Stack, StackOptions, UpstreamChoice};
+use crate::mock::MockCredentialService;
+
+/// The demo workloads: the policy in `mesh-config/local/` allows the first
+/// and denies the second.
+pub const ALLOWED_WORKLOAD: (&str, &str) = ("chatbot", "spiffe://tollgate.local/ns/support/sa/chatbot");
+pub const DENIED_WORKLOAD: (&str, &str) = ("stranger", "spiffe://tollgate.local/ns/default/sa/stranger");
+
+/// The key clients send: the gateway throws it away.
+pub const PLACEHOLDER_KEY: &str = "placeholder-not-a-key";
+
+/// Options for [`run`].
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub repo_root: PathBuf,
+    pub wasm: PathBuf,
+    pub policy: PathBuf,
+    pub listen: SocketAddr,
+    pub upstream: UpstreamChoice,
+    pub concurrency: u32,
+    /// `.run/`: PKI, rendered configs and Envoy's log.
+    pub state_dir: PathBuf,
+}
+
+/// Runs the gateway until Ctrl-C.
+pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<()> {
+    let policy_text = std::fs::read_to_string(&o.policy)
+        .with_context(|| format!("reading {}", o.policy.display()))?;
+    let pki_dir = o.state_dir.join("pki");
+    let opts = StackOptions {
+        repo_root: o.repo_root.clone(),
+        work_dir: o.state_dir.join("gateway"),
+        pki_dir: pki_dir.clone(),
+        wasm: o.wasm.clone(),
+        policy_json: policy_text.clone(),
+        listen: o.listen,
+        concurrency: o.concurrency,
+        upstream: o.upstream.clone(),
+        watched_listener: true,
+        inherit_output: false,
+        envoy_args: vec![],
+        remove_on_drop: false,
+    };
+    let mut stack = Stack::start(opts, creds).await?;
+    let allowed = write_workload(&stack, &pki_dir, ALLOWED_WORKLOAD)?;
+    let denied = write_workload(&stack, &pki_dir, DENIED_WORKLOAD)?;
+    println!(
+        "{}",
+        snippets(stack.listen.port(), &stack.pki.ca_file, &allowed, &denied)
+    );
+    println!(
+        "Envoy log: {}\nEdit {} and the gateway reloads it. Ctrl-C stops everything.",
+        stack.envoy.log_path().display(),
+        o.policy.display()
+    );
+
+    let mut last = mtime(&o.policy);
+    let mut last_text = policy_text;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                if let Some(status) = stack.envoy.exited() {
+                    anyhow::bail!("envoy exited ({status}); see {}", stack.envoy.log_path().display());
+                }
+                let now = mtime(&o.policy);
+                if now == last { continue; }
+                last = now;
+                let Ok(text) = std::fs::read_to_string(&o.policy) else { continue };
+                if text == last_text { continue; }
+                match stack.reload_policy(&text) {
+                    Ok(true) => { println!("policy reloaded from {}", o.policy.display()); last_text = text; }
+                    Ok(false) => println!("policy in {} REJECTED by the filter (see the Envoy log); the previous policy keeps serving", o.policy.display()),
+                    Err(e) => println!("policy reload failed: {e:#}"),
+                }
+            }
+        }
+    }
+    println!("\nstopping Envoy and the mock services");
+    drop(stack);
+    Ok(())
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn write_workload(stack: &Stack, pki_dir: &Path, (stem, id): (&str, &str)) -> anyhow::Result<PemFiles> {
+    Ok(stack.workload_cert(id)?.write(&pki_dir.join("workloads"), stem)?)
+}
+
+/// The copy-paste block printed at start.
+pub fn snippets(port: u16, ca: &Path, allowed: &PemFiles, denied: &PemFiles) -> String {
+    let (ca, crt, key) = (ca.display(), allowed.cert.display(), allowed.key.display());
+    let (dcrt, dkey) = (denied.cert.display(), denied.key.display());
+    format!(
+        r#"
+Tollgate egress gateway on https://localhost:{port} (mTLS; Envoy 1.40 + tollgate.wasm)
+  allowed workload: {allowed_id}
+  denied workload:  {denied_id}
+
+# curl, as the allowed workload (the placeholder key is replaced by the real one):
+curl --resolve api.openai.com:{port}:127.0.0.1 --cacert {ca} --cert {crt} --key {key} \
+  https://api.openai.com:{port}/v1/chat/completions \
+  -H 'Authorization: Bearer {placeholder}' -H 'content-type: application/json' \
+  -d '{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hello"}}]}}'
+
+# curl, as the denied workload (403, x-tollgate-reason: workload_not_permitted):
+curl -i --resolve api.openai.com:{port}:127.0.0.1 --cacert {ca} --cert {dcrt} --key {dkey} \
+  https://api.openai.com:{port}/v1/chat/completions -H 'content-type: application/json' -d '{{}}'
+
+# Python (run with .venv/bin/python; the venv has the SDKs):
+import ssl, httpx, httpx2, openai, anthropic
+from google import genai
+from google.genai import types
+ctx = ssl.create_default_context(cafile="{ca}")
+ctx.load_cert_chain("{crt}", "{key}")   # use {dcrt} / {dkey} to see a denial
+gw = "https://localhost:{port}"
+
+oa = openai.OpenAI(base_url=gw + "/v1", api_key="{placeholder}",
+    http_client=httpx.Client(verify=ctx, headers={{"Host": "api.openai.com"}}))
+print(oa.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hello"}}]).choices[0].message.content)
+
+an = anthropic.Anthropic(base_url=gw, api_key="{placeholder}",
+    http_client=httpx2.Client(verify=ctx, headers={{"Host": "api.anthropic.com"}}))
+with an.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{{"role": "user", "content": "hello"}}]) as s:
+    print("".join(s.text_stream))
+
+gm = genai.Client(api_key="{placeholder}", http_options=types.HttpOptions(base_url=gw, api_version="v1beta",
+    httpx_client=httpx.Client(verify=ctx, headers={{"Host": "generativelanguage.googleapis.com"}})))
+print(gm.models.generate_content(model="gemini-2.0-flash", contents="hello").text)
+"#,
+        allowed_id = ALLOWED_WORKLOAD.1,
+        denied_id = DENIED_WORKLOAD.1,
+        placeholder = PLACEHOLDER_KEY,
+    )
+}

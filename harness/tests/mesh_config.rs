@@ -1,0 +1,1278 @@
+//! The deployment files under `mesh-config/` are checked, not trusted.
+//!
+//! - Envoy: every `mesh-config/envoy/*.yaml` passes `envoy --mode validate`
+//!   with each `/etc/tollgate/` path pointed at a real file: the built
+//!   `tollgate.wasm` and a throwaway CA and gateway certificate made here
+//!   with rcgen. Validation then really loads the TLS contexts and the
+//!   module, and runs its `on_configure` on the inline policy. Negative
+//!   controls: an unknown field and a broken inline policy both fail.
+//! - Istio: every `mesh-config/istio/*.yaml` document parses and has
+//!   `apiVersion`, `kind`, `metadata.name` and `metadata.namespace`. Each
+//!   document of a kind with a schema vendored from Istio
+//!   (`mesh-config/istio/schema/`) passes [`check_schema`], a structural
+//!   validator that rejects unknown fields, wrong types, values outside an
+//!   enum, missing required fields and pattern mismatches, with the path of
+//!   each problem. Negative tests prove it fails on a misspelt field, a wrong
+//!   type, a bad enum value and more.
+//! - Policies: every WasmPlugin `pluginConfig` and every policy inline in an
+//!   Envoy config passes `tollgate-harness check` (the real module in the
+//!   harness); a broken one is rejected.
+//! - Wiring: names that must agree across files do (the credential cluster
+//!   is a real Service or cluster; every provider host is routed through the
+//!   gateway with TLS on both hops), and the WasmPlugin cannot silently miss
+//!   the gateway.
+//!
+//! Envoy comes from `TOLLGATE_ENVOY`, else `<repo>/.venv/bin/envoy`
+//! (`make venv`); the module from `TOLLGATE_WASM`, else the release build
+//! (`make build`). A missing one fails the test: nothing here is skipped.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------
+// Locations and tools
+// ---------------------------------------------------------------------------
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn wasm() -> PathBuf {
+    let p = std::env::var_os("TOLLGATE_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/wasm32-wasip1/release/tollgate.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` first",
+        p.display()
+    );
+    p
+}
+
+fn envoy() -> PathBuf {
+    let p = std::env::var_os("TOLLGATE_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/envoy"));
+    assert!(
+        p.exists(),
+        "Envoy not found at {}: run `make venv` (or set TOLLGATE_ENVOY)",
+        p.display()
+    );
+    p
+}
+
+/// A fresh scratch directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("tollgate-mesh-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    Scratch(dir)
+}
+
+/// `*.yaml` files directly in `dir` (not in subdirectories), sorted.
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no YAML files in {dir}");
+    files
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(root()).unwrap_or(p).display().to_string()
+}
+
+/// Runs `cmd`, killing it after `limit`.
+fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!("{cmd:?} still running after {limit:?}:\n{}", text_of(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn text_of(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `tollgate-harness check --wasm <wasm> <policy.json>`: (exit code, output).
+fn harness_check(policy: &Value, dir: &Path, stem: &str) -> (i32, String) {
+    let file = dir.join(format!("{stem}.json"));
+    let text = serde_json::to_string_pretty(policy).expect("serialise policy");
+    std::fs::write(&file, text).expect("write policy");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate-harness"));
+    cmd.current_dir(root())
+        .args(["check", "--wasm"])
+        .arg(wasm())
+        .arg(&file)
+        .env_remove("TOLLGATE_KEYS_FILE");
+    let out = run_with_timeout(cmd, Duration::from_secs(120));
+    (out.status.code().unwrap_or(-1), text_of(&out))
+}
+
+// ---------------------------------------------------------------------------
+// Envoy
+// ---------------------------------------------------------------------------
+
+/// Files that stand in for `/etc/tollgate/` during validation.
+struct EtcTollgate {
+    dir: Scratch,
+}
+
+impl EtcTollgate {
+    /// The built module, and a CA (the "SPIFFE trust bundle") with a gateway
+    /// certificate it signed. Throwaway: made fresh for each test.
+    fn new(name: &str) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        };
+        let dir = scratch(name);
+        std::fs::create_dir_all(dir.join("certs")).expect("certs dir");
+        std::fs::copy(wasm(), dir.join("tollgate.wasm")).expect("copy wasm");
+
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.distinguished_name
+            .push(DnType::CommonName, "mesh_config test trust bundle");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
+        let issuer = Issuer::new(ca, ca_key);
+
+        let gw_key = KeyPair::generate().expect("gateway key");
+        let mut gw =
+            CertificateParams::new(vec!["tollgate-egress.test".to_string()]).expect("gw params");
+        gw.distinguished_name
+            .push(DnType::CommonName, "tollgate-egress.test");
+        let gw_cert = gw.signed_by(&gw_key, &issuer).expect("gateway cert");
+
+        let certs = dir.join("certs");
+        std::fs::write(certs.join("spiffe-bundle.pem"), ca_cert.pem()).expect("bundle");
+        std::fs::write(certs.join("gateway.crt"), gw_cert.pem()).expect("gateway.crt");
+        std::fs::write(certs.join("gateway.key"), gw_key.serialize_pem()).expect("gateway.key");
+        EtcTollgate { dir }
+    }
+
+    /// `config` with every `/etc/tollgate/` path pointed here.
+    fn substitute(&self, config: &str) -> String {
+        config.replace("/etc/tollgate/", &format!("{}/", self.dir.display()))
+    }
+
+    /// `envoy --mode validate` on `config` (already substituted).
+    fn validate(&self, config: &str, stem: &str) -> (bool, String) {
+        let file = self.dir.join(format!("{stem}.yaml"));
+        std::fs::write(&file, config).expect("write config");
+        let mut cmd = Command::new(envoy());
+        cmd.args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "info",
+            "-c",
+        ])
+        .arg(&file);
+        let out = run_with_timeout(cmd, Duration::from_secs(120));
+        (out.status.success(), text_of(&out))
+    }
+}
+
+fn envoy_configs() -> Vec<(PathBuf, String)> {
+    yaml_files("mesh-config/envoy")
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read Envoy config");
+            (p, text)
+        })
+        .collect()
+}
+
+/// Every value in `v`, depth first (objects and arrays included).
+fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    out.push(v);
+    match v {
+        Value::Object(m) => m.values().for_each(|c| walk(c, out)),
+        Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+        _ => {}
+    }
+}
+
+fn objects_of_type<'a>(doc: &'a Value, type_url: &str) -> Vec<&'a Value> {
+    let mut all = vec![];
+    walk(doc, &mut all);
+    all.into_iter()
+        .filter(|v| v.get("@type").and_then(Value::as_str) == Some(type_url))
+        .collect()
+}
+
+const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// The Tollgate policies inline in an Envoy config: (filter name, policy).
+fn inline_policies(config: &Value) -> Vec<(String, Value)> {
+    objects_of_type(config, WASM_FILTER)
+        .into_iter()
+        .map(|w| {
+            let name = w["config"]["name"].as_str().unwrap_or("?").to_string();
+            let c = &w["config"]["configuration"];
+            assert_eq!(
+                c["@type"], "type.googleapis.com/google.protobuf.StringValue",
+                "{name}: the policy is passed as a StringValue"
+            );
+            let text = c["value"].as_str().expect("policy text");
+            let policy = serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("{name}: inline policy is not JSON: {e}"));
+            (name, policy)
+        })
+        .collect()
+}
+
+fn parse_yaml(text: &str, what: &str) -> Value {
+    let y: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}"));
+    serde_json::to_value(y).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+#[test]
+fn every_envoy_config_passes_envoy_validate_with_the_real_module_and_certificates() {
+    let etc = EtcTollgate::new("validate");
+    for (path, text) in envoy_configs() {
+        assert!(
+            text.contains("/etc/tollgate/"),
+            "{}: expected its files under /etc/tollgate/",
+            rel(&path)
+        );
+        let stem = path.file_stem().and_then(|s| s.to_str()).expect("stem");
+        let (ok, out) = etc.validate(&etc.substitute(&text), stem);
+        assert!(ok, "{}: envoy --mode validate failed:\n{out}", rel(&path));
+        assert!(out.contains("OK"), "{}: {out}", rel(&path));
+        // Validation got as far as the module's on_configure.
+        assert!(
+            out.contains("tollgate: configured"),
+            "{}: the module did not configure:\n{out}",
+            rel(&path)
+        );
+    }
+}
+
+#[test]
+fn envoy_validate_fails_on_an_unknown_field() {
+    let etc = EtcTollgate::new("unknown-field");
+    let (path, text) = envoy_configs().remove(0);
+    let good = etc.substitute(&text);
+    let bad = good.replacen("failure_policy:", "failure_polcy:", 1);
+    assert_ne!(good, bad, "{}: no failure_policy to misspell", rel(&path));
+    let (ok, out) = etc.validate(&bad, "unknown-field");
+    assert!(!ok, "a misspelt field passed validation:\n{out}");
+    assert!(out.contains("failure_polcy"), "{out}");
+}
+
+#[test]
+fn envoy_validate_fails_on_a_policy_tollgate_rejects() {
+    let etc = EtcTollgate::new("bad-policy");
+    let (path, text) = envoy_configs().remove(0);
+    let good = etc.substitute(&text);
+    let bad = good.replacen(r#""mode": "enforce""#, r#""mode": "enforse""#, 1);
+    assert_ne!(good, bad, "{}: no inline mode to break", rel(&path));
+    let (ok, out) = etc.validate(&bad, "bad-policy");
+    assert!(!ok, "a policy Tollgate rejects passed validation:\n{out}");
+    assert!(
+        out.contains("invalid configuration: mode"),
+        "Tollgate's own error should be in Envoy's output:\n{out}"
+    );
+}
+
+#[test]
+fn every_policy_inline_in_an_envoy_config_passes_tollgate_check() {
+    let dir = scratch("envoy-policies");
+    let mut n = 0;
+    for (path, text) in envoy_configs() {
+        let config = parse_yaml(&text, &rel(&path));
+        for (name, policy) in inline_policies(&config) {
+            n += 1;
+            let stem = format!("envoy-{n}-{name}");
+            let (code, out) = harness_check(&policy, &dir, &stem);
+            assert_eq!(code, 0, "{} ({name}): {out}", rel(&path));
+            assert!(out.contains(": ok"), "{out}");
+        }
+    }
+    assert!(n > 0, "no Tollgate filter found in mesh-config/envoy/");
+}
+
+#[test]
+fn envoy_configs_are_wired_fail_closed_to_the_policy() {
+    for (path, text) in envoy_configs() {
+        let f = rel(&path);
+        let config = parse_yaml(&text, &f);
+        let clusters: BTreeSet<&str> = config["static_resources"]["clusters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{f}: no static clusters"))
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+
+        for w in objects_of_type(&config, WASM_FILTER) {
+            let c = &w["config"];
+            assert_eq!(c["failure_policy"], "FAIL_CLOSED", "{f}");
+            assert_eq!(c["vm_config"]["runtime"], "envoy.wasm.runtime.v8", "{f}");
+        }
+
+        let hcms = objects_of_type(
+            &config,
+            "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        );
+        assert!(!hcms.is_empty(), "{f}: no http_connection_manager");
+        for hcm in &hcms {
+            assert_eq!(hcm["strip_any_host_port"], true, "{f}");
+            assert_eq!(hcm["forward_client_cert_details"], "SANITIZE", "{f}");
+            let filters: Vec<&str> = hcm["http_filters"]
+                .as_array()
+                .expect("http_filters")
+                .iter()
+                .filter_map(|h| h["name"].as_str())
+                .collect();
+            assert_eq!(
+                filters.first(),
+                Some(&"envoy.filters.http.wasm"),
+                "{f}: Tollgate must run first"
+            );
+            assert_eq!(filters.last(), Some(&"envoy.filters.http.router"), "{f}");
+        }
+        for tls in objects_of_type(
+            &config,
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        ) {
+            assert_eq!(tls["require_client_certificate"], true, "{f}");
+        }
+
+        let vhosts: Vec<Value> = hcms
+            .iter()
+            .flat_map(|h| {
+                h["route_config"]["virtual_hosts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        for (_, policy) in inline_policies(&config) {
+            let cred = policy["credential_service"]["cluster"]
+                .as_str()
+                .expect("cluster");
+            assert!(
+                clusters.contains(cred),
+                "{f}: credential_service.cluster {cred:?} is not a cluster ({clusters:?})"
+            );
+            for host in provider_hosts(&policy) {
+                let vh = vhosts
+                    .iter()
+                    .find(|v| {
+                        v["domains"]
+                            .as_array()
+                            .is_some_and(|d| d.contains(&json!(host)))
+                    })
+                    .unwrap_or_else(|| panic!("{f}: no virtual host for {host}"));
+                let cluster = vh["routes"][0]["route"]["cluster"]
+                    .as_str()
+                    .expect("route cluster");
+                let def = config["static_resources"]["clusters"]
+                    .as_array()
+                    .expect("clusters")
+                    .iter()
+                    .find(|c| c["name"] == cluster)
+                    .unwrap_or_else(|| panic!("{f}: {host} routes to missing cluster {cluster}"));
+                let up = &def["transport_socket"]["typed_config"];
+                assert_eq!(
+                    up["@type"],
+                    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "{f}: {host} without TLS origination"
+                );
+                assert_eq!(up["sni"], host, "{f}: SNI for {host}");
+            }
+        }
+    }
+}
+
+fn provider_hosts(policy: &Value) -> Vec<String> {
+    policy["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .flat_map(|p| p["hosts"].as_array().cloned().unwrap_or_default())
+        .map(|h| h.as_str().expect("host").to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Istio manifests
+// ---------------------------------------------------------------------------
+
+/// One document of a multi-document manifest file.
+struct Doc {
+    file: String,
+    index: usize,
+    value: Value,
+}
+
+impl Doc {
+    fn kind(&self) -> &str {
+        self.value["kind"].as_str().unwrap_or("")
+    }
+    fn api_version(&self) -> &str {
+        self.value["apiVersion"].as_str().unwrap_or("")
+    }
+    fn name(&self) -> &str {
+        self.value["metadata"]["name"].as_str().unwrap_or("")
+    }
+    fn namespace(&self) -> &str {
+        self.value["metadata"]["namespace"].as_str().unwrap_or("")
+    }
+    fn label(&self) -> String {
+        format!(
+            "{}#{} {}/{}",
+            self.file,
+            self.index,
+            self.kind(),
+            self.name()
+        )
+    }
+}
+
+fn istio_docs() -> Vec<Doc> {
+    let mut docs = vec![];
+    for path in yaml_files("mesh-config/istio") {
+        let file = rel(&path);
+        let text = std::fs::read_to_string(&path).expect("read manifest");
+        for (index, de) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let y = <serde_yaml::Value as serde::Deserialize>::deserialize(de)
+                .unwrap_or_else(|e| panic!("{file}#{index}: {e}"));
+            let value = serde_json::to_value(y).unwrap_or_else(|e| panic!("{file}#{index}: {e}"));
+            docs.push(Doc {
+                file: file.clone(),
+                index,
+                value,
+            });
+        }
+    }
+    docs
+}
+
+fn docs_of<'a>(docs: &'a [Doc], kind: &str) -> Vec<&'a Doc> {
+    docs.iter().filter(|d| d.kind() == kind).collect()
+}
+
+/// Kinds with a schema vendored from Istio: (apiVersion, kind, file in
+/// `mesh-config/istio/schema/`), each the CRD's `spec` schema.
+const SCHEMAS: [(&str, &str, &str); 4] = [
+    (
+        "extensions.istio.io/v1alpha1",
+        "WasmPlugin",
+        "wasmplugin.v1alpha1.yaml",
+    ),
+    ("networking.istio.io/v1", "Gateway", "gateway.v1.yaml"),
+    (
+        "networking.istio.io/v1",
+        "ServiceEntry",
+        "serviceentry.v1.yaml",
+    ),
+    (
+        "security.istio.io/v1",
+        "PeerAuthentication",
+        "peerauthentication.v1.yaml",
+    ),
+];
+
+/// Kinds shipped without a vendored schema: Istio's DestinationRule and
+/// VirtualService schemas are ~100 KB each per version, too large to vendor
+/// by hand; the others are core Kubernetes or small. They get the document
+/// checks and the wiring tests below.
+const WITHOUT_SCHEMA: [(&str, &str); 5] = [
+    ("networking.istio.io/v1", "DestinationRule"),
+    ("networking.istio.io/v1", "VirtualService"),
+    ("security.istio.io/v1", "AuthorizationPolicy"),
+    ("v1", "Service"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+];
+
+fn schema_for(api_version: &str, kind: &str) -> Option<Value> {
+    let (_, _, file) = SCHEMAS
+        .iter()
+        .find(|(a, k, _)| *a == api_version && *k == kind)?;
+    let path = root().join("mesh-config/istio/schema").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", rel(&path)));
+    Some(parse_yaml(&text, &rel(&path)))
+}
+
+/// The envelope every document must have; `spec` is checked separately.
+fn envelope_schema() -> Value {
+    let string_map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    json!({
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata"],
+        "properties": {
+            "apiVersion": {"type": "string", "minLength": 1},
+            "kind": {"type": "string", "minLength": 1},
+            "metadata": {
+                "type": "object",
+                "required": ["name", "namespace"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                    "namespace": {"type": "string", "minLength": 1, "maxLength": 63},
+                    "labels": string_map,
+                    "annotations": string_map,
+                },
+            },
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        },
+    })
+}
+
+/// Every problem with one document: envelope, kind, and `spec` against its
+/// vendored schema.
+fn check_doc(doc: &Doc) -> Vec<String> {
+    let mut errs = vec![];
+    check_schema(&envelope_schema(), &doc.value, "", &mut errs);
+    let (api, kind) = (doc.api_version(), doc.kind());
+    if let Some(schema) = schema_for(api, kind) {
+        check_schema(&schema, &doc.value["spec"], "spec", &mut errs);
+    } else if !WITHOUT_SCHEMA.contains(&(api, kind)) {
+        errs.push(format!("{api} {kind}: not a kind this repository expects"));
+    }
+    errs
+}
+
+#[test]
+fn every_istio_manifest_parses_and_matches_its_schema() {
+    let docs = istio_docs();
+    let mut errs = vec![];
+    for doc in &docs {
+        errs.extend(
+            check_doc(doc)
+                .into_iter()
+                .map(|e| format!("{}: {e}", doc.label())),
+        );
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    // Every vendored schema was used, so none of them is dead weight.
+    for (_, kind, file) in SCHEMAS {
+        assert!(
+            !docs_of(&docs, kind).is_empty(),
+            "{file}: no {kind} to check"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The structural validator
+// ---------------------------------------------------------------------------
+
+/// Schema keywords with no effect on this check: documentation, CEL rules
+/// (evaluated by the API server, not here) and list/map merge hints.
+const IGNORED_KEYWORDS: [&str; 8] = [
+    "description",
+    "format",
+    "x-kubernetes-validations",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-list-type",
+    "x-kubernetes-map-type",
+    "title",
+    "default",
+];
+
+const CHECKED_KEYWORDS: [&str; 22] = [
+    "type",
+    "properties",
+    "additionalProperties",
+    "required",
+    "enum",
+    "items",
+    "nullable",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "oneOf",
+    "anyOf",
+    "allOf",
+    "not",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+];
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn child(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Checks `value` against an OpenAPI v3 structural schema the way the
+/// Kubernetes API server treats a custom resource under
+/// `kubectl apply --validate=strict`: a field the schema does not declare is
+/// an error (not silently pruned). Supports type (object, array, string,
+/// integer, number, boolean), properties, additionalProperties, required,
+/// enum, items, nullable, pattern, length/size/range bounds, oneOf, anyOf,
+/// allOf, not, x-kubernetes-preserve-unknown-fields and
+/// x-kubernetes-int-or-string. A keyword it does not know is itself an
+/// error, so a newer schema cannot be under-checked without notice.
+///
+/// Each message starts with the path of the offending value
+/// (`spec.match[0].ports[0].number: ...`).
+fn check_schema(schema: &Value, value: &Value, path: &str, errs: &mut Vec<String>) {
+    let Some(s) = schema.as_object() else {
+        errs.push(format!("{path}: schema is not an object"));
+        return;
+    };
+    let at = if path.is_empty() { "(document)" } else { path };
+    for k in s.keys() {
+        if !CHECKED_KEYWORDS.contains(&k.as_str()) && !IGNORED_KEYWORDS.contains(&k.as_str()) {
+            errs.push(format!(
+                "{at}: schema keyword {k:?} is not supported by this validator"
+            ));
+        }
+    }
+
+    if value.is_null() {
+        if s.get("nullable") != Some(&Value::Bool(true)) && s.contains_key("type") {
+            errs.push(format!("{at}: null is not allowed"));
+        }
+        return;
+    }
+
+    let int_or_string = s.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    if int_or_string {
+        if !matches!(type_name(value), "integer" | "string") {
+            errs.push(format!(
+                "{at}: expected integer or string, got {}",
+                type_name(value)
+            ));
+        }
+    } else if let Some(t) = s.get("type").and_then(Value::as_str) {
+        let got = type_name(value);
+        let ok = got == t || (t == "number" && got == "integer");
+        if !ok {
+            errs.push(format!("{at}: expected {t}, got {got}"));
+            return;
+        }
+    }
+
+    if let Some(allowed) = s.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(value) {
+            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+            errs.push(format!("{at}: {value} is not one of [{}]", list.join(", ")));
+        }
+    }
+
+    match value {
+        Value::Object(map) => {
+            let props = s.get("properties").and_then(Value::as_object);
+            let additional = s.get("additionalProperties");
+            let preserve =
+                s.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            // Only a structural node (one with a type) declares the complete
+            // set of fields; oneOf/anyOf branches merely add constraints.
+            let closed = s.contains_key("type") && !preserve;
+            for (k, v) in map {
+                let p = child(path, k);
+                if let Some(sub) = props.and_then(|pr| pr.get(k)) {
+                    check_schema(sub, v, &p, errs);
+                } else if let Some(sub) = additional.filter(|a| a.is_object()) {
+                    check_schema(sub, v, &p, errs);
+                } else if closed && additional != Some(&Value::Bool(true)) {
+                    errs.push(format!("{p}: unknown field"));
+                }
+            }
+            for r in s
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let r = r.as_str().unwrap_or_default();
+                if !map.contains_key(r) {
+                    errs.push(format!("{at}: missing required field {r:?}"));
+                }
+            }
+            bound(
+                s,
+                "minProperties",
+                "maxProperties",
+                map.len(),
+                "properties",
+                at,
+                errs,
+            );
+        }
+        Value::Array(items) => {
+            if let Some(sub) = s.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    check_schema(sub, v, &format!("{path}[{i}]"), errs);
+                }
+            }
+            bound(s, "minItems", "maxItems", items.len(), "items", at, errs);
+        }
+        Value::String(text) => {
+            bound(
+                s,
+                "minLength",
+                "maxLength",
+                text.chars().count(),
+                "characters",
+                at,
+                errs,
+            );
+            if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
+                match regex::Regex::new(pattern) {
+                    Ok(re) if re.is_match(text) => {}
+                    Ok(_) => errs.push(format!("{at}: {value} does not match pattern {pattern:?}")),
+                    Err(e) => errs.push(format!("{at}: schema pattern {pattern:?}: {e}")),
+                }
+            }
+        }
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
+                if x < min {
+                    errs.push(format!("{at}: {n} is below the minimum {min}"));
+                }
+            }
+            if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
+                if x > max {
+                    errs.push(format!("{at}: {n} is above the maximum {max}"));
+                }
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+
+    // Combinators: each branch is checked on its own, quietly.
+    let passes = |sub: &Value| {
+        let mut scratch = vec![];
+        check_schema(sub, value, path, &mut scratch);
+        scratch.is_empty()
+    };
+    if let Some(branches) = s.get("oneOf").and_then(Value::as_array) {
+        let n = branches.iter().filter(|b| passes(b)).count();
+        if n != 1 {
+            errs.push(format!(
+                "{at}: matches {n} of the oneOf alternatives, expected exactly 1"
+            ));
+        }
+    }
+    if let Some(branches) = s.get("anyOf").and_then(Value::as_array) {
+        if !branches.iter().any(passes) {
+            errs.push(format!("{at}: matches none of the anyOf alternatives"));
+        }
+    }
+    for sub in s
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        check_schema(sub, value, path, errs);
+    }
+    if let Some(sub) = s.get("not") {
+        if passes(sub) {
+            errs.push(format!("{at}: matches a schema it must not match"));
+        }
+    }
+}
+
+fn bound(
+    s: &serde_json::Map<String, Value>,
+    min_key: &str,
+    max_key: &str,
+    n: usize,
+    unit: &str,
+    at: &str,
+    errs: &mut Vec<String>,
+) {
+    let n = n as u64;
+    if let Some(min) = s.get(min_key).and_then(Value::as_u64) {
+        if n < min {
+            errs.push(format!("{at}: {n} {unit}, fewer than {min_key} {min}"));
+        }
+    }
+    if let Some(max) = s.get(max_key).and_then(Value::as_u64) {
+        if n > max {
+            errs.push(format!("{at}: {n} {unit}, more than {max_key} {max}"));
+        }
+    }
+}
+
+/// The one document of `kind` in the shipped manifests, as a mutable copy.
+fn shipped(kind: &str) -> Doc {
+    let mut docs = istio_docs();
+    let i = docs
+        .iter()
+        .position(|d| d.kind() == kind)
+        .unwrap_or_else(|| panic!("no {kind} in mesh-config/istio"));
+    docs.swap_remove(i)
+}
+
+/// Applies `mutate` to a copy of the shipped document of `kind` and returns
+/// the validator's complaints.
+fn complaints(kind: &str, mutate: impl FnOnce(&mut Value)) -> Vec<String> {
+    let mut doc = shipped(kind);
+    mutate(&mut doc.value);
+    check_doc(&doc)
+}
+
+fn assert_rejected(kind: &str, mutate: impl FnOnce(&mut Value), expected: &str) {
+    let errs = complaints(kind, mutate);
+    assert!(
+        errs.iter().any(|e| e.contains(expected)),
+        "{kind}: expected a complaint containing {expected:?}, got {errs:#?}"
+    );
+}
+
+fn spec(v: &mut Value) -> &mut serde_json::Map<String, Value> {
+    v["spec"].as_object_mut().expect("spec")
+}
+
+#[test]
+fn the_shipped_documents_used_by_the_negative_tests_are_valid() {
+    for (_, kind, _) in SCHEMAS {
+        let errs = complaints(kind, |_| {});
+        assert!(errs.is_empty(), "{kind}: {errs:#?}");
+    }
+}
+
+#[test]
+fn a_misspelt_field_is_rejected_with_its_path() {
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            let s = spec(v);
+            let x = s.remove("failStrategy").expect("failStrategy");
+            s.insert("failStratgy".into(), x);
+        },
+        "spec.failStratgy: unknown field",
+    );
+    assert_rejected(
+        "Gateway",
+        |v| {
+            let port = v["spec"]["servers"][0]["port"]
+                .as_object_mut()
+                .expect("port");
+            let x = port.remove("number").expect("number");
+            port.insert("nmber".into(), x);
+        },
+        "spec.servers[0].port.nmber: unknown field",
+    );
+    // ...and the field it replaced is then missing.
+    assert_rejected(
+        "Gateway",
+        |v| {
+            v["spec"]["servers"][0]["port"]
+                .as_object_mut()
+                .expect("port")
+                .remove("number");
+        },
+        "spec.servers[0].port: missing required field \"number\"",
+    );
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            v["metadata"]["nmespace"] = json!("istio-egress");
+        },
+        "metadata.nmespace: unknown field",
+    );
+}
+
+#[test]
+fn a_wrong_type_is_rejected_with_its_path() {
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            spec(v).insert("priority".into(), json!("high"));
+        },
+        "spec.priority: expected integer, got string",
+    );
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            spec(v).insert(
+                "match".into(),
+                json!([{"mode": "CLIENT", "ports": [{"number": "8080"}]}]),
+            );
+        },
+        "spec.match[0].ports[0].number: expected integer, got string",
+    );
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            spec(v).insert("pluginConfig".into(), json!("mode: enforce"));
+        },
+        "spec.pluginConfig: expected object, got string",
+    );
+    assert_rejected(
+        "ServiceEntry",
+        |v| {
+            spec(v).insert("hosts".into(), json!("api.openai.com"));
+        },
+        "spec.hosts: expected array, got string",
+    );
+}
+
+#[test]
+fn a_value_outside_its_enum_is_rejected() {
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            spec(v).insert("phase".into(), json!("AUTHORIZE"));
+        },
+        "spec.phase: \"AUTHORIZE\" is not one of",
+    );
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            spec(v).insert("failStrategy".into(), json!("FAIL_CLOSED"));
+        },
+        "spec.failStrategy: \"FAIL_CLOSED\" is not one of",
+    );
+    assert_rejected(
+        "Gateway",
+        |v| {
+            v["spec"]["servers"][0]["tls"]["mode"] = json!("MUTUAL_ISTIO");
+        },
+        "spec.servers[0].tls.mode: \"MUTUAL_ISTIO\" is not one of",
+    );
+    assert_rejected(
+        "PeerAuthentication",
+        |v| {
+            v["spec"]["mtls"]["mode"] = json!("strict");
+        },
+        "spec.mtls.mode: \"strict\" is not one of",
+    );
+}
+
+#[test]
+fn missing_fields_patterns_and_bounds_are_enforced() {
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            spec(v).remove("url");
+        },
+        "spec: missing required field \"url\"",
+    );
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            spec(v).insert("sha256".into(), json!("sha256:0123"));
+        },
+        "spec.sha256: \"sha256:0123\" does not match pattern",
+    );
+    assert_rejected(
+        "WasmPlugin",
+        |v| {
+            spec(v).insert("match".into(), json!([{"ports": [{"number": 70000}]}]));
+        },
+        "spec.match[0].ports[0].number: 70000 is above the maximum",
+    );
+    assert_rejected(
+        "ServiceEntry",
+        |v| {
+            spec(v).insert("hosts".into(), json!([]));
+        },
+        "spec.hosts: 0 items, fewer than minItems 1",
+    );
+    assert_rejected(
+        "Gateway",
+        |v| {
+            v["apiVersion"] = json!("networking.istio.io/v1beta2");
+        },
+        "networking.istio.io/v1beta2 Gateway: not a kind this repository expects",
+    );
+}
+
+#[test]
+fn combinators_and_unknown_keywords_behave() {
+    let one_of = json!({
+        "type": "object",
+        "properties": {"simple": {"type": "string"}, "consistentHash": {"type": "object"}},
+        "oneOf": [
+            {"not": {"anyOf": [{"required": ["simple"]}, {"required": ["consistentHash"]}]}},
+            {"required": ["simple"]},
+            {"required": ["consistentHash"]},
+        ],
+    });
+    let run = |schema: &Value, v: Value| {
+        let mut errs = vec![];
+        check_schema(schema, &v, "lb", &mut errs);
+        errs
+    };
+    assert!(run(&one_of, json!({})).is_empty());
+    assert!(run(&one_of, json!({"simple": "ROUND_ROBIN"})).is_empty());
+    let both = run(&one_of, json!({"simple": "RANDOM", "consistentHash": {}}));
+    assert!(both.iter().any(|e| e.contains("oneOf")), "{both:#?}");
+
+    let newer = json!({"type": "string", "x-kubernetes-new-thing": true});
+    let errs = run(&newer, json!("x"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("not supported by this validator")),
+        "{errs:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Policies and wiring in the Istio manifests
+// ---------------------------------------------------------------------------
+
+fn the_wasmplugin(docs: &[Doc]) -> &Doc {
+    let plugins = docs_of(docs, "WasmPlugin");
+    assert_eq!(plugins.len(), 1, "expected exactly one WasmPlugin");
+    plugins[0]
+}
+
+#[test]
+fn every_wasmplugin_plugin_config_passes_tollgate_check() {
+    let dir = scratch("plugin-configs");
+    let docs = istio_docs();
+    let plugins = docs_of(&docs, "WasmPlugin");
+    assert!(!plugins.is_empty());
+    for (i, doc) in plugins.iter().enumerate() {
+        let policy = &doc.value["spec"]["pluginConfig"];
+        assert!(policy.is_object(), "{}: no pluginConfig", doc.label());
+        let (code, out) = harness_check(policy, &dir, &format!("wasmplugin-{i}"));
+        assert_eq!(code, 0, "{}: {out}", doc.label());
+        assert!(out.contains(": ok"), "{out}");
+    }
+}
+
+#[test]
+fn a_broken_plugin_config_fails_tollgate_check() {
+    let dir = scratch("broken-plugin-config");
+    let docs = istio_docs();
+    let mut policy = the_wasmplugin(&docs).value["spec"]["pluginConfig"].clone();
+    policy["rules"][0]["workloads"][0] = json!("spiffe://cluster.local/ns/support/");
+    let (code, out) = harness_check(&policy, &dir, "broken");
+    assert_ne!(code, 0, "a broken policy passed: {out}");
+    assert!(
+        out.contains("rejected") && out.contains("rules[0].workloads[0]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_wasmplugin_fails_closed_and_cannot_miss_the_egress_gateway() {
+    let docs = istio_docs();
+    let wp = the_wasmplugin(&docs);
+    let s = &wp.value["spec"];
+    let f = wp.label();
+    assert_eq!(s["failStrategy"], "FAIL_CLOSE", "{f}");
+    assert_eq!(s["phase"], "AUTHZ", "{f}");
+    assert_eq!(
+        s["selector"]["matchLabels"]["istio"], "egressgateway",
+        "{f}"
+    );
+    let url = s["url"].as_str().expect("url");
+    assert!(
+        url.starts_with("oci://") || url.starts_with("file://"),
+        "{f}: url {url}"
+    );
+    // Istio classifies gateway listeners as CLIENT and, in the source we
+    // read, matches them without a port: a SERVER mode or a port selector
+    // would leave the gateway without Tollgate, i.e. fail open.
+    for (i, m) in s["match"].as_array().into_iter().flatten().enumerate() {
+        assert_ne!(
+            m["mode"], "SERVER",
+            "{f}: match[{i}].mode SERVER never attaches to a gateway"
+        );
+        assert!(
+            m.get("ports").is_none(),
+            "{f}: match[{i}].ports can miss gateway listeners"
+        );
+    }
+    // The gateway it selects is the one the Gateway resource uses.
+    let gateways = docs_of(&docs, "Gateway");
+    assert!(gateways.iter().any(
+        |g| g.value["spec"]["selector"] == s["selector"]["matchLabels"]
+            && g.namespace() == wp.namespace()
+    ));
+}
+
+/// `outbound|8200||svc.ns.svc.cluster.local` -> (8200, svc, ns).
+fn istio_cluster(name: &str) -> Option<(u64, String, String)> {
+    let mut parts = name.split('|');
+    let (dir, port, subset, fqdn) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if dir != "outbound" || !subset.is_empty() || parts.next().is_some() {
+        return None;
+    }
+    let host = fqdn.strip_suffix(".svc.cluster.local")?;
+    let (svc, ns) = host.split_once('.')?;
+    Some((port.parse().ok()?, svc.to_string(), ns.to_string()))
+}
+
+#[test]
+fn the_credential_cluster_is_a_real_service_port() {
+    let docs = istio_docs();
+    let wp = the_wasmplugin(&docs);
+    let cs = &wp.value["spec"]["pluginConfig"]["credential_service"];
+    let cluster = cs["cluster"].as_str().expect("cluster");
+    let (port, svc, ns) = istio_cluster(cluster).unwrap_or_else(|| {
+        panic!("{cluster:?} is not outbound|<port>||<svc>.<ns>.svc.cluster.local")
+    });
+    let service = docs_of(&docs, "Service")
+        .into_iter()
+        .find(|d| d.name() == svc && d.namespace() == ns)
+        .unwrap_or_else(|| panic!("no Service {ns}/{svc} for {cluster}"));
+    let ports = service.value["spec"]["ports"].as_array().expect("ports");
+    let p = ports
+        .iter()
+        .find(|p| p["port"] == port)
+        .unwrap_or_else(|| panic!("Service {ns}/{svc} has no port {port}"));
+    assert!(
+        p["name"].as_str().is_some_and(|n| n.starts_with("http")) || p["appProtocol"] == "http",
+        "the credential port must be declared HTTP for Istio"
+    );
+    let authority = cs["authority"].as_str().expect("authority");
+    assert!(authority.starts_with(&format!("{svc}.{ns}")), "{authority}");
+}
+
+#[test]
+fn every_provider_host_goes_through_the_gateway_with_tls_on_both_hops() {
+    let docs = istio_docs();
+    let wp = the_wasmplugin(&docs);
+    let hosts = provider_hosts(&wp.value["spec"]["pluginConfig"]);
+    let gw = docs_of(&docs, "Gateway")[0];
+    let gw_ns = gw.namespace();
+    let gw_service = format!("istio-egressgateway.{gw_ns}.svc.cluster.local");
+    let dr = |host: &str| {
+        docs_of(&docs, "DestinationRule")
+            .into_iter()
+            .find(|d| d.value["spec"]["host"] == host)
+            .unwrap_or_else(|| panic!("no DestinationRule for {host}"))
+    };
+    let to_gateway = dr(&gw_service);
+
+    for host in &hosts {
+        let h = json!(host);
+        // Registered, with the in-mesh HTTP port and the real HTTPS port.
+        let se = docs_of(&docs, "ServiceEntry")
+            .into_iter()
+            .find(|d| {
+                d.value["spec"]["hosts"]
+                    .as_array()
+                    .is_some_and(|a| a.contains(&h))
+            })
+            .unwrap_or_else(|| panic!("{host}: no ServiceEntry"));
+        let se_ports: Vec<(&Value, &Value)> = se.value["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| (&p["number"], &p["protocol"]))
+            .collect();
+        assert!(
+            se_ports.contains(&(&json!(80), &json!("HTTP"))),
+            "{host}: {se_ports:?}"
+        );
+        assert!(
+            se_ports.contains(&(&json!(443), &json!("HTTPS"))),
+            "{host}: {se_ports:?}"
+        );
+
+        // The gateway serves it over Istio mTLS (that is where the identity
+        // comes from).
+        let server = gw.value["spec"]["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .find(|s| s["hosts"].as_array().is_some_and(|a| a.contains(&h)))
+            .unwrap_or_else(|| panic!("{host}: not on the Gateway"));
+        assert_eq!(server["tls"]["mode"], "ISTIO_MUTUAL", "{host}");
+        let gw_port = &server["port"]["number"];
+
+        // Hop 1: mesh -> gateway, through a subset with ISTIO_MUTUAL and the
+        // provider's SNI. Hop 2: gateway -> provider on 443.
+        let vs = docs_of(&docs, "VirtualService")
+            .into_iter()
+            .find(|d| d.value["spec"]["hosts"] == json!([host]))
+            .unwrap_or_else(|| panic!("{host}: no VirtualService"));
+        let routes = vs.value["spec"]["http"].as_array().expect("http routes");
+        let hop = |gateway: &str| {
+            routes
+                .iter()
+                .find(|r| r["match"][0]["gateways"] == json!([gateway]))
+                .unwrap_or_else(|| panic!("{host}: no route for gateway {gateway}"))
+        };
+        let first = &hop("mesh")["route"][0]["destination"];
+        assert_eq!(first["host"], json!(gw_service), "{host}");
+        assert_eq!(&first["port"]["number"], gw_port, "{host}");
+        let subset = first["subset"].as_str().expect("subset");
+        let sub = to_gateway.value["spec"]["subsets"]
+            .as_array()
+            .expect("subsets")
+            .iter()
+            .find(|s| s["name"] == subset)
+            .unwrap_or_else(|| panic!("{host}: no subset {subset}"));
+        let tls = &sub["trafficPolicy"]["portLevelSettings"][0];
+        assert_eq!(&tls["port"]["number"], gw_port, "{host}");
+        assert_eq!(tls["tls"]["mode"], "ISTIO_MUTUAL", "{host}");
+        assert_eq!(tls["tls"]["sni"], h, "{host}");
+
+        let gw_name = gw.name();
+        let second = &hop(gw_name)["route"][0]["destination"];
+        assert_eq!(second["host"], h, "{host}");
+        assert_eq!(second["port"]["number"], 443, "{host}");
+        let origin = &dr(host).value["spec"]["trafficPolicy"]["portLevelSettings"][0];
+        assert_eq!(origin["port"]["number"], 443, "{host}");
+        assert_eq!(origin["tls"]["mode"], "SIMPLE", "{host}");
+        assert_eq!(origin["tls"]["sni"], h, "{host}");
+    }
+}

@@ -1,0 +1,121 @@
+"""The official SDKs through a Tollgate gateway (driven by tests/tests/envoy_sdks.rs).
+
+Each SDK makes a non-streaming and a streaming call as an allowed workload,
+and one call as a denied workload. Every client sends only a placeholder
+key and presents its workload certificate through an ssl.SSLContext.
+Prints one JSON object per call on stdout; exits non-zero on any surprise.
+
+Environment: TOLLGATE_GW (https://localhost:PORT), TOLLGATE_CA,
+TOLLGATE_ALLOWED_CERT/KEY, TOLLGATE_DENIED_CERT/KEY, TOLLGATE_PLACEHOLDER.
+"""
+import json
+import os
+import ssl
+import sys
+
+import anthropic
+import httpx
+import httpx2
+import openai
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+GW = os.environ["TOLLGATE_GW"]
+PLACEHOLDER = os.environ["TOLLGATE_PLACEHOLDER"]
+
+
+def ctx(who):
+    c = ssl.create_default_context(cafile=os.environ["TOLLGATE_CA"])
+    c.load_cert_chain(os.environ[f"TOLLGATE_{who}_CERT"], os.environ[f"TOLLGATE_{who}_KEY"])
+    return c
+
+
+def emit(**kw):
+    print(json.dumps(kw), flush=True)
+
+
+def openai_client(who):
+    return openai.OpenAI(base_url=GW + "/v1", api_key=PLACEHOLDER, max_retries=0,
+                         http_client=httpx.Client(verify=ctx(who), headers={"Host": "api.openai.com"}))
+
+
+def anthropic_client(who):
+    return anthropic.Anthropic(base_url=GW, api_key=PLACEHOLDER, max_retries=0,
+                               http_client=httpx2.Client(verify=ctx(who), headers={"Host": "api.anthropic.com"}))
+
+
+def gemini_client(who):
+    return genai.Client(api_key=PLACEHOLDER, http_options=types.HttpOptions(
+        base_url=GW, api_version="v1beta",
+        retry_options=types.HttpRetryOptions(attempts=1),
+        httpx_client=httpx.Client(verify=ctx(who), headers={"Host": "generativelanguage.googleapis.com"})))
+
+
+def run_openai():
+    c = openai_client("ALLOWED")
+    msgs = [{"role": "user", "content": "hello from openai"}]
+    r = c.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+    emit(sdk="openai", call="create", text=r.choices[0].message.content,
+         input_tokens=r.usage.prompt_tokens, output_tokens=r.usage.completion_tokens)
+    text, usage = "", None
+    for chunk in c.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True,
+                                           stream_options={"include_usage": True}):
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        if chunk.usage:
+            usage = chunk.usage
+    emit(sdk="openai", call="stream", text=text,
+         input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+    try:
+        openai_client("DENIED").chat.completions.create(model="gpt-4o-mini", messages=msgs)
+        emit(sdk="openai", call="denied", error=None)
+    except openai.APIStatusError as e:
+        emit(sdk="openai", call="denied", error=type(e).__name__, status=e.status_code,
+             reason_header=e.response.headers.get("x-tollgate-reason"), message=str(e))
+
+
+def run_anthropic():
+    c = anthropic_client("ALLOWED")
+    msgs = [{"role": "user", "content": "hello from anthropic"}]
+    r = c.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=msgs)
+    emit(sdk="anthropic", call="create", text=r.content[0].text,
+         input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens)
+    with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=msgs) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    emit(sdk="anthropic", call="stream", text=text,
+         input_tokens=final.usage.input_tokens, output_tokens=final.usage.output_tokens)
+    try:
+        anthropic_client("DENIED").messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=msgs)
+        emit(sdk="anthropic", call="denied", error=None)
+    except anthropic.APIStatusError as e:
+        emit(sdk="anthropic", call="denied", error=type(e).__name__, status=e.status_code,
+             reason_header=e.response.headers.get("x-tollgate-reason"), message=str(e))
+
+
+def run_gemini():
+    c = gemini_client("ALLOWED")
+    r = c.models.generate_content(model="gemini-2.0-flash", contents="hello from gemini")
+    emit(sdk="gemini", call="create", text=r.text,
+         input_tokens=r.usage_metadata.prompt_token_count,
+         output_tokens=r.usage_metadata.candidates_token_count)
+    text, usage = "", None
+    for chunk in c.models.generate_content_stream(model="gemini-2.0-flash", contents="hello from gemini"):
+        text += chunk.text or ""
+        usage = chunk.usage_metadata or usage
+    emit(sdk="gemini", call="stream", text=text,
+         input_tokens=usage.prompt_token_count, output_tokens=usage.candidates_token_count)
+    try:
+        gemini_client("DENIED").models.generate_content(model="gemini-2.0-flash", contents="hi")
+        emit(sdk="gemini", call="denied", error=None)
+    except genai_errors.APIError as e:
+        emit(sdk="gemini", call="denied", error=type(e).__name__, status=e.code,
+             reason_header=e.response.headers.get("x-tollgate-reason") if e.response is not None else None,
+             message=str(e))
+
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["openai", "anthropic", "gemini"]
+    for name in which:
+        {"openai": run_openai, "anthropic": run_anthropic, "gemini": run_gemini}[name]()

@@ -1,0 +1,178 @@
+//! The Envoy runner for [`crate::scenario`]: the same scenarios through a
+//! real Envoy 1.40 with Tollgate behind an mTLS listener.
+//!
+//! Each scenario's workload presents a certificate for its SPIFFE ID from
+//! the stack's CA. A request that reaches the mock LLM is "forwarded" with
+//! the headers the mock saw; anything else is Tollgate's local reply.
+//!
+//! Invariants:
+//! - Scenarios that need a cold credential cache get their own stack;
+//!   the others share one stack per policy.
+//! - After every scenario, Envoy's log and the reply are scanned for every
+//!   key in play, and a deny must show up in Tollgate's Envoy metrics.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tollgate_harness::envoy::{Stack, StackOptions};
+
+use crate::scenario::{Observed, Policy, Scenario, SCENARIO_HEADER};
+use crate::tls_client::{self, ClientIdentity, HttpsRequest};
+use crate::*;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A scratch directory for one test, removed first if it exists.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tollgate-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Starts a stack with `policy`, using the fixture keys.
+pub async fn start_stack(dir: &Path, policy: &serde_json::Value, f: impl FnOnce(&mut StackOptions)) -> Stack {
+    let mut opts = StackOptions::for_test(&repo_root(), dir, policy.to_string());
+    if let Some(w) = std::env::var_os("TOLLGATE_WASM") {
+        opts.wasm = w.into();
+    }
+    f(&mut opts);
+    Stack::start(opts, credential_service())
+        .await
+        .unwrap_or_else(|e| panic!("stack did not start: {e:#}"))
+}
+
+/// A TLS client config presenting a certificate for `spiffe_id`.
+pub fn client_for(stack: &Stack, spiffe_id: &str) -> Arc<rustls::ClientConfig> {
+    let pem = stack.workload_cert(spiffe_id).unwrap_or_else(|e| panic!("cert: {e:#}"));
+    tls_client::client_config(
+        stack.pki.ca.cert_pem(),
+        &ClientIdentity {
+            cert: Some((pem.cert, pem.key)),
+        },
+    )
+    .unwrap_or_else(|e| panic!("client config: {e}"))
+}
+
+/// Sends one request and classifies the result: forwarded (seen by the mock
+/// LLM under `tag`) or replied.
+pub async fn observe(stack: &Stack, client: Arc<rustls::ClientConfig>, req: HttpsRequest, tag: &str) -> (Observed, Option<tls_client::HttpsResponse>) {
+    let resp = match tls_client::send(stack.listen, client, &req).await {
+        Ok(r) => r,
+        Err(e) => return (Observed::Failed(e.to_string()), None),
+    };
+    let seen = stack
+        .llm
+        .requests()
+        .into_iter()
+        .find(|r| r.header(SCENARIO_HEADER) == Some(tag.as_bytes()));
+    let observed = match seen {
+        Some(r) => Observed::Forwarded {
+            path: r.path.clone(),
+            headers: r.headers.clone(),
+        },
+        None => Observed::Replied {
+            status: resp.status,
+            reason: resp.header("x-tollgate-reason"),
+            content_types: resp.header_all("content-type"),
+            body: resp.body_json(),
+        },
+    };
+    (observed, Some(resp))
+}
+
+/// Fails if any key appears in Envoy's log or in the response.
+pub fn assert_no_leak_envoy(stack: &Stack, resp: Option<&tls_client::HttpsResponse>, keys: &[&str]) -> Result<(), String> {
+    let log = stack.envoy.log();
+    let reply = resp
+        .map(|r| format!("{:?} {}", r.headers, String::from_utf8_lossy(&r.body)))
+        .unwrap_or_default();
+    for k in keys {
+        if log.contains(k) {
+            return Err(format!("key {k:?} leaked into Envoy's log"));
+        }
+        if reply.contains(k) {
+            return Err(format!("key {k:?} leaked into the reply"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every scenario through Envoy; returns each scenario's observation
+/// and any runner-level failure (leak, missing metric).
+pub async fn run_envoy(scenarios: &[Scenario]) -> Vec<(Observed, Result<(), String>)> {
+    let mut shared: HashMap<Policy, Stack> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, sc) in scenarios.iter().enumerate() {
+        let fresh = if sc.creds.needs_cold_cache() {
+            let s = start_stack(&scratch_dir(&format!("scenario-{i}")), &sc.policy.config(), |_| {}).await;
+            sc.creds.apply(&s.creds);
+            Some(s)
+        } else {
+            None
+        };
+        let stack = match &fresh {
+            Some(s) => s,
+            None => {
+                if let std::collections::hash_map::Entry::Vacant(e) = shared.entry(sc.policy) {
+                    let dir = scratch_dir(&format!("{:?}", sc.policy));
+                    e.insert(start_stack(&dir, &sc.policy.config(), |_| {}).await);
+                }
+                &shared[&sc.policy]
+            }
+        };
+        let tag = format!("{}-{i}", sc.name);
+        let mut headers = sc.req.headers.clone();
+        headers.push((SCENARIO_HEADER.into(), tag.clone().into_bytes()));
+        let req = HttpsRequest {
+            method: sc.req.method.into(),
+            host: sc.req.host.clone(),
+            path: sc.req.path.clone(),
+            headers,
+            body: sc.req.body.clone(),
+        };
+        let (obs, resp) = observe(stack, client_for(stack, sc.req.workload), req, &tag).await;
+        let mut extra = assert_no_leak_envoy(stack, resp.as_ref(), &all_keys());
+        if let (Ok(()), crate::scenario::Expect::Denied { reason, .. }) = (&extra, &sc.expect) {
+            let stats = stack.envoy.stats("tollgate").unwrap_or_default();
+            let want = format!("decision.deny.{reason}");
+            if !stats.iter().any(|(k, v)| k.ends_with(&want) && *v > 0) {
+                extra = Err(format!("no Envoy metric ending in {want} > 0: {stats:?}"));
+            }
+        }
+        out.push((obs, extra));
+    }
+    out
+}
+
+/// Sends one JSON POST as `workload` (a fresh connection); `extra` headers
+/// are added as given.
+pub async fn post_as(
+    stack: &Stack,
+    workload: &str,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Result<tls_client::HttpsResponse, tls_client::HttpsError> {
+    let req = HttpsRequest {
+        method: "POST".into(),
+        host: host.into(),
+        path: path.into(),
+        headers: std::iter::once(("content-type".to_string(), b"application/json".to_vec()))
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())))
+            .collect(),
+        body: br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+    };
+    tls_client::send(stack.listen, client_for(stack, workload), &req).await
+}
+
+/// Panics if any key appears in Envoy's log or the given responses.
+pub fn assert_no_leak_in(stack: &Stack, responses: &[&tls_client::HttpsResponse]) {
+    assert_no_leak_envoy(stack, None, &all_keys()).unwrap_or_else(|e| panic!("{e}"));
+    for r in responses {
+        assert_no_leak_envoy(stack, Some(r), &all_keys()).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -1,0 +1,98 @@
+//! The official Python SDKs (`openai`, `anthropic`, `google-genai`, from the
+//! project venv) through a real Envoy with Tollgate.
+//!
+//! For every call: the mock upstream sees exactly the real key; the
+//! placeholder the SDK was given never arrives; a denied call surfaces in
+//! the SDK as an error carrying our reason code.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use tollgate_harness::envoy::local_run::PLACEHOLDER_KEY;
+use tollgate_harness::mock::ProviderKind;
+use tollgate_tests::run_envoy::*;
+use tollgate_tests::*;
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("TOLLGATE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    assert!(p.exists(), "{} is missing: run `make venv`", p.display());
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdks_stream_and_fail_with_our_reason_code() {
+    let dir = scratch_dir("sdks");
+    let stack = start_stack(&dir, &config(), |o| o.concurrency = 2).await;
+    let certs = dir.join("client-certs");
+    let allowed = stack.workload_cert(SUPPORT_BOT).unwrap().write(&certs, "allowed").unwrap();
+    let denied = stack.workload_cert(STRANGER).unwrap().write(&certs, "denied").unwrap();
+
+    let script = repo_root().join("tests/sdk/sdk_e2e.py");
+    let port = stack.listen.port();
+    let ca = stack.pki.ca_file.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .env("TOLLGATE_GW", format!("https://localhost:{port}"))
+            .env("TOLLGATE_CA", ca)
+            .env("TOLLGATE_ALLOWED_CERT", &allowed.cert)
+            .env("TOLLGATE_ALLOWED_KEY", &allowed.key)
+            .env("TOLLGATE_DENIED_CERT", &denied.cert)
+            .env("TOLLGATE_DENIED_KEY", &denied.key)
+            .env("TOLLGATE_PLACEHOLDER", PLACEHOLDER_KEY)
+            .output()
+            .expect("run python")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{stderr}");
+    let results: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+
+    for sdk in ["openai", "anthropic", "gemini"] {
+        for call in ["create", "stream"] {
+            let r = results
+                .iter()
+                .find(|r| r["sdk"] == sdk && r["call"] == call)
+                .unwrap_or_else(|| panic!("no result for {sdk} {call}:\n{stdout}\n{stderr}"));
+            assert!(r["text"].as_str().is_some_and(|t| t.contains("Hello from the mock")), "{sdk} {call}: {r}");
+            assert!(r["input_tokens"].as_u64().unwrap_or(0) > 0, "{sdk} {call} usage: {r}");
+            assert!(r["output_tokens"].as_u64().unwrap_or(0) > 0, "{sdk} {call} usage: {r}");
+        }
+        let d = results
+            .iter()
+            .find(|r| r["sdk"] == sdk && r["call"] == "denied")
+            .unwrap_or_else(|| panic!("no denied result for {sdk}:\n{stdout}"));
+        assert_eq!(d["status"], 403, "{sdk} denied: {d}");
+        assert_eq!(d["reason_header"], "workload_not_permitted", "{sdk}: {d}");
+        assert!(
+            d["message"].as_str().is_some_and(|m| m.contains("workload_not_permitted")),
+            "{sdk}'s error message carries the reason code: {d}"
+        );
+    }
+
+    // What the upstream saw: six calls, each with exactly the real key.
+    let seen = stack.llm.requests();
+    assert_eq!(seen.len(), 6, "3 SDKs x (create + stream) reached upstream");
+    for r in &seen {
+        let (header, want) = match r.provider {
+            Some(ProviderKind::OpenAi) => ("authorization", format!("Bearer {OPENAI_KEY}")),
+            Some(ProviderKind::Anthropic) => ("x-api-key", ANTHROPIC_KEY.to_string()),
+            Some(ProviderKind::Gemini) => ("x-goog-api-key", GEMINI_KEY.to_string()),
+            other => panic!("unexpected provider {other:?} at {}", r.path),
+        };
+        assert_eq!(r.header_all(header), vec![want.as_bytes()], "{} {}", r.method, r.path);
+        assert!(r.accepted, "the mock accepted the key at {}", r.path);
+        let everything = format!("{} {:?} {}", r.path, r.headers, String::from_utf8_lossy(&r.body));
+        assert!(!everything.contains(PLACEHOLDER_KEY), "the placeholder reached upstream at {}", r.path);
+    }
+    assert!(seen.iter().any(|r| r.stream), "streaming calls were made");
+    let log = stack.envoy.log();
+    assert!(!log.contains(PLACEHOLDER_KEY), "the placeholder is never logged");
+    assert!(!stdout.contains(OPENAI_KEY) && !stderr.contains(OPENAI_KEY));
+    assert_no_leak_in(&stack, &[]);
+}
