@@ -1,0 +1,148 @@
+//! `make run` as a user runs it: `tollgate-harness gateway` starts Envoy with
+//! Tollgate, prints working snippets, and stops everything on Ctrl-C; and
+//! the `UPSTREAM=providers` configuration is one Envoy accepts.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tollgate_harness::envoy::{envoy_binary, GatewaySpec, ListenerSource, Upstream};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn wasm() -> PathBuf {
+    let p = root().join("target/wasm32-wasip1/release/tollgate.wasm");
+    assert!(p.exists(), "{} is missing: run `make build`", p.display());
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a printed curl command line (a `\`-continued block) through sh.
+fn run_curl(block: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(block).current_dir(root()).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The curl block that follows the line starting with `marker`.
+fn curl_after(printed: &str, marker: &str) -> String {
+    let mut lines = printed.lines().skip_while(|l| !l.starts_with(marker)).skip(1);
+    let mut block = String::new();
+    for l in lines.by_ref() {
+        block.push_str(l);
+        block.push('\n');
+        if !l.ends_with('\\') {
+            break;
+        }
+    }
+    block
+}
+
+#[test]
+fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
+    let state = std::env::temp_dir().join(format!("tollgate-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-harness"))
+        .current_dir(root())
+        .args(["gateway", "--wasm"])
+        .arg(wasm())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+        .arg(&state)
+        .arg("mesh-config/local/policy.json")
+        .env_remove("TOLLGATE_KEYS_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut printed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !printed.contains("Ctrl-C stops everything") {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("gateway did not come up; printed so far:\n{printed}"));
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+
+    let allowed = run_curl(&curl_after(&printed, "# curl, as the allowed workload"));
+    assert!(allowed.contains("Hello from the mock"), "allowed curl: {allowed}");
+    let denied = run_curl(&curl_after(&printed, "# curl, as the denied workload"));
+    assert!(denied.contains("403"), "denied curl: {denied}");
+    assert!(denied.contains("x-tollgate-reason: workload_not_permitted"), "denied curl: {denied}");
+    assert!(!printed.contains("sk-demo-"), "no real (demo) key is ever printed");
+
+    // Ctrl-C: the gateway, Envoy and the mocks stop; the port is free again.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "gateway did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit on Ctrl-C: {status}");
+    assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "Envoy released the listener port");
+    let log = std::fs::read_to_string(state.join("gateway/envoy.log")).unwrap_or_default();
+    assert!(!log.contains("sk-demo-"), "no key in Envoy's log");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn the_providers_upstream_configuration_passes_envoy_validation() {
+    let dir = std::env::temp_dir().join(format!("tollgate-providers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = tollgate_harness::envoy::DevCa::generate("validate").unwrap();
+    let server = ca.issue_server(&["localhost"], &[]).unwrap().write(&dir, "gw").unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
+    let spec = GatewaySpec {
+        listen: "127.0.0.1:10443".parse().unwrap(),
+        wasm: wasm(),
+        policy_json: std::fs::read_to_string(root().join("mesh-config/local/policy.json")).unwrap(),
+        client_ca: dir.join("ca.crt"),
+        server_cert: server.cert,
+        server_key: server.key,
+        credential_cluster: "tollgate-credentials".into(),
+        credential_addr: "127.0.0.1:8200".parse().unwrap(),
+        upstream: Upstream::Providers {
+            ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+        },
+        listener_source: ListenerSource::Static,
+    };
+    let cfg = dir.join("providers.json");
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&spec.bootstrap(0)).unwrap()).unwrap();
+    let out = Command::new(envoy_binary(&root()).unwrap())
+        .args(["--mode", "validate", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "envoy --mode validate:\n{text}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    let clusters = v["static_resources"]["clusters"].as_array().unwrap();
+    for host in ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com"] {
+        let c = clusters
+            .iter()
+            .find(|c| c["transport_socket"]["typed_config"]["sni"] == host)
+            .unwrap_or_else(|| panic!("no TLS-originating cluster for {host}"));
+        assert_eq!(c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"], 443);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
