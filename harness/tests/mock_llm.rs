@@ -1300,13 +1300,3 @@ async fn the_official_python_sdks_work_against_the_mock() {
         .filter(|r| r.provider == Some(ProviderKind::Anthropic))
         .all(|r| r.header("anthropic-version").is_some()));
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-#[ignore]
-async fn zz_tmp_serve_for_load() {
-    let mock = MockLlm::new();
-    mock.accept_key(KEY);
-    let _s = mock.serve("127.0.0.1:18089".parse().expect("addr")).await.expect("serve");
-    tokio::time::sleep(Duration::from_secs(25)).await;
-    println!("COUNTS {:?} log {}", mock.counts(), mock.requests().len());
-}

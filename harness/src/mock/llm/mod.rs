@@ -12,7 +12,7 @@
 //! HTTP/1.1 server.
 //!
 //! Job: answer every request through one I/O-free function
-//! ([`MockLlm::exchange`]) that decides the reply and records the request, so
+//! (`MockLlm::exchange`) that decides the reply and records the request, so
 //! tests can assert on what the gateway actually forwarded: the path, the
 //! `Host`, every header (duplicates included) and the credential.
 //!

@@ -357,7 +357,7 @@ pub(crate) fn responses(req: &Object, seq: u64) -> Result<Content, Failure> {
             "metadata": {}
         })
     };
-    let done_message = message("completed", json!([part(&text)]));
+    let done_message = message("completed", json!([part(text)]));
 
     if !flag(req, "stream")? {
         return Ok(Content::json(&response(
@@ -406,7 +406,7 @@ pub(crate) fn responses(req: &Object, seq: u64) -> Result<Content, Failure> {
     );
     push(
         "response.content_part.done",
-        with(json!({"part": part(&text)})),
+        with(json!({"part": part(text)})),
     );
     push(
         "response.output_item.done",

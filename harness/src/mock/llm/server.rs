@@ -2,7 +2,7 @@
 //!
 //! Job: accept TCP connections (plain HTTP, as an Envoy gateway that
 //! originates TLS to the real provider would reach a local stand-in), read
-//! each request's body, let [`MockLlm::exchange`] decide and record the
+//! each request's body, let `MockLlm::exchange` decide and record the
 //! reply, then wait out its delay and write it, streaming event by event.
 //!
 //! Invariants:
