@@ -758,7 +758,9 @@ fn keys_config_errors_never_show_values() {
             "sk-secret-4",
         ),
         (r#"{"openai": ""}"#, "<none>"),
-        (r#"{"openai": 42}"#, "42"),
+        // A number long enough never to appear in the temp file's path
+        // (which the error names, and which holds the pid).
+        (r#"{"openai": 987654321987}"#, "987654321987"),
     ] {
         let path = keys_file(contents);
         let err = MockCredentialService::from_vars_or_demo([("TOLLGATE_KEYS_FILE", &path)])
