@@ -22,18 +22,30 @@ fn wasm() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs a printed curl command line (a `\`-continued block) through sh.
 fn run_curl(block: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(block).current_dir(root()).output().unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(block)
+        .current_dir(root())
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 /// The curl block that follows the line starting with `marker`.
 fn curl_after(printed: &str, marker: &str) -> String {
-    let mut lines = printed.lines().skip_while(|l| !l.starts_with(marker)).skip(1);
+    let mut lines = printed
+        .lines()
+        .skip_while(|l| !l.starts_with(marker))
+        .skip(1);
     let mut block = String::new();
     for l in lines.by_ref() {
         block.push_str(l);
@@ -80,11 +92,20 @@ fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
     }
 
     let allowed = run_curl(&curl_after(&printed, "# curl, as the allowed workload"));
-    assert!(allowed.contains("Hello from the mock"), "allowed curl: {allowed}");
+    assert!(
+        allowed.contains("Hello from the mock"),
+        "allowed curl: {allowed}"
+    );
     let denied = run_curl(&curl_after(&printed, "# curl, as the denied workload"));
     assert!(denied.contains("403"), "denied curl: {denied}");
-    assert!(denied.contains("x-tollgate-reason: workload_not_permitted"), "denied curl: {denied}");
-    assert!(!printed.contains("sk-demo-"), "no real (demo) key is ever printed");
+    assert!(
+        denied.contains("x-tollgate-reason: workload_not_permitted"),
+        "denied curl: {denied}"
+    );
+    assert!(
+        !printed.contains("sk-demo-"),
+        "no real (demo) key is ever printed"
+    );
 
     // Ctrl-C: the gateway, Envoy and the mocks stop; the port is free again.
     unsafe {
@@ -99,7 +120,10 @@ fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "clean exit on Ctrl-C: {status}");
-    assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "Envoy released the listener port");
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "Envoy released the listener port"
+    );
     let log = std::fs::read_to_string(state.join("gateway/envoy.log")).unwrap_or_default();
     assert!(!log.contains("sk-demo-"), "no key in Envoy's log");
     let _ = std::fs::remove_dir_all(&state);
@@ -110,7 +134,11 @@ fn the_providers_upstream_configuration_passes_envoy_validation() {
     let dir = std::env::temp_dir().join(format!("tollgate-providers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = tollgate_harness::envoy::DevCa::generate("validate").unwrap();
-    let server = ca.issue_server(&["localhost"], &[]).unwrap().write(&dir, "gw").unwrap();
+    let server = ca
+        .issue_server(&["localhost"], &[])
+        .unwrap()
+        .write(&dir, "gw")
+        .unwrap();
     std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
     let spec = GatewaySpec {
         listen: "127.0.0.1:10443".parse().unwrap(),
@@ -133,16 +161,25 @@ fn the_providers_upstream_configuration_passes_envoy_validation() {
         .arg(&cfg)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "envoy --mode validate:\n{text}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
     let clusters = v["static_resources"]["clusters"].as_array().unwrap();
-    for host in ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com"] {
+    for host in [
+        "api.openai.com",
+        "api.anthropic.com",
+        "generativelanguage.googleapis.com",
+    ] {
         let c = clusters
             .iter()
             .find(|c| c["transport_socket"]["typed_config"]["sni"] == host)
             .unwrap_or_else(|| panic!("no TLS-originating cluster for {host}"));
-        assert_eq!(c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"], 443);
+        assert_eq!(
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"],
+            443
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

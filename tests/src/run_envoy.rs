@@ -34,7 +34,11 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 }
 
 /// Starts a stack with `policy`, using the fixture keys.
-pub async fn start_stack(dir: &Path, policy: &serde_json::Value, f: impl FnOnce(&mut StackOptions)) -> Stack {
+pub async fn start_stack(
+    dir: &Path,
+    policy: &serde_json::Value,
+    f: impl FnOnce(&mut StackOptions),
+) -> Stack {
     let mut opts = StackOptions::for_test(&repo_root(), dir, policy.to_string());
     if let Some(w) = std::env::var_os("TOLLGATE_WASM") {
         opts.wasm = w.into();
@@ -47,7 +51,9 @@ pub async fn start_stack(dir: &Path, policy: &serde_json::Value, f: impl FnOnce(
 
 /// A TLS client config presenting a certificate for `spiffe_id`.
 pub fn client_for(stack: &Stack, spiffe_id: &str) -> Arc<rustls::ClientConfig> {
-    let pem = stack.workload_cert(spiffe_id).unwrap_or_else(|e| panic!("cert: {e:#}"));
+    let pem = stack
+        .workload_cert(spiffe_id)
+        .unwrap_or_else(|e| panic!("cert: {e:#}"));
     tls_client::client_config(
         stack.pki.ca.cert_pem(),
         &ClientIdentity {
@@ -59,7 +65,12 @@ pub fn client_for(stack: &Stack, spiffe_id: &str) -> Arc<rustls::ClientConfig> {
 
 /// Sends one request and classifies the result: forwarded (seen by the mock
 /// LLM under `tag`) or replied.
-pub async fn observe(stack: &Stack, client: Arc<rustls::ClientConfig>, req: HttpsRequest, tag: &str) -> (Observed, Option<tls_client::HttpsResponse>) {
+pub async fn observe(
+    stack: &Stack,
+    client: Arc<rustls::ClientConfig>,
+    req: HttpsRequest,
+    tag: &str,
+) -> (Observed, Option<tls_client::HttpsResponse>) {
     let resp = match tls_client::send(stack.listen, client, &req).await {
         Ok(r) => r,
         Err(e) => return (Observed::Failed(e.to_string()), None),
@@ -85,7 +96,11 @@ pub async fn observe(stack: &Stack, client: Arc<rustls::ClientConfig>, req: Http
 }
 
 /// Fails if any key appears in Envoy's log or in the response.
-pub fn assert_no_leak_envoy(stack: &Stack, resp: Option<&tls_client::HttpsResponse>, keys: &[&str]) -> Result<(), String> {
+pub fn assert_no_leak_envoy(
+    stack: &Stack,
+    resp: Option<&tls_client::HttpsResponse>,
+    keys: &[&str],
+) -> Result<(), String> {
     let log = stack.envoy.log();
     let reply = resp
         .map(|r| format!("{:?} {}", r.headers, String::from_utf8_lossy(&r.body)))
@@ -108,7 +123,12 @@ pub async fn run_envoy(scenarios: &[Scenario]) -> Vec<(Observed, Result<(), Stri
     let mut out = Vec::new();
     for (i, sc) in scenarios.iter().enumerate() {
         let fresh = if sc.creds.needs_cold_cache() {
-            let s = start_stack(&scratch_dir(&format!("scenario-{i}")), &sc.policy.config(), |_| {}).await;
+            let s = start_stack(
+                &scratch_dir(&format!("scenario-{i}")),
+                &sc.policy.config(),
+                |_| {},
+            )
+            .await;
             sc.creds.apply(&s.creds);
             Some(s)
         } else {
@@ -162,7 +182,11 @@ pub async fn post_as(
         host: host.into(),
         path: path.into(),
         headers: std::iter::once(("content-type".to_string(), b"application/json".to_vec()))
-            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())))
+            .chain(
+                extra
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
+            )
             .collect(),
         body: br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
     };

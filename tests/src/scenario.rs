@@ -187,20 +187,30 @@ impl Scenario {
                 }
                 let all = format!("{seen_path} {headers:?}");
                 for k in [CLIENT_OPENAI_KEY, CLIENT_GEMINI_KEY] {
-                    if all.contains(k) || headers.iter().any(|(_, v)| v.windows(k.len()).any(|w| w == k.as_bytes())) {
+                    if all.contains(k)
+                        || headers
+                            .iter()
+                            .any(|(_, v)| v.windows(k.len()).any(|w| w == k.as_bytes()))
+                    {
                         return Err("a client-sent key reached upstream".into());
                     }
                 }
                 Ok(())
             }
-            (Expect::Denied { status, reason }, Observed::Replied { status: s, reason: r, body, content_types }) => {
+            (
+                Expect::Denied { status, reason },
+                Observed::Replied {
+                    status: s,
+                    reason: r,
+                    body,
+                    content_types,
+                },
+            ) => {
                 if content_types != &["application/json"] {
                     return Err(format!("reply content-type must be exactly application/json, got {content_types:?}"));
                 }
                 if s != status || r.as_deref() != Some(*reason) {
-                    return Err(format!(
-                        "expected {status} {reason}, got {s} {r:?} {body}"
-                    ));
+                    return Err(format!("expected {status} {reason}, got {s} {r:?} {body}"));
                 }
                 if body["error"]["code"] != *reason || body["error"]["type"] != "tollgate_denied" {
                     return Err(format!("reply body does not carry {reason}: {body}"));
@@ -256,7 +266,12 @@ fn forwarded(header: &'static str, value: String) -> Expect {
 
 fn forwarded_to(header: &'static str, value: String, path: &str) -> Expect {
     match forwarded(header, value) {
-        Expect::Forwarded { header, value, absent, .. } => Expect::Forwarded {
+        Expect::Forwarded {
+            header,
+            value,
+            absent,
+            ..
+        } => Expect::Forwarded {
             header,
             value,
             absent,
@@ -371,13 +386,29 @@ pub fn scenarios() -> Vec<Scenario> {
     ];
     // dry_run: access-policy denials are shadowed; identity is not.
     let mut dry = vec![
-        s("dry_run_forwards_a_stranger_with_the_key", DryRun,
-          req(STRANGER, "POST", OPENAI, CHAT), forwarded("authorization", bearer(OPENAI_KEY))),
-        s("dry_run_still_denies_untrusted_domains", DryRun,
-          req("spiffe://evil.example/ns/support/sa/chatbot", "POST", OPENAI, CHAT),
-          denied(403, "trust_domain_untrusted")),
-        s("dry_run_still_denies_bad_paths", DryRun,
-          req(SUPPORT_BOT, "POST", OPENAI, "/v1/chat/../completions"), denied(400, "path_invalid")),
+        s(
+            "dry_run_forwards_a_stranger_with_the_key",
+            DryRun,
+            req(STRANGER, "POST", OPENAI, CHAT),
+            forwarded("authorization", bearer(OPENAI_KEY)),
+        ),
+        s(
+            "dry_run_still_denies_untrusted_domains",
+            DryRun,
+            req(
+                "spiffe://evil.example/ns/support/sa/chatbot",
+                "POST",
+                OPENAI,
+                CHAT,
+            ),
+            denied(403, "trust_domain_untrusted"),
+        ),
+        s(
+            "dry_run_still_denies_bad_paths",
+            DryRun,
+            req(SUPPORT_BOT, "POST", OPENAI, "/v1/chat/../completions"),
+            denied(400, "path_invalid"),
+        ),
     ];
     for d in &mut dry {
         d.policy = Policy::DryRun;
@@ -385,16 +416,46 @@ pub fn scenarios() -> Vec<Scenario> {
     v.extend(dry);
     // Credential faults, each on a cold cache.
     let faults: Vec<(&'static str, CredentialState, Expect)> = vec![
-        ("credential_service_refuses", CredentialState::Denied("openai"), denied(403, "credential_denied")),
-        ("credential_unknown_to_the_service", CredentialState::Missing("openai"), denied(503, "credential_unavailable")),
-        ("credential_service_500", CredentialState::Fault(Fault::Status(500)), denied(503, "credential_unavailable")),
-        ("credential_service_garbage", CredentialState::Fault(Fault::Garbage), denied(503, "credential_unavailable")),
-        ("credential_service_wrong_shape", CredentialState::Fault(Fault::WrongShape), denied(503, "credential_unavailable")),
-        ("credential_service_reset", CredentialState::Fault(Fault::Reset), denied(503, "credential_unavailable")),
-        ("credential_service_slower_than_timeout", CredentialState::Fault(Fault::Delay(Duration::from_secs(4))),
-         denied(503, "credential_unavailable")),
-        ("credential_service_slow_but_in_time", CredentialState::Fault(Fault::Delay(Duration::from_millis(500))),
-         forwarded("authorization", bearer(OPENAI_KEY))),
+        (
+            "credential_service_refuses",
+            CredentialState::Denied("openai"),
+            denied(403, "credential_denied"),
+        ),
+        (
+            "credential_unknown_to_the_service",
+            CredentialState::Missing("openai"),
+            denied(503, "credential_unavailable"),
+        ),
+        (
+            "credential_service_500",
+            CredentialState::Fault(Fault::Status(500)),
+            denied(503, "credential_unavailable"),
+        ),
+        (
+            "credential_service_garbage",
+            CredentialState::Fault(Fault::Garbage),
+            denied(503, "credential_unavailable"),
+        ),
+        (
+            "credential_service_wrong_shape",
+            CredentialState::Fault(Fault::WrongShape),
+            denied(503, "credential_unavailable"),
+        ),
+        (
+            "credential_service_reset",
+            CredentialState::Fault(Fault::Reset),
+            denied(503, "credential_unavailable"),
+        ),
+        (
+            "credential_service_slower_than_timeout",
+            CredentialState::Fault(Fault::Delay(Duration::from_secs(4))),
+            denied(503, "credential_unavailable"),
+        ),
+        (
+            "credential_service_slow_but_in_time",
+            CredentialState::Fault(Fault::Delay(Duration::from_millis(500))),
+            forwarded("authorization", bearer(OPENAI_KEY)),
+        ),
     ];
     for (name, state, expect) in faults {
         v.push(Scenario {

@@ -93,7 +93,10 @@ impl HttpsError {
     /// handshake failed, or (TLS 1.3) the connection closed before any
     /// response. Tests pair this with Envoy's `ssl.*` counters.
     pub fn is_refused_before_http(&self) -> bool {
-        matches!(self, HttpsError::Tls(_) | HttpsError::ClosedBeforeResponse(_))
+        matches!(
+            self,
+            HttpsError::Tls(_) | HttpsError::ClosedBeforeResponse(_)
+        )
     }
 }
 
@@ -114,11 +117,14 @@ pub fn client_config(
         .with_root_certificates(roots);
     let cfg = match &identity.cert {
         Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| bad(&e))?;
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| bad(&e))?;
             let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| bad(&e))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| bad(&e))?
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(&e))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -141,7 +147,9 @@ async fn send_inner(
     config: Arc<rustls::ClientConfig>,
     req: &HttpsRequest,
 ) -> Result<HttpsResponse, HttpsError> {
-    let tcp = TcpStream::connect(addr).await.map_err(HttpsError::Connect)?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(HttpsError::Connect)?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from("localhost").map_err(|e| HttpsError::Tls(e.to_string()))?;
     let tls = TlsConnector::from(config)

@@ -15,7 +15,11 @@ async fn a_cold_burst_over_two_workers_makes_one_fetch() {
     let stack = start_stack(&scratch_dir("burst"), &config(), |o| o.concurrency = 2).await;
     // Slow the credential service so the whole burst arrives before the
     // first fetch completes.
-    stack.creds.set_fault(tollgate_harness::mock::Fault::Delay(Duration::from_millis(400)));
+    stack
+        .creds
+        .set_fault(tollgate_harness::mock::Fault::Delay(Duration::from_millis(
+            400,
+        )));
     const N: usize = 48;
     let mut tasks = Vec::new();
     for _ in 0..N {
@@ -39,13 +43,22 @@ async fn a_cold_burst_over_two_workers_makes_one_fetch() {
         ok += 1;
     }
     assert_eq!(ok, N);
-    assert_eq!(stack.creds.requests_for("openai"), 1, "one fetch for the whole burst");
+    assert_eq!(
+        stack.creds.requests_for("openai"),
+        1,
+        "one fetch for the whole burst"
+    );
     let seen = stack.llm.requests();
     assert_eq!(seen.len(), N);
-    assert!(seen.iter().all(|r| r.key.as_deref() == Some(OPENAI_KEY.as_bytes()) && r.accepted));
+    assert!(seen
+        .iter()
+        .all(|r| r.key.as_deref() == Some(OPENAI_KEY.as_bytes()) && r.accepted));
     // Both workers served part of the burst (each has its own VM and
     // counters, but Envoy sums them): the cache was shared across VMs.
-    assert_eq!(stack.envoy.stat("wasmcustom.tollgate.decision.allow"), N as u64);
+    assert_eq!(
+        stack.envoy.stat("wasmcustom.tollgate.decision.allow"),
+        N as u64
+    );
     assert_no_leak_in(&stack, &[]);
 }
 
@@ -59,7 +72,9 @@ async fn a_rotated_key_is_in_use_within_refresh_ahead() {
     let refresh_ahead = Duration::from_secs(3);
     let stack = start_stack(&scratch_dir("rotation"), &policy, |o| o.concurrency = 2).await;
 
-    let first = post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[]).await.unwrap();
+    let first = post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[])
+        .await
+        .unwrap();
     assert_eq!(first.status, 200);
     // Rotate right after the fetch: the worst case for staleness.
     let new_key = "sk-real-openai-ROTATED-0000000000000001";
@@ -68,7 +83,9 @@ async fn a_rotated_key_is_in_use_within_refresh_ahead() {
     let mut in_use_after = None;
     let mut responses = vec![];
     while rotated_at.elapsed() < Duration::from_secs(10) {
-        let r = post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[]).await.unwrap();
+        let r = post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[])
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "no request fails during rotation");
         responses.push(r);
         let last = stack.llm.last_request().unwrap();
@@ -86,11 +103,19 @@ async fn a_rotated_key_is_in_use_within_refresh_ahead() {
     );
     // Once the new key is in use, the old one is never sent again.
     for _ in 0..5 {
-        post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[]).await.unwrap();
-        assert_eq!(stack.llm.last_request().unwrap().key.as_deref(), Some(new_key.as_bytes()));
+        post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            stack.llm.last_request().unwrap().key.as_deref(),
+            Some(new_key.as_bytes())
+        );
     }
     let log = stack.envoy.log();
-    assert!(!log.contains(new_key), "rotated key leaked into Envoy's log");
+    assert!(
+        !log.contains(new_key),
+        "rotated key leaked into Envoy's log"
+    );
     let refs: Vec<_> = responses.iter().collect();
     assert_no_leak_in(&stack, &refs);
 }

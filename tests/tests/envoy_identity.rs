@@ -32,52 +32,116 @@ async fn tls_layer_identity_cases() {
     let err = tls_client::send(stack.listen, none, &req)
         .await
         .expect_err("a connection without a client certificate must be refused");
-    assert!(err.is_refused_before_http(), "refused at the TLS layer, got {err}");
+    assert!(
+        err.is_refused_before_http(),
+        "refused at the TLS layer, got {err}"
+    );
 
     // 2. A certificate for an allowed SPIFFE ID, but from another CA.
     let rogue = DevCa::generate("rogue CA").unwrap();
     let pem = rogue.issue_workload(SUPPORT_BOT).unwrap();
-    let cfg = tls_client::client_config(&ca, &ClientIdentity { cert: Some((pem.cert, pem.key)) }).unwrap();
+    let cfg = tls_client::client_config(
+        &ca,
+        &ClientIdentity {
+            cert: Some((pem.cert, pem.key)),
+        },
+    )
+    .unwrap();
     let err = tls_client::send(stack.listen, cfg, &req)
         .await
         .expect_err("a certificate from another CA must be refused");
-    assert!(err.is_refused_before_http(), "refused at the TLS layer, got {err}");
+    assert!(
+        err.is_refused_before_http(),
+        "refused at the TLS layer, got {err}"
+    );
 
     // Neither reached the filter: no decision was counted.
     assert_eq!(stack.envoy.stat("wasmcustom.tollgate.decision.allow"), 0);
     // Envoy's listener counted both refusals, by cause.
     let ssl = stack.envoy.stats("^listener\\..*ssl\\.").unwrap();
     let count = |suffix: &str| -> u64 {
-        ssl.iter().filter(|(k, _)| k.ends_with(suffix)).map(|(_, v)| v).sum()
+        ssl.iter()
+            .filter(|(k, _)| k.ends_with(suffix))
+            .map(|(_, v)| v)
+            .sum()
     };
-    assert_eq!(count("ssl.fail_verify_no_cert"), 1, "no certificate: {ssl:?}");
+    assert_eq!(
+        count("ssl.fail_verify_no_cert"),
+        1,
+        "no certificate: {ssl:?}"
+    );
     assert_eq!(count("ssl.fail_verify_error"), 1, "another CA: {ssl:?}");
-    assert_eq!(count("ssl.handshake"), 0, "no refused connection completed a handshake: {ssl:?}");
+    assert_eq!(
+        count("ssl.handshake"),
+        0,
+        "no refused connection completed a handshake: {ssl:?}"
+    );
 
     // 3. Our CA, but a trust domain the policy does not trust: the filter refuses.
-    let r = post_as(&stack, "spiffe://evil.example/ns/support/sa/chatbot", "api.openai.com", CHAT, &[])
-        .await
-        .unwrap();
+    let r = post_as(
+        &stack,
+        "spiffe://evil.example/ns/support/sa/chatbot",
+        "api.openai.com",
+        CHAT,
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 403);
-    assert_eq!(r.header("x-tollgate-reason").as_deref(), Some("trust_domain_untrusted"));
+    assert_eq!(
+        r.header("x-tollgate-reason").as_deref(),
+        Some("trust_domain_untrusted")
+    );
 
     // 4. A spoofed XFCC header naming an allowed workload, from a stranger.
     let xfcc = format!("By=spiffe://cluster.local/ns/egress;URI={SUPPORT_BOT}");
-    let r2 = post_as(&stack, STRANGER, "api.openai.com", CHAT, &[("x-forwarded-client-cert", &xfcc)])
-        .await
-        .unwrap();
+    let r2 = post_as(
+        &stack,
+        STRANGER,
+        "api.openai.com",
+        CHAT,
+        &[("x-forwarded-client-cert", &xfcc)],
+    )
+    .await
+    .unwrap();
     assert_eq!(r2.status, 403);
-    assert_eq!(r2.header("x-tollgate-reason").as_deref(), Some("workload_not_permitted"));
+    assert_eq!(
+        r2.header("x-tollgate-reason").as_deref(),
+        Some("workload_not_permitted")
+    );
     // And from an allowed workload, the spoofed header does not reach upstream.
-    let r3 = post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[("x-forwarded-client-cert", &xfcc)])
-        .await
-        .unwrap();
+    let r3 = post_as(
+        &stack,
+        SUPPORT_BOT,
+        "api.openai.com",
+        CHAT,
+        &[("x-forwarded-client-cert", &xfcc)],
+    )
+    .await
+    .unwrap();
     assert_eq!(r3.status, 200, "{}", String::from_utf8_lossy(&r3.body));
     let seen = stack.llm.last_request().expect("forwarded");
-    assert_eq!(seen.header("x-forwarded-client-cert"), None, "Envoy sanitised the spoofed header");
-    assert_eq!(seen.header("authorization"), Some(format!("Bearer {OPENAI_KEY}").as_bytes()));
+    assert_eq!(
+        seen.header("x-forwarded-client-cert"),
+        None,
+        "Envoy sanitised the spoofed header"
+    );
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_bytes())
+    );
 
-    assert_eq!(stack.envoy.stat("wasmcustom.tollgate.decision.deny.trust_domain_untrusted"), 1);
-    assert_eq!(stack.envoy.stat("wasmcustom.tollgate.decision.deny.workload_not_permitted"), 1);
+    assert_eq!(
+        stack
+            .envoy
+            .stat("wasmcustom.tollgate.decision.deny.trust_domain_untrusted"),
+        1
+    );
+    assert_eq!(
+        stack
+            .envoy
+            .stat("wasmcustom.tollgate.decision.deny.workload_not_permitted"),
+        1
+    );
     assert_no_leak_in(&stack, &[&r, &r2, &r3]);
 }

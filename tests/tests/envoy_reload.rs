@@ -14,7 +14,13 @@ async fn a_policy_change_takes_effect_without_failing_in_flight_requests() {
     let mut stack = start_stack(&scratch_dir("reload"), &config(), |o| o.concurrency = 2).await;
 
     // Warm up, then hold a request in flight at the upstream for 1.5 s.
-    assert_eq!(post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[]).await.unwrap().status, 200);
+    assert_eq!(
+        post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let listen = stack.listen;
     let slow_client = client_for(&stack, SUPPORT_BOT);
     let in_flight = tokio::spawn(async move {
@@ -52,21 +58,43 @@ async fn a_policy_change_takes_effect_without_failing_in_flight_requests() {
 
     // New policy: the batch job may now also chat.
     assert_eq!(
-        post_as(&stack, BATCH_JOB, "api.openai.com", CHAT, &[]).await.unwrap().header("x-tollgate-reason").as_deref(),
+        post_as(&stack, BATCH_JOB, "api.openai.com", CHAT, &[])
+            .await
+            .unwrap()
+            .header("x-tollgate-reason")
+            .as_deref(),
         Some("endpoint_not_permitted")
     );
     let mut changed = config();
-    changed["rules"][1]["endpoints"] = serde_json::json!(["POST /v1/embeddings", "POST /v1/chat/completions"]);
+    changed["rules"][1]["endpoints"] =
+        serde_json::json!(["POST /v1/embeddings", "POST /v1/chat/completions"]);
     let accepted = stack.reload_policy(&changed.to_string()).unwrap();
     assert!(accepted, "Envoy accepted the new listener");
 
-    let r = post_as(&stack, BATCH_JOB, "api.openai.com", CHAT, &[]).await.unwrap();
-    assert_eq!(r.status, 200, "the change took effect: {}", String::from_utf8_lossy(&r.body));
+    let r = post_as(&stack, BATCH_JOB, "api.openai.com", CHAT, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "the change took effect: {}",
+        String::from_utf8_lossy(&r.body)
+    );
 
-    let slow = in_flight.await.unwrap().expect("the in-flight request completed");
-    assert_eq!(slow.status, 200, "the in-flight request survived the reload");
+    let slow = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completed");
+    assert_eq!(
+        slow.status, 200,
+        "the in-flight request survived the reload"
+    );
     for (i, s) in steady.await.unwrap().iter().enumerate() {
-        assert_eq!(s.as_ref().ok(), Some(&200), "steady request {i} during the reload: {s:?}");
+        assert_eq!(
+            s.as_ref().ok(),
+            Some(&200),
+            "steady request {i} during the reload: {s:?}"
+        );
     }
     assert_no_leak_in(&stack, &[&r, &slow]);
 }
@@ -78,14 +106,24 @@ async fn an_invalid_policy_is_rejected_and_the_old_one_keeps_serving() {
     broken["mode"] = "enforce-ish".into();
     broken["rules"][0]["workloads"] = serde_json::json!(["spiffe://cluster.local/ns/*"]);
     let accepted = stack.reload_policy(&broken.to_string()).unwrap();
-    assert!(!accepted, "Envoy must reject a listener whose Tollgate policy is invalid");
+    assert!(
+        !accepted,
+        "Envoy must reject a listener whose Tollgate policy is invalid"
+    );
     let log = stack.envoy.log();
     assert!(log.contains("invalid configuration"), "the filter said why");
 
     // The old policy still serves: allowed stays allowed, denied stays denied.
-    let ok = post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[]).await.unwrap();
+    let ok = post_as(&stack, SUPPORT_BOT, "api.openai.com", CHAT, &[])
+        .await
+        .unwrap();
     assert_eq!(ok.status, 200);
-    let no = post_as(&stack, STRANGER, "api.openai.com", CHAT, &[]).await.unwrap();
-    assert_eq!(no.header("x-tollgate-reason").as_deref(), Some("workload_not_permitted"));
+    let no = post_as(&stack, STRANGER, "api.openai.com", CHAT, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        no.header("x-tollgate-reason").as_deref(),
+        Some("workload_not_permitted")
+    );
     assert_no_leak_in(&stack, &[&ok, &no]);
 }

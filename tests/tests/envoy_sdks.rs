@@ -27,8 +27,16 @@ async fn official_sdks_stream_and_fail_with_our_reason_code() {
     let dir = scratch_dir("sdks");
     let stack = start_stack(&dir, &config(), |o| o.concurrency = 2).await;
     let certs = dir.join("client-certs");
-    let allowed = stack.workload_cert(SUPPORT_BOT).unwrap().write(&certs, "allowed").unwrap();
-    let denied = stack.workload_cert(STRANGER).unwrap().write(&certs, "denied").unwrap();
+    let allowed = stack
+        .workload_cert(SUPPORT_BOT)
+        .unwrap()
+        .write(&certs, "allowed")
+        .unwrap();
+    let denied = stack
+        .workload_cert(STRANGER)
+        .unwrap()
+        .write(&certs, "denied")
+        .unwrap();
 
     let script = repo_root().join("tests/sdk/sdk_e2e.py");
     let port = stack.listen.port();
@@ -50,8 +58,14 @@ async fn official_sdks_stream_and_fail_with_our_reason_code() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{stderr}");
-    let results: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        out.status.success(),
+        "SDK script failed:\n{stdout}\n{stderr}"
+    );
+    let results: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
 
     for sdk in ["openai", "anthropic", "gemini"] {
         for call in ["create", "stream"] {
@@ -59,9 +73,20 @@ async fn official_sdks_stream_and_fail_with_our_reason_code() {
                 .iter()
                 .find(|r| r["sdk"] == sdk && r["call"] == call)
                 .unwrap_or_else(|| panic!("no result for {sdk} {call}:\n{stdout}\n{stderr}"));
-            assert!(r["text"].as_str().is_some_and(|t| t.contains("Hello from the mock")), "{sdk} {call}: {r}");
-            assert!(r["input_tokens"].as_u64().unwrap_or(0) > 0, "{sdk} {call} usage: {r}");
-            assert!(r["output_tokens"].as_u64().unwrap_or(0) > 0, "{sdk} {call} usage: {r}");
+            assert!(
+                r["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Hello from the mock")),
+                "{sdk} {call}: {r}"
+            );
+            assert!(
+                r["input_tokens"].as_u64().unwrap_or(0) > 0,
+                "{sdk} {call} usage: {r}"
+            );
+            assert!(
+                r["output_tokens"].as_u64().unwrap_or(0) > 0,
+                "{sdk} {call} usage: {r}"
+            );
         }
         let d = results
             .iter()
@@ -70,7 +95,9 @@ async fn official_sdks_stream_and_fail_with_our_reason_code() {
         assert_eq!(d["status"], 403, "{sdk} denied: {d}");
         assert_eq!(d["reason_header"], "workload_not_permitted", "{sdk}: {d}");
         assert!(
-            d["message"].as_str().is_some_and(|m| m.contains("workload_not_permitted")),
+            d["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("workload_not_permitted")),
             "{sdk}'s error message carries the reason code: {d}"
         );
     }
@@ -85,14 +112,32 @@ async fn official_sdks_stream_and_fail_with_our_reason_code() {
             Some(ProviderKind::Gemini) => ("x-goog-api-key", GEMINI_KEY.to_string()),
             other => panic!("unexpected provider {other:?} at {}", r.path),
         };
-        assert_eq!(r.header_all(header), vec![want.as_bytes()], "{} {}", r.method, r.path);
+        assert_eq!(
+            r.header_all(header),
+            vec![want.as_bytes()],
+            "{} {}",
+            r.method,
+            r.path
+        );
         assert!(r.accepted, "the mock accepted the key at {}", r.path);
-        let everything = format!("{} {:?} {}", r.path, r.headers, String::from_utf8_lossy(&r.body));
-        assert!(!everything.contains(PLACEHOLDER_KEY), "the placeholder reached upstream at {}", r.path);
+        let everything = format!(
+            "{} {:?} {}",
+            r.path,
+            r.headers,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            !everything.contains(PLACEHOLDER_KEY),
+            "the placeholder reached upstream at {}",
+            r.path
+        );
     }
     assert!(seen.iter().any(|r| r.stream), "streaming calls were made");
     let log = stack.envoy.log();
-    assert!(!log.contains(PLACEHOLDER_KEY), "the placeholder is never logged");
+    assert!(
+        !log.contains(PLACEHOLDER_KEY),
+        "the placeholder is never logged"
+    );
     assert!(!stdout.contains(OPENAI_KEY) && !stderr.contains(OPENAI_KEY));
     assert_no_leak_in(&stack, &[]);
 }

@@ -23,8 +23,18 @@ fn report(runner: &str, results: Vec<(&str, Result<(), String>)>) {
 #[test]
 fn the_table_covers_every_area() {
     let all = scenarios();
-    for area in [Area::Identity, Area::Upstream, Area::Stripping, Area::AccessPolicy, Area::DryRun, Area::CredentialFault] {
-        assert!(all.iter().any(|s| s.area == area), "no scenario for {area:?}");
+    for area in [
+        Area::Identity,
+        Area::Upstream,
+        Area::Stripping,
+        Area::AccessPolicy,
+        Area::DryRun,
+        Area::CredentialFault,
+    ] {
+        assert!(
+            all.iter().any(|s| s.area == area),
+            "no scenario for {area:?}"
+        );
     }
     let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
     names.sort();

@@ -103,7 +103,10 @@ pub fn local_reply_headers(status: u16, body: &[u8], extra: pairs::Pairs) -> pai
         // Envoy's default, used only when the filter sets no content-type
         // of its own (seen on Envoy 1.40: a filter's application/json
         // replaces it, it is not added beside it).
-        if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case(b"content-type")) {
+        if !extra
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(b"content-type"))
+        {
             h.push((b"content-type".to_vec(), b"text/plain".to_vec()));
         }
     }

@@ -389,11 +389,17 @@ fn gateway(args: &[String]) -> Result<ExitCode, String> {
                 upstream = match val("mock or providers")?.as_str() {
                     "mock" => UpstreamChoice::Mock,
                     "providers" => UpstreamChoice::Providers,
-                    other => return Err(format!("--upstream must be mock or providers, not {other:?}")),
+                    other => {
+                        return Err(format!(
+                            "--upstream must be mock or providers, not {other:?}"
+                        ))
+                    }
                 }
             }
             "--concurrency" => {
-                concurrency = val("a number")?.parse().map_err(|_| "--concurrency needs a number")?
+                concurrency = val("a number")?
+                    .parse()
+                    .map_err(|_| "--concurrency needs a number")?
             }
             "--state-dir" => state_dir = val("a directory")?.into(),
             p if policy.is_none() && !p.starts_with('-') => policy = Some(PathBuf::from(p)),
@@ -406,7 +412,9 @@ fn gateway(args: &[String]) -> Result<ExitCode, String> {
         .map_err(|_| format!("--listen: {listen:?} is not an address like 127.0.0.1:10443"))?;
     let creds = MockCredentialService::try_from_env_or_demo().map_err(|e| e.to_string())?;
     if upstream == UpstreamChoice::Providers {
-        println!("upstream: the real providers (keys from TOLLGATE_KEY_<NAME> / TOLLGATE_KEYS_FILE)");
+        println!(
+            "upstream: the real providers (keys from TOLLGATE_KEY_<NAME> / TOLLGATE_KEYS_FILE)"
+        );
     }
     let root = std::env::current_dir().map_err(|e| e.to_string())?;
     // Absolute, so the printed snippets work from any directory.

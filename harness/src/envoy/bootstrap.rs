@@ -85,7 +85,10 @@ impl GatewaySpec {
     /// The bootstrap, with `admin` on loopback at `admin_port` (0 for any;
     /// Envoy then reports it through `--admin-address-path`).
     pub fn bootstrap(&self, admin_port: u16) -> Value {
-        let mut clusters = vec![plain_cluster(&self.credential_cluster, self.credential_addr)];
+        let mut clusters = vec![plain_cluster(
+            &self.credential_cluster,
+            self.credential_addr,
+        )];
         clusters.extend(self.upstream_clusters());
         let mut boot = json!({
             "node": {"id": "tollgate-local", "cluster": "tollgate"},

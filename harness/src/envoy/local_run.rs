@@ -21,8 +21,10 @@ use crate::mock::MockCredentialService;
 
 /// The demo workloads: the policy in `mesh-config/local/` allows the first
 /// and denies the second.
-pub const ALLOWED_WORKLOAD: (&str, &str) = ("chatbot", "spiffe://tollgate.local/ns/support/sa/chatbot");
-pub const DENIED_WORKLOAD: (&str, &str) = ("stranger", "spiffe://tollgate.local/ns/default/sa/stranger");
+pub const ALLOWED_WORKLOAD: (&str, &str) =
+    ("chatbot", "spiffe://tollgate.local/ns/support/sa/chatbot");
+pub const DENIED_WORKLOAD: (&str, &str) =
+    ("stranger", "spiffe://tollgate.local/ns/default/sa/stranger");
 
 /// The key clients send: the gateway throws it away.
 pub const PLACEHOLDER_KEY: &str = "placeholder-not-a-key";
@@ -107,8 +109,14 @@ fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-fn write_workload(stack: &Stack, pki_dir: &Path, (stem, id): (&str, &str)) -> anyhow::Result<PemFiles> {
-    Ok(stack.workload_cert(id)?.write(&pki_dir.join("workloads"), stem)?)
+fn write_workload(
+    stack: &Stack,
+    pki_dir: &Path,
+    (stem, id): (&str, &str),
+) -> anyhow::Result<PemFiles> {
+    Ok(stack
+        .workload_cert(id)?
+        .write(&pki_dir.join("workloads"), stem)?)
 }
 
 /// The copy-paste block printed at start.

@@ -21,8 +21,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Anything that went wrong making or saving certificates.
@@ -136,9 +136,8 @@ impl DevCa {
 
     /// A server certificate for the gateway, valid for `dns_names` and `ips`.
     pub fn issue_server(&self, dns_names: &[&str], ips: &[IpAddr]) -> Result<Pem, PkiError> {
-        let mut params = CertificateParams::new(
-            dns_names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )?;
+        let mut params =
+            CertificateParams::new(dns_names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         params
             .subject_alt_names
             .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
@@ -226,7 +225,9 @@ mod tests {
         let a = DevCa::load_or_create(&dir, "test ca").unwrap();
         let b = DevCa::load_or_create(&dir, "test ca").unwrap();
         assert_eq!(a.cert_pem(), b.cert_pem());
-        let w = b.issue_workload("spiffe://tollgate.local/ns/a/sa/b").unwrap();
+        let w = b
+            .issue_workload("spiffe://tollgate.local/ns/a/sa/b")
+            .unwrap();
         assert!(w.cert.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(!format!("{w:?}").contains("PRIVATE"));
         let meta = fs::metadata(dir.join("ca.key")).unwrap();

@@ -207,20 +207,31 @@ impl EnvoyProcess {
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| fail(e.to_string()))?;
         // Envoy refuses HTTP/1.0 by default; ask for 1.1 and close.
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").map_err(|e| fail(e.to_string()))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).map_err(|e| fail(e.to_string()))?;
         let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| fail("no header end".into()))?;
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| fail("no header end".into()))?;
         let status = head
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| fail(format!("bad status line in {head:?}")))?;
-        let chunked = head
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
-        let body = if chunked { dechunk(body) } else { body.to_string() };
+        let chunked = head.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("transfer-encoding: chunked")
+        });
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
         Ok((status, body))
     }
 
@@ -276,7 +287,9 @@ impl Drop for EnvoyProcess {
 fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || after.len() < n {
             break;
         }

@@ -242,7 +242,9 @@ impl Stack {
     pub fn wait_listening(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect_timeout(&self.listen, Duration::from_millis(200)).is_ok() {
+            if std::net::TcpStream::connect_timeout(&self.listen, Duration::from_millis(200))
+                .is_ok()
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
