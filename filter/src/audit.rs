@@ -39,6 +39,9 @@ pub struct AuditRecord {
     pub workload: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<Box<str>>,
+    /// The canonical upstream host the credential was written for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<Box<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,35 +1,44 @@
 //! One request's journey, as a state machine with no host calls.
 //!
-//! The glue feeds it facts (headers, properties, cache lookups, timeouts) and
-//! performs the [`Step`]s it returns. Phases:
+//! The glue (`worker`) feeds it facts (headers, properties, cache lookups,
+//! the clock) through one method per host callback, and performs the step
+//! each returns. States ([`State`]):
 //!
 //! ```text
-//! Start ──on_request_headers──▶ Replied            (denied)
+//! Start ──on_request_headers──▶ Replied(reason)              (denied)
 //!   │
-//!   └──▶ NeedsCredential ──on_lookup(Ready)──▶ Forwarded
-//!              │  ▲                 └─(Failed)──▶ Replied
-//!              ▼  │ (Wait / Fetch: paused; woken by tick or fetch completion)
-//!          AwaitingCredential ──on_wait_expired──▶ Replied
+//!   └──▶ AwaitingCredential ──on_lookup(Ready)──▶ Forwarded
+//!              │  ▲               └─(Failed / deadline / host failure)──▶ Replied
+//!              ▼  │ (Wait / Fetch: paused; woken by the tick or a fetch answer)
+//!
+//! any state ──on_stream_end──▶ Ended   (the audit record is final)
 //! ```
 //!
-//! Later phases (request body inspection, response accounting) attach after
-//! `Forwarded`; because the glue pauses in request headers while it waits,
-//! Envoy holds the body until the credential is written (see BRIEF).
+//! Where the next phases attach (ARCHITECTURE.md, "Body and response
+//! phases"): a rule that needs the body turns `AwaitingCredential` into a
+//! `HoldingBody` state before `Forwarded`, and `Forwarded` grows a response
+//! sub-state (status, streamed, usage). Each new callback gets its own
+//! method returning its own step type, so a phase cannot return another
+//! phase's action.
 //!
 //! Invariants:
 //! - Client credentials are stripped by the glue before this runs; the flow
-//!   never sees or keeps their values, only `client_key_seen`.
-//! - The audit record is finished exactly once: on forward, on reply, or on
-//!   abandonment ([`RequestFlow::finish_audit`] returns `None` afterwards).
-//! - A request is forwarded only with a credential (`Step::Forward` carries
-//!   it); there is no step that forwards without one.
+//!   never sees or keeps their values, only whether one looked real.
+//! - A request is forwarded only with a credential ([`CredentialStep::Forward`]
+//!   carries it); there is no step that forwards without one.
+//! - The audit record is final exactly once, at stream end
+//!   ([`RequestFlow::on_stream_end`]); at the verdict it is published early
+//!   ([`RequestFlow::verdict_record`]) for hosts whose access log runs first.
+//! - dry_run: a policy denial is kept as a typed shadow reason and the
+//!   request continues; identity, upstream, path and credential failures are
+//!   always enforced.
 
 use crate::audit::{printable, AuditRecord, Verdict};
 use crate::config::{Config, Mode};
 use crate::credential::cache::Lookup;
 use crate::credential::CredentialKey;
 use crate::policy::Decision;
-use crate::provider::{Injection, ProviderId};
+use crate::provider::{canonical_host, Injection, ProviderId};
 use crate::reason::DenyReason;
 use crate::request_path::RequestTarget;
 use crate::spiffe::SpiffeId;
@@ -45,8 +54,12 @@ pub struct HeadFacts<'a> {
     pub authority: Option<&'a [u8]>,
     pub path: Option<&'a [u8]>,
     pub request_id: Option<&'a [u8]>,
-    /// The strip scan saw something that looks like a real provider key.
+    /// The strip scan saw a stripped header whose value looks like a real key.
     pub client_key_seen: bool,
+    /// A method-override header is present.
+    pub method_override: bool,
+    /// The request asks for a protocol upgrade.
+    pub upgrade: bool,
 }
 
 /// The request is admitted pending its credential.
@@ -57,72 +70,115 @@ pub struct Admission {
     /// Shared-data key of the credential entry.
     pub cache_key: String,
     pub injection: Injection,
-    /// A new `:path` to send upstream (normalised, `key=` removed).
+    /// A new `:path` to send upstream (normalised, credential parameters removed).
     pub rewrite_path: Option<String>,
 }
 
-/// What the glue must do next.
+/// What the glue must do after a credential lookup (or a wait ended).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub enum CredentialStep {
     /// Write `header: value` (replacing any), then let the request go.
     Forward { header: Box<str>, value: String },
     /// Send the deny reply for this reason.
     Reply(DenyReason),
-    /// Pause; another fetch is in flight.
+    /// Stay paused; another fetch is in flight.
     Wait,
-    /// Pause and dispatch the fetch (this caller holds the lease).
-    Fetch,
+    /// Stay paused and dispatch the fetch holding lease `lease`.
+    Fetch { lease: u64 },
 }
 
+/// What [`RequestFlow::on_stream_end`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Start,
-    NeedsCredential,
-    Forwarded,
-    Replied,
+pub struct StreamEnd {
+    /// The final record differs from the one published at the verdict (or
+    /// none was published).
+    pub changed_since_verdict: bool,
 }
 
-/// One request's state.
+/// Where one request is.
+#[derive(Debug)]
+pub enum State {
+    /// Nothing seen yet.
+    Start,
+    /// Admitted; paused until its credential is ready or the deadline passes.
+    AwaitingCredential {
+        admission: Admission,
+        since_ms: u64,
+        deadline_ms: u64,
+    },
+    /// Sent upstream with its credential.
+    Forwarded { provider: ProviderId },
+    /// Refused with a local reply.
+    Replied(DenyReason),
+}
+
+/// One request's state and audit record.
 #[derive(Debug)]
 pub struct RequestFlow {
-    phase: Phase,
-    admission: Option<Admission>,
+    state: State,
+    /// dry_run: the policy verdict that was not enforced.
+    shadow: Option<DenyReason>,
     audit: AuditRecord,
-    audit_done: bool,
+    /// The record was published at the verdict and has not changed since.
+    published: bool,
+    ended: bool,
 }
 
 impl RequestFlow {
     pub fn new(mode: Mode) -> Self {
         RequestFlow {
-            phase: Phase::Start,
-            admission: None,
+            state: State::Start,
+            shadow: None,
             audit: AuditRecord::new(mode.as_str()),
-            audit_done: false,
+            published: false,
+            ended: false,
         }
     }
 
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
     pub fn admission(&self) -> Option<&Admission> {
-        self.admission.as_ref()
+        match &self.state {
+            State::AwaitingCredential { admission, .. } => Some(admission),
+            _ => None,
+        }
     }
 
-    pub fn is_waiting(&self) -> bool {
-        self.phase == Phase::NeedsCredential
+    /// When a waiting request gives up, if it is waiting.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match &self.state {
+            State::AwaitingCredential { deadline_ms, .. } => Some(*deadline_ms),
+            _ => None,
+        }
     }
 
-    /// Identity, upstream, path and policy. On success the request needs its
-    /// credential: the glue looks it up and calls [`Self::on_lookup`].
+    /// The dry-run verdict, if the policy would have denied this request.
+    pub fn shadow_denial(&self) -> Option<DenyReason> {
+        self.shadow
+    }
+
+    /// Request headers: identity, upstream, path and policy. On success the
+    /// request awaits its credential (from `now_ms`, for at most `wait_ms`):
+    /// the glue looks it up and calls [`Self::on_lookup`].
     pub fn on_request_headers(
         &mut self,
         config: &Config,
         facts: &HeadFacts<'_>,
+        now_ms: u64,
         scratch: &mut Vec<u32>,
     ) -> Result<&Admission, DenyReason> {
         self.audit.client_key_seen = facts.client_key_seen;
         self.audit.request_id = facts.request_id.and_then(|r| printable(r, 128));
         match self.admit(config, facts, scratch) {
-            Ok(a) => {
-                self.phase = Phase::NeedsCredential;
-                Ok(self.admission.insert(a))
+            Ok(admission) => {
+                self.state = State::AwaitingCredential {
+                    admission,
+                    since_ms: now_ms,
+                    deadline_ms: now_ms.saturating_add(config.credential_service.wait_limit_ms()),
+                };
+                self.admission().ok_or(DenyReason::InternalError)
             }
             Err(reason) => {
                 self.deny(reason);
@@ -149,20 +205,29 @@ impl RequestFlow {
         if self.audit.method.is_none() {
             return Err(DenyReason::RequestInvalid);
         }
+        if facts.upgrade || method == b"CONNECT" {
+            return Err(DenyReason::UpgradeNotSupported);
+        }
+        if facts.method_override {
+            return Err(DenyReason::MethodOverride);
+        }
 
+        let host = canonical_host(authority).map_err(|_| DenyReason::AuthorityInvalid)?;
         let provider_id = config
             .providers
-            .lookup(authority)
+            .lookup_host(&host)
             .ok_or(DenyReason::UnknownUpstream)?;
         let provider = config
             .providers
             .get(provider_id)
             .ok_or(DenyReason::InternalError)?;
         self.audit.provider = Some(provider.name.clone());
+        self.audit.host = Some(host);
 
-        let target = RequestTarget::parse(raw_path).map_err(|_| DenyReason::PathInvalid)?;
+        let target = RequestTarget::parse_removing(raw_path, provider.kind.secret_query_params())
+            .map_err(|_| DenyReason::PathInvalid)?;
         self.audit.path = Some(target.path().to_string());
-        self.audit.client_key_seen |= target.removed_query_key();
+        self.audit.client_key_seen |= target.removed_real_key();
 
         match config
             .policy
@@ -172,6 +237,7 @@ impl RequestFlow {
                 self.audit.rule = Some(config.policy.rule_name(permit.rule).into());
             }
             Decision::Deny(reason) if config.mode == Mode::DryRun && reason.is_policy_verdict() => {
+                self.shadow = Some(reason);
                 self.audit.decision = Verdict::ShadowDeny;
                 self.audit.reason = Some(reason.code());
             }
@@ -188,22 +254,36 @@ impl RequestFlow {
         })
     }
 
-    /// The dry-run verdict, if the policy would have denied this request.
-    pub fn shadow_denial(&self) -> Option<DenyReason> {
-        if self.audit.decision != Verdict::ShadowDeny {
-            return None;
-        }
-        DenyReason::ALL
-            .iter()
-            .copied()
-            .find(|r| Some(r.code()) == self.audit.reason)
+    /// Whether a real-looking client key was found (headers or query).
+    pub fn client_key_seen(&self) -> bool {
+        self.audit.client_key_seen
     }
 
-    /// Consumes a cache lookup for the admitted request.
-    pub fn on_lookup(&mut self, lookup: Lookup) -> Step {
-        if self.phase != Phase::NeedsCredential {
-            return Step::Reply(DenyReason::InternalError);
+    /// Notes a real-looking client key found after the headers (trailers).
+    pub fn note_client_key(&mut self) {
+        if !self.audit.client_key_seen {
+            self.audit.client_key_seen = true;
+            self.published = false;
         }
+    }
+
+    /// The credential's shared-data key and since when this request waits.
+    pub fn waiting_on(&self) -> Option<(&str, u64)> {
+        match &self.state {
+            State::AwaitingCredential {
+                admission,
+                since_ms,
+                ..
+            } => Some((&admission.cache_key, *since_ms)),
+            _ => None,
+        }
+    }
+
+    /// Consumes a cache lookup for the waiting request.
+    pub fn on_lookup(&mut self, lookup: Lookup) -> CredentialStep {
+        let State::AwaitingCredential { admission, .. } = &self.state else {
+            return CredentialStep::Reply(self.deny(DenyReason::InternalError));
+        };
         match lookup {
             Lookup::Ready {
                 value,
@@ -211,62 +291,75 @@ impl RequestFlow {
                 fingerprint,
                 ..
             } => {
-                let Some(a) = &self.admission else {
-                    self.deny(DenyReason::InternalError);
-                    return Step::Reply(DenyReason::InternalError);
+                let step = CredentialStep::Forward {
+                    header: admission.injection.header.clone(),
+                    value: admission.injection.value_for(&value),
                 };
-                let step = Step::Forward {
-                    header: a.injection.header.clone(),
-                    value: a.injection.value_for(&value),
+                self.state = State::Forwarded {
+                    provider: admission.provider,
                 };
                 self.audit.credential_id = Some(id);
                 self.audit.credential_fp = Some(fingerprint);
-                if self.audit.decision != Verdict::ShadowDeny {
+                if self.shadow.is_none() {
                     self.audit.decision = Verdict::Allow;
                 }
-                self.phase = Phase::Forwarded;
                 step
             }
-            Lookup::Wait => Step::Wait,
-            Lookup::Fetch => Step::Fetch,
-            Lookup::Failed(reason) => {
-                self.deny(reason);
-                Step::Reply(reason)
-            }
+            Lookup::Wait => CredentialStep::Wait,
+            Lookup::Fetch { lease } => CredentialStep::Fetch { lease },
+            Lookup::Failed(reason) => CredentialStep::Reply(self.deny(reason)),
         }
     }
 
-    /// The request waited too long for its credential.
-    pub fn on_wait_expired(&mut self) -> Step {
-        self.deny(DenyReason::CredentialUnavailable);
-        Step::Reply(DenyReason::CredentialUnavailable)
+    /// The request waited past its deadline for its credential.
+    pub fn on_wait_expired(&mut self) -> DenyReason {
+        self.deny(DenyReason::CredentialUnavailable)
     }
 
     /// The glue could not carry out a step (a host call failed): fail closed.
-    pub fn on_host_failure(&mut self) -> Step {
-        self.deny(DenyReason::InternalError);
-        Step::Reply(DenyReason::InternalError)
+    pub fn on_host_failure(&mut self) -> DenyReason {
+        self.deny(DenyReason::InternalError)
     }
 
-    fn deny(&mut self, reason: DenyReason) {
-        self.phase = Phase::Replied;
+    fn deny(&mut self, reason: DenyReason) -> DenyReason {
+        self.state = State::Replied(reason);
         self.audit.decision = Verdict::Deny;
         self.audit.reason = Some(reason.code());
+        reason
     }
 
-    /// The audit line, exactly once. A request that never reached a verdict
-    /// (client reset while waiting) is logged as abandoned.
-    pub fn finish_audit(&mut self) -> Option<String> {
-        if self.audit_done {
+    /// The audit record at the verdict (forward or reply), for hosts whose
+    /// access log may run before the stream's end callback. `None` if no
+    /// verdict yet or already published unchanged.
+    pub fn verdict_record(&mut self) -> Option<String> {
+        if self.ended || self.published || self.audit.decision == Verdict::Pending {
             return None;
         }
-        self.audit_done = true;
-        let undecided = self.audit.decision == Verdict::Pending
-            || (self.audit.decision == Verdict::ShadowDeny && self.phase != Phase::Forwarded);
-        if undecided && self.phase != Phase::Replied {
-            self.audit.decision = Verdict::Abandoned;
-        }
+        self.published = true;
         Some(self.audit.to_json())
+    }
+
+    /// The stream ended (completed or reset): the record is final. `None`
+    /// when it had already ended; otherwise whether the record changed since
+    /// [`Self::verdict_record`] published it (a request that never reached a
+    /// verdict is recorded as abandoned). Read it with [`Self::audit`].
+    pub fn on_stream_end(&mut self) -> Option<StreamEnd> {
+        if self.ended {
+            return None;
+        }
+        self.ended = true;
+        if self.is_undecided() {
+            self.audit.decision = Verdict::Abandoned;
+            self.published = false;
+        }
+        Some(StreamEnd {
+            changed_since_verdict: !self.published,
+        })
+    }
+
+    /// Whether the request never reached a verdict (for the abandoned counter).
+    pub fn is_undecided(&self) -> bool {
+        matches!(self.state, State::Start | State::AwaitingCredential { .. })
     }
 
     pub fn audit(&self) -> &AuditRecord {
@@ -317,7 +410,7 @@ mod tests {
             authority: Some(authority),
             path: Some(path),
             request_id: Some(b"req-1"),
-            client_key_seen: false,
+            ..Default::default()
         }
     }
 
@@ -325,7 +418,8 @@ mod tests {
 
     fn run(config: &Config, f: &HeadFacts<'_>) -> Result<Admission, DenyReason> {
         let mut flow = RequestFlow::new(config.mode);
-        flow.on_request_headers(config, f, &mut Vec::new()).cloned()
+        flow.on_request_headers(config, f, 0, &mut Vec::new())
+            .cloned()
     }
 
     #[test]
@@ -409,6 +503,7 @@ mod tests {
             .on_request_headers(
                 &c,
                 &facts(APP, b"api.openai.com", b"/v1/embeddings"),
+                0,
                 &mut Vec::new()
             )
             .is_ok());
@@ -419,8 +514,8 @@ mod tests {
             fingerprint: "fp".into(),
             refresh_due: false,
         });
-        assert!(matches!(step, Step::Forward { .. }));
-        let line = flow.finish_audit().unwrap();
+        assert!(matches!(step, CredentialStep::Forward { .. }));
+        let line = flow.verdict_record().unwrap();
         assert!(line.contains(r#""decision":"shadow_deny""#), "{line}");
         assert!(
             line.contains(r#""reason":"endpoint_not_permitted""#),
@@ -441,10 +536,11 @@ mod tests {
         flow.on_request_headers(
             &c,
             &facts(APP, b"api.openai.com", b"/v1/chat/completions"),
+            0,
             &mut Vec::new(),
         )
         .unwrap();
-        assert_eq!(flow.on_lookup(Lookup::Wait), Step::Wait);
+        assert_eq!(flow.on_lookup(Lookup::Wait), CredentialStep::Wait);
         let step = flow.on_lookup(Lookup::Ready {
             value: "sk-real-secret".into(),
             id: "k1".into(),
@@ -453,18 +549,25 @@ mod tests {
         });
         assert_eq!(
             step,
-            Step::Forward {
+            CredentialStep::Forward {
                 header: "authorization".into(),
                 value: "Bearer sk-real-secret".into()
             }
         );
-        let line = flow.finish_audit().unwrap();
+        let line = flow.verdict_record().unwrap();
         assert!(!line.contains("sk-real-secret"));
         assert!(
             line.contains(r#""rule":"chat""#) && line.contains(r#""credential_id":"k1""#),
             "{line}"
         );
-        assert_eq!(flow.finish_audit(), None, "exactly one audit line");
+        assert_eq!(flow.verdict_record(), None, "published once");
+        assert_eq!(
+            flow.on_stream_end(),
+            Some(StreamEnd {
+                changed_since_verdict: false
+            })
+        );
+        assert_eq!(flow.on_stream_end(), None, "final exactly once");
     }
 
     #[test]
@@ -474,13 +577,70 @@ mod tests {
         flow.on_request_headers(
             &c,
             &facts(APP, b"api.openai.com", b"/v1/chat/completions"),
+            0,
             &mut Vec::new(),
         )
         .unwrap();
-        assert_eq!(flow.on_lookup(Lookup::Fetch), Step::Fetch);
-        assert!(flow
-            .finish_audit()
-            .unwrap()
-            .contains(r#""decision":"abandoned""#));
+        assert_eq!(
+            flow.on_lookup(Lookup::Fetch { lease: 7 }),
+            CredentialStep::Fetch { lease: 7 }
+        );
+        assert_eq!(flow.verdict_record(), None, "no verdict yet");
+        assert!(flow.on_stream_end().unwrap().changed_since_verdict);
+        assert!(flow.audit().to_json().contains(r#""decision":"abandoned""#));
+    }
+
+    #[test]
+    fn authority_method_override_and_upgrade_are_refused_with_reasons() {
+        let c = parse(CONFIG.as_bytes()).unwrap();
+        for bad in [&b"api.openai.com."[..], b"api.openai.com:443:443", b"[::1]"] {
+            assert_eq!(
+                run(&c, &facts(APP, bad, b"/v1/chat/completions")).err(),
+                Some(DenyReason::AuthorityInvalid)
+            );
+        }
+        let f = HeadFacts {
+            method_override: true,
+            ..facts(APP, b"api.openai.com", b"/v1/chat/completions")
+        };
+        assert_eq!(run(&c, &f).err(), Some(DenyReason::MethodOverride));
+        let f = HeadFacts {
+            upgrade: true,
+            ..facts(APP, b"api.openai.com", b"/v1/chat/completions")
+        };
+        assert_eq!(run(&c, &f).err(), Some(DenyReason::UpgradeNotSupported));
+    }
+
+    #[test]
+    fn gemini_access_token_is_removed_and_trips_the_tripwire_only_when_real() {
+        let c = parse(CONFIG.as_bytes()).unwrap();
+        let host = b"generativelanguage.googleapis.com";
+        let mut flow = RequestFlow::new(c.mode);
+        let a = flow
+            .on_request_headers(
+                &c,
+                &facts(APP, host, b"/v1beta/models/g:generateContent?access_token=ya29.abcdefghijklmnopqrstuvwxyz"),
+                0,
+                &mut Vec::new(),
+            )
+            .unwrap();
+        assert_eq!(
+            a.rewrite_path.as_deref(),
+            Some("/v1beta/models/g:generateContent")
+        );
+        assert!(flow.client_key_seen());
+        let mut flow = RequestFlow::new(c.mode);
+        flow.on_request_headers(
+            &c,
+            &facts(
+                APP,
+                host,
+                b"/v1beta/models/g:generateContent?key=placeholder",
+            ),
+            0,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(!flow.client_key_seen(), "a placeholder is not a leak");
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! Layout: everything except [`host`] is plain Rust with no host calls, and is
 //! tested natively and on wasm32. [`host`] is the thin proxy-wasm glue that
-//! reads properties and headers, performs the steps [`flow`] returns, and owns
-//! per-worker state. ARCHITECTURE.md walks a request through these modules.
+//! maps the ABI's entry points and host calls onto [`worker`], which owns
+//! per-worker state behind a `Host` trait and performs the steps [`flow`]
+//! returns. ARCHITECTURE.md walks a request through these modules.
 
 pub mod audit;
 pub mod config;
@@ -24,11 +25,24 @@ pub mod reply;
 pub mod request_path;
 pub mod spiffe;
 pub mod strip;
+pub mod worker;
 
 #[cfg(all(target_arch = "wasm32", feature = "host"))]
 pub mod host;
 
+#[cfg(all(target_arch = "wasm32", target_os = "wasi", feature = "host"))]
+extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// The reactor's initialiser: Envoy calls it once after instantiation.
 #[cfg(all(target_arch = "wasm32", feature = "host"))]
-proxy_wasm::main! {{
+#[no_mangle]
+pub extern "C" fn _initialize() {
+    #[cfg(target_os = "wasi")]
+    // SAFETY: called once, first, as the wasi reactor ABI requires.
+    unsafe {
+        __wasm_call_ctors();
+    }
     host::start();
-}}
+}

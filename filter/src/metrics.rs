@@ -6,6 +6,7 @@
 //! - `tollgate.decision.deny.<reason>` and `tollgate.decision.shadow_deny.<reason>`
 //! - `tollgate.cache.hit`, `tollgate.cache.miss`, `tollgate.cache.refresh_due`
 //! - `tollgate.fetch.ok`, `tollgate.fetch.<failure>` (see `FetchFailure::code`)
+//! - `tollgate.fetch.superseded` (a late answer discarded by the lease check)
 //! - `tollgate.client_key_seen`
 
 use crate::credential::protocol::FetchFailure;
@@ -24,6 +25,8 @@ pub enum Counter {
     FetchOk,
     FetchFailed(FetchFailure),
     ClientKeySeen,
+    /// A credential answer arrived after its lease was taken over; discarded.
+    FetchSuperseded,
 }
 
 impl Counter {
@@ -45,24 +48,34 @@ impl Counter {
         ]);
         v.extend(FetchFailure::ALL.iter().map(|f| Counter::FetchFailed(*f)));
         v.push(Counter::ClientKeySeen);
+        v.push(Counter::FetchSuperseded);
         v
     }
 
-    /// A dense index, for a metric-id table: distinct per counter, < 64.
+    /// A dense index, for a metric-id table: distinct per counter, below
+    /// [`Counter::SLOTS`].
     pub fn slot(self) -> usize {
+        const REASONS: usize = DenyReason::ALL.len();
+        const SHADOW: usize = 2 + REASONS;
+        const CACHE: usize = SHADOW + REASONS;
+        const FETCH: usize = CACHE + 4;
         match self {
             Counter::Allow => 0,
             Counter::Abandoned => 1,
             Counter::Deny(r) => 2 + r as usize,
-            Counter::ShadowDeny(r) => 16 + r as usize,
-            Counter::CacheHit => 30,
-            Counter::CacheMiss => 31,
-            Counter::CacheRefreshDue => 32,
-            Counter::FetchOk => 33,
-            Counter::FetchFailed(f) => 34 + f as usize,
-            Counter::ClientKeySeen => 44,
+            Counter::ShadowDeny(r) => SHADOW + r as usize,
+            Counter::CacheHit => CACHE,
+            Counter::CacheMiss => CACHE + 1,
+            Counter::CacheRefreshDue => CACHE + 2,
+            Counter::FetchOk => CACHE + 3,
+            Counter::FetchFailed(f) => FETCH + f as usize,
+            Counter::ClientKeySeen => FETCH + FetchFailure::ALL.len(),
+            Counter::FetchSuperseded => FETCH + FetchFailure::ALL.len() + 1,
         }
     }
+
+    /// The size of a metric-id table indexed by [`Counter::slot`].
+    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 2;
 
     pub fn name(self) -> String {
         match self {
@@ -76,6 +89,7 @@ impl Counter {
             Counter::FetchOk => "tollgate.fetch.ok".into(),
             Counter::FetchFailed(f) => format!("tollgate.fetch.{}", f.code()),
             Counter::ClientKeySeen => "tollgate.client_key_seen".into(),
+            Counter::FetchSuperseded => "tollgate.fetch.superseded".into(),
         }
     }
 }
@@ -97,6 +111,6 @@ mod tests {
         slots.sort();
         slots.dedup();
         assert_eq!(slots.len(), all.len(), "slots are distinct");
-        assert!(slots.iter().all(|s| *s < 64));
+        assert!(slots.iter().all(|s| *s < Counter::SLOTS));
     }
 }

@@ -43,6 +43,16 @@ impl ProviderKind {
         }
     }
 
+    /// Query parameters that carry a credential for this kind, removed from
+    /// every request (lowercase names, matched case-insensitively).
+    pub const fn secret_query_params(self) -> &'static [&'static str] {
+        match self {
+            ProviderKind::Gemini => &["key", "access_token"],
+            ProviderKind::AzureOpenAi => &["key", "api-key"],
+            _ => &["key"],
+        }
+    }
+
     /// The header and value prefix a built-in kind uses; `None` for generic.
     pub const fn builtin_injection(self) -> Option<(&'static str, &'static str)> {
         match self {
@@ -95,11 +105,16 @@ impl ProviderTable {
         Self::default()
     }
 
-    /// Adds a provider; returns its id. Hosts are added with [`Self::add_host`].
-    pub fn push(&mut self, p: Provider) -> ProviderId {
-        let id = ProviderId(self.providers.len() as u16);
+    /// Most providers a table can hold: ids are 16-bit.
+    pub const MAX_PROVIDERS: usize = u16::MAX as usize + 1;
+
+    /// Adds a provider; returns its id, or `None` when the table is full (an
+    /// id must never wrap onto another provider's). Hosts are added with
+    /// [`Self::add_host`].
+    pub fn push(&mut self, p: Provider) -> Option<ProviderId> {
+        let id = ProviderId(u16::try_from(self.providers.len()).ok()?);
         self.providers.push(p);
-        id
+        Some(id)
     }
 
     /// Registers a validated host pattern (`api.openai.com` or `*.openai.azure.com`).
@@ -145,10 +160,14 @@ impl ProviderTable {
             .map(|(id, _)| id)
     }
 
-    /// The provider serving this `:authority`, if any.
+    /// The provider serving this `:authority`, if any (see [`canonical_host`]).
     pub fn lookup(&self, authority: &[u8]) -> Option<ProviderId> {
-        let host = host_of_authority(authority)?;
-        if let Some(id) = self.exact.get(host.as_str()) {
+        self.lookup_host(&canonical_host(authority).ok()?)
+    }
+
+    /// The provider serving this canonical host name, if any.
+    pub fn lookup_host(&self, host: &str) -> Option<ProviderId> {
+        if let Some(id) = self.exact.get(host) {
             return Some(*id);
         }
         self.suffixes
@@ -158,50 +177,51 @@ impl ProviderTable {
     }
 }
 
-/// The host part of an authority: lowercased, port removed. `None` when the
-/// authority is not a plausible host (userinfo, bad bytes, empty).
-pub fn host_of_authority(authority: &[u8]) -> Option<String> {
-    let host: &[u8] = if authority.first() == Some(&b'[') {
-        // [v6]:port
-        let end = authority.iter().position(|&b| b == b']')?;
-        let (h, rest) = authority.split_at(end + 1);
-        if !(rest.is_empty() || valid_port(rest)) {
-            return None;
-        }
-        h
-    } else {
-        match authority.iter().rposition(|&b| b == b':') {
-            Some(i) => {
-                let (h, rest) = authority.split_at(i);
-                if !valid_port(rest) {
-                    return None;
-                }
-                h
-            }
-            None => authority,
-        }
-    };
-    if host.is_empty() || host.len() > 253 {
-        return None;
-    }
-    let ok = host
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
-    if !ok {
-        return None;
-    }
-    let mut s = String::from_utf8(host.to_vec()).ok()?;
-    s.make_ascii_lowercase();
-    // A trailing dot is the same host in DNS; match without it.
-    if s.ends_with('.') {
-        s.pop();
-    }
-    Some(s)
-}
+/// Why an `:authority` is refused before any host matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorityInvalid;
 
-fn valid_port(rest: &[u8]) -> bool {
-    // `rest` starts with ':'
-    rest.len() >= 2 && rest.len() <= 6 && rest[1..].iter().all(u8::is_ascii_digit)
+/// The host of an `:authority`, lowercased, port removed, or an error when
+/// the authority is not `host[:port]` with `host` a DNS name of RFC 1123
+/// labels: 1–63 letters, digits or inner hyphens each, no empty label (so
+/// no leading or trailing dot), 253 bytes at most; and `port` 1–5 digits
+/// up to 65535, at most once. IP literals, userinfo, a trailing dot and a
+/// second port are refused: Envoy's route table would read such forms
+/// differently (a trailing dot or a doubled port finds no route), and the
+/// host the policy approves must be the host the request is routed to.
+pub fn canonical_host(authority: &[u8]) -> Result<String, AuthorityInvalid> {
+    let (host, port) = match authority.iter().position(|&b| b == b':') {
+        Some(i) => (&authority[..i], Some(&authority[i + 1..])),
+        None => (authority, None),
+    };
+    if let Some(port) = port {
+        let digits = !port.is_empty() && port.len() <= 5 && port.iter().all(u8::is_ascii_digit);
+        let value = core::str::from_utf8(port)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok());
+        if !digits || !matches!(value, Some(1..=65535)) {
+            return Err(AuthorityInvalid);
+        }
+    }
+    if host.is_empty() || host.len() > 253 {
+        return Err(AuthorityInvalid);
+    }
+    for label in host.split(|&b| b == b'.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+            && label.first() != Some(&b'-')
+            && label.last() != Some(&b'-');
+        if !ok {
+            return Err(AuthorityInvalid);
+        }
+    }
+    // All ASCII by the label check.
+    let mut s = String::from_utf8(host.to_vec()).map_err(|_| AuthorityInvalid)?;
+    s.make_ascii_lowercase();
+    Ok(s)
 }
 
 /// Checks a configured host pattern; returns the canonical (lowercase) form.
@@ -263,18 +283,20 @@ mod tests {
             ),
         ] {
             let (h, p) = kind.builtin_injection().unwrap_or(("x", ""));
-            let id = t.push(Provider {
-                name: name.into(),
-                kind,
-                injection: Injection {
-                    header: h.into(),
-                    prefix: p.into(),
-                },
-                credential: CredentialRef {
+            let id = t
+                .push(Provider {
                     name: name.into(),
-                    scope: Scope::Shared,
-                },
-            });
+                    kind,
+                    injection: Injection {
+                        header: h.into(),
+                        prefix: p.into(),
+                    },
+                    credential: CredentialRef {
+                        name: name.into(),
+                        scope: Scope::Shared,
+                    },
+                })
+                .unwrap();
             for host in hosts {
                 t.add_host(host, id).unwrap();
             }
@@ -287,7 +309,62 @@ mod tests {
         let t = table();
         assert_eq!(t.lookup(b"api.openai.com"), Some(ProviderId(0)));
         assert_eq!(t.lookup(b"API.OpenAI.com:443"), Some(ProviderId(0)));
-        assert_eq!(t.lookup(b"api.openai.com."), Some(ProviderId(0)));
+        assert_eq!(t.lookup(b"api.openai.com:8443"), Some(ProviderId(0)));
+    }
+
+    #[test]
+    fn authorities_that_routing_would_read_differently_are_refused() {
+        for a in [
+            &b"api.openai.com."[..],
+            b"api.openai.com:443:443",
+            b"..openai.azure.com",
+            b"x..openai.azure.com",
+            b".x.openai.azure.com",
+            b"evil.test]x.openai.azure.com",
+            b"evil:x.openai.azure.com:1:2",
+            b"[::1]:443",
+            b"-x.openai.azure.com",
+            b"x-.openai.azure.com",
+            b"a_b.openai.azure.com",
+            b"api.openai.com:0",
+            b"api.openai.com:65536",
+            b"api.openai.com:+443",
+            b"\xc3\xa9.openai.azure.com",
+        ] {
+            assert_eq!(
+                canonical_host(a),
+                Err(AuthorityInvalid),
+                "{:?}",
+                String::from_utf8_lossy(a)
+            );
+        }
+        let long_label = format!("{}.openai.azure.com", "a".repeat(64));
+        assert!(canonical_host(long_label.as_bytes()).is_err());
+        assert_eq!(
+            canonical_host(b"MyRes.OpenAI.Azure.com:443").as_deref(),
+            Ok("myres.openai.azure.com")
+        );
+    }
+
+    #[test]
+    fn too_many_providers_are_refused_rather_than_wrapping() {
+        let mut t = ProviderTable::new();
+        let p = Provider {
+            name: "p".into(),
+            kind: ProviderKind::OpenAi,
+            injection: Injection {
+                header: "authorization".into(),
+                prefix: "Bearer ".into(),
+            },
+            credential: CredentialRef {
+                name: "p".into(),
+                scope: Scope::Shared,
+            },
+        };
+        for i in 0..ProviderTable::MAX_PROVIDERS {
+            assert_eq!(t.push(p.clone()), Some(ProviderId(i as u16)));
+        }
+        assert_eq!(t.push(p), None);
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub enum DenyReason {
     TrustDomainUntrusted,
     /// `:method`, `:authority` or `:path` is missing or unreadable.
     RequestInvalid,
+    /// The `:authority` is not `host[:port]` with an RFC 1123 host name.
+    AuthorityInvalid,
+    /// A method-override header asks for another method than `:method`.
+    MethodOverride,
+    /// A protocol upgrade (WebSocket, extended CONNECT): not supported.
+    UpgradeNotSupported,
     /// The `:path` is ambiguous (dot segments, encoded separators, fragment, NUL…).
     PathInvalid,
     /// The `:authority` is not a configured provider host.
@@ -39,11 +45,14 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, for metric definition and documentation tests.
-    pub const ALL: [DenyReason; 12] = [
+    pub const ALL: [DenyReason; 15] = [
         DenyReason::IdentityMissing,
         DenyReason::IdentityInvalid,
         DenyReason::TrustDomainUntrusted,
         DenyReason::RequestInvalid,
+        DenyReason::AuthorityInvalid,
+        DenyReason::MethodOverride,
+        DenyReason::UpgradeNotSupported,
         DenyReason::PathInvalid,
         DenyReason::UnknownUpstream,
         DenyReason::WorkloadNotPermitted,
@@ -61,6 +70,9 @@ impl DenyReason {
             DenyReason::IdentityInvalid => "identity_invalid",
             DenyReason::TrustDomainUntrusted => "trust_domain_untrusted",
             DenyReason::RequestInvalid => "request_invalid",
+            DenyReason::AuthorityInvalid => "authority_invalid",
+            DenyReason::MethodOverride => "method_override",
+            DenyReason::UpgradeNotSupported => "upgrade_not_supported",
             DenyReason::PathInvalid => "path_invalid",
             DenyReason::UnknownUpstream => "unknown_upstream",
             DenyReason::WorkloadNotPermitted => "workload_not_permitted",
@@ -75,7 +87,11 @@ impl DenyReason {
     /// The HTTP status of the local reply.
     pub const fn status(self) -> u32 {
         match self {
-            DenyReason::RequestInvalid | DenyReason::PathInvalid => 400,
+            DenyReason::RequestInvalid
+            | DenyReason::PathInvalid
+            | DenyReason::AuthorityInvalid
+            | DenyReason::MethodOverride => 400,
+            DenyReason::UpgradeNotSupported => 501,
             DenyReason::CredentialUnavailable => 503,
             DenyReason::InternalError => 500,
             _ => 403,
@@ -96,6 +112,15 @@ impl DenyReason {
             }
             DenyReason::RequestInvalid => {
                 "Tollgate: the request lacks a readable :method, :authority or :path"
+            }
+            DenyReason::AuthorityInvalid => {
+                "Tollgate: the request authority is not a plain host name with an optional port"
+            }
+            DenyReason::MethodOverride => {
+                "Tollgate: method-override headers are refused; send the method you mean as the request method"
+            }
+            DenyReason::UpgradeNotSupported => {
+                "Tollgate: protocol upgrades (WebSocket) are not supported by this gateway"
             }
             DenyReason::PathInvalid => {
                 "Tollgate: the request path is ambiguous (dot segments, encoded separators, fragments or control bytes are refused)"

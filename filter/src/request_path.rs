@@ -13,9 +13,11 @@
 //!   (`A-Za-z0-9-._~`) decoded and the hex of every other escape uppercased,
 //!   so one resource has one spelling;
 //! - the query has no malformed escape, and every parameter whose name,
-//!   percent-decoded and compared ASCII-case-insensitively, is `key` (the
-//!   Gemini API key) has been removed; all other parameters are kept verbatim
-//!   and in order;
+//!   percent-decoded and compared ASCII-case-insensitively, is one of the
+//!   credential parameters asked for (`key` by default: the Gemini API key;
+//!   the caller adds `access_token` for Google hosts and `api-key` for
+//!   Azure) has been removed; all other parameters are kept verbatim and in
+//!   order;
 //! - [`RequestTarget::upstream_target`] is `Some` exactly when the value to send
 //!   upstream differs from the raw input.
 //!
@@ -120,15 +122,23 @@ pub struct RequestTarget {
     target: String,
     /// Length of the path part of `target`.
     path_len: usize,
-    /// Whether at least one `key` parameter was removed from the query.
+    /// Whether at least one credential parameter was removed from the query.
     removed_key: bool,
+    /// Whether a removed parameter's value looks like a real provider key.
+    removed_real_key: bool,
     /// Whether `target` differs from the raw input.
     changed: bool,
 }
 
 impl RequestTarget {
-    /// Checks and normalises a raw `:path` value.
+    /// Checks and normalises a raw `:path` value, removing `key` parameters.
     pub fn parse(raw: &[u8]) -> Result<RequestTarget, PathError> {
+        Self::parse_removing(raw, &["key"])
+    }
+
+    /// Checks and normalises a raw `:path` value, removing every query
+    /// parameter named in `secret_params` (lowercase ASCII names).
+    pub fn parse_removing(raw: &[u8], secret_params: &[&str]) -> Result<RequestTarget, PathError> {
         if raw.first() != Some(&b'/') {
             return Err(PathError::MissingLeadingSlash);
         }
@@ -157,17 +167,18 @@ impl RequestTarget {
         let mut target = Vec::with_capacity(raw.len());
         let mut changed = normalise_path(path, &mut target)?;
         let path_len = target.len();
-        let mut removed_key = false;
+        let mut removed = Removed::default();
         if let Some(query) = query {
             check_query_escapes(query)?;
-            removed_key = write_query(query, &mut target);
-            changed |= removed_key;
+            removed = write_query(query, secret_params, &mut target);
+            changed |= removed.any;
         }
         let target = String::from_utf8(target).map_err(|_| PathError::NonAscii)?;
         Ok(RequestTarget {
             target,
             path_len,
-            removed_key,
+            removed_key: removed.any,
+            removed_real_key: removed.looks_real,
             changed,
         })
     }
@@ -193,9 +204,15 @@ impl RequestTarget {
         &self.target
     }
 
-    /// Whether a `key` query parameter was removed.
+    /// Whether a credential query parameter was removed.
     pub fn removed_query_key(&self) -> bool {
         self.removed_key
+    }
+
+    /// Whether a removed credential parameter's value looked like a real
+    /// provider key (the leaked-key tripwire; placeholders do not count).
+    pub fn removed_real_key(&self) -> bool {
+        self.removed_real_key
     }
 
     /// The `:path` to send upstream when it must differ from the raw input
@@ -276,19 +293,40 @@ fn check_query_escapes(query: &[u8]) -> Result<(), PathError> {
     Ok(())
 }
 
-/// Appends `?` and the query without its `key` parameters to `out` (nothing
-/// when no parameter is left after a removal); returns whether any was
-/// removed. Escapes in `query` are already known to be well formed.
-fn write_query(query: &[u8], out: &mut Vec<u8>) -> bool {
-    if !query.split(|&b| b == b'&').any(is_key_param) {
+/// What [`write_query`] removed.
+#[derive(Default)]
+struct Removed {
+    any: bool,
+    looks_real: bool,
+}
+
+/// Appends `?` and the query without its credential parameters to `out`
+/// (nothing when no parameter is left after a removal). Escapes in `query`
+/// are already known to be well formed.
+fn write_query(query: &[u8], secret: &[&str], out: &mut Vec<u8>) -> Removed {
+    let is_secret = |p: &[u8]| secret.iter().any(|name| param_named(p, name.as_bytes()));
+    if !query.split(|&b| b == b'&').any(is_secret) {
         out.push(b'?');
         out.extend_from_slice(query);
-        return false;
+        return Removed::default();
     }
+    let mut removed = Removed {
+        any: true,
+        looks_real: false,
+    };
     let mark = out.len();
     out.push(b'?');
     let mut first = true;
-    for param in query.split(|&b| b == b'&').filter(|p| !is_key_param(p)) {
+    for param in query.split(|&b| b == b'&') {
+        if is_secret(param) {
+            let value = param
+                .iter()
+                .position(|&b| b == b'=')
+                .and_then(|i| param.get(i + 1..))
+                .unwrap_or_default();
+            removed.looks_real |= crate::strip::looks_like_provider_key(&percent_decode(value));
+            continue;
+        }
         if !first {
             out.push(b'&');
         }
@@ -298,14 +336,40 @@ fn write_query(query: &[u8], out: &mut Vec<u8>) -> bool {
     if out.len() == mark + 1 {
         out.truncate(mark);
     }
-    true
+    removed
 }
 
-/// Whether the parameter's name, percent-decoded, is `key` in any ASCII case.
-fn is_key_param(param: &[u8]) -> bool {
+/// Percent-decodes a well-formed query component (`+` stays `+`).
+fn percent_decode(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut rest = v;
+    while let Some((&b, tail)) = rest.split_first() {
+        match (b, tail) {
+            (b'%', [h, l, after @ ..]) => match (hex_value(*h), hex_value(*l)) {
+                (Some(h), Some(l)) => {
+                    out.push((h << 4) | l);
+                    rest = after;
+                }
+                _ => {
+                    out.push(b);
+                    rest = tail;
+                }
+            },
+            _ => {
+                out.push(b);
+                rest = tail;
+            }
+        }
+    }
+    out
+}
+
+/// Whether the parameter's name, percent-decoded, is `want` (lowercase) in
+/// any ASCII case.
+fn param_named(param: &[u8], want: &[u8]) -> bool {
     let name_len = param.iter().position(|&b| b == b'=').unwrap_or(param.len());
     let mut name = param.get(..name_len).unwrap_or_default();
-    let mut want = b"key".iter();
+    let mut want = want.iter();
     while let Some((&b, tail)) = name.split_first() {
         let (byte, after) = match (b, tail) {
             (b'%', [h, l, after @ ..]) => match (hex_value(*h), hex_value(*l)) {
@@ -497,6 +561,41 @@ mod tests {
             assert_eq!(t.as_str(), want, "{raw}");
             assert_eq!(t.upstream_target().as_deref(), Some(want), "{raw}");
         }
+    }
+
+    #[test]
+    fn removes_provider_specific_credential_parameters_and_flags_real_keys() {
+        let google = ["key", "access_token"];
+        let t = RequestTarget::parse_removing(
+            b"/v1beta/models/g:generateContent?access_token=ya29.a0AfH6SMBxyzxyzxyzxyzxyz&alt=sse",
+            &google,
+        )
+        .unwrap();
+        assert_eq!(t.as_str(), "/v1beta/models/g:generateContent?alt=sse");
+        assert!(t.removed_query_key() && t.removed_real_key());
+        let azure = ["key", "api-key"];
+        let t = RequestTarget::parse_removing(
+            b"/openai/deployments/d/chat/completions?api-version=1&API%2Dkey=0123456789abcdef0123456789abcdef",
+            &azure,
+        )
+        .unwrap();
+        assert_eq!(
+            t.as_str(),
+            "/openai/deployments/d/chat/completions?api-version=1"
+        );
+        assert!(t.removed_real_key());
+        // A placeholder is removed but is not a leaked key.
+        let t = RequestTarget::parse_removing(b"/v1?key=placeholder", &google).unwrap();
+        assert!(t.removed_query_key() && !t.removed_real_key());
+        let t = RequestTarget::parse_removing(
+            b"/v1?key=AIzaSyA-abcdefghijklmnopqrstuvwxyz0123",
+            &google,
+        )
+        .unwrap();
+        assert!(t.removed_real_key());
+        // Not asked for: kept.
+        let t = RequestTarget::parse(b"/v1?access_token=x").unwrap();
+        assert_eq!(t.as_str(), "/v1?access_token=x");
     }
 
     #[test]

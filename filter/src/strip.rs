@@ -8,7 +8,22 @@
 //!   No part of a client's value is kept.
 
 /// The header names always stripped, whatever the provider.
-pub const ALWAYS_STRIPPED: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+pub const ALWAYS_STRIPPED: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+];
+
+/// Headers that ask the server to execute another method than `:method`
+/// (Google APIs honour them). The policy approves `:method`, so a request
+/// carrying one is refused (`method_override`).
+pub const METHOD_OVERRIDE: [&[u8]; 3] = [
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
+];
 
 /// Lowercase header names to remove from every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +55,9 @@ impl StripSet {
         self.names.iter().map(|n| &**n)
     }
 
-    /// Scans request headers: which stripped names are present, and whether
-    /// any of their values looks like a real provider key.
+    /// Scans request headers (or trailers): which stripped names are
+    /// present, whether any of their values looks like a real provider key,
+    /// and whether a method-override or upgrade header is present.
     pub fn scan<'a>(&self, headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> StripScan {
         let mut scan = StripScan::default();
         for (name, value) in headers {
@@ -50,6 +66,10 @@ impl StripSet {
                     scan.present.push(i);
                 }
                 scan.client_key_seen |= looks_like_provider_key(value);
+            } else if METHOD_OVERRIDE.contains(&name) {
+                scan.method_override = true;
+            } else if name == b"upgrade" || name == b":protocol" {
+                scan.upgrade = true;
             }
         }
         scan
@@ -69,6 +89,10 @@ impl StripSet {
 pub struct StripScan {
     present: Vec<usize>,
     pub client_key_seen: bool,
+    /// A method-override header is present.
+    pub method_override: bool,
+    /// A protocol upgrade (HTTP/1.1 `upgrade`, HTTP/2 extended CONNECT).
+    pub upgrade: bool,
 }
 
 impl StripScan {
@@ -77,14 +101,22 @@ impl StripScan {
     }
 }
 
-/// True when a credential header value looks like a real provider key
-/// rather than a placeholder: OpenAI/Anthropic `sk-…`, Google `AIza…`, or a
-/// 32-hex-digit Azure key, with or without a `Bearer ` prefix.
+/// True when a credential value looks like a real provider key rather than
+/// a placeholder: OpenAI/Anthropic `sk-…`, Google `AIza…` API keys and
+/// `ya29.` OAuth access tokens, or a 32-hex-digit Azure key, with or without
+/// a `Bearer ` (or `Basic `) prefix.
 pub fn looks_like_provider_key(value: &[u8]) -> bool {
     let v = trim(value);
     let v = strip_prefix_ignore_case(v, b"bearer ")
+        .or_else(|| strip_prefix_ignore_case(v, b"basic "))
         .map(trim)
         .unwrap_or(v);
+    if let Some(rest) = v.strip_prefix(b"ya29.") {
+        return rest.len() >= 20
+            && rest
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    }
     let tokenish = |s: &[u8]| {
         s.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
@@ -131,6 +163,7 @@ mod tests {
             b"bearer  sk-ant-api03-abcdefghijklmnopqrstu",
             b"AIzaSyA-abcdefghijklmnopqrstuvwxyz0123",
             b"0123456789abcdef0123456789ABCDEF",
+            b"Bearer ya29.a0AfH6SMBabcdefghijklmnopqrstuvwxyz",
         ] {
             assert!(looks_like_provider_key(k), "{}", String::from_utf8_lossy(k));
         }
@@ -159,6 +192,7 @@ mod tests {
         let mut s = StripSet::default();
         s.add("x-search-key");
         let headers: Vec<(&[u8], &[u8])> = vec![
+            (b"proxy-authorization", b"Basic abc"),
             (b"authorization", b"Bearer placeholder"),
             (b"authorization", b"Bearer sk-abcdefghijklmnopqrstuvwxyz"),
             (b"x-search-key", b"abc"),
@@ -167,6 +201,21 @@ mod tests {
         let scan = s.scan(headers);
         assert!(scan.client_key_seen);
         let present: Vec<_> = s.present(&scan).collect();
-        assert_eq!(present, vec!["authorization", "x-search-key"]);
+        assert_eq!(
+            present,
+            vec!["proxy-authorization", "authorization", "x-search-key"]
+        );
+        assert!(!scan.method_override && !scan.upgrade);
+    }
+
+    #[test]
+    fn method_overrides_and_upgrades_are_noticed() {
+        let s = StripSet::default();
+        for name in METHOD_OVERRIDE {
+            let scan = s.scan(vec![(name, &b"DELETE"[..])]);
+            assert!(scan.method_override, "{}", String::from_utf8_lossy(name));
+        }
+        assert!(s.scan(vec![(&b"upgrade"[..], &b"websocket"[..])]).upgrade);
+        assert!(s.scan(vec![(&b":protocol"[..], &b"websocket"[..])]).upgrade);
     }
 }

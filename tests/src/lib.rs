@@ -74,6 +74,7 @@ pub fn module() -> Arc<Module> {
 pub fn config() -> Value {
     json!({
         "mode": "enforce",
+        "audit_log": "both",
         "trust_domains": ["cluster.local"],
         "credential_service": {
             "cluster": CREDS_CLUSTER,

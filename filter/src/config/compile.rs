@@ -7,7 +7,7 @@
 use super::duration::parse_duration_ms;
 use super::error::ConfigErrors;
 use super::raw::*;
-use super::{Config, Mode};
+use super::{AuditLog, Config, Mode};
 use crate::credential::service::{CredentialService, Protocol};
 use crate::credential::{validate_credential_name, CredentialRef, Scope};
 use crate::policy::endpoint_pattern::EndpointPattern;
@@ -43,6 +43,11 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let mode = match raw.mode {
         RawMode::Enforce => Mode::Enforce,
         RawMode::DryRun => Mode::DryRun,
+    };
+    let audit_log = match raw.audit_log {
+        RawAuditLog::FilterState => AuditLog::FilterState,
+        RawAuditLog::ProxyLog => AuditLog::ProxyLog,
+        RawAuditLog::Both => AuditLog::Both,
     };
 
     let mut trust_domains = Vec::new();
@@ -153,6 +158,7 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
     match credential_service {
         Some(credential_service) if errs.is_empty() => Ok(Config {
             mode,
+            audit_log,
             trust_domains,
             credential_service,
             providers,
@@ -370,7 +376,7 @@ fn compile_provider(
         }
     }
     let Some(injection) = injection else { return };
-    let id = table.push(Provider {
+    let Some(id) = table.push(Provider {
         name: p.name.as_str().into(),
         kind,
         injection,
@@ -378,7 +384,16 @@ fn compile_provider(
             name: p.credential.name.as_str().into(),
             scope,
         },
-    });
+    }) else {
+        errs.push(
+            at,
+            format!(
+                "too many providers: at most {} are supported",
+                ProviderTable::MAX_PROVIDERS
+            ),
+        );
+        return;
+    };
     for (j, h) in hosts {
         if let Err(owner) = table.add_host(&h, id) {
             let owner = table.get(owner).map_or("", |p| &*p.name).to_string();

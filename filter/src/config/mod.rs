@@ -43,10 +43,30 @@ impl Mode {
     }
 }
 
+/// Where the per-request audit record goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditLog {
+    /// Filter state `wasm.tollgate.audit`, for Envoy's access log (cheap).
+    FilterState,
+    /// Envoy's application log through `proxy_log` (costs 10–15 µs/request).
+    ProxyLog,
+    Both,
+}
+
+impl AuditLog {
+    pub const fn to_filter_state(self) -> bool {
+        matches!(self, AuditLog::FilterState | AuditLog::Both)
+    }
+    pub const fn to_proxy_log(self) -> bool {
+        matches!(self, AuditLog::ProxyLog | AuditLog::Both)
+    }
+}
+
 /// The compiled, immutable configuration every request reads.
 #[derive(Debug)]
 pub struct Config {
     pub mode: Mode,
+    pub audit_log: AuditLog,
     pub trust_domains: Vec<TrustDomain>,
     pub credential_service: CredentialService,
     pub providers: ProviderTable,

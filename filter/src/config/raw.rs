@@ -11,6 +11,8 @@
 pub struct RawConfig {
     /// Default `enforce`.
     pub mode: RawMode,
+    /// Default `filter_state`.
+    pub audit_log: RawAuditLog,
     pub trust_domains: Vec<String>,
     pub credential_service: RawCredentialService,
     pub providers: Vec<RawProvider>,
@@ -23,6 +25,14 @@ pub enum RawMode {
     #[default]
     Enforce,
     DryRun,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub enum RawAuditLog {
+    #[default]
+    FilterState,
+    ProxyLog,
+    Both,
 }
 
 #[derive(Debug)]

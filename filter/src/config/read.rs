@@ -143,6 +143,7 @@ fn read_config(v: &Value, errs: &mut ConfigErrors) -> Option<RawConfig> {
         path,
         &[
             "mode",
+            "audit_log",
             "trust_domains",
             "credential_service",
             "providers",
@@ -156,6 +157,19 @@ fn read_config(v: &Value, errs: &mut ConfigErrors) -> Option<RawConfig> {
             v,
             "mode",
             &[("enforce", RawMode::Enforce), ("dry_run", RawMode::DryRun)],
+            errs,
+        ),
+    };
+    let audit_log = match m.get("audit_log") {
+        None => Some(RawAuditLog::default()),
+        Some(v) => enum_of(
+            v,
+            "audit_log",
+            &[
+                ("filter_state", RawAuditLog::FilterState),
+                ("proxy_log", RawAuditLog::ProxyLog),
+                ("both", RawAuditLog::Both),
+            ],
             errs,
         ),
     };
@@ -174,6 +188,7 @@ fn read_config(v: &Value, errs: &mut ConfigErrors) -> Option<RawConfig> {
     };
     Some(RawConfig {
         mode: mode?,
+        audit_log: audit_log?,
         trust_domains: trust_domains?,
         credential_service: credential_service?,
         providers: providers?,
@@ -627,8 +642,8 @@ mod tests {
         assert_eq!(
             e,
             [
-                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, trust_domains, credential_service, providers, rules",
-                "x: unknown field `x`; expected one of mode, trust_domains, credential_service, providers, rules"
+                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, trust_domains, credential_service, providers, rules",
+                "x: unknown field `x`; expected one of mode, audit_log, trust_domains, credential_service, providers, rules"
             ]
         );
     }

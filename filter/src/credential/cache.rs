@@ -1,33 +1,38 @@
 //! The process-wide credential cache with single-flight fetching, written
 //! against a [`SharedStore`] so it runs (and is tested) without a host.
 //!
-//! How a request gets its credential ([`resolve`]):
+//! Each credential has one shared-data record ([`Entry`]) holding its value,
+//! the last failure, and the lease of the fetch in flight. How a request gets
+//! its credential ([`resolve`]):
 //! 1. A usable value in the entry → use it (and note whether a refresh is due;
-//!    `on_tick` does refreshes, so requests never wait for them).
-//! 2. Someone holds the key's lease → wait for them.
+//!    the tick does refreshes, so requests never wait for them).
+//! 2. A live lease → wait for its fetch.
 //! 3. The last fetch failed after this request started waiting → fail with
 //!    that reason (`credential_denied` or `credential_unavailable`).
-//! 4. Otherwise take the lease by CAS and fetch; if another worker won the
-//!    race, wait.
+//! 4. Otherwise take the lease by compare-and-swap and fetch.
 //!
 //! Invariants:
-//! - At most one fetch per key is in flight across all workers: the lease
-//!   table changes only by compare-and-swap, and a fetch starts only after
-//!   its lease was written.
-//! - Only the lease holder writes the key's entry.
+//! - A lease is taken and an outcome written only by compare-and-swap on the
+//!   credential's own record: contention on one credential never touches
+//!   another, and a lost race means "wait", never an error.
+//! - An outcome is written only while the fetch's lease is still the
+//!   record's lease ([`complete`]). A late answer from a fetch whose lease
+//!   expired and was taken over is discarded, so it cannot bring back a
+//!   value that a later 403 revoked.
 //! - A failed fetch keeps a still-valid value (serve stale within expiry),
 //!   except a 403, which revokes it.
+//! - Cold start: proxy-wasm has no create-if-absent, so the first lease on a
+//!   brand-new record is written unconditionally and then read back. Two
+//!   workers racing inside that window may both fetch once; the second
+//!   completion is discarded by the lease check. This happens at most once
+//!   per credential per process (records are never deleted).
 
-use super::entry::{Entry, Freshness, LastFailure};
-use super::lease::LeaseTable;
+use super::entry::{Entry, Freshness, LastFailure, Lease};
 use super::protocol::{FetchFailure, Fetched};
 use crate::reason::DenyReason;
 
-/// The shared-data key of the lease table.
-pub const LEASES_KEY: &str = "tollgate/v1/leases";
-
-/// How many times a CAS on the lease table is retried before giving up.
-const CAS_ATTEMPTS: usize = 16;
+/// Compare-and-swap attempts before a request settles for waiting.
+const CAS_ATTEMPTS: usize = 8;
 
 /// Errors from the shared store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,110 +62,138 @@ pub enum Lookup {
     },
     /// Another fetch is in flight; check again later.
     Wait,
-    /// This caller holds the lease: dispatch the fetch now.
-    Fetch,
+    /// This caller now holds the lease `lease`: dispatch the fetch.
+    Fetch { lease: u64 },
     /// The fetch this request waited for failed.
     Failed(DenyReason),
 }
 
+/// What became of a fetch outcome handed to [`complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Written; the lease is released.
+    Stored(Entry),
+    /// The lease was no longer this fetch's: the outcome was discarded.
+    Superseded,
+}
+
+/// Reads the entry for `key` and its CAS; absent or undecodable → `None`
+/// with the CAS of what is there (0 when absent).
+fn read(store: &dyn SharedStore, key: &str) -> Result<(Option<Entry>, u32), StoreError> {
+    Ok(match store.get(key)? {
+        Some((bytes, cas)) => (Entry::decode(&bytes), cas),
+        None => (None, 0),
+    })
+}
+
 /// Reads the entry for `key`; absent or undecodable entries are `None`.
 pub fn read_entry(store: &dyn SharedStore, key: &str) -> Result<Option<Entry>, StoreError> {
-    Ok(store.get(key)?.and_then(|(bytes, _)| Entry::decode(&bytes)))
+    Ok(read(store, key)?.0)
 }
 
-/// Creates the lease table if absent. Called at configure time, before traffic.
-pub fn init(store: &dyn SharedStore) -> Result<(), StoreError> {
-    if store.get(LEASES_KEY)?.is_none() {
-        store.set(LEASES_KEY, &LeaseTable::default().encode(), 0)?;
-    }
-    Ok(())
-}
-
-/// Decides what a request (waiting since `since_ms`) should do. `owner` is
-/// this worker's fetch owner id; `lease_ms` bounds a fetch.
+/// Decides what a request (waiting since `since_ms`) should do. `lease` is
+/// the id the caller will use if it takes the lease (unique per fetch).
 pub fn resolve(
     store: &dyn SharedStore,
     key: &str,
-    owner: u64,
+    lease: u64,
     now_ms: u64,
     since_ms: u64,
     refresh_ahead_ms: u64,
     lease_ms: u64,
 ) -> Result<Lookup, StoreError> {
-    let mut entry = read_entry(store, key)?;
-    if let Some(e) = &mut entry {
-        let fresh = e.freshness(now_ms, refresh_ahead_ms);
+    for _ in 0..CAS_ATTEMPTS {
+        let (entry, cas) = read(store, key)?;
+        let mut entry = entry.unwrap_or_default();
+        let fresh = entry.freshness(now_ms, refresh_ahead_ms);
         if fresh != Freshness::Unusable {
-            if let Some(value) = e.value.take() {
+            if let Some(value) = entry.value.take() {
                 return Ok(Lookup::Ready {
                     value,
-                    id: core::mem::take(&mut e.id),
-                    fingerprint: core::mem::take(&mut e.fingerprint),
+                    id: entry.id,
+                    fingerprint: entry.fingerprint,
                     refresh_due: fresh == Freshness::RefreshDue,
                 });
             }
         }
-    }
-    if lease_held(store, key, now_ms)? {
-        return Ok(Lookup::Wait);
-    }
-    if let Some(LastFailure { reason, at_ms }) = entry.as_ref().and_then(|e| e.failure) {
-        if at_ms >= since_ms {
-            return Ok(Lookup::Failed(reason));
+        if entry.live_lease(now_ms).is_some() {
+            return Ok(Lookup::Wait);
+        }
+        if let Some(LastFailure { reason, at_ms }) = entry.failure {
+            if at_ms >= since_ms {
+                return Ok(Lookup::Failed(reason));
+            }
+        }
+        match take_lease(store, key, entry, cas, lease, now_ms, lease_ms)? {
+            Some(true) => return Ok(Lookup::Fetch { lease }),
+            Some(false) => return Ok(Lookup::Wait),
+            None => continue,
         }
     }
-    if try_acquire(store, key, owner, now_ms, lease_ms)? {
-        Ok(Lookup::Fetch)
-    } else {
-        Ok(Lookup::Wait)
+    // Lost every race: someone else is changing this record; wait for them.
+    Ok(Lookup::Wait)
+}
+
+/// Writes `lease` into `entry` (read with `cas`). `Some(true)`: taken;
+/// `Some(false)`: someone else got it; `None`: the record changed, re-read.
+fn take_lease(
+    store: &dyn SharedStore,
+    key: &str,
+    mut entry: Entry,
+    cas: u32,
+    lease: u64,
+    now_ms: u64,
+    lease_ms: u64,
+) -> Result<Option<bool>, StoreError> {
+    entry.lease = Some(Lease {
+        id: lease,
+        deadline_ms: now_ms.saturating_add(lease_ms),
+    });
+    match store.set(key, &entry.encode(), cas) {
+        Ok(()) if cas != 0 => Ok(Some(true)),
+        // A new record was written unconditionally: read it back to see
+        // whether another worker's creation overwrote ours.
+        Ok(()) => Ok(Some(
+            read_entry(store, key)?.and_then(|e| e.lease).map(|l| l.id) == Some(lease),
+        )),
+        Err(StoreError::CasMismatch) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
-/// True when a live lease on `key` exists.
-pub fn lease_held(store: &dyn SharedStore, key: &str, now_ms: u64) -> Result<bool, StoreError> {
-    let table = match store.get(LEASES_KEY)? {
-        Some((bytes, _)) => LeaseTable::decode(&bytes),
-        None => return Ok(false),
-    };
-    Ok(table.holder(key, now_ms).is_some())
-}
-
-/// Takes the lease on `key` by CAS. False when someone else holds it.
+/// Takes the lease on `key` for a refresh, unless a live lease exists.
 pub fn try_acquire(
     store: &dyn SharedStore,
     key: &str,
-    owner: u64,
+    lease: u64,
     now_ms: u64,
     lease_ms: u64,
 ) -> Result<bool, StoreError> {
     for _ in 0..CAS_ATTEMPTS {
-        let (mut table, cas) = match store.get(LEASES_KEY)? {
-            Some((bytes, cas)) => (LeaseTable::decode(&bytes), cas),
-            None => (LeaseTable::default(), 0),
-        };
-        if !table.take(key, owner, now_ms, lease_ms) {
+        let (entry, cas) = read(store, key)?;
+        let entry = entry.unwrap_or_default();
+        if entry.live_lease(now_ms).is_some() {
             return Ok(false);
         }
-        match store.set(LEASES_KEY, &table.encode(), cas) {
-            Ok(()) => return Ok(true),
-            Err(StoreError::CasMismatch) => continue,
-            Err(e) => return Err(e),
+        if let Some(taken) = take_lease(store, key, entry, cas, lease, now_ms, lease_ms)? {
+            return Ok(taken);
         }
     }
-    Err(StoreError::CasMismatch)
+    Ok(false)
 }
 
-/// Gives up `owner`'s lease on `key`.
-pub fn release(store: &dyn SharedStore, key: &str, owner: u64) -> Result<(), StoreError> {
+/// Gives up `lease` on `key` without an outcome (e.g. the fetch could not
+/// be built). A no-op when the lease is no longer held.
+pub fn release(store: &dyn SharedStore, key: &str, lease: u64) -> Result<(), StoreError> {
     for _ in 0..CAS_ATTEMPTS {
-        let (mut table, cas) = match store.get(LEASES_KEY)? {
-            Some((bytes, cas)) => (LeaseTable::decode(&bytes), cas),
-            None => return Ok(()),
+        let (Some(mut entry), cas) = read(store, key)? else {
+            return Ok(());
         };
-        if !table.release(key, owner) {
+        if entry.lease.map(|l| l.id) != Some(lease) {
             return Ok(());
         }
-        match store.set(LEASES_KEY, &table.encode(), cas) {
+        entry.lease = None;
+        match store.set(key, &entry.encode(), cas) {
             Ok(()) => return Ok(()),
             Err(StoreError::CasMismatch) => continue,
             Err(e) => return Err(e),
@@ -169,17 +202,36 @@ pub fn release(store: &dyn SharedStore, key: &str, owner: u64) -> Result<(), Sto
     Err(StoreError::CasMismatch)
 }
 
-/// Records a fetch outcome in the entry, then releases the lease. Returns the
-/// entry as written.
+/// Records the outcome of the fetch that holds `lease`, releasing the lease,
+/// but only while the record's lease is still `lease`.
 pub fn complete(
     store: &dyn SharedStore,
     key: &str,
-    owner: u64,
+    lease: u64,
     outcome: &Result<Fetched, FetchFailure>,
     now_ms: u64,
-) -> Result<Entry, StoreError> {
-    let previous = read_entry(store, key)?.unwrap_or_default();
-    let entry = match outcome {
+) -> Result<Completion, StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (previous, cas) = read(store, key)?;
+        let Some(previous) = previous else {
+            return Ok(Completion::Superseded);
+        };
+        if previous.lease.map(|l| l.id) != Some(lease) {
+            return Ok(Completion::Superseded);
+        }
+        let entry = next_entry(previous, outcome, now_ms);
+        match store.set(key, &entry.encode(), cas) {
+            Ok(()) => return Ok(Completion::Stored(entry)),
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::CasMismatch)
+}
+
+/// The record after a fetch outcome, with the lease released.
+fn next_entry(previous: Entry, outcome: &Result<Fetched, FetchFailure>, now_ms: u64) -> Entry {
+    match outcome {
         Ok(f) => Entry {
             value: Some(f.value.clone()),
             id: f.id.clone(),
@@ -187,6 +239,7 @@ pub fn complete(
             fetched_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(f.lifetime_ms),
             failure: None,
+            lease: None,
         },
         Err(FetchFailure::Denied) => Entry {
             value: None,
@@ -194,6 +247,7 @@ pub fn complete(
                 reason: DenyReason::CredentialDenied,
                 at_ms: now_ms,
             }),
+            lease: None,
             ..previous
         },
         Err(_) => Entry {
@@ -201,22 +255,17 @@ pub fn complete(
                 reason: DenyReason::CredentialUnavailable,
                 at_ms: now_ms,
             }),
+            lease: None,
             ..previous
         },
-    };
-    let written = store.set(key, &entry.encode(), 0);
-    // Release even if the write failed, so waiters are not stuck until the
-    // lease deadline; they will see no value and fetch again.
-    release(store, key, owner)?;
-    written?;
-    Ok(entry)
+    }
 }
 
-/// True when `on_tick` should refresh this entry now: it holds a value that
+/// True when the tick should refresh this entry now: it holds a value that
 /// is due (or expired), no fetch is in flight, and the last failure (if
 /// any) is at least `retry_ms` old.
 pub fn refresh_wanted(entry: &Entry, now_ms: u64, refresh_ahead_ms: u64, retry_ms: u64) -> bool {
-    if entry.value.is_none() {
+    if entry.value.is_none() || entry.live_lease(now_ms).is_some() {
         return false;
     }
     if entry.freshness(now_ms, refresh_ahead_ms) == Freshness::Fresh {
@@ -235,14 +284,27 @@ pub struct MemoryStore {
     next_cas: core::cell::Cell<u32>,
 }
 
+impl MemoryStore {
+    /// Number of keys held (shared data is never deleted in Envoy).
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.borrow().is_empty()
+    }
+}
+
 impl SharedStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
         Ok(self.map.borrow().get(key).cloned())
     }
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
         let mut map = self.map.borrow_mut();
-        if cas != 0 && map.get(key).map(|(_, c)| *c) != Some(cas) {
-            return Err(StoreError::CasMismatch);
+        if let Some((_, current)) = map.get(key) {
+            if cas != 0 && *current != cas {
+                return Err(StoreError::CasMismatch);
+            }
         }
         let next = self.next_cas.get().wrapping_add(1).max(1);
         self.next_cas.set(next);
@@ -268,19 +330,25 @@ mod tests {
         })
     }
 
-    fn resolve_at(s: &MemoryStore, owner: u64, now: u64, since: u64) -> Lookup {
-        resolve(s, K, owner, now, since, 10_000, 3_000).unwrap()
+    fn resolve_at(s: &MemoryStore, lease: u64, now: u64, since: u64) -> Lookup {
+        resolve(s, K, lease, now, since, 10_000, 3_000).unwrap()
+    }
+
+    fn stored(c: Completion) -> Entry {
+        match c {
+            Completion::Stored(e) => e,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn first_caller_fetches_and_everyone_else_waits() {
         let s = MemoryStore::default();
-        init(&s).unwrap();
-        assert_eq!(resolve_at(&s, 1, 0, 0), Lookup::Fetch);
-        for owner in 2..50 {
-            assert_eq!(resolve_at(&s, owner, 1, 1), Lookup::Wait);
+        assert_eq!(resolve_at(&s, 1, 0, 0), Lookup::Fetch { lease: 1 });
+        for lease in 2..50 {
+            assert_eq!(resolve_at(&s, lease, 1, 1), Lookup::Wait);
         }
-        complete(&s, K, 1, &fetched("sk-1"), 5).unwrap();
+        stored(complete(&s, K, 1, &fetched("sk-1"), 5).unwrap());
         match resolve_at(&s, 2, 6, 1) {
             Lookup::Ready {
                 value,
@@ -294,27 +362,25 @@ mod tests {
     #[test]
     fn waiters_see_the_failure_of_the_fetch_they_waited_for() {
         let s = MemoryStore::default();
-        init(&s).unwrap();
-        assert_eq!(resolve_at(&s, 1, 100, 100), Lookup::Fetch);
+        assert_eq!(resolve_at(&s, 1, 100, 100), Lookup::Fetch { lease: 1 });
         assert_eq!(resolve_at(&s, 2, 101, 101), Lookup::Wait);
-        complete(&s, K, 1, &Err(FetchFailure::HttpStatus), 110).unwrap();
+        stored(complete(&s, K, 1, &Err(FetchFailure::HttpStatus), 110).unwrap());
         assert_eq!(
             resolve_at(&s, 2, 111, 101),
             Lookup::Failed(DenyReason::CredentialUnavailable)
         );
         // A request that arrives later starts a new fetch instead.
-        assert_eq!(resolve_at(&s, 3, 200, 200), Lookup::Fetch);
+        assert_eq!(resolve_at(&s, 3, 200, 200), Lookup::Fetch { lease: 3 });
     }
 
     #[test]
     fn a_failed_refresh_keeps_serving_the_valid_value() {
         let s = MemoryStore::default();
-        init(&s).unwrap();
-        assert_eq!(resolve_at(&s, 1, 0, 0), Lookup::Fetch);
-        complete(&s, K, 1, &fetched("sk-old"), 0).unwrap();
-        assert!(try_acquire(&s, K, 1, 55_000, 3_000).unwrap());
-        complete(&s, K, 1, &Err(FetchFailure::Timeout), 55_500).unwrap();
-        match resolve_at(&s, 2, 56_000, 56_000) {
+        assert_eq!(resolve_at(&s, 1, 0, 0), Lookup::Fetch { lease: 1 });
+        stored(complete(&s, K, 1, &fetched("sk-old"), 0).unwrap());
+        assert!(try_acquire(&s, K, 2, 55_000, 3_000).unwrap());
+        stored(complete(&s, K, 2, &Err(FetchFailure::Timeout), 55_500).unwrap());
+        match resolve_at(&s, 3, 56_000, 56_000) {
             Lookup::Ready {
                 value,
                 refresh_due: true,
@@ -323,33 +389,95 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Past expiry the stale value is never used.
-        assert_eq!(resolve_at(&s, 2, 60_001, 60_001), Lookup::Fetch);
+        assert_eq!(
+            resolve_at(&s, 4, 60_001, 60_001),
+            Lookup::Fetch { lease: 4 }
+        );
     }
 
     #[test]
     fn a_denial_revokes_the_cached_value() {
         let s = MemoryStore::default();
-        init(&s).unwrap();
         resolve_at(&s, 1, 0, 0);
-        complete(&s, K, 1, &fetched("sk-old"), 0).unwrap();
-        assert!(try_acquire(&s, K, 1, 55_000, 3_000).unwrap());
-        complete(&s, K, 1, &Err(FetchFailure::Denied), 55_000).unwrap();
+        stored(complete(&s, K, 1, &fetched("sk-old"), 0).unwrap());
+        assert!(try_acquire(&s, K, 2, 55_000, 3_000).unwrap());
+        stored(complete(&s, K, 2, &Err(FetchFailure::Denied), 55_000).unwrap());
         assert_eq!(
-            resolve_at(&s, 2, 55_000, 55_000),
+            resolve_at(&s, 3, 55_000, 55_000),
             Lookup::Failed(DenyReason::CredentialDenied)
         );
     }
 
     #[test]
-    fn a_dead_lease_is_taken_over() {
+    fn a_dead_lease_is_taken_over_and_its_late_answer_discarded() {
         let s = MemoryStore::default();
-        init(&s).unwrap();
-        assert_eq!(resolve_at(&s, 1, 0, 0), Lookup::Fetch);
+        assert_eq!(resolve_at(&s, 1, 0, 0), Lookup::Fetch { lease: 1 });
         assert_eq!(resolve_at(&s, 2, 2_999, 0), Lookup::Wait);
-        assert_eq!(resolve_at(&s, 2, 3_000, 0), Lookup::Fetch);
-        // The old owner's late completion must not release the new lease.
+        assert_eq!(resolve_at(&s, 2, 3_000, 0), Lookup::Fetch { lease: 2 });
+        // The old holder's late release or answer must not touch the new lease.
         release(&s, K, 1).unwrap();
-        assert!(lease_held(&s, K, 3_001).unwrap());
+        assert!(read_entry(&s, K)
+            .unwrap()
+            .unwrap()
+            .live_lease(3_001)
+            .is_some());
+        assert_eq!(
+            complete(&s, K, 1, &fetched("sk-late"), 3_100).unwrap(),
+            Completion::Superseded
+        );
+        assert_eq!(read_entry(&s, K).unwrap().unwrap().value, None);
+    }
+
+    #[test]
+    fn a_late_answer_cannot_resurrect_a_revoked_value() {
+        let s = MemoryStore::default();
+        resolve_at(&s, 1, 0, 0);
+        stored(complete(&s, K, 1, &fetched("sk-old"), 0).unwrap());
+        // Refresh 2 starts, its lease dies; refresh 3 takes over and is refused.
+        assert!(try_acquire(&s, K, 2, 55_000, 1_000).unwrap());
+        assert!(try_acquire(&s, K, 3, 56_000, 1_000).unwrap());
+        stored(complete(&s, K, 3, &Err(FetchFailure::Denied), 56_100).unwrap());
+        // Refresh 2's answer arrives late with a valid value: discarded.
+        assert_eq!(
+            complete(&s, K, 2, &fetched("sk-old"), 56_200).unwrap(),
+            Completion::Superseded
+        );
+        assert_eq!(read_entry(&s, K).unwrap().unwrap().value, None);
+        assert_eq!(
+            resolve_at(&s, 4, 56_300, 56_000),
+            Lookup::Failed(DenyReason::CredentialDenied)
+        );
+    }
+
+    #[test]
+    fn a_cas_race_means_wait_never_an_error() {
+        /// A store whose every conditional write loses the race.
+        struct Contended(MemoryStore);
+        impl SharedStore for Contended {
+            fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+                self.0.get(key)
+            }
+            fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+                if cas != 0 {
+                    return Err(StoreError::CasMismatch);
+                }
+                self.0.set(key, value, cas)
+            }
+        }
+        let s = Contended(MemoryStore::default());
+        s.0.set(K, &Entry::default().encode(), 0).unwrap();
+        assert_eq!(resolve(&s, K, 1, 0, 0, 10, 3_000), Ok(Lookup::Wait));
+        assert_eq!(try_acquire(&s, K, 1, 0, 3_000), Ok(false));
+    }
+
+    #[test]
+    fn one_key_per_credential_and_nothing_else() {
+        let s = MemoryStore::default();
+        for i in 0..100u64 {
+            let key = format!("tollgate/v1/cred/c{}", i % 7);
+            let _ = resolve(&s, &key, i, i, i, 10, 3_000).unwrap();
+        }
+        assert_eq!(s.len(), 7);
     }
 
     #[test]
@@ -371,5 +499,13 @@ mod tests {
         assert!(!refresh_wanted(&failed, 75_000, 30_000, 1_000));
         assert!(refresh_wanted(&failed, 75_500, 30_000, 1_000));
         assert!(!refresh_wanted(&Entry::default(), 75_000, 30_000, 1_000));
+        let in_flight = Entry {
+            lease: Some(Lease {
+                id: 1,
+                deadline_ms: 76_000,
+            }),
+            ..e
+        };
+        assert!(!refresh_wanted(&in_flight, 75_000, 30_000, 1_000));
     }
 }

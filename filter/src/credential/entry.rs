@@ -1,8 +1,11 @@
 //! The cached credential record kept in shared data, and its binary codec.
 //!
 //! Invariants:
-//! - One record per [`super::CredentialKey`]; only the holder of that key's
-//!   single-flight lease writes it.
+//! - One record per [`super::CredentialKey`]. The record also holds that
+//!   credential's single-flight [`Lease`], so a lease and the value it
+//!   guards change together, by one compare-and-swap on one key.
+//! - A fetch outcome is written only while its lease is still the record's
+//!   lease (see `cache::complete`).
 //! - `value` is `None` until a fetch succeeds, and again after the service
 //!   answers 403: a refusal revokes the cached value at once.
 //! - Decoding never panics: a short or unknown record decodes to `None` and
@@ -10,13 +13,20 @@
 
 use crate::reason::DenyReason;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// The last failed fetch, as waiting requests must report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LastFailure {
     pub reason: DenyReason,
     pub at_ms: u64,
+}
+
+/// A fetch in flight: who holds it (a per-fetch id) and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub id: u64,
+    pub deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,6 +37,9 @@ pub struct Entry {
     pub fetched_at_ms: u64,
     pub expires_at_ms: u64,
     pub failure: Option<LastFailure>,
+    /// The fetch in flight, if any. A lease past its deadline is dead: its
+    /// holder's answer will be discarded and anyone may take over.
+    pub lease: Option<Lease>,
 }
 
 /// How usable a cached value is right now.
@@ -54,11 +67,20 @@ impl Entry {
         }
     }
 
+    /// The live lease, if any.
+    pub fn live_lease(&self, now_ms: u64) -> Option<Lease> {
+        self.lease.filter(|l| l.deadline_ms > now_ms)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let value = self.value.as_deref().unwrap_or("");
-        let mut out = Vec::with_capacity(40 + self.id.len() + self.fingerprint.len() + value.len());
+        let mut out = Vec::with_capacity(56 + self.id.len() + self.fingerprint.len() + value.len());
         out.push(VERSION);
-        out.push(u8::from(self.value.is_some()) | (u8::from(self.failure.is_some()) << 1));
+        out.push(
+            u8::from(self.value.is_some())
+                | (u8::from(self.failure.is_some()) << 1)
+                | (u8::from(self.lease.is_some()) << 2),
+        );
         out.extend_from_slice(&self.fetched_at_ms.to_le_bytes());
         out.extend_from_slice(&self.expires_at_ms.to_le_bytes());
         let (code, at) = match self.failure {
@@ -67,6 +89,12 @@ impl Entry {
         };
         out.push(code);
         out.extend_from_slice(&at.to_le_bytes());
+        let lease = self.lease.unwrap_or(Lease {
+            id: 0,
+            deadline_ms: 0,
+        });
+        out.extend_from_slice(&lease.id.to_le_bytes());
+        out.extend_from_slice(&lease.deadline_ms.to_le_bytes());
         put_str(&mut out, &self.id);
         put_str(&mut out, &self.fingerprint);
         put_str(&mut out, value);
@@ -83,6 +111,8 @@ impl Entry {
         let expires_at_ms = r.u64()?;
         let code = r.u8()?;
         let at = r.u64()?;
+        let lease_id = r.u64()?;
+        let lease_deadline = r.u64()?;
         let id = r.string()?;
         let fingerprint = r.string()?;
         let value = r.string()?;
@@ -94,6 +124,9 @@ impl Entry {
         } else {
             None
         };
+        if !r.0.is_empty() {
+            return None;
+        }
         Some(Entry {
             value: (flags & 1 != 0).then_some(value),
             id,
@@ -101,6 +134,10 @@ impl Entry {
             fetched_at_ms,
             expires_at_ms,
             failure,
+            lease: (flags & 4 != 0).then_some(Lease {
+                id: lease_id,
+                deadline_ms: lease_deadline,
+            }),
         })
     }
 }
@@ -172,6 +209,10 @@ mod tests {
             failure: Some(LastFailure {
                 reason: DenyReason::CredentialUnavailable,
                 at_ms: 5,
+            }),
+            lease: Some(Lease {
+                id: 0xfeed,
+                deadline_ms: 9,
             }),
         }
     }

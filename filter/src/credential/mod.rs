@@ -4,7 +4,8 @@
 //! - [`service`]: the compiled credential-service settings.
 //! - [`protocol`]: the two wire protocols (`tollgate_v1`, `vault_kv2`), as
 //!   pure request builders and response parsers.
-//! - [`entry`], [`lease`]: the binary records kept in proxy-wasm shared data.
+//! - [`entry`]: the binary record (value, last failure, fetch lease) kept
+//!   in proxy-wasm shared data, one per credential.
 //! - [`cache`]: the single-flight cache logic over a [`cache::SharedStore`],
 //!   testable without a host.
 //!
@@ -15,7 +16,6 @@
 pub mod cache;
 pub mod entry;
 pub mod fingerprint;
-pub mod lease;
 pub mod protocol;
 pub mod service;
 

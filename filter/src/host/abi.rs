@@ -16,8 +16,6 @@ pub struct Status(pub u32);
 
 pub const NOT_FOUND: u32 = 1;
 
-pub const MAP_REQUEST_HEADERS: u32 = 0;
-pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 const STREAM_HTTP_REQUEST: u32 = 0;
@@ -54,6 +52,20 @@ extern "C" {
     ) -> u32;
     fn proxy_remove_header_map_value(t: u32, k: *const u8, ks: usize) -> u32;
     fn proxy_get_property(p: *const u8, ps: usize, ret: *mut *mut u8, ret_size: *mut usize) -> u32;
+    fn proxy_set_property(p: *const u8, ps: usize, v: *const u8, vs: usize) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
     fn proxy_get_shared_data(
         k: *const u8,
         ks: usize,
@@ -175,6 +187,39 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
         NOT_FOUND | 7 => Ok(None),
         s => Err(Status(s)),
     }
+}
+
+/// Stores filter state `wasm.<path>` on the effective stream.
+pub fn set_property(path: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: in-pointers to live slices.
+    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+}
+
+/// Dispatches an HTTP call from the effective context; returns its token.
+pub fn http_call(cluster: &str, headers: &[(&str, &str)], timeout_ms: u32) -> Result<u32, Status> {
+    let pairs: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    let encoded = encode_pairs(&pairs);
+    let trailers = encode_pairs(&[]);
+    let mut token = 0u32;
+    // SAFETY: in-pointers to live slices (an empty body), out-pointer to a live local.
+    check(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            encoded.as_ptr(),
+            encoded.len(),
+            core::ptr::null(),
+            0,
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
 }
 
 /// Shared data: `None` when absent, else the value and its CAS.

@@ -1,0 +1,899 @@
+//! Per-worker state and the performer of the request flow's steps, written
+//! against the [`Host`] trait so that all of it runs in unit tests with a
+//! fake host.
+//!
+//! Envoy runs one VM per worker thread; each plugin (root context) in it has
+//! one [`Worker`]. The worker owns the compiled configuration, the metric
+//! ids, every live stream's [`RequestFlow`], the requests waiting for a
+//! credential, and the credential fetches in flight.
+//!
+//! Waiting across workers: proxy-wasm has no cross-worker wake-up. A request
+//! that must wait pauses in request headers and is listed in `waiting`. It is
+//! woken (a) at once when a fetch completes on this worker, or (b) by the
+//! tick, which re-reads shared data, so a fetch completed by another worker
+//! is seen within one tick. The tick runs every [`TICK_FAST_MS`] only while
+//! something waits, and every [`TICK_IDLE_MS`] otherwise (refresh-ahead).
+//!
+//! Invariants:
+//! - Fetches belong to the worker, not to the request that missed first:
+//!   they are dispatched with the root context as the effective context, so
+//!   a client that resets its stream cancels nothing, and the answer always
+//!   arrives, completes the cache entry and wakes every waiter.
+//! - A stream is forwarded only after its credential header was written; if
+//!   any host call in the way fails, it gets a local reply instead
+//!   (`internal_error`). A failed clock read fails closed too.
+//! - Every step that touches another stream first makes it the effective
+//!   context and restores the caller's context afterwards.
+//! - Everything registered for a stream (its flow, its place in `waiting`)
+//!   is released when the stream ends, however it ends.
+
+pub mod host;
+
+#[cfg(any(test, feature = "fake-host"))]
+pub mod fake_host;
+#[cfg(test)]
+mod tests;
+
+use core::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use hashbrown::HashMap;
+
+pub use host::{Host, HostError, LogLevel, MapType, Shared};
+
+use crate::config::{self, Config};
+use crate::credential::cache::{self, Completion};
+use crate::credential::protocol::FetchFailure;
+use crate::credential::CredentialKey;
+use crate::flow::{CredentialStep, HeadFacts, RequestFlow};
+use crate::metrics::Counter;
+use crate::reason::DenyReason;
+use crate::reply::deny_reply;
+
+/// The tick while a request waits: how quickly a request waiting on another
+/// worker's fetch notices it.
+pub const TICK_FAST_MS: u32 = 20;
+/// The tick while nothing waits: the refresh-ahead cadence.
+pub const TICK_IDLE_MS: u32 = 1_000;
+/// How often the refresh-ahead pass runs.
+const REFRESH_CHECK_MS: u64 = 1_000;
+/// After a failed refresh, wait this long before trying again.
+const REFRESH_RETRY_MS: u64 = 1_000;
+/// Credential-service answers larger than this are garbage.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The filter-state path of the audit record (`wasm.tollgate.audit` in Envoy).
+pub const AUDIT_PROPERTY: &str = "tollgate.audit";
+
+/// What a request callback tells the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+/// One HTTP stream: its flow and the configuration it started with.
+struct Stream {
+    flow: RequestFlow,
+    config: Rc<Config>,
+}
+
+/// A credential fetch in flight, by call token.
+struct InFlight {
+    cache_key: String,
+    credential: CredentialKey,
+    config: Rc<Config>,
+    lease: u64,
+}
+
+/// A credential this worker used recently (the refresh-ahead set).
+struct Interest {
+    credential: CredentialKey,
+    last_used_ms: u64,
+}
+
+/// How a step is performed: inside the stream's own callback (return an
+/// `Action`), or on wake-up from another callback (resume explicitly).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Own,
+    Wake,
+}
+
+pub struct Worker<H: Host> {
+    host: H,
+    root: u32,
+    config: RefCell<Option<Rc<Config>>>,
+    /// Metric ids by `Counter::slot`.
+    counters: RefCell<Vec<Option<u32>>>,
+    /// Lease ids are `lease_base + n`: unique per fetch across workers.
+    lease_base: u64,
+    lease_seq: Cell<u64>,
+    streams: RefCell<HashMap<u32, Stream>>,
+    /// Streams paused for a credential, by context id.
+    waiting: RefCell<Vec<u32>>,
+    fetches: RefCell<HashMap<u32, InFlight>>,
+    interest: RefCell<HashMap<String, Interest>>,
+    last_refresh_check_ms: Cell<u64>,
+    tick_ms: Cell<u32>,
+    scratch: RefCell<Vec<u32>>,
+}
+
+impl<H: Host> Worker<H> {
+    /// A worker for the root context `root`.
+    pub fn new(host: H, root: u32) -> Self {
+        let lease_base = host.random_u64();
+        Worker {
+            host,
+            root,
+            config: RefCell::new(None),
+            counters: RefCell::new(vec![None; Counter::SLOTS]),
+            lease_base,
+            lease_seq: Cell::new(0),
+            streams: RefCell::new(HashMap::new()),
+            waiting: RefCell::new(Vec::new()),
+            fetches: RefCell::new(HashMap::new()),
+            interest: RefCell::new(HashMap::new()),
+            last_refresh_check_ms: Cell::new(0),
+            tick_ms: Cell::new(0),
+            scratch: RefCell::new(Vec::with_capacity(16)),
+        }
+    }
+
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    pub fn config(&self) -> Option<Rc<Config>> {
+        self.config.borrow().clone()
+    }
+
+    /// Number of streams this worker holds state for.
+    pub fn live_streams(&self) -> usize {
+        self.streams.borrow().len()
+    }
+
+    /// Number of credential fetches in flight from this worker.
+    pub fn fetches_in_flight(&self) -> usize {
+        self.fetches.borrow().len()
+    }
+
+    fn log(&self, level: LogLevel, message: core::fmt::Arguments<'_>) {
+        self.host.log(level, &message.to_string());
+    }
+
+    fn count(&self, c: Counter) {
+        if let Some(Some(id)) = self.counters.borrow().get(c.slot()) {
+            self.host.increment(*id, 1);
+        }
+    }
+
+    fn next_lease(&self) -> u64 {
+        let n = self.lease_seq.get().wrapping_add(1);
+        self.lease_seq.set(n);
+        self.lease_base.wrapping_add(n)
+    }
+
+    /// `on_configure`: parse and install the plugin configuration. False
+    /// rejects it (Envoy then keeps the old one, or refuses to start).
+    pub fn on_configure(&self, bytes: &[u8]) -> bool {
+        let config = match config::parse(bytes) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in errors.iter() {
+                    self.log(
+                        LogLevel::Error,
+                        format_args!("tollgate: invalid configuration: {e}"),
+                    );
+                }
+                self.log(
+                    LogLevel::Error,
+                    format_args!(
+                        "tollgate: configuration rejected ({} problem(s))",
+                        errors.0.len()
+                    ),
+                );
+                return false;
+            }
+        };
+        self.log(
+            LogLevel::Info,
+            format_args!(
+                "tollgate: configured: mode={} providers={} rules={} credential_service={}:{}",
+                config.mode.as_str(),
+                config.providers.len(),
+                config.policy.len(),
+                config.credential_service.protocol.as_str(),
+                config.credential_service.cluster
+            ),
+        );
+        {
+            let mut counters = self.counters.borrow_mut();
+            for c in Counter::all() {
+                if let Some(slot) = counters.get_mut(c.slot()) {
+                    *slot = self.host.define_counter(&c.name()).ok();
+                }
+            }
+        }
+        *self.config.borrow_mut() = Some(Rc::new(config));
+        if self.host.set_tick_ms(TICK_IDLE_MS).is_err() {
+            self.log(
+                LogLevel::Error,
+                format_args!("tollgate: cannot set the tick period"),
+            );
+            return false;
+        }
+        self.tick_ms.set(TICK_IDLE_MS);
+        true
+    }
+
+    /// The request-headers callback of stream `ctx`.
+    pub fn on_request_headers(&self, ctx: u32) -> Action {
+        let Some(config) = self.config() else {
+            // An unconfigured VM (Envoy would not start it): fail closed.
+            self.count(Counter::Deny(DenyReason::InternalError));
+            self.send_reply(DenyReason::InternalError);
+            return Action::Pause;
+        };
+        let mut flow = RequestFlow::new(config.mode);
+        let head = self.read_head(&config, &mut flow);
+        if flow.client_key_seen() {
+            self.count(Counter::ClientKeySeen);
+        }
+        if let Some(shadow) = flow.shadow_denial() {
+            self.count(Counter::ShadowDeny(shadow));
+            self.log(
+                LogLevel::Warn,
+                format_args!(
+                    "tollgate: dry_run: would deny with {} (forwarding)",
+                    shadow.code()
+                ),
+            );
+        }
+        self.streams
+            .borrow_mut()
+            .insert(ctx, Stream { flow, config });
+        match head {
+            Ok(now) => self.advance(ctx, ctx, Via::Own, now),
+            Err(reason) => self.reply(ctx, ctx, Via::Own, reason),
+        }
+    }
+
+    /// Strips client credentials, reads identity and request facts, and runs
+    /// the flow's header decision. `Ok(now)` when the request awaits its
+    /// credential; the reason (already recorded in `flow`) otherwise.
+    fn read_head(&self, config: &Config, flow: &mut RequestFlow) -> Result<u64, DenyReason> {
+        let Ok(now) = self.host.now_ms() else {
+            return Err(flow.on_host_failure());
+        };
+        let Ok(headers) = self.host.header_map(MapType::RequestHeaders) else {
+            return Err(flow.on_host_failure());
+        };
+        // 1. Strip every client credential, before anything else.
+        let scan = config.strip.scan(headers.iter());
+        for name in config.strip.present(&scan) {
+            if self
+                .host
+                .remove_header(MapType::RequestHeaders, name)
+                .is_err()
+            {
+                return Err(flow.on_host_failure());
+            }
+        }
+        // 2. Identity from the validated peer certificate only.
+        let mtls = match self.host.property(&["connection", "mtls"]) {
+            Ok(v) => v.as_deref().and_then(|v| v.first()) == Some(&1),
+            Err(_) => return Err(flow.on_host_failure()),
+        };
+        let san = if mtls {
+            match self
+                .host
+                .property(&["connection", "uri_san_peer_certificate"])
+            {
+                Ok(v) => v,
+                Err(_) => return Err(flow.on_host_failure()),
+            }
+        } else {
+            None
+        };
+        let facts = HeadFacts {
+            mtls,
+            peer_uri_san: san.as_deref(),
+            method: headers.first(b":method"),
+            authority: headers.first(b":authority"),
+            path: headers.first(b":path"),
+            request_id: headers.first(b"x-request-id"),
+            client_key_seen: scan.client_key_seen,
+            method_override: scan.method_override,
+            upgrade: scan.upgrade,
+        };
+        // 3. Decide.
+        let rewrite = {
+            let mut scratch = self.scratch.borrow_mut();
+            let admission = flow.on_request_headers(config, &facts, now, &mut scratch)?;
+            admission.rewrite_path.clone()
+        };
+        // 4. The path authorised is the path routed.
+        if let Some(path) = rewrite {
+            if self
+                .host
+                .replace_header(MapType::RequestHeaders, ":path", path.as_bytes())
+                .is_err()
+            {
+                return Err(flow.on_host_failure());
+            }
+        }
+        Ok(now)
+    }
+
+    /// Looks up the credential of waiting stream `ctx` and performs what
+    /// follows. `current` is the context whose callback is running.
+    fn advance(&self, ctx: u32, current: u32, via: Via, now: u64) -> Action {
+        // A failed dispatch records its failure in the entry; one more round
+        // lets this request see it now rather than at the next tick.
+        for _ in 0..2 {
+            let step = {
+                let mut streams = self.streams.borrow_mut();
+                let Some(s) = streams.get_mut(&ctx) else {
+                    return Action::Pause;
+                };
+                let Some((key, since)) = s.flow.waiting_on() else {
+                    return Action::Pause;
+                };
+                if s.flow.deadline_ms().is_some_and(|d| now >= d) {
+                    CredentialStep::Reply(s.flow.on_wait_expired())
+                } else {
+                    let svc = &s.config.credential_service;
+                    let lookup = cache::resolve(
+                        &Shared(&self.host),
+                        key,
+                        self.next_lease(),
+                        now,
+                        since,
+                        svc.refresh_ahead_ms,
+                        svc.lease_ms(),
+                    );
+                    if via == Via::Own {
+                        self.note_interest(&s.flow, now);
+                        self.count(match &lookup {
+                            Ok(cache::Lookup::Ready { .. }) => Counter::CacheHit,
+                            _ => Counter::CacheMiss,
+                        });
+                        if let Ok(cache::Lookup::Ready {
+                            refresh_due: true, ..
+                        }) = &lookup
+                        {
+                            self.count(Counter::CacheRefreshDue);
+                        }
+                    }
+                    match lookup {
+                        Ok(l) => s.flow.on_lookup(l),
+                        Err(e) => {
+                            self.log(
+                                LogLevel::Error,
+                                format_args!(
+                                    "tollgate: shared data error during credential lookup: {e:?}"
+                                ),
+                            );
+                            CredentialStep::Reply(s.flow.on_host_failure())
+                        }
+                    }
+                }
+            };
+            match step {
+                CredentialStep::Wait => {
+                    self.mark_waiting(ctx);
+                    return Action::Pause;
+                }
+                CredentialStep::Fetch { lease } => {
+                    self.mark_waiting(ctx);
+                    let fetch = {
+                        let streams = self.streams.borrow();
+                        streams.get(&ctx).and_then(|s| {
+                            s.flow.admission().map(|a| {
+                                (s.config.clone(), a.cache_key.clone(), a.credential.clone())
+                            })
+                        })
+                    };
+                    let Some((config, key, credential)) = fetch else {
+                        return Action::Pause;
+                    };
+                    if self.dispatch_fetch(current, &config, &key, &credential, lease, now) {
+                        return Action::Pause;
+                    }
+                }
+                CredentialStep::Forward { header, value } => {
+                    self.unmark_waiting(ctx);
+                    return self.forward(ctx, current, via, &header, value.as_bytes());
+                }
+                CredentialStep::Reply(reason) => {
+                    self.unmark_waiting(ctx);
+                    return self.reply(ctx, current, via, reason);
+                }
+            }
+        }
+        Action::Pause
+    }
+
+    fn note_interest(&self, flow: &RequestFlow, now: u64) {
+        let Some(a) = flow.admission() else { return };
+        let mut interest = self.interest.borrow_mut();
+        match interest.get_mut(&a.cache_key) {
+            Some(i) => i.last_used_ms = now,
+            None => {
+                interest.insert(
+                    a.cache_key.clone(),
+                    Interest {
+                        credential: a.credential.clone(),
+                        last_used_ms: now,
+                    },
+                );
+            }
+        }
+    }
+
+    fn mark_waiting(&self, ctx: u32) {
+        let first = {
+            let mut waiting = self.waiting.borrow_mut();
+            if !waiting.contains(&ctx) {
+                waiting.push(ctx);
+            }
+            waiting.len() == 1
+        };
+        if first && self.tick_ms.get() != TICK_FAST_MS {
+            self.set_tick(TICK_FAST_MS);
+        }
+    }
+
+    fn unmark_waiting(&self, ctx: u32) -> bool {
+        let mut waiting = self.waiting.borrow_mut();
+        let before = waiting.len();
+        waiting.retain(|w| *w != ctx);
+        waiting.len() != before
+    }
+
+    fn set_tick(&self, ms: u32) {
+        if self.host.set_tick_ms(ms).is_ok() {
+            self.tick_ms.set(ms);
+        } else {
+            self.log(
+                LogLevel::Warn,
+                format_args!("tollgate: cannot set the tick period to {ms} ms"),
+            );
+        }
+    }
+
+    /// Makes `ctx` effective when performing for another stream. False when
+    /// the stream is gone (nothing to perform).
+    fn enter(&self, ctx: u32, current: u32, via: Via) -> bool {
+        via == Via::Own || ctx == current || self.host.set_effective_context(ctx).is_ok()
+    }
+
+    fn leave(&self, ctx: u32, current: u32, via: Via) {
+        if via == Via::Wake && ctx != current {
+            let _ = self.host.set_effective_context(current);
+        }
+    }
+
+    /// Writes the credential header and lets the request go.
+    fn forward(&self, ctx: u32, current: u32, via: Via, header: &str, value: &[u8]) -> Action {
+        if !self.enter(ctx, current, via) {
+            return Action::Pause;
+        }
+        if self
+            .host
+            .replace_header(MapType::RequestHeaders, header, value)
+            .is_err()
+        {
+            let reason = self.with_flow(ctx, |f| f.on_host_failure());
+            self.leave(ctx, current, via);
+            return self.reply(
+                ctx,
+                current,
+                via,
+                reason.unwrap_or(DenyReason::InternalError),
+            );
+        }
+        let shadow = self
+            .with_flow(ctx, |f| f.shadow_denial().is_some())
+            .unwrap_or(false);
+        if !shadow {
+            self.count(Counter::Allow);
+        }
+        self.publish_verdict(ctx);
+        if via == Via::Wake && self.host.resume_request().is_err() {
+            self.log(
+                LogLevel::Warn,
+                format_args!("tollgate: could not resume a stream after writing its credential"),
+            );
+        }
+        self.leave(ctx, current, via);
+        Action::Continue
+    }
+
+    /// Sends the deny reply on `ctx`.
+    fn reply(&self, ctx: u32, current: u32, via: Via, reason: DenyReason) -> Action {
+        if !self.enter(ctx, current, via) {
+            return Action::Pause;
+        }
+        self.count(Counter::Deny(reason));
+        self.publish_verdict(ctx);
+        self.send_reply(reason);
+        self.leave(ctx, current, via);
+        Action::Pause
+    }
+
+    fn send_reply(&self, reason: DenyReason) {
+        let r = deny_reply(reason);
+        if let Err(e) = self
+            .host
+            .send_reply(r.status, &r.details, r.body.as_bytes(), &r.headers)
+        {
+            self.log(
+                LogLevel::Error,
+                format_args!(
+                    "tollgate: could not send the local reply ({}): {e:?}",
+                    reason.code()
+                ),
+            );
+        }
+    }
+
+    fn with_flow<T>(&self, ctx: u32, f: impl FnOnce(&mut RequestFlow) -> T) -> Option<T> {
+        self.streams
+            .borrow_mut()
+            .get_mut(&ctx)
+            .map(|s| f(&mut s.flow))
+    }
+
+    /// Publishes the audit record at the verdict, as filter state (the
+    /// effective context must be `ctx`).
+    fn publish_verdict(&self, ctx: u32) {
+        let record = {
+            let mut streams = self.streams.borrow_mut();
+            let Some(s) = streams.get_mut(&ctx) else {
+                return;
+            };
+            if !s.config.audit_log.to_filter_state() {
+                return;
+            }
+            s.flow.verdict_record()
+        };
+        if let Some(json) = record {
+            self.write_audit(&json);
+        }
+    }
+
+    fn write_audit(&self, json: &str) {
+        if let Err(e) = self.host.set_property(AUDIT_PROPERTY, json.as_bytes()) {
+            self.log(
+                LogLevel::Error,
+                format_args!("tollgate: could not store the audit record: {e:?}"),
+            );
+        }
+    }
+
+    /// Dispatches the fetch holding `lease` from the root context, so that it
+    /// outlives the stream that asked. False when the dispatch failed (the
+    /// failure is then recorded in the entry, releasing the lease).
+    fn dispatch_fetch(
+        &self,
+        current: u32,
+        config: &Rc<Config>,
+        key: &str,
+        credential: &CredentialKey,
+        lease: u64,
+        now: u64,
+    ) -> bool {
+        let svc = &config.credential_service;
+        let call = svc.fetch_call(credential);
+        let headers: Vec<(&str, &str)> =
+            call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let switched = current != self.root && self.host.set_effective_context(self.root).is_ok();
+        let dispatched = self.host.dispatch(&svc.cluster, &headers, svc.timeout_ms);
+        if switched {
+            let _ = self.host.set_effective_context(current);
+        }
+        match dispatched {
+            Ok(token) => {
+                self.fetches.borrow_mut().insert(
+                    token,
+                    InFlight {
+                        cache_key: key.to_string(),
+                        credential: credential.clone(),
+                        config: config.clone(),
+                        lease,
+                    },
+                );
+                true
+            }
+            Err(status) => {
+                self.log(
+                    LogLevel::Error,
+                    format_args!(
+                        "tollgate: cannot dispatch credential fetch for {:?} to cluster {:?}: {status:?}",
+                        credential.name, svc.cluster
+                    ),
+                );
+                self.count(Counter::FetchFailed(FetchFailure::DispatchFailed));
+                if let Err(e) = cache::complete(
+                    &Shared(&self.host),
+                    key,
+                    lease,
+                    &Err(FetchFailure::DispatchFailed),
+                    now,
+                ) {
+                    self.log(
+                        LogLevel::Error,
+                        format_args!(
+                            "tollgate: shared data error recording a failed dispatch: {e:?}"
+                        ),
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// A credential-service answer arrived (in the root context).
+    pub fn on_http_call_response(&self, token: u32, num_headers: usize, body_size: usize) {
+        let Some(f) = self.fetches.borrow_mut().remove(&token) else {
+            self.log(
+                LogLevel::Warn,
+                format_args!("tollgate: answer for an unknown call token {token}"),
+            );
+            return;
+        };
+        let status = if num_headers == 0 {
+            None
+        } else {
+            self.host
+                .header(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| {
+                    core::str::from_utf8(&s)
+                        .ok()
+                        .and_then(|s| s.parse::<u16>().ok())
+                })
+                .or(Some(0))
+        };
+        let body = if body_size > MAX_ANSWER_BYTES {
+            None
+        } else {
+            self.host.call_response_body(body_size).ok()
+        };
+        let svc = &f.config.credential_service;
+        let outcome = match body {
+            Some(body) => svc.parse_answer(&f.credential, status, &body),
+            None => Err(FetchFailure::Garbage),
+        };
+        match &outcome {
+            Ok(c) => {
+                self.count(Counter::FetchOk);
+                self.log(
+                    LogLevel::Info,
+                    format_args!(
+                        "tollgate: credential {:?} fetched: id={} fp={} lifetime={}s",
+                        f.credential.name,
+                        c.id,
+                        c.fingerprint,
+                        c.lifetime_ms / 1000
+                    ),
+                );
+            }
+            Err(e) => {
+                self.count(Counter::FetchFailed(*e));
+                self.log(
+                    LogLevel::Warn,
+                    format_args!(
+                        "tollgate: credential {:?} fetch failed: {} (status {})",
+                        f.credential.name,
+                        e.code(),
+                        status.map_or("reset".to_string(), |s| s.to_string())
+                    ),
+                );
+            }
+        }
+        let store = Shared(&self.host);
+        let Ok(now) = self.host.now_ms() else {
+            // No clock: the answer cannot be dated. Release the lease and
+            // fail the waiters closed.
+            let _ = cache::release(&store, &f.cache_key, f.lease);
+            self.fail_waiters(Some(&f.cache_key));
+            return;
+        };
+        match cache::complete(&store, &f.cache_key, f.lease, &outcome, now) {
+            Ok(Completion::Stored(_)) => {}
+            Ok(Completion::Superseded) => {
+                self.count(Counter::FetchSuperseded);
+                self.log(
+                    LogLevel::Info,
+                    format_args!(
+                        "tollgate: credential {:?}: a late answer was discarded (its lease was taken over)",
+                        f.credential.name
+                    ),
+                );
+            }
+            Err(e) => self.log(
+                LogLevel::Error,
+                format_args!("tollgate: shared data error while storing a credential: {e:?}"),
+            ),
+        }
+        self.wake(Some(&f.cache_key), now);
+    }
+
+    /// Re-checks waiting streams (all, or those waiting on `key`).
+    fn wake(&self, key: Option<&str>, now: u64) {
+        for ctx in self.waiters(key) {
+            self.advance(ctx, self.root, Via::Wake, now);
+        }
+    }
+
+    fn waiters(&self, key: Option<&str>) -> Vec<u32> {
+        let streams = self.streams.borrow();
+        self.waiting
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|ctx| {
+                key.is_none_or(|k| {
+                    streams
+                        .get(ctx)
+                        .and_then(|s| s.flow.waiting_on())
+                        .is_some_and(|(w, _)| w == k)
+                })
+            })
+            .collect()
+    }
+
+    /// Answers waiting streams with `internal_error` (a host failure that
+    /// leaves them no way to get a credential).
+    fn fail_waiters(&self, key: Option<&str>) {
+        for ctx in self.waiters(key) {
+            self.unmark_waiting(ctx);
+            if let Some(reason) = self.with_flow(ctx, |f| f.on_host_failure()) {
+                self.reply(ctx, self.root, Via::Wake, reason);
+            }
+        }
+    }
+
+    /// The tick: wake waiters whose credential is ready (or overdue), then,
+    /// once a second, refresh credentials that are due.
+    pub fn on_tick(&self) {
+        let Ok(now) = self.host.now_ms() else {
+            self.log(
+                LogLevel::Error,
+                format_args!("tollgate: the clock is unreadable; failing waiting requests"),
+            );
+            self.fail_waiters(None);
+            return;
+        };
+        if !self.waiting.borrow().is_empty() {
+            self.wake(None, now);
+        }
+        self.refresh_pass(now);
+        let wanted = if self.waiting.borrow().is_empty() {
+            TICK_IDLE_MS
+        } else {
+            TICK_FAST_MS
+        };
+        if wanted != self.tick_ms.get() {
+            self.set_tick(wanted);
+        }
+    }
+
+    fn refresh_pass(&self, now: u64) {
+        if now.saturating_sub(self.last_refresh_check_ms.get()) < REFRESH_CHECK_MS {
+            return;
+        }
+        self.last_refresh_check_ms.set(now);
+        let Some(config) = self.config() else { return };
+        let svc = &config.credential_service;
+        let forget_after = svc.ttl_ms.max(600_000);
+        self.interest
+            .borrow_mut()
+            .retain(|_, i| now.saturating_sub(i.last_used_ms) < forget_after);
+        let store = Shared(&self.host);
+        let due: Vec<(String, CredentialKey)> = {
+            let fetches = self.fetches.borrow();
+            self.interest
+                .borrow()
+                .iter()
+                .filter(|(key, _)| !fetches.values().any(|f| &f.cache_key == *key))
+                .filter(|(key, _)| match cache::read_entry(&store, key) {
+                    Ok(Some(e)) => {
+                        cache::refresh_wanted(&e, now, svc.refresh_ahead_ms, REFRESH_RETRY_MS)
+                    }
+                    _ => false,
+                })
+                .map(|(k, i)| (k.clone(), i.credential.clone()))
+                .collect()
+        };
+        for (key, credential) in due {
+            let lease = self.next_lease();
+            if matches!(
+                cache::try_acquire(&store, &key, lease, now, svc.lease_ms()),
+                Ok(true)
+            ) {
+                self.dispatch_fetch(self.root, &config, &key, &credential, lease, now);
+            }
+        }
+    }
+
+    /// The request-trailers callback: trailers are stripped like headers.
+    pub fn on_request_trailers(&self, ctx: u32) -> Action {
+        let config = {
+            let streams = self.streams.borrow();
+            match streams.get(&ctx) {
+                Some(s) => s.config.clone(),
+                None => match self.config() {
+                    Some(c) => c,
+                    None => return Action::Continue,
+                },
+            }
+        };
+        let scan = match self.host.header_map(MapType::RequestTrailers) {
+            Ok(trailers) => config.strip.scan(trailers.iter()),
+            Err(_) => return self.fail_late(ctx),
+        };
+        for name in config.strip.present(&scan) {
+            if self
+                .host
+                .remove_header(MapType::RequestTrailers, name)
+                .is_err()
+            {
+                return self.fail_late(ctx);
+            }
+        }
+        if scan.client_key_seen {
+            self.count(Counter::ClientKeySeen);
+            self.with_flow(ctx, |f| f.note_client_key());
+        }
+        Action::Continue
+    }
+
+    /// A host failure after the headers went upstream: the local reply resets
+    /// the upstream stream; nothing unstripped goes on.
+    fn fail_late(&self, ctx: u32) -> Action {
+        let reason = self
+            .with_flow(ctx, |f| f.on_host_failure())
+            .unwrap_or(DenyReason::InternalError);
+        self.reply(ctx, ctx, Via::Own, reason)
+    }
+
+    /// The stream ended (completed or reset): stop waiting for it, and write
+    /// its final audit record.
+    pub fn on_log(&self, ctx: u32) {
+        if self.unmark_waiting(ctx) {
+            self.count(Counter::Abandoned);
+        }
+        let (end, sink, json) = {
+            let mut streams = self.streams.borrow_mut();
+            let Some(s) = streams.get_mut(&ctx) else {
+                return;
+            };
+            let Some(end) = s.flow.on_stream_end() else {
+                return;
+            };
+            let sink = s.config.audit_log;
+            let wanted =
+                sink.to_proxy_log() || (sink.to_filter_state() && end.changed_since_verdict);
+            (end, sink, wanted.then(|| s.flow.audit().to_json()))
+        };
+        let Some(json) = json else { return };
+        if sink.to_filter_state() && end.changed_since_verdict {
+            self.write_audit(&json);
+        }
+        if sink.to_proxy_log() {
+            self.host.log(LogLevel::Info, &json);
+        }
+    }
+
+    /// The stream's context is gone: drop everything held for it.
+    pub fn on_delete(&self, ctx: u32) {
+        if self.unmark_waiting(ctx) {
+            self.count(Counter::Abandoned);
+        }
+        self.streams.borrow_mut().remove(&ctx);
+    }
+}
