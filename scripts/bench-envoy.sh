@@ -2,9 +2,9 @@
 # make bench-envoy: Tollgate against Envoy's native filters (rbac +
 # credential_injector) and ext_authz, each in a real Envoy 1.40 gateway
 # behind the same mTLS listener, measured in one run (see BENCHMARKS.md and
-# harness/src/bin/tollgate-bench-envoy.rs).
+# harness/src/bench/mod.rs, the driver tollgate-bench-envoy).
 #
-#   scripts/bench-envoy.sh [driver options, e.g. --rounds 3 --seconds 5]
+#   scripts/bench-envoy.sh [driver options, e.g. --rounds 3 --run-ms 1000]
 #
 # Needs: the venv's Envoy and target/.../tollgate.wasm (the Makefile target
 # builds both first), and h2load, which is installed here if missing

@@ -8,12 +8,15 @@
 //! - `abi/*` (host functions by ABI area), `memory` (bounds-checked guest
 //!   memory), `pairs` (header-map encoding), `clock` (virtual time),
 //!   `upstream` (real-HTTP clusters), `state` (what host functions share);
-//! - `call` (in-process call handlers), `mock` (mock services).
+//! - `call` (in-process call handlers), `mock` (mock services);
+//! - `envoy` (a real Envoy: PKI, configuration, process, local stack) and
+//!   `bench` (`make bench-envoy`'s driver).
 //!
 //! Invariants: no global host state; one `Gateway` per test; only compiled
 //! modules are cached process-wide.
 
 pub mod abi;
+pub mod bench;
 pub mod call;
 pub mod clock;
 pub mod envoy;

@@ -2,24 +2,10 @@
 //! policy passes `check`, a broken one is reported with its path, `decide`
 //! prints the verdict, and no credential value ever reaches its output.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn wasm() -> PathBuf {
-    let p = std::env::var_os("TOLLGATE_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/wasm32-wasip1/release/tollgate.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `make build` first",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::{root, wasm};
 
 fn cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate-harness"))

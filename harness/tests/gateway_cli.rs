@@ -9,17 +9,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tollgate_harness::envoy::{envoy_binary, GatewaySpec, ListenerSource, Upstream};
+use tollgate_harness::envoy::{envoy_binary, AccessLogSink, GatewaySpec, Upstream};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn wasm() -> PathBuf {
-    let p = root().join("target/wasm32-wasip1/release/tollgate.wasm");
-    assert!(p.exists(), "{} is missing: run `make build`", p.display());
-    p
-}
+mod common;
+use common::{root, wasm};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -126,6 +119,23 @@ fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
     );
     let log = std::fs::read_to_string(state.join("gateway/envoy.log")).unwrap_or_default();
     assert!(!log.contains("sk-demo-"), "no key in Envoy's log");
+    // The access log (its path is printed) has one JSON line per request,
+    // and no key either. Envoy flushed it when it stopped.
+    let access = std::fs::read_to_string(state.join("gateway/access.log")).unwrap_or_default();
+    assert!(
+        printed.contains(&state.join("gateway/access.log").display().to_string()),
+        "the access log's path is printed:\n{printed}"
+    );
+    let lines: Vec<serde_json::Value> = access
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per curl:\n{access}");
+    assert!(
+        lines.iter().any(|l| l["status"] == 403) && lines.iter().any(|l| l["status"] == 200),
+        "{access}"
+    );
+    assert!(!access.contains("sk-demo-"), "no key in the access log");
     let _ = std::fs::remove_dir_all(&state);
 }
 
@@ -140,20 +150,20 @@ fn the_providers_upstream_configuration_passes_envoy_validation() {
         .write(&dir, "gw")
         .unwrap();
     std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
-    let spec = GatewaySpec {
-        listen: "127.0.0.1:10443".parse().unwrap(),
-        wasm: wasm(),
-        policy_json: std::fs::read_to_string(root().join("mesh-config/local/policy.json")).unwrap(),
-        client_ca: dir.join("ca.crt"),
-        server_cert: server.cert,
-        server_key: server.key,
-        credential_cluster: "tollgate-credentials".into(),
-        credential_addr: "127.0.0.1:8200".parse().unwrap(),
-        upstream: Upstream::Providers {
+    let mut spec = GatewaySpec::tollgate(
+        "127.0.0.1:10443".parse().unwrap(),
+        wasm(),
+        std::fs::read_to_string(root().join("mesh-config/local/policy.json")).unwrap(),
+        dir.join("ca.crt"),
+        server.cert,
+        server.key,
+        "tollgate-credentials".into(),
+        "127.0.0.1:8200".parse().unwrap(),
+        Upstream::Providers {
             ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
         },
-        listener_source: ListenerSource::Static,
-    };
+    );
+    spec.access_log = Some(AccessLogSink::Stdout);
     let cfg = dir.join("providers.json");
     std::fs::write(&cfg, serde_json::to_vec_pretty(&spec.bootstrap(0)).unwrap()).unwrap();
     let out = Command::new(envoy_binary(&root()).unwrap())
@@ -165,6 +175,16 @@ fn the_providers_upstream_configuration_passes_envoy_validation() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "envoy --mode validate:\n{text}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    let hcm =
+        &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(
+        hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+        "REJECT_REQUEST"
+    );
+    assert_eq!(
+        hcm["access_log"][0]["name"], "envoy.access_loggers.stdout",
+        "the access log can go to stdout"
+    );
     let clusters = v["static_resources"]["clusters"].as_array().unwrap();
     for host in [
         "api.openai.com",

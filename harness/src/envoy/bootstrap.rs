@@ -8,9 +8,16 @@
 //! Shape:
 //! - one downstream listener that requires a client certificate from the
 //!   development CA (`require_client_certificate`), sanitises any
-//!   client-sent `x-forwarded-client-cert`, and strips host ports;
+//!   client-sent `x-forwarded-client-cert`, strips host ports, refuses
+//!   header names with underscores (400), and makes Envoy generate every
+//!   `x-request-id` itself (a client-sent one is removed before Envoy's
+//!   request-id logic runs, so it never becomes the id the gateway records
+//!   or forwards);
 //! - the HTTP filter chain: Tollgate (`envoy.filters.http.wasm`, v8,
-//!   fail-closed) then the router;
+//!   fail-closed) then the router, or other filters for the benchmarks
+//!   ([`HttpFilters`]);
+//! - optionally, an access log writing one JSON line per request with
+//!   Tollgate's audit record ([`AUDIT_LOG_FORMAT`]);
 //! - a cluster for the credential service, named as the policy names it;
 //! - upstreams: one plain-HTTP mock, or the real provider hosts with TLS
 //!   origination.
@@ -59,6 +66,69 @@ pub enum ListenerSource {
     File(PathBuf),
 }
 
+/// Envoy's access-log line for a Tollgate gateway, one JSON object per
+/// request: Envoy's own fields, and under `"tollgate"` the audit record the
+/// filter keeps in filter state (`proxy_set_property("tollgate.audit", …)`,
+/// stored by Envoy as `wasm.tollgate.audit`), or `null` when the filter
+/// never saw the request (e.g. a header name with an underscore, refused by
+/// the codec).
+///
+/// Why this shape (measured in Envoy 1.40):
+/// - `%FILTER_STATE(wasm.tollgate.audit:PLAIN)%` in a `json_format` is the
+///   record as an escaped JSON *string*; `:TYPED` is a
+///   `google.protobuf.BytesValue` with the record in base64. Neither nests.
+/// - In a text format, `:PLAIN` writes the bytes as they are (a nested
+///   object), but a missing value prints `-`, which is not JSON.
+/// - `%CEL(… ? filter_state[…] : b'null')%` in a text format writes the
+///   bytes as they are, and `null` when absent: always valid JSON as long as
+///   the filter stores one JSON object, which it does.
+/// - The record the filter rewrites in `on_log` is the one logged: the wasm
+///   filter's `on_log` runs before the HTTP connection manager's access
+///   loggers.
+///
+/// Only fields Envoy generates are written outside the record (no header a
+/// client chooses, which a text format would not escape): the request id is
+/// Envoy's own (a client's `x-request-id` is removed before Envoy assigns
+/// one; see the listener's connection manager).
+pub const AUDIT_LOG_FORMAT: &str = concat!(
+    r#"{"start_time":"%START_TIME%","request_id":"%REQ(X-REQUEST-ID)%","#,
+    r#""status":%RESPONSE_CODE%,"response_code_details":"%RESPONSE_CODE_DETAILS%","#,
+    r#""response_flags":"%RESPONSE_FLAGS%","duration_ms":%DURATION%,"#,
+    r#""upstream_host":"%UPSTREAM_HOST%","upstream_cluster":"%UPSTREAM_CLUSTER%","#,
+    r#""tollgate":%CEL('wasm.tollgate.audit' in filter_state ? filter_state['wasm.tollgate.audit'] : b'null')%}"#,
+    "\n"
+);
+
+/// Where the access log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogSink {
+    /// Appended to this file (Envoy buffers it and flushes about once a
+    /// second from its own thread).
+    File(PathBuf),
+    /// Envoy's standard output.
+    Stdout,
+}
+
+/// The HTTP filters before the router.
+#[derive(Clone, Debug)]
+pub enum HttpFilters {
+    /// Tollgate (the spec's `wasm` with its `policy_json`).
+    Tollgate,
+    /// These filters instead (the benchmarks' native and ext_authz
+    /// gateways; empty for a plain proxy).
+    Custom(Vec<Value>),
+}
+
+/// What the listener does with `x-forwarded-client-cert`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCertDetails {
+    /// Remove any the client sent, add none (Tollgate never reads it).
+    Sanitize,
+    /// Replace it with the verified peer certificate's URI SAN (what an
+    /// HTTP ext_authz service needs to learn the caller).
+    SanitizeSetUri,
+}
+
 /// Everything a gateway needs.
 #[derive(Clone, Debug)]
 pub struct GatewaySpec {
@@ -79,6 +149,52 @@ pub struct GatewaySpec {
     pub credential_addr: SocketAddr,
     pub upstream: Upstream,
     pub listener_source: ListenerSource,
+    /// The access log with the audit record, if any.
+    pub access_log: Option<AccessLogSink>,
+    pub http_filters: HttpFilters,
+    pub client_cert_details: ClientCertDetails,
+    /// More clusters (e.g. an ext_authz service).
+    pub extra_clusters: Vec<Value>,
+    /// `static_resources.secrets` (e.g. a credential_injector's key).
+    pub secrets: Vec<Value>,
+    /// Envoy worker threads (`--concurrency`).
+    pub concurrency: u32,
+}
+
+impl GatewaySpec {
+    /// A Tollgate gateway with the defaults `make run` uses: Tollgate's
+    /// filter, XFCC sanitised, no access log, one worker.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tollgate(
+        listen: SocketAddr,
+        wasm: PathBuf,
+        policy_json: String,
+        client_ca: PathBuf,
+        server_cert: PathBuf,
+        server_key: PathBuf,
+        credential_cluster: String,
+        credential_addr: SocketAddr,
+        upstream: Upstream,
+    ) -> Self {
+        Self {
+            listen,
+            wasm,
+            policy_json,
+            client_ca,
+            server_cert,
+            server_key,
+            credential_cluster,
+            credential_addr,
+            upstream,
+            listener_source: ListenerSource::Static,
+            access_log: None,
+            http_filters: HttpFilters::Tollgate,
+            client_cert_details: ClientCertDetails::Sanitize,
+            extra_clusters: vec![],
+            secrets: vec![],
+            concurrency: 1,
+        }
+    }
 }
 
 impl GatewaySpec {
@@ -90,11 +206,15 @@ impl GatewaySpec {
             self.credential_addr,
         )];
         clusters.extend(self.upstream_clusters());
+        clusters.extend(self.extra_clusters.iter().cloned());
         let mut boot = json!({
             "node": {"id": "tollgate-local", "cluster": "tollgate"},
             "admin": {"address": socket("127.0.0.1", admin_port)},
             "static_resources": {"clusters": clusters},
         });
+        if !self.secrets.is_empty() {
+            boot["static_resources"]["secrets"] = json!(self.secrets);
+        }
         match &self.listener_source {
             ListenerSource::Static => {
                 boot["static_resources"]["listeners"] = json!([self.listener()]);
@@ -142,23 +262,78 @@ impl GatewaySpec {
                 },
                 "filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "egress",
-                        "codec_type": "AUTO",
-                        "strip_any_host_port": true,
-                        // The filter never reads this header; sanitising it
-                        // also keeps a spoofed one from reaching upstream.
-                        "forward_client_cert_details": "SANITIZE",
-                        "route_config": self.routes(),
-                        "http_filters": [self.wasm_filter(), router()],
-                    },
+                    "typed_config": self.http_connection_manager(),
                 }],
             }],
         })
     }
 
-    fn wasm_filter(&self) -> Value {
+    /// The listener's HTTP connection manager.
+    pub(crate) fn http_connection_manager(&self) -> Value {
+        let mut filters = match &self.http_filters {
+            HttpFilters::Tollgate => vec![self.wasm_filter()],
+            HttpFilters::Custom(f) => f.clone(),
+        };
+        filters.push(router());
+        let mut hcm = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "egress",
+            "codec_type": "AUTO",
+            "strip_any_host_port": true,
+            // A header name with an underscore (`x_api_key`) is refused with
+            // 400 by the codec: some servers read it as `x-api-key`, and
+            // Tollgate strips credential headers by their dashed names.
+            "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
+            // The request id is Envoy's, never the client's. Clients connect
+            // directly, so the peer address is the real one. With
+            // use_remote_address a request from an *internal* address keeps
+            // its x-request-id, and which addresses are internal depends on
+            // internal_address_config and the Envoy version (an explicit
+            // config with no ranges makes loopback and RFC 1918 internal), so
+            // the client's header is removed before Envoy's request-id logic
+            // runs, and Envoy always generates one.
+            "use_remote_address": true,
+            "generate_request_id": true,
+            "preserve_external_request_id": false,
+            "early_header_mutation_extensions": [remove_request_id()],
+            // So a caller can quote the id that is in the audit record.
+            "always_set_request_id_in_response": true,
+            "route_config": self.routes(),
+            "http_filters": filters,
+        });
+        match self.client_cert_details {
+            // The filter never reads this header; sanitising it also keeps
+            // a spoofed one from reaching upstream.
+            ClientCertDetails::Sanitize => {
+                hcm["forward_client_cert_details"] = json!("SANITIZE");
+            }
+            ClientCertDetails::SanitizeSetUri => {
+                hcm["forward_client_cert_details"] = json!("SANITIZE_SET");
+                hcm["set_current_client_cert_details"] = json!({"uri": true});
+            }
+        }
+        if let Some(sink) = &self.access_log {
+            hcm["access_log"] = json!([audit_access_log(sink)]);
+        }
+        hcm
+    }
+
+    /// Envoy's command-line options for this gateway: its workers, and the
+    /// log levels every gateway we render runs with (`info`, which shows
+    /// Tollgate's own log lines but no request headers; see README
+    /// "Logging").
+    pub fn envoy_options(
+        &self,
+        binary: PathBuf,
+        config: PathBuf,
+        work_dir: PathBuf,
+    ) -> super::process::EnvoyOptions {
+        let mut eo = super::process::EnvoyOptions::new(binary, config, work_dir);
+        eo.concurrency = self.concurrency;
+        eo
+    }
+
+    pub(crate) fn wasm_filter(&self) -> Value {
         json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
@@ -218,18 +393,52 @@ impl GatewaySpec {
     }
 }
 
-fn socket(ip: &str, port: u16) -> Value {
+pub(crate) fn socket(ip: &str, port: u16) -> Value {
     json!({"socket_address": {"address": ip, "port_value": port}})
 }
 
-fn router() -> Value {
+/// An early header mutation that removes a client-sent `x-request-id`
+/// before the connection manager's request-id logic runs.
+fn remove_request_id() -> Value {
+    json!({
+        "name": "envoy.http.early_header_mutation.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+            "mutations": [{"remove": "x-request-id"}],
+        },
+    })
+}
+
+/// The access logger writing [`AUDIT_LOG_FORMAT`] to `sink`.
+fn audit_access_log(sink: &AccessLogSink) -> Value {
+    let format = json!({"text_format_source": {"inline_string": AUDIT_LOG_FORMAT}});
+    match sink {
+        AccessLogSink::File(path) => json!({
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": path,
+                "log_format": format,
+            },
+        }),
+        AccessLogSink::Stdout => json!({
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": format,
+            },
+        }),
+    }
+}
+
+pub(crate) fn router() -> Value {
     json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
     })
 }
 
-fn plain_cluster(name: &str, addr: SocketAddr) -> Value {
+pub(crate) fn plain_cluster(name: &str, addr: SocketAddr) -> Value {
     json!({
         "name": name,
         "type": "STATIC",

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
+use super::bootstrap::AccessLogSink;
 use super::pki::PemFiles;
 use super::stack::{Stack, StackOptions, UpstreamChoice};
 use crate::mock::MockCredentialService;
@@ -59,6 +60,9 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
         watched_listener: true,
         inherit_output: false,
         envoy_args: vec![],
+        access_log: Some(AccessLogSink::File(
+            o.state_dir.join("gateway").join("access.log"),
+        )),
         remove_on_drop: false,
     };
     let mut stack = Stack::start(opts, creds).await?;
@@ -69,8 +73,11 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
         snippets(stack.listen.port(), &stack.pki.ca_file, &allowed, &denied)
     );
     println!(
-        "Envoy log: {}\nEdit {} and the gateway reloads it. Ctrl-C stops everything.",
+        "Envoy log: {}\nAccess log (one JSON line per request, Tollgate's audit record under \"tollgate\"): {}\nEdit {} and the gateway reloads it. Ctrl-C stops everything.",
         stack.envoy.log_path().display(),
+        stack
+            .access_log_path()
+            .map_or_else(|| "none".to_string(), |p| p.display().to_string()),
         o.policy.display()
     );
 

@@ -12,7 +12,10 @@ pub mod pki;
 pub mod process;
 pub mod stack;
 
-pub use bootstrap::{GatewaySpec, ListenerSource, Upstream};
+pub use bootstrap::{
+    AccessLogSink, ClientCertDetails, GatewaySpec, HttpFilters, ListenerSource, Upstream,
+    AUDIT_LOG_FORMAT,
+};
 pub use pki::{DevCa, Pem, PemFiles, PkiError};
 pub use process::{envoy_binary, EnvoyError, EnvoyOptions, EnvoyProcess};
 pub use stack::{free_port, Stack, StackOptions, StackPki, UpstreamChoice};

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use super::bootstrap::{GatewaySpec, ListenerSource, Upstream};
+use super::bootstrap::{AccessLogSink, GatewaySpec, ListenerSource, Upstream};
 use super::pki::{DevCa, Pem, PemFiles};
-use super::process::{envoy_binary, EnvoyOptions, EnvoyProcess};
+use super::process::{envoy_binary, EnvoyProcess};
 use crate::mock::{MockCredentialService, MockLlm, ServedLlm, ServedMock};
 
 /// Where upstream traffic goes.
@@ -57,6 +57,9 @@ pub struct StackOptions {
     pub inherit_output: bool,
     /// Extra Envoy arguments.
     pub envoy_args: Vec<String>,
+    /// Where Envoy writes the access log with Tollgate's audit record
+    /// (`None`: no access log).
+    pub access_log: Option<AccessLogSink>,
     /// Remove `work_dir` when the stack is dropped, unless the thread is
     /// panicking (a failed test keeps Envoy's log for reading).
     pub remove_on_drop: bool,
@@ -78,6 +81,7 @@ impl StackOptions {
             watched_listener: true,
             inherit_output: false,
             envoy_args: vec![],
+            access_log: Some(AccessLogSink::File(work_dir.join("access.log"))),
             remove_on_drop: true,
         }
     }
@@ -142,35 +146,36 @@ impl Stack {
             opts.listen
         };
         let lds_path = opts.work_dir.join("listener.json");
-        let spec = GatewaySpec {
+        let mut spec = GatewaySpec::tollgate(
             listen,
-            wasm: opts.wasm.clone(),
-            policy_json: opts.policy_json.clone(),
-            client_ca: pki.ca_file.clone(),
-            server_cert: pki.server.cert.clone(),
-            server_key: pki.server.key.clone(),
+            opts.wasm.clone(),
+            opts.policy_json.clone(),
+            pki.ca_file.clone(),
+            pki.server.cert.clone(),
+            pki.server.key.clone(),
             credential_cluster,
-            credential_addr: creds_served.addr,
-            upstream: match opts.upstream {
+            creds_served.addr,
+            match opts.upstream {
                 UpstreamChoice::Mock => Upstream::Mock(llm_served.addr),
                 UpstreamChoice::Providers => Upstream::Providers {
                     ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
                 },
             },
-            listener_source: if opts.watched_listener {
-                ListenerSource::File(lds_path.clone())
-            } else {
-                ListenerSource::Static
-            },
+        );
+        spec.listener_source = if opts.watched_listener {
+            ListenerSource::File(lds_path.clone())
+        } else {
+            ListenerSource::Static
         };
+        spec.access_log = opts.access_log.clone();
+        spec.concurrency = opts.concurrency;
         if opts.watched_listener {
             write_atomically(&lds_path, &spec.lds_file())?;
         }
         let boot_path = opts.work_dir.join("envoy.json");
         write_atomically(&boot_path, &spec.bootstrap(0))?;
 
-        let mut eo = EnvoyOptions::new(envoy_bin, boot_path, opts.work_dir.clone());
-        eo.concurrency = opts.concurrency;
+        let mut eo = spec.envoy_options(envoy_bin, boot_path, opts.work_dir.clone());
         eo.inherit_output = opts.inherit_output;
         eo.extra_args = opts.envoy_args.clone();
         let envoy = EnvoyProcess::start(&eo)?;
@@ -203,6 +208,23 @@ impl Stack {
     /// The scratch directory.
     pub fn work_dir(&self) -> &Path {
         &self.work_dir
+    }
+
+    /// The access log's file, if the stack writes one.
+    pub fn access_log_path(&self) -> Option<&Path> {
+        match &self.spec.access_log {
+            Some(AccessLogSink::File(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The access log so far (empty if none). Envoy flushes it about once a
+    /// second: poll for the line you expect.
+    pub fn access_log(&self) -> String {
+        self.access_log_path()
+            .and_then(|p| fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// A certificate for `spiffe_id`, signed by the stack's CA.

@@ -1,4 +1,5 @@
-//! Shared helpers for the harness's own tests: the probe guest, handlers.
+//! Shared helpers for the harness's own tests: where the repository and the
+//! built module are, the probe guest, handlers.
 //!
 //! The probe (`harness/probe`) comes from `TOLLGATE_PROBE_WASM` if set, else
 //! from `make probe`'s build if that is newer than the probe's sources, else
@@ -17,6 +18,25 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("harness has a parent")
         .to_path_buf()
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    workspace_root()
+}
+
+/// The built `tollgate.wasm`: `TOLLGATE_WASM`, else the release build.
+/// Missing, it fails the test (nothing is skipped).
+pub fn wasm() -> PathBuf {
+    let p = std::env::var_os("TOLLGATE_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/wasm32-wasip1/release/tollgate.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` first",
+        p.display()
+    );
+    p
 }
 
 /// Path of the probe `.wasm`, building it if needed.

@@ -1,0 +1,271 @@
+//! The gateways under test: each variant is a [`GatewaySpec`], the one
+//! `make run` renders, with its own HTTP filters (and what they need); plus
+//! the client sidecar that originates mTLS, and Tollgate's policy.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::envoy::bootstrap::{plain_cluster, socket};
+use crate::envoy::{ClientCertDetails, GatewaySpec, HttpFilters, PemFiles};
+
+use super::{
+    ALLOWED_PREFIX, AUTHZ_CLUSTER, AUTHZ_PREFIX, CHAT_PATH, CLIENT_KEY, CREDS_CLUSTER,
+    PROVIDER_HOST, REAL_KEY, SECRET_NAME,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Variant {
+    Plain,
+    Native,
+    ExtAuthz,
+    Tollgate,
+    /// Diagnostic: a wasm filter in the same v8 runtime that does nothing,
+    /// to split Tollgate's cost into "being a wasm filter" and "its work".
+    WasmNoop,
+    /// Diagnostic: Tollgate with Envoy's `wasm` logger at `warn`, so the
+    /// per-request audit line is built and handed to `proxy_log` but not
+    /// written: the cost of writing it through Envoy's logger.
+    TollgateNoAudit,
+}
+
+impl Variant {
+    pub(crate) const ALL: [Variant; 6] = [
+        Self::Plain,
+        Self::Native,
+        Self::ExtAuthz,
+        Self::Tollgate,
+        Self::WasmNoop,
+        Self::TollgateNoAudit,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Plain => "1 plain proxy (router only)",
+            Self::Native => "2 rbac + credential_injector",
+            Self::ExtAuthz => "3 ext_authz (HTTP, Rust svc)",
+            Self::Tollgate => "4 Tollgate (cached key)",
+            Self::WasmNoop => "(diag) no-op wasm filter, v8",
+            Self::TollgateNoAudit => "(diag) Tollgate, audit line off",
+        }
+    }
+
+    /// A short name for directories, clusters and listeners.
+    pub(crate) fn slug(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Native => "native",
+            Self::ExtAuthz => "ext_authz",
+            Self::Tollgate => "tollgate",
+            Self::WasmNoop => "wasm_noop",
+            Self::TollgateNoAudit => "tollgate_no_audit",
+        }
+    }
+
+    /// Whether the gateway enforces the policy (refuses other endpoints).
+    pub(crate) fn enforces(self) -> bool {
+        matches!(
+            self,
+            Self::Native | Self::ExtAuthz | Self::Tollgate | Self::TollgateNoAudit
+        )
+    }
+
+    /// Envoy's `wasm` log level: `info` shows Tollgate's audit line, as the
+    /// mesh configuration deploys it (`componentLogLevel: wasm:info`).
+    pub(crate) fn wasm_log_level(self) -> &'static str {
+        match self {
+            Self::TollgateNoAudit => "wasm:warn",
+            Self::Plain | Self::Native | Self::ExtAuthz | Self::Tollgate | Self::WasmNoop => {
+                "wasm:info"
+            }
+        }
+    }
+
+    /// The credential the mock LLM must receive through this gateway.
+    pub(crate) fn upstream_key(self) -> &'static str {
+        match self {
+            Self::Plain | Self::WasmNoop => CLIENT_KEY,
+            Self::Native | Self::ExtAuthz | Self::Tollgate | Self::TollgateNoAudit => REAL_KEY,
+        }
+    }
+}
+
+/// The gateway for `v`: `base` (Tollgate's spec, as `make run` renders it)
+/// with this variant's HTTP filters and what they need. `noop` is the no-op
+/// module, `authz` the ext_authz service.
+pub(crate) fn spec_for(
+    v: Variant,
+    base: &GatewaySpec,
+    noop: &Path,
+    authz: SocketAddr,
+) -> GatewaySpec {
+    let mut spec = base.clone();
+    match v {
+        Variant::Plain => spec.http_filters = HttpFilters::Custom(vec![]),
+        Variant::Native => {
+            spec.http_filters =
+                HttpFilters::Custom(vec![rbac_filter(), credential_injector_filter()]);
+            spec.secrets = vec![json!({
+                "name": SECRET_NAME,
+                "generic_secret": {"secret": {"inline_string": REAL_KEY}},
+            })];
+        }
+        Variant::ExtAuthz => {
+            spec.client_cert_details = ClientCertDetails::SanitizeSetUri;
+            spec.http_filters = HttpFilters::Custom(vec![ext_authz_filter(authz)]);
+            spec.extra_clusters = vec![plain_cluster(AUTHZ_CLUSTER, authz)];
+        }
+        Variant::WasmNoop => spec.wasm = noop.to_path_buf(),
+        Variant::Tollgate | Variant::TollgateNoAudit => {}
+    }
+    spec
+}
+
+/// Native policy equal to Tollgate's rule: the workload prefix (on the
+/// verified URI SAN), the provider host, `POST /v1/chat/completions`.
+pub(crate) fn rbac_filter() -> Value {
+    let header = |name: &str, exact: &str| json!({"header": {"name": name, "string_match": {"exact": exact}}});
+    json!({
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "ALLOW", "policies": {"support-chat": {
+                "permissions": [{"and_rules": {"rules": [
+                    header(":authority", PROVIDER_HOST),
+                    header(":method", "POST"),
+                    {"url_path": {"path": {"exact": CHAT_PATH}}},
+                ]}}],
+                "principals": [{"authenticated": {"principal_name": {"prefix": ALLOWED_PREFIX}}}],
+            }}},
+        },
+    })
+}
+
+/// The generic credential from a static secret, as `Authorization: Bearer`.
+pub(crate) fn credential_injector_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.credential_injector",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
+            "overwrite": true,
+            "credential": {
+                "name": "envoy.http.injected_credentials.generic",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
+                    "credential": {"name": SECRET_NAME},
+                    "header": "Authorization",
+                    "header_value_prefix": "Bearer ",
+                },
+            },
+        },
+    })
+}
+
+/// ext_authz in HTTP mode: the service sees the XFCC header (the caller's
+/// URI SAN), and its `authorization` reply header goes upstream.
+pub(crate) fn ext_authz_filter(authz: SocketAddr) -> Value {
+    json!({
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": false,
+            "allowed_headers": {"patterns": [{"exact": "x-forwarded-client-cert"}]},
+            "http_service": {
+                "server_uri": {"uri": format!("http://{authz}"), "cluster": AUTHZ_CLUSTER, "timeout": "1s"},
+                "path_prefix": AUTHZ_PREFIX,
+                "authorization_response": {
+                    "allowed_upstream_headers": {"patterns": [{"exact": "authorization"}]},
+                },
+            },
+        },
+    })
+}
+
+/// The client sidecar: per gateway, a plain HTTP listener whose cluster
+/// originates mTLS with the workload's certificate.
+pub(crate) fn sidecar_bootstrap(
+    routes: &[(Variant, SocketAddr, SocketAddr)],
+    ca: &Path,
+    svid: &PemFiles,
+) -> Value {
+    let listeners: Vec<Value> = routes
+        .iter()
+        .map(|(v, listen, _)| sidecar_listener(*v, *listen))
+        .collect();
+    let clusters: Vec<Value> = routes
+        .iter()
+        .map(|(v, _, gateway)| sidecar_cluster(*v, *gateway, ca, svid))
+        .collect();
+    json!({
+        "node": {"id": "bench-sidecar", "cluster": "bench-client"},
+        "admin": {"address": socket("127.0.0.1", 0)},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    })
+}
+
+fn sidecar_listener(v: Variant, listen: SocketAddr) -> Value {
+    json!({
+        "name": format!("to_{}", v.slug()),
+        "address": socket(&listen.ip().to_string(), listen.port()),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": format!("to_{}", v.slug()),
+                "codec_type": "HTTP1",
+                "route_config": {"name": "out", "virtual_hosts": [{
+                    "name": "all", "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"},
+                                "route": {"cluster": format!("gw_{}", v.slug()), "timeout": "30s"}}],
+                }]},
+                "http_filters": [{
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                }],
+            },
+        }]}],
+    })
+}
+
+fn sidecar_cluster(v: Variant, gateway: SocketAddr, ca: &Path, svid: &PemFiles) -> Value {
+    let mut c = plain_cluster(&format!("gw_{}", v.slug()), gateway);
+    c["transport_socket"] = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": PROVIDER_HOST,
+            "common_tls_context": {
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": svid.cert},
+                    "private_key": {"filename": svid.key},
+                }],
+                "validation_context": {
+                    "trusted_ca": {"filename": ca},
+                    "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": PROVIDER_HOST}}],
+                },
+            },
+        },
+    });
+    c
+}
+
+/// Tollgate's policy: one provider, one rule, equal to the rbac policy.
+pub(crate) fn tollgate_policy() -> Value {
+    json!({
+        "mode": "enforce",
+        "trust_domains": ["cluster.local"],
+        "credential_service": {
+            "cluster": CREDS_CLUSTER,
+            "authority": "credentials.tollgate.local",
+            "protocol": "tollgate_v1",
+            "timeout": "2s",
+            "ttl": "10m",
+        },
+        "providers": [{"name": "openai", "kind": "openai", "hosts": [PROVIDER_HOST],
+                       "credential": {"name": "openai"}}],
+        "rules": [{"name": "support-chat", "workloads": [format!("{ALLOWED_PREFIX}*")],
+                   "providers": ["openai"], "endpoints": [format!("POST {CHAT_PATH}")]}],
+    })
+}

@@ -1,0 +1,212 @@
+//! The Envoy gateway benchmark behind `tollgate-bench-envoy` (`make bench-envoy`): Tollgate against Envoy's
+//! native filters and against ext_authz, each in a real Envoy 1.40 gateway,
+//! measured in one run on one machine.
+//!
+//! ```text
+//! tollgate-bench-envoy [--repo DIR] [--wasm FILE] [--rounds N] [--run-ms MS]
+//!                      [--warmup-ms MS] [--rate RPS] [--rate-clients N]
+//!                      [--connections N] [--keep] [--hold] [--no-pin] [--no-spin]
+//! ```
+//!
+//! Noise control on a small shared VM (both on by default): the gateways
+//! are pinned to one CPU and everything else to the other (`--no-pin`), so
+//! all gateways get the same placement and their CPU time is their own; and
+//! one `SCHED_IDLE` busy-loop thread per CPU keeps the CPUs out of idle
+//! states (`--no-spin`). Without it, waking an idle vCPU adds hundreds of µs
+//! of random delay per hop; the spinners yield to any other runnable task at
+//! once, so they take no CPU from what is measured.
+//!
+//! `--hold` starts and checks everything, prints where each gateway and its
+//! sidecar entry listen, and waits for Ctrl-C instead of measuring: for
+//! profiling by hand (`perf record -p <gateway pid>`, h2load against an
+//! entry).
+//!
+//! Topology, all on loopback, every Envoy started with `--concurrency 1`:
+//!
+//! ```text
+//! h2load --h1 ─HTTP/1.1─▶ client sidecar Envoy ─mTLS, workload SVID─▶ gateway Envoy ─HTTP/1.1─▶ mock LLM
+//!                         (one plain listener                          (1) router only
+//!                          per gateway, keep-alive)                    (2) rbac + credential_injector
+//!                                                                      (3) ext_authz ──▶ authz service (here)
+//!                                                                      (4) Tollgate  ──▶ mock credential service
+//!                                                                      (diag) a no-op wasm filter
+//!                                                                      (diag) Tollgate, audit line off
+//! ```
+//!
+//! The two diagnostic gateways split Tollgate's cost: what any v8 wasm
+//! filter costs (a hand-encoded module whose callbacks return at once), and
+//! what writing the per-request audit line through Envoy's logger costs
+//! (the same Tollgate with `--component-log-level wasm:warn`). The others
+//! run with `wasm:info`, as the mesh configuration deploys Tollgate.
+//!
+//! Neither h2load nor wrk can present a client certificate, so a sidecar
+//! Envoy originates the mTLS, as an Istio sidecar would; it is the same for
+//! all four gateways. The gateways share the listener rendered by
+//! [`GatewaySpec`] for `make run` (client certificate required, SPIFFE URI
+//! SAN, underscores refused, Envoy-generated request ids), the
+//! upstream cluster and the route; they differ only in their HTTP filters,
+//! and ext_authz also gets the caller's URI SAN in `x-forwarded-client-cert`
+//! (`SANITIZE_SET`), since that is how an HTTP authz service learns it.
+//!
+//! Each round runs every gateway, in an order rotated per round: (a) latency
+//! at a fixed request rate (h2load `--rps`, per-request log, p50 and p99),
+//! then (b) closed-loop throughput. Added latency and throughput ratios are
+//! taken per round against the plain proxy, and the table shows medians over
+//! rounds.
+//!
+//! Layout: `options` (the command line), `gateways` (the variants and their
+//! `GatewaySpec`s, the client sidecar, Tollgate's policy), `noop_wasm` (the
+//! hand-encoded diagnostic module), `authz` (the ext_authz service),
+//! `setup` (starting and checking everything), `load` (h2load runs),
+//! `cpu` (CPU time, pinning, idle spinners), `stats` (percentiles, medians,
+//! per-round ratios), `report` (what is printed), `signals` (interruption
+//! and child processes).
+//!
+//! Invariants:
+//! - Before measuring, every gateway is checked: the allowed request reaches
+//!   the mock LLM with the expected credential, and (except for the plain
+//!   proxy) a request outside the policy is refused. After every load run the
+//!   mock's last request must still carry the expected credential.
+//! - A load run with any failed or non-2xx request fails the whole run.
+//! - Everything started here stops when the driver exits, on success, error,
+//!   Ctrl-C or SIGTERM: Envoys and h2load are children with
+//!   `PR_SET_PDEATHSIG`, Envoys are stopped on drop, h2load is killed on a
+//!   signal, and the mocks and the authz service live in this process.
+
+mod authz;
+mod cpu;
+mod gateways;
+mod load;
+mod noop_wasm;
+mod options;
+mod report;
+mod setup;
+mod signals;
+mod stats;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use cpu::{pin_current_thread, Spinners};
+use load::measure;
+use options::Options;
+use report::{print_gateway_stats, print_header, print_rounds, print_table, print_targets};
+use setup::Bench;
+use signals::{stop_on_signal, INTERRUPTED};
+use stats::summarize;
+
+/// The caller: the workload certificate's only SAN.
+pub(crate) const WORKLOAD: &str = "spiffe://cluster.local/ns/support/sa/chatbot";
+/// The prefix every policy allows (Tollgate's `ns/support/*`).
+pub(crate) const ALLOWED_PREFIX: &str = "spiffe://cluster.local/ns/support/";
+pub(crate) const PROVIDER_HOST: &str = "api.openai.com";
+pub(crate) const CHAT_PATH: &str = "/v1/chat/completions";
+/// An endpoint no policy allows: the refusal check.
+pub(crate) const DENIED_PATH: &str = "/v1/embeddings";
+/// What the credential service (or the native secret, or the authz service)
+/// hands out.
+macro_rules! real_key {
+    () => {
+        "sk-bench-real-openai-0123456789abcdef"
+    };
+}
+pub(crate) const REAL_KEY: &str = real_key!();
+pub(crate) const REAL_BEARER: &str = concat!("Bearer ", real_key!());
+/// What the client sends; every gateway but the plain proxy replaces it.
+pub(crate) const CLIENT_KEY: &str = "placeholder-not-a-key";
+pub(crate) const CREDS_CLUSTER: &str = "tollgate-credentials";
+pub(crate) const AUTHZ_CLUSTER: &str = "ext_authz";
+pub(crate) const AUTHZ_PREFIX: &str = "/authz";
+pub(crate) const SECRET_NAME: &str = "openai-key";
+pub(crate) const BODY: &str =
+    r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hi."}],"max_tokens":16}"#;
+
+/// Where every gateway Envoy runs (unless `--no-pin`): alone on one core,
+/// so all four get the same placement and their CPU time is their own.
+pub(crate) const GATEWAY_CPU: usize = 1;
+/// Where the client side (h2load, the sidecar), the mocks and the authz
+/// service run.
+pub(crate) const CLIENT_CPU: usize = 0;
+
+/// The driver's entry point: runs, prints, and maps failure to the exit code.
+pub fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate-bench-envoy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let opts = Options::parse(std::env::args().skip(1))?;
+    if opts.pin {
+        // Inherited by the runtime's threads, the authz thread, the sidecar
+        // and h2load; gateways are started from inside `on_gateway_cpu`.
+        pin_current_thread(CLIENT_CPU)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.spawn(stop_on_signal());
+    let spinners = if opts.spin {
+        Spinners::start()?
+    } else {
+        Spinners::default()
+    };
+    let outcome = Bench::start(&opts, &rt).and_then(|bench| bench_all(&opts, &rt, &bench));
+    drop(spinners);
+    // Keep the logs of a failed run; an interrupted one is not a failure.
+    let failed = outcome.is_err() && !INTERRUPTED.load(Ordering::SeqCst);
+    if !failed && !opts.keep {
+        let _ = std::fs::remove_dir_all(&opts.work_dir);
+    } else {
+        eprintln!(
+            "work directory (configs, Envoy logs) kept at {}",
+            opts.work_dir.display()
+        );
+    }
+    outcome
+}
+
+/// Checks, measures, and prints the table.
+fn bench_all(opts: &Options, rt: &tokio::runtime::Runtime, bench: &Bench) -> anyhow::Result<()> {
+    print_header(opts, bench);
+    rt.block_on(bench.verify())?;
+    if opts.hold {
+        return hold(bench);
+    }
+    let fetches_before = bench.creds.requests();
+    let rounds = measure(opts, bench)?;
+    let fetches = bench.creds.requests().saturating_sub(fetches_before);
+    let summary = summarize(&rounds);
+    print_rounds(&rounds);
+    print_table(&summary);
+    print_targets(&summary);
+    print_gateway_stats(bench, fetches);
+    Ok(())
+}
+
+/// Prints the entry points and waits until SIGINT or SIGTERM.
+fn hold(bench: &Bench) -> anyhow::Result<()> {
+    for g in &bench.gateways {
+        println!(
+            "{:<32} entry http://{} (Host {PROVIDER_HOST})  gateway admin http://{}  log {}",
+            g.variant.label(),
+            g.entry,
+            g.envoy.admin_addr(),
+            g.envoy.log_path().display()
+        );
+    }
+    println!("holding; Ctrl-C stops everything");
+    while !INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}

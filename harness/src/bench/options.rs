@@ -1,0 +1,100 @@
+//! The driver's command line.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, ensure};
+
+use super::cpu::{loadavg, online_cpus};
+
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) repo: PathBuf,
+    pub(crate) wasm: PathBuf,
+    pub(crate) rounds: usize,
+    /// Measured milliseconds per load run.
+    pub(crate) run_ms: u32,
+    /// Unmeasured milliseconds before each load run.
+    pub(crate) warmup_ms: u32,
+    /// Total request rate of the latency runs.
+    pub(crate) rate: u32,
+    /// Connections sharing that rate.
+    pub(crate) rate_clients: u32,
+    /// Connections of the closed-loop throughput runs.
+    pub(crate) connections: u32,
+    pub(crate) keep: bool,
+    /// Start, check, print the addresses, and wait for a signal.
+    pub(crate) hold: bool,
+    /// Gateways on [`GATEWAY_CPU`], everything else on [`CLIENT_CPU`].
+    pub(crate) pin: bool,
+    /// Keep every CPU out of idle with a `SCHED_IDLE` busy loop.
+    pub(crate) spin: bool,
+    /// `/proc/loadavg` when the driver started: other tenants' load.
+    pub(crate) loadavg_at_start: String,
+    pub(crate) work_dir: PathBuf,
+}
+
+impl Options {
+    pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        let mut o = Self {
+            repo: PathBuf::from("."),
+            wasm: PathBuf::new(),
+            rounds: 8,
+            run_ms: 1500,
+            warmup_ms: 500,
+            rate: 400,
+            rate_clients: 1,
+            connections: 32,
+            keep: false,
+            hold: false,
+            pin: online_cpus() >= 2,
+            spin: true,
+            loadavg_at_start: loadavg(),
+            work_dir: std::env::temp_dir()
+                .join(format!("tollgate-bench-envoy-{}", std::process::id())),
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| anyhow!("{flag} needs a value"));
+            match flag.as_str() {
+                "--repo" => o.repo = value()?.into(),
+                "--wasm" => o.wasm = value()?.into(),
+                "--rounds" => o.rounds = number(&flag, &value()?)?,
+                "--run-ms" => o.run_ms = number(&flag, &value()?)?,
+                "--warmup-ms" => o.warmup_ms = number(&flag, &value()?)?,
+                "--rate" => o.rate = number(&flag, &value()?)?,
+                "--rate-clients" => o.rate_clients = number(&flag, &value()?)?,
+                "--connections" => o.connections = number(&flag, &value()?)?,
+                "--keep" => o.keep = true,
+                "--hold" => o.hold = true,
+                "--no-pin" => o.pin = false,
+                "--no-spin" => o.spin = false,
+                "-h" | "--help" => {
+                    bail!("usage: see the //! header of harness/src/bench/mod.rs")
+                }
+                other => bail!("unknown argument {other:?} (try --help)"),
+            }
+        }
+        if o.wasm.as_os_str().is_empty() {
+            o.wasm = o.repo.join("target/wasm32-wasip1/release/tollgate.wasm");
+        }
+        ensure!(
+            o.rounds >= 1 && o.run_ms >= 100,
+            "--rounds must be at least 1 and --run-ms at least 100"
+        );
+        ensure!(
+            o.rate_clients >= 1 && o.rate >= o.rate_clients,
+            "--rate must be at least --rate-clients (≥ 1)"
+        );
+        ensure!(o.connections >= 1, "--connections must be at least 1");
+        ensure!(
+            o.wasm.exists(),
+            "{} is missing: run `make build`",
+            o.wasm.display()
+        );
+        Ok(o)
+    }
+}
+
+pub(crate) fn number<T: std::str::FromStr>(flag: &str, v: &str) -> anyhow::Result<T> {
+    v.parse()
+        .map_err(|_| anyhow!("{flag}: {v:?} is not a number"))
+}

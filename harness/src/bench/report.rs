@@ -1,0 +1,175 @@
+//! What the driver prints: the header, every round, the table, the
+//! targets and the gateways' own counters.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use super::gateways::Variant;
+use super::load::Rounds;
+use super::options::Options;
+use super::setup::Bench;
+use super::stats::Summary;
+use super::{BODY, CHAT_PATH, CLIENT_CPU, GATEWAY_CPU, PROVIDER_HOST};
+
+pub(crate) fn print_header(opts: &Options, bench: &Bench) {
+    let version = |bin: &Path, arg: &str| {
+        Command::new(bin)
+            .arg(arg)
+            .output()
+            .map(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                text.lines().last().unwrap_or_default().trim().to_string()
+            })
+            .unwrap_or_else(|e| format!("unknown ({e})"))
+    };
+    println!("Envoy gateways: Tollgate vs native filters vs ext_authz");
+    println!("  envoy:  {}", version(&bench.envoy_bin, "--version"));
+    println!("  h2load: {}", version(Path::new("h2load"), "--version"));
+    println!(
+        "  every Envoy --concurrency 1; {} rounds, order rotated; each run {} ms after {} ms warm-up",
+        opts.rounds, opts.run_ms, opts.warmup_ms
+    );
+    println!(
+        "  latency: {} req/s over {} connection(s) (h2load --rps); throughput: closed loop, {} connections",
+        opts.rate, opts.rate_clients, opts.connections
+    );
+    if opts.pin {
+        println!("  placement: gateways pinned to CPU {GATEWAY_CPU}; h2load, sidecar, mocks and authz service to CPU {CLIENT_CPU}");
+    } else {
+        println!("  placement: unpinned (--no-pin)");
+    }
+    if opts.spin {
+        println!("  idle CPUs kept busy by SCHED_IDLE spinners (--no-spin to disable)");
+    }
+    println!(
+        "  background load before the run (/proc/loadavg, before the spinners): {}",
+        opts.loadavg_at_start
+    );
+    println!(
+        "  request: POST {CHAT_PATH} (non-streaming), {} bytes, Host {PROVIDER_HOST}\n",
+        BODY.len()
+    );
+}
+
+pub(crate) fn print_rounds(rounds: &Rounds) {
+    println!("\nper round (fixed rate: p50 µs / p99 µs / gateway CPU µs per request; closed loop: req/s / gateway CPU µs per request):");
+    for (v, rs) in rounds {
+        let cells: Vec<String> = rs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:.0}/{:.0}/{:.1} {:.0}/{:.1}",
+                    r.p50_us, r.p99_us, r.fixed_cpu_us, r.rps, r.cpu_us
+                )
+            })
+            .collect();
+        println!("  {:<32} {}", v.label(), cells.join("  "));
+    }
+}
+
+pub(crate) fn print_table(summary: &BTreeMap<Variant, Summary>) {
+    println!("\nmedians over rounds (added = over the plain proxy, paired per round):\n");
+    println!("| gateway | p50 µs | p99 µs | added p50 µs | added p99 µs | gateway CPU µs/req, fixed rate | max req/s | vs plain | gateway CPU µs/req, closed loop | CPU-bound capacity vs plain |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (v, s) in summary {
+        let added = |x: f64| {
+            if *v == Variant::Plain {
+                "–".to_string()
+            } else {
+                format!("{x:+.0}")
+            }
+        };
+        let svc = if s.svc_cpu_us > 0.0 {
+            format!(" (+{:.1} in the service)", s.svc_cpu_us)
+        } else {
+            String::new()
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {} | {} | {:.1} | {:.0} | {:.0}% | {:.1}{svc} | {:.0}% |",
+            v.label(),
+            s.p50_us,
+            s.p99_us,
+            added(s.added_p50_us),
+            added(s.added_p99_us),
+            s.fixed_cpu_us,
+            s.rps,
+            s.ratio * 100.0,
+            s.cpu_us,
+            s.cpu_capacity * 100.0
+        );
+    }
+}
+
+pub(crate) fn print_targets(summary: &BTreeMap<Variant, Summary>) {
+    let get = |v| summary.get(&v).copied();
+    let (Some(native), Some(authz), Some(tollgate)) = (
+        get(Variant::Native),
+        get(Variant::ExtAuthz),
+        get(Variant::Tollgate),
+    ) else {
+        return;
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    // A median added latency below zero is noise around "adds nothing".
+    let floor = |us: f64| us.max(0.0);
+    let (t, n, a) = (
+        floor(tollgate.added_p50_us),
+        floor(native.added_p50_us),
+        floor(authz.added_p50_us),
+    );
+    println!("\ntargets (a negative added p50 counts as 0):");
+    println!(
+        "  Tollgate added p50 ≤ 1.5 × native's:     {t:.0} µs vs ≤ {:.0} µs  {}",
+        1.5 * n,
+        verdict(t <= 1.5 * n)
+    );
+    println!(
+        "  Tollgate added p50 ≤ 1/3 of ext_authz's: {t:.0} µs vs ≤ {:.0} µs  {}",
+        a / 3.0,
+        verdict(t <= a / 3.0)
+    );
+    println!(
+        "  Tollgate throughput ≥ 85% of plain:      {:.1}% closed loop on this box  {};  {:.1}% CPU-bound gateway  {}",
+        tollgate.ratio * 100.0,
+        verdict(tollgate.ratio >= 0.85),
+        tollgate.cpu_capacity * 100.0,
+        verdict(tollgate.cpu_capacity >= 0.85)
+    );
+}
+
+/// Evidence that each gateway did its job during the runs.
+pub(crate) fn print_gateway_stats(bench: &Bench, credential_fetches: usize) {
+    println!("\ngateway counters over the whole run:");
+    let wanted: [(Variant, &[&str]); 3] = [
+        (
+            Variant::Native,
+            &["http.egress.rbac.allowed", "http.egress.rbac.denied"],
+        ),
+        (
+            Variant::ExtAuthz,
+            &[
+                "http.egress.ext_authz.ok",
+                "http.egress.ext_authz.denied",
+                "http.egress.ext_authz.error",
+            ],
+        ),
+        (
+            Variant::Tollgate,
+            &[
+                "wasmcustom.tollgate.cache.hit",
+                "wasmcustom.tollgate.cache.miss",
+                "wasmcustom.tollgate.fetch.ok",
+            ],
+        ),
+    ];
+    for (v, names) in wanted {
+        let Ok(g) = bench.gateway(v) else { continue };
+        let cells: Vec<String> = names
+            .iter()
+            .map(|n| format!("{n} {}", g.envoy.stat(n)))
+            .collect();
+        println!("  {}: {}", v.slug(), cells.join(", "));
+    }
+    println!("  credential-service requests during measurement: {credential_fetches}");
+}
