@@ -8,8 +8,13 @@
 //! Invariants:
 //! - Scenarios that need a cold credential cache get their own stack;
 //!   the others share one stack per policy.
-//! - After every scenario, Envoy's log and the reply are scanned for every
-//!   key in play, and a deny must show up in Tollgate's Envoy metrics.
+//! - After every scenario, Envoy's log, its access log and the reply are
+//!   scanned for every key in play, and a deny must show up in Tollgate's
+//!   Envoy metrics. The stacks run Envoy at the levels we ship (`info`, no
+//!   component at `debug`: `make run` uses the same, and mesh-config ships
+//!   `warning` with `wasm:info`), so the scan sees everything an operator's
+//!   gateway would log. At `debug`, Envoy's router prints request headers,
+//!   the injected key among them (tests/tests/envoy_access_log.rs shows it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,19 +100,19 @@ pub async fn observe(
     (observed, Some(resp))
 }
 
-/// Fails if any key appears in Envoy's log or in the response.
+/// Fails if any key appears in Envoy's log, its access log or the response.
 pub fn assert_no_leak_envoy(
     stack: &Stack,
     resp: Option<&tls_client::HttpsResponse>,
     keys: &[&str],
 ) -> Result<(), String> {
-    let log = stack.envoy.log();
+    let log = stack.envoy.log() + &stack.access_log();
     let reply = resp
         .map(|r| format!("{:?} {}", r.headers, String::from_utf8_lossy(&r.body)))
         .unwrap_or_default();
     for k in keys {
         if log.contains(k) {
-            return Err(format!("key {k:?} leaked into Envoy's log"));
+            return Err(format!("key {k:?} leaked into Envoy's log or access log"));
         }
         if reply.contains(k) {
             return Err(format!("key {k:?} leaked into the reply"));
@@ -198,5 +203,50 @@ pub fn assert_no_leak_in(stack: &Stack, responses: &[&tls_client::HttpsResponse]
     assert_no_leak_envoy(stack, None, &all_keys()).unwrap_or_else(|e| panic!("{e}"));
     for r in responses {
         assert_no_leak_envoy(stack, Some(r), &all_keys()).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// The access log's lines, each parsed as JSON, once at least `n` are
+/// there (Envoy flushes the file about once a second). Panics if a line is
+/// not JSON, or after 20 s.
+pub fn access_log_lines(stack: &Stack, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = stack.access_log();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("access-log line is not JSON ({e}): {l}"))
+            })
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} access-log lines after 20s:\n{text}",
+            lines.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The access-log line whose `request_id` is `id` (see [`access_log_lines`]).
+pub fn access_log_line(stack: &Stack, id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(l) = access_log_lines(stack, 0)
+            .into_iter()
+            .find(|l| l["request_id"] == id)
+        {
+            return l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access-log line for request {id} after 20s:\n{}",
+            stack.access_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
