@@ -13,6 +13,7 @@
 use crate::abi;
 use crate::call::CallHandler;
 use crate::clock::{Clock, DEFAULT_START_UNIX_SECS};
+use crate::fault::HostFault;
 use crate::logs::{LogLevel, LogLine};
 use crate::module::Module;
 use crate::outcome::{Outcome, Response};
@@ -20,7 +21,7 @@ use crate::pairs::Pairs;
 use crate::state::{
     lock, CallRecord, Cluster, Completion, GatewayShared, MetricKind, PendingKind, WorkerHost,
 };
-use crate::stream::headers;
+use crate::stream::{headers, FilterState};
 use crate::upstream::{Upstream, MAX_REAL_TIMEOUT};
 use crate::worker::{StartFailure, Worker};
 use std::collections::{BTreeMap, HashMap};
@@ -84,9 +85,29 @@ pub struct GatewayBuilder {
     start: SystemTime,
     log_level: LogLevel,
     guest_time_limit: Option<Duration>,
+    faults: Vec<(String, HostFault)>,
+    allow_on_headers_stop_iteration: bool,
 }
 
 impl GatewayBuilder {
+    /// Makes the import `import` (e.g. `"proxy_get_shared_data"`) answer
+    /// with the fault's status instead of working, from the first callback
+    /// on (`on_vm_start`, `on_configure` included). See `crate::fault`.
+    pub fn fault(mut self, import: &str, f: HostFault) -> Self {
+        self.faults.push((import.to_string(), f));
+        self
+    }
+    /// Envoy's `allow_on_headers_stop_iteration` plugin option (default
+    /// false). Off, Pause in a headers callback is
+    /// StopAllIterationAndWatermark: no body or trailers callback until the
+    /// guest continues. On, it is StopIteration: body and trailers callbacks
+    /// arrive while the headers are held (and still editable); nothing goes
+    /// on until the guest continues, from a body/trailers callback (returning
+    /// Continue) or with `proxy_continue_stream`.
+    pub fn allow_on_headers_stop_iteration(mut self, on: bool) -> Self {
+        self.allow_on_headers_stop_iteration = on;
+        self
+    }
     /// Real time one guest callback may run before it is interrupted with a
     /// trap (default 30 s; granularity 100 ms), so a runaway guest fails the
     /// test instead of hanging it.
@@ -169,7 +190,12 @@ impl GatewayBuilder {
             calls: Mutex::default(),
             traps: Mutex::default(),
             upstream,
+            faults: crate::fault::Faults::default(),
+            allow_on_headers_stop_iteration: self.allow_on_headers_stop_iteration,
         });
+        for (import, f) in &self.faults {
+            shared.faults.add(import, *f);
+        }
         let mut linker = wasmtime::Linker::new(&self.module.engine);
         abi::link(&mut linker, &self.module.module)
             .map_err(|e| StartError::Instantiate(format!("{e:#}")))?;
@@ -241,7 +267,32 @@ impl Gateway {
             start: UNIX_EPOCH + Duration::from_secs(DEFAULT_START_UNIX_SECS),
             log_level: LogLevel::Info,
             guest_time_limit: None,
+            faults: Vec::new(),
+            allow_on_headers_stop_iteration: false,
         }
+    }
+
+    /// Makes the import `import` answer with the fault's status instead of
+    /// working, from now on. See `crate::fault`.
+    pub fn fault(&mut self, import: &str, f: HostFault) -> &mut Self {
+        self.shared.faults.add(import, f);
+        self
+    }
+
+    /// Removes every fault (and forgets their counts).
+    pub fn clear_faults(&mut self) -> &mut Self {
+        self.shared.faults.clear();
+        self
+    }
+
+    /// How many calls to `import` a fault answered.
+    pub fn fault_fired(&self, import: &str) -> u64 {
+        self.shared.faults.fired(import)
+    }
+
+    /// (import, times fired) for every installed fault, in installation order.
+    pub fn faults_fired(&self) -> Vec<(String, u64)> {
+        self.shared.faults.all_fired()
     }
 
     /// Starts building a request on `worker`.
@@ -264,6 +315,8 @@ impl Gateway {
             without: Vec::new(),
             headers: Vec::new(),
             body: Vec::new(),
+            split: Split::Whole,
+            trailers: Vec::new(),
             properties: HashMap::new(),
         }
     }
@@ -457,14 +510,105 @@ impl Gateway {
     /// not been forwarded.
     #[track_caller]
     pub fn respond(&mut self, id: StreamId, status: u16, headers: &[(&str, &[u8])], body: &[u8]) {
+        self.respond_with(id, status, headers, vec![body.to_vec()], &[]);
+    }
+
+    /// `respond` with the body delivered in these chunks: one
+    /// `proxy_on_response_body` per chunk (see `crate::flow`). The client's
+    /// view is `response(id)`: `body` and `body_pieces`.
+    #[track_caller]
+    pub fn respond_chunks(
+        &mut self,
+        id: StreamId,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        chunks: Vec<Vec<u8>>,
+    ) {
+        self.respond_with(id, status, headers, chunks, &[]);
+    }
+
+    /// `respond_chunks` with response trailers (delivered with
+    /// `proxy_on_response_trailers`; the last body callback then has no
+    /// end_of_stream).
+    #[track_caller]
+    pub fn respond_with(
+        &mut self,
+        id: StreamId,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        chunks: Vec<Vec<u8>>,
+        trailers: &[(&str, &[u8])],
+    ) {
         let mut h: Pairs = vec![(b":status".to_vec(), status.to_string().into_bytes())];
         for (k, v) in headers {
             headers::add(&mut h, k.as_bytes(), v);
         }
+        let t: Pairs = trailers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v.to_vec()))
+            .collect();
+        let t = (!t.is_empty()).then_some(t);
         let w = &mut self.workers[id.worker];
-        if let Err(e) = w.respond(id.context, h, body.to_vec()) {
+        if let Err(e) = w.respond(id.context, h, chunks, t) {
             panic!("cannot respond to {id:?}: {e}");
         }
+    }
+
+    /// The request headers as they went upstream (None while the filter
+    /// holds them, or for an unknown stream).
+    pub fn upstream_headers(&self, id: StreamId) -> Option<Pairs> {
+        let h = self.workers.get(id.worker)?.store.data();
+        match h.streams.get(&id.context) {
+            Some(s) => s.req.sent_headers.clone(),
+            None => match h.ended.outcome(id.context)? {
+                Outcome::Forwarded(f) => Some(f.headers),
+                _ => None,
+            },
+        }
+    }
+
+    /// The request body that has gone upstream so far, piece by piece.
+    pub fn upstream_body_pieces(&self, id: StreamId) -> Vec<crate::flow::BodyPiece> {
+        let Some(h) = self.workers.get(id.worker).map(|w| w.store.data()) else {
+            return Vec::new();
+        };
+        match h.streams.get(&id.context) {
+            Some(s) => s.req.pieces.clone(),
+            None => match h.ended.outcome(id.context) {
+                Some(Outcome::Forwarded(f)) => f.body_pieces,
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// The stream's filter state (what the guest set with
+    /// `proxy_set_property`), live or after the stream ended (including
+    /// writes from `proxy_on_log` and `proxy_on_done`).
+    pub fn filter_states(&self, id: StreamId) -> Option<FilterState> {
+        let h = self.workers.get(id.worker)?.store.data();
+        match h.streams.get(&id.context) {
+            Some(s) => Some(s.filter_state.clone()),
+            None => h.ended.filter_state(id.context),
+        }
+    }
+
+    /// One filter-state value by its full key, e.g. `"wasm.tollgate.audit"`
+    /// (Envoy's key: `wasm.` + the path the guest passed), as it stands now
+    /// (after the stream ended: its final value, after on_log and on_done).
+    pub fn filter_state(&self, id: StreamId, key: &str) -> Option<Vec<u8>> {
+        self.filter_states(id)?.values.get(key.as_bytes()).cloned()
+    }
+
+    /// The value an access log configured on Envoy's HCM would read with
+    /// `%FILTER_STATE(<key>:PLAIN)%`: as it stood when `proxy_on_log`
+    /// returned (Envoy 1.40 runs the filter's own log handler, i.e.
+    /// `proxy_on_log`, before the HCM access loggers, and `proxy_on_done`
+    /// after them). None before the stream ended or if unset then.
+    pub fn access_log_filter_state(&self, id: StreamId, key: &str) -> Option<Vec<u8>> {
+        self.filter_states(id)?
+            .at_access_log?
+            .get(key.as_bytes())
+            .cloned()
     }
 
     /// The downstream client resets the stream: on_log/on_done/on_delete run
@@ -595,10 +739,47 @@ pub struct RequestBuilder<'g> {
     without: Vec<String>,
     headers: Pairs,
     body: Vec<u8>,
+    split: Split,
+    trailers: Pairs,
     properties: HashMap<Vec<u8>, Vec<u8>>,
 }
 
+/// How a request body is cut into the chunks the guest receives.
+enum Split {
+    Whole,
+    Chunks(Vec<Vec<u8>>),
+    At(Vec<usize>),
+    Random { pieces: usize, seed: u64 },
+}
+
 impl<'g> RequestBuilder<'g> {
+    /// The body as these chunks: one `proxy_on_request_body` per chunk
+    /// (when the headers continued; see `crate::flow`). Empty chunks are
+    /// dropped.
+    pub fn body_chunks(mut self, chunks: Vec<Vec<u8>>) -> Self {
+        self.split = Split::Chunks(chunks);
+        self
+    }
+    /// Cuts the body (`body`) at these byte offsets.
+    pub fn body_split_at(mut self, offsets: &[usize]) -> Self {
+        self.split = Split::At(offsets.to_vec());
+        self
+    }
+    /// Cuts the body (`body`) into up to `pieces` chunks at points drawn
+    /// from `seed` (the same seed, the same cuts).
+    pub fn body_split_random(mut self, pieces: usize, seed: u64) -> Self {
+        self.split = Split::Random { pieces, seed };
+        self
+    }
+    /// Appends a request trailer (name lowercased). With trailers, no body
+    /// callback has end_of_stream; `proxy_on_request_trailers` comes last.
+    pub fn trailer(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.trailers.push((
+            name.to_ascii_lowercase().into_bytes(),
+            value.as_ref().to_vec(),
+        ));
+        self
+    }
     /// `connection.mtls` (1-byte bool; false unless set).
     pub fn mtls(mut self, on: bool) -> Self {
         self.properties.insert(
@@ -680,7 +861,15 @@ impl<'g> RequestBuilder<'g> {
         properties
             .entry(abi::properties::path_key(&["connection", "mtls"]))
             .or_insert_with(|| vec![0]);
-        let context = self.gateway.workers[self.worker].start_stream(h, self.body, properties);
+        let chunks = match self.split {
+            Split::Whole => vec![self.body],
+            Split::Chunks(c) => c,
+            Split::At(o) => crate::flow::split_at(&self.body, &o),
+            Split::Random { pieces, seed } => crate::flow::split_random(&self.body, pieces, seed),
+        };
+        let trailers = (!self.trailers.is_empty()).then_some(self.trailers);
+        let context =
+            self.gateway.workers[self.worker].start_stream(h, chunks, trailers, properties);
         StreamId {
             worker: self.worker,
             context,

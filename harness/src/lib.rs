@@ -4,7 +4,9 @@
 //!
 //! Start at `Gateway::builder`. Layout:
 //! - `gateway` (the test-facing API), `worker` (one VM and its stream state
-//!   machine), `stream` (per-request state), `outcome` (what tests assert);
+//!   machine), `stream` (per-request state), `flow` (one direction through
+//!   the filter: pause modes, body chunks, trailers), `outcome` (what tests
+//!   assert), `fault` (host-call fault injection);
 //! - `abi/*` (host functions by ABI area), `memory` (bounds-checked guest
 //!   memory), `pairs` (header-map encoding), `clock` (virtual time),
 //!   `upstream` (real-HTTP clusters), `state` (what host functions share);
@@ -20,6 +22,8 @@ pub mod bench;
 pub mod call;
 pub mod clock;
 pub mod envoy;
+pub mod fault;
+pub mod flow;
 pub mod gateway;
 pub mod logs;
 pub mod memory;
@@ -32,9 +36,12 @@ pub mod stream;
 pub mod upstream;
 pub mod worker;
 
+pub use abi::Status;
 pub use call::{CallHandler, CallRequest, CallResponse};
+pub use fault::HostFault;
 pub use gateway::{Gateway, GatewayBuilder, RequestBuilder, StartError, StreamId};
 pub use logs::{LogLevel, LogLine};
 pub use module::Module;
-pub use outcome::{Forwarded, LocalReply, Outcome, Response};
+pub use outcome::{BodyPiece, Forwarded, LocalReply, Outcome, Response};
+pub use stream::FilterState;
 pub use state::CallRecord;

@@ -10,6 +10,7 @@
 //! - A local reply wins over an earlier forward: Envoy resets the upstream
 //!   request when a filter replies after forwarding.
 
+pub use crate::flow::BodyPiece;
 use std::fmt;
 
 pub(crate) fn lossy(b: &[u8]) -> String {
@@ -93,7 +94,15 @@ impl Outcome {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Forwarded {
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The whole body as it went upstream (the pieces, concatenated).
     pub body: Vec<u8>,
+    /// Trailers as they went upstream (empty: none).
+    pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The body as it passed the filter, piece by piece.
+    pub body_pieces: Vec<BodyPiece>,
+    /// The body callback (0-based) whose Continue (or the last one before a
+    /// resume) sent the headers; None if they went before any body callback.
+    pub headers_sent_at: Option<usize>,
 }
 
 impl fmt::Debug for Forwarded {
@@ -117,6 +126,9 @@ impl Forwarded {
     }
     pub fn body_str(&self) -> String {
         lossy(&self.body)
+    }
+    pub fn trailer(&self, name: &str) -> Option<&[u8]> {
+        first(&self.trailers, name)
     }
 }
 
@@ -175,7 +187,12 @@ impl LocalReply {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Everything the client received (the pieces, concatenated).
     pub body: Vec<u8>,
+    pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// What the filter let through, piece by piece, with the body callback
+    /// that released each.
+    pub body_pieces: Vec<BodyPiece>,
 }
 
 impl fmt::Debug for Response {
@@ -198,5 +215,8 @@ impl Response {
     }
     pub fn body_str(&self) -> String {
         lossy(&self.body)
+    }
+    pub fn trailer(&self, name: &str) -> Option<&[u8]> {
+        first(&self.trailers, name)
     }
 }

@@ -168,6 +168,10 @@ pub struct GatewayShared {
     pub traps: Mutex<Vec<String>>,
     /// Runtime handle and completion channel for real-HTTP clusters.
     pub upstream: Option<crate::upstream::Upstream>,
+    /// Host-call faults the test installed.
+    pub faults: crate::fault::Faults,
+    /// Envoy's `allow_on_headers_stop_iteration` plugin option.
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 impl GatewayShared {

@@ -1,43 +1,25 @@
-//! One HTTP stream (an HTTP context in the guest) and its phases.
+//! One HTTP stream (an HTTP context in the guest): its two directions
+//! (`crate::flow::Flow`), its local reply, and the filter state the guest
+//! set.
 //!
 //! Invariants:
-//! - Request headers are mutable only while the request is in its headers
-//!   phase (in `on_request_headers` or paused there) and no resume is pending;
-//!   once the stream continues they are frozen (they have gone upstream) and
-//!   mutations fail with BadArgument. Response headers likewise.
-//! - A body is delivered to the guest only once its headers have continued
-//!   (`StopAllIterationAndWatermark`), in one chunk with `end_of_stream`.
+//! - Request headers are mutable only while Envoy's `request_headers_`
+//!   pointer is set (`Flow::headers_ptr`, see `flow`); what went upstream is
+//!   the copy taken when they passed the filter. Response headers likewise.
 //! - `live` is true from `proxy_on_context_create` until `proxy_on_delete`;
 //!   after that the record stays only so the test can read the outcome.
 //! - Header names are stored lowercase; values are raw bytes.
+//! - Filter state: `proxy_set_property(path, value)` is Envoy's
+//!   `Context::setProperty` (source/extensions/common/wasm/context.cc): the
+//!   key is `"wasm." + path` with the path bytes verbatim (NUL separators,
+//!   if any, are kept, not joined or split), stored in the stream's
+//!   FilterState (life span FilterChain), so it stays readable after the
+//!   stream ended (`Gateway::filter_state`). Every write is recorded in order.
 
+use crate::flow::{BodyPiece, Flow};
 use crate::outcome::{Forwarded, LocalReply, Outcome, Response};
 use crate::pairs::Pairs;
-use std::collections::HashMap;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Headers delivered (or being delivered); the guest has not returned Continue.
-    Headers,
-    /// The guest returned Pause from the headers callback.
-    HeadersPaused,
-    /// Headers continued; the body is yet to be delivered.
-    Body,
-    /// The guest returned Pause from the body callback.
-    BodyPaused,
-    /// Fully passed through the filter.
-    Complete,
-}
-
-impl Phase {
-    pub fn headers_mutable(self) -> bool {
-        matches!(self, Phase::Headers | Phase::HeadersPaused)
-    }
-    /// Whether the body has reached the guest (so buffer calls see it).
-    pub fn body_visible(self) -> bool {
-        matches!(self, Phase::BodyPaused | Phase::Complete)
-    }
-}
+use std::collections::{BTreeMap, HashMap};
 
 /// Which direction a stream-control call refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,33 +32,52 @@ pub enum Direction {
 #[derive(Debug, Clone)]
 pub struct UpstreamResponse {
     pub headers: Pairs,
-    pub body: Vec<u8>,
+    pub chunks: Vec<Vec<u8>>,
+    pub trailers: Option<Pairs>,
+}
+
+/// The filter state the guest set on a stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterState {
+    /// Key (`wasm.<path>`) -> value as it stands now.
+    pub values: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Every write, in order.
+    pub writes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The values when `proxy_on_log` returned: what Envoy's HCM access log
+    /// sees (it runs after the filter's own log handler and before
+    /// `proxy_on_done`).
+    pub at_access_log: Option<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl FilterState {
+    pub const PREFIX: &'static [u8] = b"wasm.";
+
+    pub fn set(&mut self, path: &[u8], value: &[u8]) {
+        let mut key = Self::PREFIX.to_vec();
+        key.extend_from_slice(path);
+        self.writes.push((key.clone(), value.to_vec()));
+        self.values.insert(key, value.to_vec());
+    }
+
+    /// Envoy's `getProperty` of a top-level name not otherwise known:
+    /// the filter state `wasm.<name>`.
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        let mut key = Self::PREFIX.to_vec();
+        key.extend_from_slice(name);
+        self.values.get(&key).map(|v| v.as_slice())
+    }
 }
 
 #[derive(Debug)]
 pub struct Stream {
     pub context_id: u32,
     pub live: bool,
-    pub request_headers: Pairs,
-    pub request_body: Vec<u8>,
-    pub request_trailers: Pairs,
-    pub req: Phase,
-    /// True while the body callback is running (so the body buffer is visible).
-    pub in_request_body: bool,
+    pub req: Flow,
     /// True during `proxy_on_log` (Envoy's access-log phase: maps readable again).
     pub in_log: bool,
-    /// A `continue_stream(Request)` is pending for this callback.
-    pub resume_pending: bool,
-    pub forwarded_headers: Option<Pairs>,
-    pub forwarded_body: Option<Vec<u8>>,
 
     pub upstream_response: Option<UpstreamResponse>,
-    pub response_headers: Option<Pairs>,
-    pub response_body: Vec<u8>,
-    pub response_trailers: Pairs,
-    pub resp: Option<Phase>,
-    pub in_response_body: bool,
-    pub response_resume_pending: bool,
+    pub resp: Option<Flow>,
     pub downstream_response: Option<Response>,
 
     /// `send_local_response` was called (a second call is BadArgument).
@@ -90,36 +91,25 @@ pub struct Stream {
 
     /// Properties the test set for this stream, by NUL-joined path.
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
-    /// Properties the guest set with `proxy_set_property`.
-    pub guest_properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// What the guest set with `proxy_set_property`.
+    pub filter_state: FilterState,
 }
 
 impl Stream {
     pub fn new(
         context_id: u32,
         headers: Pairs,
-        body: Vec<u8>,
+        chunks: Vec<Vec<u8>>,
+        trailers: Option<Pairs>,
         properties: HashMap<Vec<u8>, Vec<u8>>,
     ) -> Self {
         Stream {
             context_id,
             live: true,
-            request_headers: headers,
-            request_body: body,
-            request_trailers: Vec::new(),
-            req: Phase::Headers,
-            in_request_body: false,
+            req: Flow::new(headers, chunks, trailers),
             in_log: false,
-            resume_pending: false,
-            forwarded_headers: None,
-            forwarded_body: None,
             upstream_response: None,
-            response_headers: None,
-            response_body: Vec::new(),
-            response_trailers: Vec::new(),
             resp: None,
-            in_response_body: false,
-            response_resume_pending: false,
             downstream_response: None,
             local_reply_sent: false,
             local_reply: None,
@@ -127,7 +117,7 @@ impl Stream {
             reset: false,
             cancelled: false,
             properties,
-            guest_properties: HashMap::new(),
+            filter_state: FilterState::default(),
         }
     }
 
@@ -136,35 +126,59 @@ impl Stream {
         self.local_reply.is_some() || self.reset || self.cancelled || !self.live
     }
 
+    pub fn forwarded(&self) -> Option<Forwarded> {
+        if !self.req.complete {
+            return None;
+        }
+        Some(Forwarded {
+            headers: self.req.sent_headers.clone().unwrap_or_default(),
+            body: self.req.sent_body.clone(),
+            trailers: self.req.sent_trailers.clone().unwrap_or_default(),
+            body_pieces: self.req.pieces.clone(),
+            headers_sent_at: self.req.headers_sent_at,
+        })
+    }
+
     pub fn outcome(&self) -> Outcome {
         if let Some(r) = &self.local_reply {
             return Outcome::LocalReply(r.clone());
         }
-        match (&self.forwarded_headers, &self.forwarded_body) {
-            (Some(h), Some(b)) if self.req == Phase::Complete => Outcome::Forwarded(Forwarded {
-                headers: h.clone(),
-                body: b.clone(),
-            }),
-            _ => Outcome::Pending,
+        match self.forwarded() {
+            Some(f) => Outcome::Forwarded(f),
+            None => Outcome::Pending,
         }
     }
 
-    /// Envoy's `request_headers_ != nullptr`: set while the request is in its
-    /// headers phase, cleared when it continues (also by `continue_stream`,
-    /// at once, within the same callback).
+    /// The request headers as they went upstream, else as they are now.
+    pub fn request_headers_seen(&self) -> &Pairs {
+        self.req.sent_headers.as_ref().unwrap_or(&self.req.headers)
+    }
+
+    /// Envoy's `request_headers_ != nullptr`.
     pub fn request_headers_available(&self) -> bool {
-        self.req.headers_mutable() && !self.resume_pending
+        self.req.headers_ptr
     }
 
     pub fn response_headers_available(&self) -> bool {
-        self.resp.is_some_and(Phase::headers_mutable) && self.response_headers.is_some()
+        self.resp.as_ref().is_some_and(|f| f.headers_ptr)
     }
 
-    /// Freezes the request headers: they go upstream as they are now.
-    pub fn freeze_request(&mut self) {
-        if self.forwarded_headers.is_none() {
-            self.forwarded_headers = Some(self.request_headers.clone());
-        }
+    pub fn response_headers(&self) -> Option<&Pairs> {
+        self.resp.as_ref().map(|f| &f.headers)
+    }
+}
+
+pub(crate) fn response_of(f: &Flow) -> Response {
+    let headers = f.sent_headers.clone().unwrap_or_default();
+    let status = headers::get(&headers, b":status")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0);
+    Response {
+        status,
+        headers,
+        body: f.sent_body.clone(),
+        trailers: f.sent_trailers.clone().unwrap_or_default(),
+        body_pieces: f.pieces.clone(),
     }
 }
 
@@ -310,6 +324,35 @@ fn put_pairs(out: &mut Vec<u8>, p: &[(Vec<u8>, Vec<u8>)]) {
     }
 }
 
+fn put_opt(out: &mut Vec<u8>, v: Option<usize>) {
+    put_u32(out, v.map_or(u32::MAX, |v| v as u32));
+}
+
+fn put_pieces(out: &mut Vec<u8>, p: &[BodyPiece]) {
+    put_u32(out, p.len() as u32);
+    for piece in p {
+        put_bytes(out, &piece.bytes);
+        put_opt(out, piece.callback);
+        out.push(piece.by_resume as u8);
+    }
+}
+
+fn put_map(out: &mut Vec<u8>, m: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    put_u32(out, m.len() as u32);
+    for (k, v) in m {
+        put_bytes(out, k);
+        put_bytes(out, v);
+    }
+}
+
+fn put_response(out: &mut Vec<u8>, r: &Response) {
+    put_u32(out, r.status as u32);
+    put_pairs(out, &r.headers);
+    put_bytes(out, &r.body);
+    put_pairs(out, &r.trailers);
+    put_pieces(out, &r.body_pieces);
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
@@ -333,6 +376,32 @@ impl Reader<'_> {
         let n = self.u32() as usize;
         (0..n).map(|_| (self.bytes(), self.bytes())).collect()
     }
+    fn opt(&mut self) -> Option<usize> {
+        let v = self.u32();
+        (v != u32::MAX).then_some(v as usize)
+    }
+    fn pieces(&mut self) -> Vec<BodyPiece> {
+        let n = self.u32() as usize;
+        (0..n)
+            .map(|_| BodyPiece {
+                bytes: self.bytes(),
+                callback: self.opt(),
+                by_resume: self.u8() != 0,
+            })
+            .collect()
+    }
+    fn map(&mut self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.pairs().into_iter().collect()
+    }
+    fn response(&mut self) -> Response {
+        Response {
+            status: self.u32() as u16,
+            headers: self.pairs(),
+            body: self.bytes(),
+            trailers: self.pairs(),
+            body_pieces: self.pieces(),
+        }
+    }
 }
 
 impl EndedStreams {
@@ -355,19 +424,30 @@ impl EndedStreams {
             put_bytes(out, &r.body);
             put_bytes(out, r.details.as_bytes());
         } else {
-            match (&s.forwarded_headers, &s.forwarded_body) {
-                (Some(h), Some(b)) if s.req == Phase::Complete => {
+            match s.forwarded() {
+                Some(f) => {
                     out.push(OUTCOME_FORWARDED);
-                    put_pairs(out, h);
-                    put_bytes(out, b);
+                    put_pairs(out, &f.headers);
+                    put_bytes(out, &f.body);
+                    put_pairs(out, &f.trailers);
+                    put_pieces(out, &f.body_pieces);
+                    put_opt(out, f.headers_sent_at);
                 }
-                _ => out.push(OUTCOME_PENDING),
+                None => out.push(OUTCOME_PENDING),
             }
         }
         if let Some(r) = &s.downstream_response {
-            put_u32(out, r.status as u32);
-            put_pairs(out, &r.headers);
-            put_bytes(out, &r.body);
+            put_response(out, r);
+        }
+        let fs = &s.filter_state;
+        put_map(out, &fs.values);
+        put_pairs(out, &fs.writes);
+        match &fs.at_access_log {
+            Some(m) => {
+                out.push(1);
+                put_map(out, m);
+            }
+            None => out.push(0),
         }
         let i = s.context_id as usize;
         if self.index.len() <= i {
@@ -404,11 +484,13 @@ impl EndedStreams {
                     details,
                 })
             }
-            OUTCOME_FORWARDED => {
-                let headers = r.pairs();
-                let body = r.bytes();
-                Outcome::Forwarded(Forwarded { headers, body })
-            }
+            OUTCOME_FORWARDED => Outcome::Forwarded(Forwarded {
+                headers: r.pairs(),
+                body: r.bytes(),
+                trailers: r.pairs(),
+                body_pieces: r.pieces(),
+                headers_sent_at: r.opt(),
+            }),
             _ => Outcome::Pending,
         }
     }
@@ -427,13 +509,24 @@ impl EndedStreams {
             return None;
         }
         Self::read_outcome(&mut r);
-        let status = r.u32() as u16;
-        let headers = r.pairs();
-        let body = r.bytes();
-        Some(Response {
-            status,
-            headers,
-            body,
+        Some(r.response())
+    }
+
+    /// The filter state an ended stream left.
+    pub fn filter_state(&self, ctx: u32) -> Option<FilterState> {
+        let mut r = self.reader(ctx)?;
+        let flags = r.u8();
+        Self::read_outcome(&mut r);
+        if flags & ENDED_RESPONSE != 0 {
+            r.response();
+        }
+        let values = r.map();
+        let writes = r.pairs();
+        let at_access_log = (r.u8() == 1).then(|| r.map());
+        Some(FilterState {
+            values,
+            writes,
+            at_access_log,
         })
     }
 }

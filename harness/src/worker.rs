@@ -9,8 +9,9 @@
 //! - After each callback: the returned Action is applied first (unless a local
 //!   reply is pending for that stream), then the deferred `AfterAction`s,
 //!   then every touched stream is driven as far as it can go.
-//! - A request body reaches the guest only after its headers continued.
-//!   A local reply ends the request path: it is run through the stream's
+//! - Bodies and trailers reach the guest as `crate::flow` says (Envoy's
+//!   pause modes, chunked delivery, buffering). A local reply ends the
+//!   request path: it is run through the stream's
 //!   response callbacks (as Envoy encodes local replies through the filter
 //!   chain), then the stream is finished with on_log, on_done, on_delete.
 //! - Finishing a stream cancels the calls it owns, silently.
@@ -19,12 +20,13 @@
 //!   `wasm_vm_failed` reply without reaching the guest.
 
 use crate::abi::stream_control::local_reply_headers;
+use crate::flow::Next;
 use crate::logs::LogLevel;
 use crate::module::Module;
-use crate::outcome::{LocalReply, Response};
+use crate::outcome::LocalReply;
 use crate::pairs::Pairs;
 use crate::state::{lock, AfterAction, Delivery, PendingKind, WorkerHost};
-use crate::stream::{headers, Direction, Phase, Stream, UpstreamResponse};
+use crate::stream::{response_of, Direction, Stream, UpstreamResponse};
 use std::collections::HashMap;
 use wasmtime::{InstancePre, Store, TypedFunc};
 
@@ -47,8 +49,10 @@ struct Exports {
     queue_ready: Option<TypedFunc<(i32, i32), ()>>,
     request_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    request_trailers: Option<TypedFunc<(i32, i32), i32>>,
     response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     http_call_response: Option<CallResponseFn>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
@@ -57,10 +61,9 @@ struct Exports {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hook {
-    RequestHeaders,
-    RequestBody,
-    ResponseHeaders,
-    ResponseBody,
+    Headers,
+    Body,
+    Trailers,
 }
 
 const ACTION_CONTINUE: i32 = 0;
@@ -148,8 +151,10 @@ impl Worker {
             queue_ready: typed(&instance, &mut store, "proxy_on_queue_ready")?,
             request_headers: typed(&instance, &mut store, "proxy_on_request_headers")?,
             request_body: typed(&instance, &mut store, "proxy_on_request_body")?,
+            request_trailers: typed(&instance, &mut store, "proxy_on_request_trailers")?,
             response_headers: typed(&instance, &mut store, "proxy_on_response_headers")?,
             response_body: typed(&instance, &mut store, "proxy_on_response_body")?,
+            response_trailers: typed(&instance, &mut store, "proxy_on_response_trailers")?,
             http_call_response: typed(&instance, &mut store, "proxy_on_http_call_response")?,
             done: typed(&instance, &mut store, "proxy_on_done")?,
             log: typed(&instance, &mut store, "proxy_on_log")?,
@@ -302,7 +307,8 @@ impl Worker {
     pub fn start_stream(
         &mut self,
         headers: Pairs,
-        body: Vec<u8>,
+        chunks: Vec<Vec<u8>>,
+        trailers: Option<Pairs>,
         properties: HashMap<Vec<u8>, Vec<u8>>,
     ) -> u32 {
         let ex = self.ex.clone();
@@ -310,8 +316,8 @@ impl Worker {
         let ctx = host.next_context_id;
         host.next_context_id += 1;
         let n = headers.len() as i32;
-        let eos = body.is_empty() as i32;
-        let mut stream = Stream::new(ctx, headers, body, properties);
+        let mut stream = Stream::new(ctx, headers, chunks, trailers, properties);
+        let eos = stream.req.headers_eos() as i32;
         if self.dead.is_some() {
             stream.live = false;
             stream.local_reply = Some(failure_reply("wasm_vm_failed"));
@@ -338,13 +344,13 @@ impl Worker {
             },
             None => ACTION_CONTINUE,
         };
-        self.finish_callback(ctx, Some((Hook::RequestHeaders, action)));
+        self.finish_callback(ctx, Some((Direction::Request, Hook::Headers, action)));
         ctx
     }
 
     /// Applies a callback's returned Action and deferred actions, then drives
     /// every touched stream.
-    fn finish_callback(&mut self, ctx: u32, applied: Option<(Hook, i32)>) {
+    fn finish_callback(&mut self, ctx: u32, applied: Option<(Direction, Hook, i32)>) {
         if self.dead.is_some() {
             return;
         }
@@ -352,32 +358,21 @@ impl Worker {
         let replying = after
             .iter()
             .any(|a| matches!(a, AfterAction::LocalReply(c, _) if *c == ctx));
-        if let (Some((hook, action)), false) = (applied, replying) {
-            self.apply(ctx, hook, action);
+        if let (Some((dir, hook, action)), false) = (applied, replying) {
+            self.apply(ctx, dir, hook, action);
         }
         let mut touched = vec![ctx];
         for a in after {
             match a {
                 AfterAction::Continue(c, dir) => {
                     if let Some(s) = self.stream(c) {
-                        match dir {
-                            Direction::Request => {
-                                s.resume_pending = false;
-                                match s.req {
-                                    Phase::HeadersPaused => {
-                                        s.freeze_request();
-                                        s.req = Phase::Body;
+                        if s.local_reply.is_none() && !s.reset {
+                            match dir {
+                                Direction::Request => s.req.resume(),
+                                Direction::Response => {
+                                    if let Some(f) = s.resp.as_mut() {
+                                        f.resume()
                                     }
-                                    Phase::BodyPaused => s.req = Phase::Complete,
-                                    _ => {}
-                                }
-                            }
-                            Direction::Response => {
-                                s.response_resume_pending = false;
-                                match s.resp {
-                                    Some(Phase::HeadersPaused) => s.resp = Some(Phase::Body),
-                                    Some(Phase::BodyPaused) => s.resp = Some(Phase::Complete),
-                                    _ => {}
                                 }
                             }
                         }
@@ -406,44 +401,93 @@ impl Worker {
         }
     }
 
-    fn apply(&mut self, ctx: u32, hook: Hook, action: i32) {
+    fn apply(&mut self, ctx: u32, dir: Direction, hook: Hook, action: i32) {
+        let allow = self.store.data().shared.allow_on_headers_stop_iteration;
         let Some(s) = self.stream(ctx) else { return };
         if s.local_reply.is_some() || s.reset {
             return;
         }
         let go = action == ACTION_CONTINUE;
+        let flow = match dir {
+            Direction::Request => &mut s.req,
+            Direction::Response => match s.resp.as_mut() {
+                Some(f) => f,
+                None => return,
+            },
+        };
         match hook {
-            Hook::RequestHeaders if s.req == Phase::Headers => {
-                if go {
-                    s.freeze_request();
-                    s.req = Phase::Body;
-                } else {
-                    s.req = Phase::HeadersPaused;
-                }
-            }
-            Hook::RequestBody if s.req == Phase::Body => {
-                s.req = if go {
-                    Phase::Complete
-                } else {
-                    Phase::BodyPaused
-                };
-            }
-            Hook::ResponseHeaders if s.resp == Some(Phase::Headers) => {
-                s.resp = Some(if go {
-                    Phase::Body
-                } else {
-                    Phase::HeadersPaused
-                });
-            }
-            Hook::ResponseBody if s.resp == Some(Phase::Body) => {
-                s.resp = Some(if go {
-                    Phase::Complete
-                } else {
-                    Phase::BodyPaused
-                });
-            }
+            Hook::Headers if !flow.headers_done => flow.headers_returned(go, allow),
+            Hook::Body => flow.body_returned(go),
+            Hook::Trailers => flow.trailers_returned(go),
             _ => {}
         }
+    }
+
+    /// Runs one body or trailers callback of `dir`, as `next` says. Returns
+    /// false if the VM died.
+    fn deliver_next(&mut self, ctx: u32, dir: Direction, next: Next) -> bool {
+        let ex = self.ex.clone();
+        let (body_fn, trailers_fn, body_name, trailers_name) = match dir {
+            Direction::Request => (
+                ex.request_body.as_ref(),
+                ex.request_trailers.as_ref(),
+                "proxy_on_request_body",
+                "proxy_on_request_trailers",
+            ),
+            Direction::Response => (
+                ex.response_body.as_ref(),
+                ex.response_trailers.as_ref(),
+                "proxy_on_response_body",
+                "proxy_on_response_trailers",
+            ),
+        };
+        fn flow(w: &mut Worker, ctx: u32, dir: Direction) -> Option<&mut crate::flow::Flow> {
+            let s = w.stream(ctx)?;
+            match dir {
+                Direction::Request => Some(&mut s.req),
+                Direction::Response => s.resp.as_mut(),
+            }
+        }
+        match next {
+            Next::Body { len, eos } => {
+                let Some(f) = body_fn else {
+                    if let Some(fl) = flow(self, ctx, dir) {
+                        fl.body_returned(true);
+                    }
+                    return true;
+                };
+                if let Some(fl) = flow(self, ctx, dir) {
+                    fl.in_body = true;
+                }
+                let r = self.guest(ctx, body_name, |st| {
+                    f.call(st, (ctx as i32, len as i32, eos as i32))
+                });
+                if let Some(fl) = flow(self, ctx, dir) {
+                    fl.in_body = false;
+                }
+                let Some(action) = r else { return false };
+                self.finish_callback(ctx, Some((dir, Hook::Body, action)));
+            }
+            Next::Trailers { n } => {
+                if let Some(fl) = flow(self, ctx, dir) {
+                    fl.trailers_started();
+                }
+                let Some(f) = trailers_fn else {
+                    if let Some(fl) = flow(self, ctx, dir) {
+                        fl.trailers_returned(true);
+                    }
+                    return true;
+                };
+                let Some(action) =
+                    self.guest(ctx, trailers_name, |st| f.call(st, (ctx as i32, n as i32)))
+                else {
+                    return false;
+                };
+                self.finish_callback(ctx, Some((dir, Hook::Trailers, action)));
+            }
+            Next::Wait | Next::Complete => {}
+        }
+        true
     }
 
     /// Advances a stream as far as it can go without outside input.
@@ -467,104 +511,57 @@ impl Worker {
                 self.finish(ctx);
                 return;
             }
-            match s.req {
-                Phase::Headers | Phase::HeadersPaused | Phase::BodyPaused => return,
-                Phase::Body => {
-                    if s.request_body.is_empty() {
-                        s.req = Phase::Complete;
-                        continue;
+            match s.req.next() {
+                Next::Wait => return,
+                n @ (Next::Body { .. } | Next::Trailers { .. }) => {
+                    if !self.deliver_next(ctx, Direction::Request, n) {
+                        return;
                     }
-                    let len = s.request_body.len() as i32;
-                    s.in_request_body = true;
-                    let Some(f) = ex.request_body.as_ref() else {
-                        if let Some(s) = self.stream(ctx) {
-                            s.in_request_body = false;
-                            s.req = Phase::Complete;
-                        }
-                        continue;
-                    };
-                    let r = self.guest(ctx, "proxy_on_request_body", |st| {
-                        f.call(st, (ctx as i32, len, 1))
-                    });
-                    if let Some(s) = self.stream(ctx) {
-                        s.in_request_body = false;
-                    }
-                    let Some(action) = r else { return };
-                    self.finish_callback(ctx, Some((Hook::RequestBody, action)));
+                    continue;
                 }
-                Phase::Complete => {
-                    if s.forwarded_body.is_none() {
-                        s.freeze_request();
-                        s.forwarded_body = Some(s.request_body.clone());
-                    }
-                    match s.resp {
-                        None => {
-                            let Some(up) = s.upstream_response.take() else {
-                                return;
-                            };
-                            let n = up.headers.len() as i32;
-                            let eos = up.body.is_empty() as i32;
-                            s.response_headers = Some(up.headers);
-                            s.response_body = up.body;
-                            s.resp = Some(Phase::Headers);
-                            let action = match ex.response_headers.as_ref() {
-                                Some(f) => {
-                                    match self.guest(ctx, "proxy_on_response_headers", |st| {
-                                        f.call(st, (ctx as i32, n, eos))
-                                    }) {
-                                        Some(a) => a,
-                                        None => return,
-                                    }
-                                }
-                                None => ACTION_CONTINUE,
-                            };
-                            self.finish_callback(ctx, Some((Hook::ResponseHeaders, action)));
-                        }
-                        Some(Phase::Headers | Phase::HeadersPaused | Phase::BodyPaused) => return,
-                        Some(Phase::Body) => {
-                            if s.response_body.is_empty() {
-                                s.resp = Some(Phase::Complete);
-                                continue;
-                            }
-                            let len = s.response_body.len() as i32;
-                            s.in_response_body = true;
-                            let Some(f) = ex.response_body.as_ref() else {
-                                if let Some(s) = self.stream(ctx) {
-                                    s.in_response_body = false;
-                                    s.resp = Some(Phase::Complete);
-                                }
-                                continue;
-                            };
-                            let r = self.guest(ctx, "proxy_on_response_body", |st| {
-                                f.call(st, (ctx as i32, len, 1))
-                            });
-                            if let Some(s) = self.stream(ctx) {
-                                s.in_response_body = false;
-                            }
-                            let Some(action) = r else { return };
-                            self.finish_callback(ctx, Some((Hook::ResponseBody, action)));
-                        }
-                        Some(Phase::Complete) => {
-                            let headers = s.response_headers.clone().unwrap_or_default();
-                            let status = headers::get(&headers, b":status")
-                                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-                                .unwrap_or(0);
-                            s.downstream_response = Some(Response {
-                                status,
-                                headers,
-                                body: s.response_body.clone(),
-                            });
-                            self.finish(ctx);
+                Next::Complete => {}
+            }
+            match s.resp.as_mut() {
+                None => {
+                    let Some(up) = s.upstream_response.take() else {
+                        return;
+                    };
+                    let n = up.headers.len() as i32;
+                    let flow = crate::flow::Flow::new(up.headers, up.chunks, up.trailers);
+                    let eos = flow.headers_eos() as i32;
+                    s.resp = Some(flow);
+                    let action = match ex.response_headers.as_ref() {
+                        Some(f) => match self.guest(ctx, "proxy_on_response_headers", |st| {
+                            f.call(st, (ctx as i32, n, eos))
+                        }) {
+                            Some(a) => a,
+                            None => return,
+                        },
+                        None => ACTION_CONTINUE,
+                    };
+                    self.finish_callback(ctx, Some((Direction::Response, Hook::Headers, action)));
+                    return;
+                }
+                Some(flow) => match flow.next() {
+                    Next::Wait => return,
+                    n @ (Next::Body { .. } | Next::Trailers { .. }) => {
+                        if !self.deliver_next(ctx, Direction::Response, n) {
                             return;
                         }
                     }
-                }
+                    Next::Complete => {
+                        s.downstream_response = Some(response_of(flow));
+                        self.finish(ctx);
+                        return;
+                    }
+                },
             }
         }
     }
 
     /// Runs a local reply through the stream's response callbacks (unless the
-    /// response phase had already begun), recording the reply as sent.
+    /// response phase had already begun), recording the reply as sent. The
+    /// filter's answers are not waited for: the reply goes out whole.
     fn encode_local_reply(&mut self, ctx: u32) {
         let ex = self.ex.clone();
         let Some(s) = self.stream(ctx) else { return };
@@ -575,10 +572,9 @@ impl Worker {
             return;
         };
         let n = reply.headers.len() as i32;
-        let eos = reply.body.is_empty() as i32;
-        s.response_headers = Some(reply.headers.clone());
-        s.response_body = reply.body.clone();
-        s.resp = Some(Phase::Headers);
+        let flow = crate::flow::Flow::new(reply.headers.clone(), vec![reply.body.clone()], None);
+        let eos = flow.headers_eos() as i32;
+        s.resp = Some(flow);
         if let Some(f) = ex.response_headers.as_ref() {
             if self
                 .guest(ctx, "proxy_on_response_headers", |st| {
@@ -590,36 +586,41 @@ impl Worker {
             }
         }
         let mut after = std::mem::take(&mut self.store.data_mut().after);
-        if let Some(s) = self.stream(ctx) {
-            s.resp = Some(Phase::Body);
-        }
-        if !reply.body.is_empty() {
-            if let Some(f) = ex.response_body.as_ref() {
-                if let Some(s) = self.stream(ctx) {
-                    s.in_response_body = true;
-                }
-                let len = reply.body.len() as i32;
-                if self
-                    .guest(ctx, "proxy_on_response_body", |st| {
-                        f.call(st, (ctx as i32, len, 1))
-                    })
-                    .is_none()
-                {
-                    return;
-                }
-                if let Some(s) = self.stream(ctx) {
-                    s.in_response_body = false;
-                }
-                after.extend(std::mem::take(&mut self.store.data_mut().after));
+        let mut body = None;
+        if let Some(fl) = self.stream(ctx).and_then(|s| s.resp.as_mut()) {
+            fl.headers_done = true;
+            fl.headers_ptr = false;
+            if let Next::Body { len, eos } = fl.next() {
+                body = Some((len, eos));
             }
         }
+        if let (Some((len, eos)), Some(f)) = (body, ex.response_body.as_ref()) {
+            if let Some(fl) = self.stream(ctx).and_then(|s| s.resp.as_mut()) {
+                fl.in_body = true;
+            }
+            if self
+                .guest(ctx, "proxy_on_response_body", |st| {
+                    f.call(st, (ctx as i32, len as i32, eos as i32))
+                })
+                .is_none()
+            {
+                return;
+            }
+            if let Some(fl) = self.stream(ctx).and_then(|s| s.resp.as_mut()) {
+                fl.in_body = false;
+                fl.body_callbacks += 1;
+            }
+            after.extend(std::mem::take(&mut self.store.data_mut().after));
+        }
         if let Some(s) = self.stream(ctx) {
-            s.resp = Some(Phase::Complete);
-            let headers = s.response_headers.clone().unwrap_or_default();
-            let body = s.response_body.clone();
-            if let Some(r) = s.local_reply.as_mut() {
-                r.headers = headers;
-                r.body = body;
+            if let Some(fl) = s.resp.as_mut() {
+                fl.force_all();
+                let headers = fl.sent_headers.clone().unwrap_or_default();
+                let body = fl.sent_body.clone();
+                if let Some(r) = s.local_reply.as_mut() {
+                    r.headers = headers;
+                    r.body = body;
+                }
             }
         }
         self.store.data_mut().after = after;
@@ -640,6 +641,7 @@ impl Worker {
         }
         if let Some(s) = self.stream(ctx) {
             s.in_log = false;
+            s.filter_state.at_access_log = Some(s.filter_state.values.clone());
         }
         if let Some(f) = ex.done.as_ref() {
             self.guest(ctx, "proxy_on_done", |st| f.call(st, ctx as i32));
@@ -737,11 +739,17 @@ impl Worker {
     }
 
     /// The upstream answers a forwarded stream.
-    pub fn respond(&mut self, ctx: u32, headers: Pairs, body: Vec<u8>) -> Result<(), String> {
+    pub fn respond(
+        &mut self,
+        ctx: u32,
+        headers: Pairs,
+        chunks: Vec<Vec<u8>>,
+        trailers: Option<Pairs>,
+    ) -> Result<(), String> {
         let Some(s) = self.stream(ctx) else {
             return Err("the stream has already ended".into());
         };
-        if s.local_reply.is_some() || s.req != Phase::Complete {
+        if s.local_reply.is_some() || !s.req.complete {
             return Err(format!(
                 "the request has not been forwarded (it is {:?})",
                 s.outcome()
@@ -750,7 +758,11 @@ impl Worker {
         if s.resp.is_some() || s.upstream_response.is_some() {
             return Err("the stream already has a response".into());
         }
-        s.upstream_response = Some(UpstreamResponse { headers, body });
+        s.upstream_response = Some(UpstreamResponse {
+            headers,
+            chunks,
+            trailers,
+        });
         self.drive(ctx);
         Ok(())
     }

@@ -52,6 +52,10 @@ extern "C" {
     fn proxy_set_effective_context(id: u32) -> u32;
     fn proxy_continue_stream(stream: u32) -> u32;
     fn proxy_set_tick_period_milliseconds(ms: u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(out: *mut u64) -> u32;
+    fn proxy_set_property(p: *const u8, pl: usize, v: *const u8, vl: usize) -> u32;
+    fn proxy_set_buffer_bytes(kind: u32, start: usize, size: usize, v: *const u8, vl: usize)
+        -> u32;
     #[link_name = "proxy_log"]
     fn proxy_log_raw(level: u32, msg: usize, len: usize) -> u32;
     fn proxy_call_foreign_function(
@@ -65,7 +69,30 @@ extern "C" {
 }
 
 const REQUEST_HEADERS: u32 = 0;
+const REQUEST_TRAILERS: u32 = 1;
 const RESPONSE_HEADERS: u32 = 2;
+const REQUEST_BODY: u32 = 0;
+const RESPONSE_BODY: u32 = 1;
+
+/// `proxy_set_property(path, value)` with the path bytes verbatim.
+fn set_prop(arg: &str) -> u32 {
+    let (k, v) = kv(arg);
+    // SAFETY: pointers and lengths come from live Rust slices.
+    let s = unsafe { proxy_set_property(k.as_ptr(), k.len(), v.as_ptr(), v.len()) };
+    info(&format!("probe setprop {k}: {}", status_name(s)));
+    s
+}
+
+/// `proxy_set_buffer_bytes`, logging the status.
+fn set_buffer(kind: u32, start: usize, size: usize, data: &[u8]) -> u32 {
+    // SAFETY: pointers and lengths come from live Rust slices.
+    let s = unsafe { proxy_set_buffer_bytes(kind, start, size, data.as_ptr(), data.len()) };
+    info(&format!(
+        "probe set-buffer {kind} start={start} size={size}: {}",
+        status_name(s)
+    ));
+    s
+}
 
 fn status_name(s: u32) -> String {
     match s {
@@ -319,6 +346,8 @@ impl RootContext for ProbeRoot {
             root: self.id,
             ops: Vec::new(),
             waiting_call: false,
+            body_calls: 0,
+            response_body_calls: 0,
         }))
     }
 
@@ -332,6 +361,9 @@ struct Probe {
     root: u32,
     ops: Vec<(String, String)>,
     waiting_call: bool,
+    /// Request / response body callbacks so far.
+    body_calls: usize,
+    response_body_calls: usize,
 }
 
 impl Probe {
@@ -522,6 +554,18 @@ impl Probe {
                     wasi.as_millis()
                 ));
             }
+            "time-raw" => {
+                let mut out: u64 = 12345;
+                // SAFETY: out is a live local.
+                let s = unsafe { proxy_get_current_time_nanoseconds(&mut out) };
+                info(&format!("probe time-raw: {} value={out}", status_name(s)));
+            }
+            "setprop" => {
+                set_prop(arg);
+            }
+            "resume" => {
+                info(&format!("probe resume: {}", status_name(resume_request())));
+            }
             "stdout" => println!("{arg}"),
             "stderr" => eprintln!("{arg}"),
             "enqueue" => {
@@ -610,6 +654,9 @@ impl Context for Probe {
 
     fn on_done(&mut self) -> bool {
         info(&format!("probe done {}", self.id));
+        if let Some(arg) = self.has("done-setprop") {
+            set_prop(&arg.to_string());
+        }
         true
     }
 }
@@ -639,6 +686,8 @@ impl HttpContext for Probe {
     }
 
     fn on_http_request_body(&mut self, size: usize, eos: bool) -> Action {
+        let n = self.body_calls;
+        self.body_calls += 1;
         let body = self.get_http_request_body(0, size).unwrap_or_default();
         info(&format!(
             "probe body: size={size} eos={eos} text={}",
@@ -662,13 +711,56 @@ impl HttpContext for Probe {
             info(&format!("probe body-get all: {all} headers"));
         }
         if self.has("late-add").is_some() {
-            header_op("add", REQUEST_HEADERS, "x-late=1");
+            header_op("add", REQUEST_HEADERS, &format!("x-late={n}"));
         }
         if let Some(text) = self.has("body-replace") {
             let text = text.to_string();
             self.set_http_request_body(0, size, text.as_bytes());
         }
+        if self.has("body-set-bad").is_some() {
+            set_buffer(REQUEST_BODY, 1, 1, b"x");
+        }
         if self.has("body-pause").is_some() {
+            return Action::Pause;
+        }
+        // A buffering filter: holds every chunk until the end of the body
+        // (or until the trailers), then optionally rewrites the whole buffer.
+        if self.has("body-hold").is_some() && !eos {
+            return Action::Pause;
+        }
+        if self.has("body-upper").is_some() && eos {
+            set_buffer(REQUEST_BODY, 0, size, &body.to_ascii_uppercase());
+        }
+        // Pauses the body callbacks before index `at`, continues from it on.
+        if let Some(at) = self.has("body-release-at") {
+            if at.parse::<usize>().is_ok_and(|at| n < at) {
+                return Action::Pause;
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, n: usize) -> Action {
+        let trailers = self.get_http_request_trailers_bytes();
+        let text: Vec<String> = trailers
+            .iter()
+            .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+            .collect();
+        info(&format!("probe trailers: n={n} {}", text.join(",")));
+        if let Some(name) = self.has("trailer-remove") {
+            let name = name.to_string();
+            header_op("remove", REQUEST_TRAILERS, &name);
+        }
+        if self.has("late-add").is_some() {
+            header_op("add", REQUEST_HEADERS, "x-late=trailers");
+        }
+        if self.has("body-upper").is_some() {
+            let body = self
+                .get_http_request_body(0, usize::MAX)
+                .unwrap_or_default();
+            set_buffer(REQUEST_BODY, 0, body.len(), &body.to_ascii_uppercase());
+        }
+        if self.has("trailers-pause").is_some() {
             return Action::Pause;
         }
         Action::Continue
@@ -688,15 +780,47 @@ impl HttpContext for Probe {
     }
 
     fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
+        let n = self.response_body_calls;
+        self.response_body_calls += 1;
         let body = self.get_http_response_body(0, size).unwrap_or_default();
         info(&format!(
             "probe response body: size={size} eos={eos} text={}",
             String::from_utf8_lossy(&body)
         ));
+        if self.has("resp-body-mark").is_some() {
+            let mut marked = b"<".to_vec();
+            marked.extend_from_slice(&body);
+            marked.push(b'>');
+            set_buffer(RESPONSE_BODY, 0, size, &marked);
+        }
+        if self.has("resp-body-hold").is_some() && !eos {
+            return Action::Pause;
+        }
+        if self.has("resp-body-upper").is_some() && eos {
+            set_buffer(RESPONSE_BODY, 0, size, &body.to_ascii_uppercase());
+        }
+        // Holds chunk `n` (pauses once); the next chunk releases both.
+        if let Some(at) = self.has("resp-hold-at") {
+            if at.parse::<usize>().ok() == Some(n) {
+                return Action::Pause;
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, n: usize) -> Action {
+        info(&format!("probe response trailers: n={n}"));
+        if let Some(name) = self.has("resp-trailer-remove") {
+            let name = name.to_string();
+            header_op("remove", 3, &name);
+        }
         Action::Continue
     }
 
     fn on_log(&mut self) {
         info(&format!("probe log {}", self.id));
+        if let Some(arg) = self.has("log-setprop") {
+            set_prop(&arg.to_string());
+        }
     }
 }

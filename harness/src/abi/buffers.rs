@@ -1,10 +1,12 @@
 //! Buffers: `proxy_get_buffer_bytes`, `proxy_set_buffer_bytes`.
 //!
 //! Invariants:
-//! - A request/response body is visible from its body callback on (it is
-//!   delivered whole, with `end_of_stream`); before that it reads as empty,
-//!   as in Envoy where no body has been buffered yet. It is writable only
-//!   during its body callback or while that phase is paused.
+//! - A request/response body buffer is what the filter holds now
+//!   (`crate::flow`): the chunk of the running body callback, or the data
+//!   accumulated while it returns Pause (also readable from other callbacks
+//!   then, and in the trailers callback). Otherwise it reads as empty, as in
+//!   Envoy once the data has passed (`request_body_buffer_` cleared). It is
+//!   writable exactly when it is visible.
 //! - The call response body exists only during `proxy_on_http_call_response`;
 //!   the plugin configuration only during `proxy_on_configure`; the VM
 //!   configuration always. Otherwise NotFound.
@@ -12,16 +14,15 @@
 //!   `size` bytes (prepends when size is 0); start at or past the end appends;
 //!   anything else is BadArgument.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::memory;
 use crate::state::WorkerHost;
-use crate::stream::Phase;
 use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_get_buffer_bytes" => l.func_wrap(ENV, name, get_buffer_bytes)?,
-        "proxy_set_buffer_bytes" => l.func_wrap(ENV, name, set_buffer_bytes)?,
+        "proxy_get_buffer_bytes" => super::host(l, name, get_buffer_bytes)?,
+        "proxy_set_buffer_bytes" => super::host(l, name, set_buffer_bytes)?,
         _ => return Ok(false),
     };
     Ok(true)
@@ -37,19 +38,17 @@ fn read_buffer(host: &mut WorkerHost, kind: i32) -> Result<Vec<u8>, Status> {
     match kind {
         HTTP_REQUEST_BODY => {
             let s = host.effective_stream().ok_or(Status::NotFound)?;
-            Ok(if s.in_request_body || s.req.body_visible() {
-                s.request_body.clone()
+            Ok(if s.req.body_visible() {
+                s.req.buffer.clone()
             } else {
                 Vec::new()
             })
         }
         HTTP_RESPONSE_BODY => {
             let s = host.effective_stream().ok_or(Status::NotFound)?;
-            let visible = s.in_response_body || s.resp.is_some_and(Phase::body_visible);
-            Ok(if visible {
-                s.response_body.clone()
-            } else {
-                Vec::new()
+            Ok(match s.resp.as_ref() {
+                Some(f) if f.body_visible() => f.buffer.clone(),
+                _ => Vec::new(),
             })
         }
         HTTP_CALL_RESPONSE_BODY => host
@@ -120,16 +119,12 @@ fn set_buffer_bytes(
     let host = c.data_mut();
     let status = match kind {
         HTTP_REQUEST_BODY => match host.effective_stream() {
-            Some(s) if s.in_request_body || s.req == Phase::BodyPaused => {
-                copy_from(&mut s.request_body, start, size, &data)
-            }
+            Some(s) if s.req.body_visible() => copy_from(&mut s.req.buffer, start, size, &data),
             Some(_) => Status::BadArgument,
             None => Status::NotFound,
         },
-        HTTP_RESPONSE_BODY => match host.effective_stream() {
-            Some(s) if s.in_response_body || s.resp == Some(Phase::BodyPaused) => {
-                copy_from(&mut s.response_body, start, size, &data)
-            }
+        HTTP_RESPONSE_BODY => match host.effective_stream().map(|s| s.resp.as_mut()) {
+            Some(Some(f)) if f.body_visible() => copy_from(&mut f.buffer, start, size, &data),
             Some(_) => Status::BadArgument,
             None => Status::NotFound,
         },

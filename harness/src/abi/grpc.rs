@@ -4,27 +4,27 @@
 //! reports for an unknown cluster (ParseFailure); operations on a token are
 //! NotFound (no such call); `proxy_get_status` reports code 0 with no message.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::memory;
 use crate::state::WorkerHost;
 use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_grpc_call" => l.func_wrap(ENV, name, grpc_call)?,
-        "proxy_grpc_stream" => l.func_wrap(ENV, name, grpc_stream)?,
-        "proxy_grpc_send" => l.func_wrap(
-            ENV,
+        "proxy_grpc_call" => super::host(l, name, grpc_call)?,
+        "proxy_grpc_stream" => super::host(l, name, grpc_stream)?,
+        "proxy_grpc_send" => super::host(
+            l,
             name,
             |_: Caller<'_, WorkerHost>, _: i32, _: i32, _: i32, _: i32| ok(Status::NotFound),
         )?,
-        "proxy_grpc_cancel" => l.func_wrap(ENV, name, |_: Caller<'_, WorkerHost>, _: i32| {
+        "proxy_grpc_cancel" => super::host(l, name, |_: Caller<'_, WorkerHost>, _: i32| {
             ok(Status::NotFound)
         })?,
-        "proxy_grpc_close" => l.func_wrap(ENV, name, |_: Caller<'_, WorkerHost>, _: i32| {
+        "proxy_grpc_close" => super::host(l, name, |_: Caller<'_, WorkerHost>, _: i32| {
             ok(Status::NotFound)
         })?,
-        "proxy_get_status" => l.func_wrap(ENV, name, get_status)?,
+        "proxy_get_status" => super::host(l, name, get_status)?,
         _ => return Ok(false),
     };
     Ok(true)

@@ -2,10 +2,14 @@
 //! `proxy_{add,replace,remove}_header_map_value`.
 //!
 //! Invariants (Envoy's `Context::getMap`/`getConstMap`):
-//! - Request headers exist only while the request is in its headers phase
-//!   (during `on_request_headers`, or paused there) and until
-//!   `continue_stream(Request)` is called; then they have gone upstream.
-//!   Response headers likewise. In `on_log` both are readable again.
+//! - Request headers exist while Envoy's `request_headers_` pointer is set
+//!   (`crate::flow`: from `on_request_headers` until it returns Continue or
+//!   `continue_stream` is called; in allow_on_headers_stop_iteration mode
+//!   also through the body callbacks). Response headers likewise. In
+//!   `on_log` both are readable again (as they were sent).
+//! - Trailers exist during their callback (and while paused there); a
+//!   mutation in the last body callback of a stream without trailers adds
+//!   them, as Envoy's `addDecodedTrailers`/`addEncodedTrailers` do.
 //! - The call response headers/trailers exist only while a call response is
 //!   being delivered, for every context of that VM.
 //! - A map that does not exist: `get_header_map_pairs` returns Ok with an
@@ -14,7 +18,7 @@
 //!   `remove` drops every value; `replace` collapses to one value (adds if
 //!   absent); `add` appends; values are arbitrary bytes.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::memory;
 use crate::pairs::{self, Pairs};
 use crate::state::WorkerHost;
@@ -23,12 +27,12 @@ use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_get_header_map_pairs" => l.func_wrap(ENV, name, get_pairs)?,
-        "proxy_set_header_map_pairs" => l.func_wrap(ENV, name, set_pairs)?,
-        "proxy_get_header_map_value" => l.func_wrap(ENV, name, get_value)?,
-        "proxy_add_header_map_value" => l.func_wrap(ENV, name, add_value)?,
-        "proxy_replace_header_map_value" => l.func_wrap(ENV, name, replace_value)?,
-        "proxy_remove_header_map_value" => l.func_wrap(ENV, name, remove_value)?,
+        "proxy_get_header_map_pairs" => super::host(l, name, get_pairs)?,
+        "proxy_set_header_map_pairs" => super::host(l, name, set_pairs)?,
+        "proxy_get_header_map_value" => super::host(l, name, get_value)?,
+        "proxy_add_header_map_value" => super::host(l, name, add_value)?,
+        "proxy_replace_header_map_value" => super::host(l, name, replace_value)?,
+        "proxy_remove_header_map_value" => super::host(l, name, remove_value)?,
         _ => return Ok(false),
     };
     Ok(true)
@@ -49,11 +53,18 @@ fn readable(host: &WorkerHost, kind: i32) -> Option<&Pairs> {
         _ => {}
     }
     let s = host.effective_stream_ref()?;
+    let resp = s.resp.as_ref();
     match kind {
-        REQUEST_HEADERS if s.in_log => s.forwarded_headers.as_ref().or(Some(&s.request_headers)),
-        REQUEST_HEADERS if s.request_headers_available() => Some(&s.request_headers),
-        RESPONSE_HEADERS if s.in_log => s.response_headers.as_ref(),
-        RESPONSE_HEADERS if s.response_headers_available() => s.response_headers.as_ref(),
+        REQUEST_HEADERS if s.in_log => Some(s.request_headers_seen()),
+        REQUEST_HEADERS if s.request_headers_available() => Some(&s.req.headers),
+        // Envoy's access-log phase has no request trailers.
+        REQUEST_TRAILERS if s.req.trailers_ptr && !s.in_log => s.req.trailers.as_ref(),
+        RESPONSE_HEADERS if s.in_log => resp.map(|f| f.sent_headers.as_ref().unwrap_or(&f.headers)),
+        RESPONSE_HEADERS if s.response_headers_available() => s.response_headers(),
+        RESPONSE_TRAILERS if s.in_log => resp.and_then(|f| f.sent_trailers.as_ref()),
+        RESPONSE_TRAILERS if resp.is_some_and(|f| f.trailers_ptr) => {
+            resp.and_then(|f| f.trailers.as_ref())
+        }
         _ => None,
     }
 }
@@ -80,14 +91,30 @@ fn mutate(host: &mut WorkerHost, kind: i32, edit: impl FnOnce(&mut Pairs)) -> St
     if s.in_log {
         return Status::BadArgument;
     }
+    let flow = match kind {
+        REQUEST_HEADERS | REQUEST_TRAILERS => &mut s.req,
+        RESPONSE_HEADERS | RESPONSE_TRAILERS => match s.resp.as_mut() {
+            Some(f) => f,
+            None => return Status::BadArgument,
+        },
+        _ => return Status::BadArgument,
+    };
     match kind {
-        REQUEST_HEADERS if s.request_headers_available() => edit(&mut s.request_headers),
-        RESPONSE_HEADERS if s.response_headers_available() => {
-            if let Some(h) = s.response_headers.as_mut() {
-                edit(h)
+        REQUEST_HEADERS | RESPONSE_HEADERS if flow.headers_ptr => edit(&mut flow.headers),
+        REQUEST_TRAILERS | RESPONSE_TRAILERS => {
+            // Envoy's getMap: in the last body callback of a stream without
+            // trailers, a mutation adds trailers (`addDecodedTrailers`);
+            // they go on with the body, without a trailers callback.
+            if flow.trailers.is_none() && flow.in_body && flow.eos_delivered {
+                flow.trailers = Some(Vec::new());
+                flow.trailers_delivered = true;
+                flow.trailers_ptr = true;
+            }
+            match flow.trailers.as_mut() {
+                Some(t) if flow.trailers_ptr => edit(t),
+                _ => return Status::BadArgument,
             }
         }
-        REQUEST_TRAILERS | RESPONSE_TRAILERS => return Status::BadArgument,
         _ => return Status::BadArgument,
     }
     Status::Ok

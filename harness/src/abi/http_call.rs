@@ -12,7 +12,7 @@
 //!   504 `upstream request timeout`, delivered at the timeout.
 //! - A non-empty body gets a `content-length` header, as Envoy adds one.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::call::CallRequest;
 use crate::memory;
 use crate::pairs::{self, Pairs};
@@ -24,7 +24,7 @@ use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_http_call" => l.func_wrap(ENV, name, http_call)?,
+        "proxy_http_call" => super::host(l, name, http_call)?,
         _ => return Ok(false),
     };
     Ok(true)

@@ -4,7 +4,7 @@
 //! context; lines below the gateway's level are dropped as Envoy drops them;
 //! an invalid level is BadArgument.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::logs::LogLevel;
 use crate::memory;
 use crate::state::WorkerHost;
@@ -12,8 +12,8 @@ use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_log" => l.func_wrap(ENV, name, proxy_log)?,
-        "proxy_get_log_level" => l.func_wrap(ENV, name, proxy_get_log_level)?,
+        "proxy_log" => super::host(l, name, proxy_log)?,
+        "proxy_get_log_level" => super::host(l, name, proxy_get_log_level)?,
         _ => return Ok(false),
     };
     Ok(true)

@@ -9,17 +9,17 @@
 //!   record appends a sample; increment and get are BadArgument.
 //! - Unknown id: NotFound. Unknown type: BadArgument.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::memory;
 use crate::state::{lock, Metric, MetricKind, WorkerHost};
 use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_define_metric" => l.func_wrap(ENV, name, define_metric)?,
-        "proxy_increment_metric" => l.func_wrap(ENV, name, increment_metric)?,
-        "proxy_record_metric" => l.func_wrap(ENV, name, record_metric)?,
-        "proxy_get_metric" => l.func_wrap(ENV, name, get_metric)?,
+        "proxy_define_metric" => super::host(l, name, define_metric)?,
+        "proxy_increment_metric" => super::host(l, name, increment_metric)?,
+        "proxy_record_metric" => super::host(l, name, record_metric)?,
+        "proxy_get_metric" => super::host(l, name, get_metric)?,
         _ => return Ok(false),
     };
     Ok(true)

@@ -8,6 +8,9 @@
 //!   instantiation error naming it; an unimplemented WASI function returns
 //!   ENOSYS, as Envoy's host does.
 //! - Host functions reach guest memory only through `crate::memory`.
+//! - Every `env` import is defined through `host`, which runs the gateway's
+//!   fault check (`crate::fault`) before the function: a faulted call does
+//!   nothing and writes nothing but its status.
 
 pub mod buffers;
 pub mod grpc;
@@ -22,7 +25,7 @@ pub mod timers;
 pub mod wasi;
 
 use crate::state::WorkerHost;
-use wasmtime::Linker;
+use wasmtime::{Caller, Linker, WasmTy};
 
 /// proxy-wasm result codes, as Envoy returns them.
 #[allow(dead_code)]
@@ -61,6 +64,61 @@ macro_rules! mem {
 pub(crate) use mem;
 
 pub const ENV: &str = "env";
+
+/// A host function of any arity, defined with the fault-injection check in
+/// front of it (`crate::fault`): every `env.proxy_*` import goes through
+/// `host`, so a fault can be put on any of them by name.
+pub trait HostFn<Args>: Send + Sync + 'static {
+    fn define(self, l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<()>;
+}
+
+macro_rules! host_fn {
+    ($($t:ident $a:ident),*) => {
+        impl<F, $($t),*> HostFn<($($t,)*)> for F
+        where
+            F: Fn(Caller<'_, WorkerHost>, $($t),*) -> HostResult + Send + Sync + 'static,
+            $($t: WasmTy,)*
+        {
+            fn define(self, l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<()> {
+                let import: Box<str> = name.into();
+                l.func_wrap(
+                    ENV,
+                    name,
+                    move |c: Caller<'_, WorkerHost>, $($a: $t),*| -> HostResult {
+                        let host = c.data();
+                        if let Some(status) = host.shared.faults.check(host.worker, &import) {
+                            return Ok(status);
+                        }
+                        self(c, $($a),*)
+                    },
+                )?;
+                Ok(())
+            }
+        }
+    };
+}
+host_fn!();
+host_fn!(A1 a1);
+host_fn!(A1 a1, A2 a2);
+host_fn!(A1 a1, A2 a2, A3 a3);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11);
+host_fn!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8, A9 a9, A10 a10, A11 a11, A12 a12);
+
+/// Defines `env.<name>` as `f` behind the fault check.
+pub fn host<Args, F: HostFn<Args>>(
+    l: &mut Linker<WorkerHost>,
+    name: &str,
+    f: F,
+) -> anyhow::Result<()> {
+    f.define(l, name)
+}
 
 /// Defines the host functions `module` imports.
 pub fn link(linker: &mut Linker<WorkerHost>, module: &wasmtime::Module) -> anyhow::Result<()> {

@@ -7,10 +7,14 @@
 //!   for it (`RequestBuilder::property`, `mtls`, `peer_uri_san`), request
 //!   attributes derived from its headers, then plugin-level properties
 //!   (`plugin_root_id`, `plugin_name`, `plugin_vm_id`). Missing is NotFound.
-//! - `proxy_set_property` stores on the effective stream (Ok); on a root
-//!   context there is no stream info and Envoy returns NotFound.
+//! - `proxy_set_property` stores filter state `wasm.<path>` on the effective
+//!   stream (Ok), the path bytes verbatim (Envoy's `Context::setProperty`,
+//!   source/extensions/common/wasm/context.cc); on a root context there is
+//!   no stream info and Envoy returns NotFound. It works in `on_log` and
+//!   `on_done` too (the stream info is still there). `proxy_get_property`
+//!   finds it by its first path segment, as Envoy's `findValue` does.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::memory;
 use crate::pairs;
 use crate::state::WorkerHost;
@@ -19,8 +23,8 @@ use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_get_property" => l.func_wrap(ENV, name, get_property)?,
-        "proxy_set_property" => l.func_wrap(ENV, name, set_property)?,
+        "proxy_get_property" => super::host(l, name, get_property)?,
+        "proxy_set_property" => super::host(l, name, set_property)?,
         _ => return Ok(false),
     };
     Ok(true)
@@ -34,7 +38,7 @@ pub fn path_key(path: &[&str]) -> Vec<u8> {
 /// Appends a request attribute derived from the stream to `out`; false if
 /// `path` is not one (or the stream lacks it).
 fn derived(s: &Stream, path: &[u8], out: &mut Vec<u8>) -> bool {
-    let h = s.forwarded_headers.as_ref().unwrap_or(&s.request_headers);
+    let h = s.request_headers_seen();
     let header = |n: &str| headers::get(h, n.as_bytes());
     let v: Option<&[u8]> = match path {
         b"request\0path" => header(":path"),
@@ -52,8 +56,7 @@ fn derived(s: &Stream, path: &[u8], out: &mut Vec<u8>) -> bool {
         }
         b"response\0code" => {
             let code: Option<i64> = s
-                .response_headers
-                .as_ref()
+                .response_headers()
                 .and_then(|r| headers::get(r, b":status"))
                 .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
             let Some(code) = code else { return false };
@@ -74,11 +77,18 @@ fn derived(s: &Stream, path: &[u8], out: &mut Vec<u8>) -> bool {
 /// Appends the property's value to `out`; false if it is missing.
 fn lookup(host: &WorkerHost, path: &[u8], out: &mut Vec<u8>) -> bool {
     if let Some(s) = host.effective_stream_ref() {
-        if let Some(v) = s
-            .guest_properties
-            .get(path)
-            .or_else(|| s.properties.get(path))
-        {
+        // Envoy's getProperty: a top-level name it does not know is the
+        // filter state `wasm.<name>`; a value set there is bytes, so a path
+        // going deeper into it is NotFound.
+        let top = path.split(|b| *b == 0).next().unwrap_or_default();
+        if let Some(v) = s.filter_state.get(top) {
+            if top.len() != path.len() {
+                return false;
+            }
+            out.extend_from_slice(v);
+            return true;
+        }
+        if let Some(v) = s.properties.get(path) {
             out.extend_from_slice(v);
             return true;
         }
@@ -134,7 +144,7 @@ fn set_property(
     let value = mem!(memory::read_bytes(&mut c, vptr as u32, vlen as u32));
     match c.data_mut().effective_stream() {
         Some(s) => {
-            s.guest_properties.insert(path, value);
+            s.filter_state.set(&path, &value);
             ok(Status::Ok)
         }
         None => ok(Status::NotFound),

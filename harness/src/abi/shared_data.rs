@@ -12,7 +12,7 @@
 //!   the enqueueing callback). Dequeue of an empty queue is Empty; an unknown
 //!   queue id is NotFound.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::memory;
 use crate::state::{lock, Queue, WorkerHost};
 use std::collections::VecDeque;
@@ -20,12 +20,12 @@ use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_get_shared_data" => l.func_wrap(ENV, name, get_shared_data)?,
-        "proxy_set_shared_data" => l.func_wrap(ENV, name, set_shared_data)?,
-        "proxy_register_shared_queue" => l.func_wrap(ENV, name, register_queue)?,
-        "proxy_resolve_shared_queue" => l.func_wrap(ENV, name, resolve_queue)?,
-        "proxy_enqueue_shared_queue" => l.func_wrap(ENV, name, enqueue)?,
-        "proxy_dequeue_shared_queue" => l.func_wrap(ENV, name, dequeue)?,
+        "proxy_get_shared_data" => super::host(l, name, get_shared_data)?,
+        "proxy_set_shared_data" => super::host(l, name, set_shared_data)?,
+        "proxy_register_shared_queue" => super::host(l, name, register_queue)?,
+        "proxy_resolve_shared_queue" => super::host(l, name, resolve_queue)?,
+        "proxy_enqueue_shared_queue" => super::host(l, name, enqueue)?,
+        "proxy_dequeue_shared_queue" => super::host(l, name, dequeue)?,
         _ => return Ok(false),
     };
     Ok(true)

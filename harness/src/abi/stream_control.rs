@@ -12,7 +12,7 @@
 //! - `set_effective_context` accepts any live context of this VM (root or
 //!   HTTP), else BadArgument; it lasts until the callback returns.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::memory;
 use crate::outcome::LocalReply;
 use crate::pairs;
@@ -22,12 +22,12 @@ use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_continue_stream" => l.func_wrap(ENV, name, continue_stream)?,
-        "proxy_close_stream" => l.func_wrap(ENV, name, close_stream)?,
-        "proxy_send_local_response" => l.func_wrap(ENV, name, send_local_response)?,
-        "proxy_set_effective_context" => l.func_wrap(ENV, name, set_effective_context)?,
-        "proxy_done" => l.func_wrap(ENV, name, done)?,
-        "proxy_call_foreign_function" => l.func_wrap(ENV, name, call_foreign_function)?,
+        "proxy_continue_stream" => super::host(l, name, continue_stream)?,
+        "proxy_close_stream" => super::host(l, name, close_stream)?,
+        "proxy_send_local_response" => super::host(l, name, send_local_response)?,
+        "proxy_set_effective_context" => super::host(l, name, set_effective_context)?,
+        "proxy_done" => super::host(l, name, done)?,
+        "proxy_call_foreign_function" => super::host(l, name, call_foreign_function)?,
         _ => return Ok(false),
     };
     Ok(true)
@@ -54,10 +54,10 @@ fn continue_stream(mut c: Caller<'_, WorkerHost>, kind: i32) -> HostResult {
     let host = c.data_mut();
     let ctx = host.effective;
     if let Some(s) = host.effective_stream() {
-        match dir {
-            Direction::Request => s.resume_pending = true,
-            Direction::Response => s.response_resume_pending = true,
-        }
+        // Envoy's Context::continueStream clears the request pointers at
+        // once (for either direction): later edits in this callback fail.
+        s.req.headers_ptr = false;
+        s.req.trailers_ptr = false;
         host.after.push(AfterAction::Continue(ctx, dir));
     }
     ok(Status::Ok)

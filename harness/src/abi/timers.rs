@@ -5,7 +5,7 @@
 //! when set from an HTTP context; the first tick is one period after the call;
 //! a period of 0 stops ticks.
 
-use super::{mem, ok, HostResult, Status, ENV};
+use super::{mem, ok, HostResult, Status};
 use crate::memory;
 use crate::state::WorkerHost;
 use std::time::Duration;
@@ -13,8 +13,8 @@ use wasmtime::{Caller, Linker};
 
 pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
     match name {
-        "proxy_get_current_time_nanoseconds" => l.func_wrap(ENV, name, current_time)?,
-        "proxy_set_tick_period_milliseconds" => l.func_wrap(ENV, name, set_tick_period)?,
+        "proxy_get_current_time_nanoseconds" => super::host(l, name, current_time)?,
+        "proxy_set_tick_period_milliseconds" => super::host(l, name, set_tick_period)?,
         _ => return Ok(false),
     };
     Ok(true)
