@@ -24,14 +24,16 @@ const CHAT: &str = "/v1/chat/completions";
 async fn every_request_leaves_one_line_with_its_audit_record_and_never_a_key() {
     let stack = start_stack(&scratch_dir("access-log"), &config(), |_| {}).await;
     let bearer = format!("Bearer {CLIENT_OPENAI_KEY}");
-    let cases: [(
-        &str,
-        &str,
-        &str,
-        Vec<(&str, &str)>,
+    // (workload, host, path, headers, status, Some((decision, rule or reason)))
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
         u16,
-        Option<(&str, &str)>,
-    ); 5] = [
+        Option<(&'a str, &'a str)>,
+    );
+    let cases: [Case; 5] = [
         (
             SUPPORT_BOT,
             "api.openai.com",

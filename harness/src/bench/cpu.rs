@@ -10,6 +10,7 @@ use super::gateways::Variant;
 use super::setup::{Bench, Gateway};
 use super::{CLIENT_CPU, GATEWAY_CPU};
 
+/// A gateway's completed requests and CPU time (and the authz service's,
 /// for ext_authz) at the start of a load run.
 pub(crate) struct CpuWindow {
     pub(crate) requests: u64,
@@ -41,9 +42,6 @@ impl CpuWindow {
 pub(crate) fn service_tid(bench: &Bench, g: &Gateway) -> Option<i32> {
     (g.variant == Variant::ExtAuthz).then_some(bench.authz.tid)
 }
-
-/// Closed loop: `connections` connections, each with one request in flight.
-/// Also measures the CPU time the gateway (and, for ext_authz, the authz
 
 /// On-CPU time of every thread of `pid`, ns (`/proc/PID/task/*/schedstat`).
 pub(crate) fn process_cpu_ns(pid: u32) -> anyhow::Result<u64> {
@@ -93,6 +91,7 @@ pub(crate) fn pid_running(config: &Path) -> anyhow::Result<u32> {
     )
 }
 
+/// Runs `f` (which starts a gateway) with this thread on [`GATEWAY_CPU`],
 /// so the child inherits that placement; then moves back.
 pub(crate) fn on_gateway_cpu<T>(
     pin: bool,

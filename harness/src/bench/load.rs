@@ -119,7 +119,8 @@ pub(crate) struct Latency {
     pub(crate) cpu_us: f64,
 }
 
-/// A gateway's completed requests and CPU time (and the authz service's,
+/// Closed loop: `connections` connections, each with one request in flight.
+/// Also measures the CPU time the gateway (and, for ext_authz, the authz
 /// service) spent per request over the whole run, warm-up included.
 pub(crate) fn throughput_run(
     opts: &Options,

@@ -6,6 +6,7 @@ use anyhow::{anyhow, bail, ensure};
 
 use super::cpu::{loadavg, online_cpus};
 
+/// Command-line options.
 #[derive(Debug)]
 pub(crate) struct Options {
     pub(crate) repo: PathBuf,

@@ -202,8 +202,6 @@ impl Bench {
     }
 }
 
-/// Runs `f` (which starts a gateway) with this thread on [`GATEWAY_CPU`],
-
 /// Writes `boot` to the options' config file and starts Envoy on it, at
 /// log level `warning` (plus the options' extra arguments).
 fn start_envoy(mut eo: EnvoyOptions, boot: &Value) -> anyhow::Result<EnvoyProcess> {

@@ -102,8 +102,9 @@ pub const AUDIT_LOG_FORMAT: &str = concat!(
 /// Where the access log goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessLogSink {
-    /// Appended to this file (Envoy buffers it and flushes about once a
-    /// second from its own thread).
+    /// Appended to this file (Envoy buffers it and flushes it from its own
+    /// thread: every 10 s by default, every 250 ms with
+    /// [`GatewaySpec::envoy_options`]).
     File(PathBuf),
     /// Envoy's standard output.
     Stdout,
@@ -330,6 +331,12 @@ impl GatewaySpec {
     ) -> super::process::EnvoyOptions {
         let mut eo = super::process::EnvoyOptions::new(binary, config, work_dir);
         eo.concurrency = self.concurrency;
+        if let Some(AccessLogSink::File(_)) = self.access_log {
+            // Envoy flushes log files every 10 s by default; a local
+            // gateway (and a test waiting for its line) wants them sooner.
+            eo.extra_args
+                .extend(["--file-flush-interval-msec".into(), "250".into()]);
+        }
         eo
     }
 

@@ -177,7 +177,7 @@ impl Stack {
 
         let mut eo = spec.envoy_options(envoy_bin, boot_path, opts.work_dir.clone());
         eo.inherit_output = opts.inherit_output;
-        eo.extra_args = opts.envoy_args.clone();
+        eo.extra_args.extend(opts.envoy_args.iter().cloned());
         let envoy = EnvoyProcess::start(&eo)?;
         let stack = Self {
             creds,
@@ -218,8 +218,8 @@ impl Stack {
         }
     }
 
-    /// The access log so far (empty if none). Envoy flushes it about once a
-    /// second: poll for the line you expect.
+    /// The access log so far (empty if none). Envoy flushes it every 250 ms:
+    /// poll for the line you expect.
     pub fn access_log(&self) -> String {
         self.access_log_path()
             .and_then(|p| fs::read(p).ok())
