@@ -37,6 +37,27 @@ pub struct UpstreamResponse {
 }
 
 /// The filter state the guest set on a stream.
+///
+/// Envoy facts this mirrors (read in the Envoy sources):
+/// - `Context::setProperty` (source/extensions/common/wasm/context.cc) builds
+///   the key as `absl::StrAppend(&key, "wasm.", path)`: the path bytes are
+///   used verbatim as one string (a `\0` in them stays a `\0`; nothing is
+///   split or joined), stored as a mutable `CelState` with the default
+///   prototype's life span (FilterChain) unless `declare_property` said
+///   otherwise; NotFound without stream info (root context).
+/// - `Context::findValue` (same file) reads filter state `wasm.<name>` for
+///   the first path segment only.
+/// - Order at stream end, `ConnectionManagerImpl::doDeferredStreamDestroy`
+///   (source/common/http/conn_manager_impl.cc): `filter_manager_.log()` runs
+///   every access-log handler, then `destroyFilters()` (wasm `onDestroy`:
+///   `proxy_on_done`, `proxy_on_delete`). The handler list is
+///   `ActiveStream::accessLogHandlers()` (conn_manager_impl.h): filter
+///   handlers (the wasm filter's `Context::log`, i.e. `proxy_on_log`) are put
+///   before the HCM `access_log` entries when
+///   `envoy.reloadable_features.filter_access_loggers_first` is on; that
+///   guard defaulted to true and was removed in 1.35, so in 1.40 `proxy_on_log`
+///   always runs first. Hence a value set in `proxy_on_log` is visible to the
+///   HCM access log; one set in `proxy_on_done` is not (`at_access_log`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterState {
     /// Key (`wasm.<path>`) -> value as it stands now.
