@@ -171,7 +171,7 @@ impl Flow {
 
     /// What to give the filter next; for a body, moves the next chunk into
     /// the buffer (appending when buffering).
-    pub fn next(&mut self) -> Next {
+    pub fn step(&mut self) -> Next {
         if !self.headers_done || self.complete {
             return if self.complete {
                 Next::Complete
@@ -321,11 +321,11 @@ mod tests {
     fn buffering_accumulates_and_continue_sends_the_buffer() {
         let mut f = Flow::new(vec![], vec![b"ab".to_vec(), b"cd".to_vec()], None);
         f.headers_returned(true, false);
-        assert_eq!(f.next(), Next::Body { len: 2, eos: false });
+        assert_eq!(f.step(), Next::Body { len: 2, eos: false });
         f.body_returned(false);
-        assert_eq!(f.next(), Next::Body { len: 4, eos: true });
+        assert_eq!(f.step(), Next::Body { len: 4, eos: true });
         f.body_returned(true);
-        assert_eq!(f.next(), Next::Complete);
+        assert_eq!(f.step(), Next::Complete);
         assert_eq!(f.sent_body, b"abcd");
         assert_eq!(f.pieces.len(), 1);
     }
@@ -338,15 +338,15 @@ mod tests {
             Some(vec![(b"t".to_vec(), b"1".to_vec())]),
         );
         f.headers_returned(false, false);
-        assert_eq!(f.next(), Next::Wait);
+        assert_eq!(f.step(), Next::Wait);
         f.resume();
         assert!(f.sent_headers.is_some());
-        assert_eq!(f.next(), Next::Body { len: 4, eos: false });
+        assert_eq!(f.step(), Next::Body { len: 4, eos: false });
         f.body_returned(true);
-        assert_eq!(f.next(), Next::Trailers { n: 1 });
+        assert_eq!(f.step(), Next::Trailers { n: 1 });
         f.trailers_started();
         f.trailers_returned(true);
-        assert_eq!(f.next(), Next::Complete);
+        assert_eq!(f.step(), Next::Complete);
         assert!(f.sent_trailers.is_some());
     }
 }

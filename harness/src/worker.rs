@@ -423,7 +423,7 @@ impl Worker {
         }
     }
 
-    /// Runs one body or trailers callback of `dir`, as `next` says. Returns
+    /// Runs one body or trailers callback of `dir`, as `Flow::step` said. Returns
     /// false if the VM died.
     fn deliver_next(&mut self, ctx: u32, dir: Direction, next: Next) -> bool {
         let ex = self.ex.clone();
@@ -511,7 +511,7 @@ impl Worker {
                 self.finish(ctx);
                 return;
             }
-            match s.req.next() {
+            match s.req.step() {
                 Next::Wait => return,
                 n @ (Next::Body { .. } | Next::Trailers { .. }) => {
                     if !self.deliver_next(ctx, Direction::Request, n) {
@@ -542,7 +542,7 @@ impl Worker {
                     self.finish_callback(ctx, Some((Direction::Response, Hook::Headers, action)));
                     return;
                 }
-                Some(flow) => match flow.next() {
+                Some(flow) => match flow.step() {
                     Next::Wait => return,
                     n @ (Next::Body { .. } | Next::Trailers { .. }) => {
                         if !self.deliver_next(ctx, Direction::Response, n) {
@@ -590,7 +590,7 @@ impl Worker {
         if let Some(fl) = self.stream(ctx).and_then(|s| s.resp.as_mut()) {
             fl.headers_done = true;
             fl.headers_ptr = false;
-            if let Next::Body { len, eos } = fl.next() {
+            if let Next::Body { len, eos } = fl.step() {
                 body = Some((len, eos));
             }
         }
