@@ -72,6 +72,9 @@ pub struct Admission {
     pub injection: Injection,
     /// A new `:path` to send upstream (normalised, credential parameters removed).
     pub rewrite_path: Option<String>,
+    /// The canonical host to send as `:authority` when the client's differs
+    /// (case, port): the host approved is the host routed.
+    pub rewrite_authority: Option<String>,
 }
 
 /// What the glue must do after a credential lookup (or a wait ended).
@@ -222,6 +225,7 @@ impl RequestFlow {
             .get(provider_id)
             .ok_or(DenyReason::InternalError)?;
         self.audit.provider = Some(provider.name.clone());
+        let rewrite_authority = (authority != host.as_bytes()).then(|| host.clone());
         self.audit.host = Some(host);
 
         let target = RequestTarget::parse_removing(raw_path, provider.kind.secret_query_params())
@@ -251,6 +255,7 @@ impl RequestFlow {
             credential,
             injection: provider.injection.clone(),
             rewrite_path: target.upstream_target(),
+            rewrite_authority,
         })
     }
 

@@ -581,6 +581,25 @@ impl Gateway {
         }
     }
 
+    /// Every stream the gateway has seen (live or ended), worker by worker,
+    /// in the order the contexts were created.
+    pub fn stream_ids(&self) -> Vec<StreamId> {
+        let mut ids = Vec::new();
+        for (worker, w) in self.workers.iter().enumerate() {
+            let h = w.store.data();
+            let mut contexts: Vec<u32> = h.streams.keys().copied().collect();
+            contexts.extend(h.ended.contexts());
+            contexts.sort_unstable();
+            contexts.dedup();
+            ids.extend(
+                contexts
+                    .into_iter()
+                    .map(|context| StreamId { worker, context }),
+            );
+        }
+        ids
+    }
+
     /// The stream's filter state (what the guest set with
     /// `proxy_set_property`), live or after the stream ended (including
     /// writes from `proxy_on_log` and `proxy_on_done`).

@@ -426,6 +426,15 @@ impl Reader<'_> {
 }
 
 impl EndedStreams {
+    /// The context ids of every ended stream recorded, ascending.
+    pub fn contexts(&self) -> impl Iterator<Item = u32> + '_ {
+        self.index
+            .iter()
+            .enumerate()
+            .filter(|(_, at)| **at != u64::MAX)
+            .map(|(ctx, _)| ctx as u32)
+    }
+
     /// Records what the test may still read of a stream that has ended.
     pub fn record(&mut self, s: &Stream) {
         let at = self.arena.len() as u64;

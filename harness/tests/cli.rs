@@ -97,6 +97,10 @@ fn decide_prints_the_verdict_and_masks_the_credential() {
     );
     assert!(out.contains("authorization: Bearer ****(masked)"), "{out}");
     assert!(
+        out.contains(":scheme: https") && !out.contains(":scheme: http\n"),
+        "the URL's scheme is the request's: {out}"
+    );
+    assert!(
         !out.contains("sk-proj-clientsidekey"),
         "client key shown: {out}"
     );

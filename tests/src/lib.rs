@@ -35,6 +35,8 @@ pub const SEARCH_KEY: &str = "search-real-key-5e6f7a8b9c";
 /// Keys a (misbehaving) workload sends itself.
 pub const CLIENT_OPENAI_KEY: &str = "sk-proj-leakedclientkey0123456789abcdef";
 pub const CLIENT_GEMINI_KEY: &str = "AIzaSyLeakedClientKey-0123456789abcdef";
+pub const CLIENT_GOOGLE_TOKEN: &str = "ya29.a0LeakedClientAccessToken0123456789";
+pub const CLIENT_AZURE_KEY: &str = "abcdef0123456789abcdef0123456789";
 
 /// Workloads of the fixture policy.
 pub const SUPPORT_BOT: &str = "spiffe://cluster.local/ns/support/sa/chatbot";
@@ -51,6 +53,8 @@ pub fn all_keys() -> Vec<&'static str> {
         SEARCH_KEY,
         CLIENT_OPENAI_KEY,
         CLIENT_GEMINI_KEY,
+        CLIENT_GOOGLE_TOKEN,
+        CLIENT_AZURE_KEY,
     ]
 }
 
@@ -74,7 +78,6 @@ pub fn module() -> Arc<Module> {
 pub fn config() -> Value {
     json!({
         "mode": "enforce",
-        "audit_log": "both",
         "trust_domains": ["cluster.local"],
         "credential_service": {
             "cluster": CREDS_CLUSTER,
@@ -195,16 +198,23 @@ pub fn assert_denied(gw: &Gateway, id: StreamId, status: u16, reason: &str) -> L
 }
 
 /// The audit records logged so far.
+/// The audit records published so far, as the access log reads them: the
+/// filter state `wasm.tollgate.audit` of every stream that has one, in the
+/// order the streams started. A record is published at the verdict and
+/// final at stream end.
 pub fn audit_lines(gw: &Gateway) -> Vec<Value> {
-    gw.logs()
-        .iter()
-        .filter(|l| l.message.starts_with("{\"event\":\"tollgate.request\""))
-        .filter_map(|l| serde_json::from_str(&l.message).ok())
+    gw.stream_ids()
+        .into_iter()
+        .filter_map(|id| gw.filter_state(id, AUDIT_KEY))
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
         .collect()
 }
 
-/// Fails if any key appears in logs, local replies or metric names, or if a
-/// VM trapped.
+/// Where Envoy keeps the audit record (`proxy_set_property("tollgate.audit")`).
+pub const AUDIT_KEY: &str = "wasm.tollgate.audit";
+
+/// Fails if any key appears in logs, local replies, filter state or metric
+/// names, or if a VM trapped.
 pub fn assert_no_leak(gw: &Gateway, streams: &[StreamId], keys: &[&str]) {
     assert_eq!(gw.trap(), None, "a VM trapped");
     let logs = gw.log_text();
@@ -224,6 +234,15 @@ pub fn assert_no_leak(gw: &Gateway, streams: &[StreamId], keys: &[&str]) {
                 assert!(
                     !text.contains(key),
                     "key {key:?} leaked into a local reply: {text}"
+                );
+            }
+            // Filter state (the audit record) is what Envoy's access log
+            // writes: every value ever set.
+            for (_, v) in gw.filter_states(*id).map(|f| f.writes).unwrap_or_default() {
+                let v = String::from_utf8_lossy(&v);
+                assert!(
+                    !v.contains(key),
+                    "key {key:?} leaked into filter state: {v}"
                 );
             }
         }

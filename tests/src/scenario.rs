@@ -136,12 +136,21 @@ pub enum Observed {
 }
 
 /// Every header name that can carry a provider credential.
-pub const CREDENTIAL_HEADERS: [&str; 5] = [
+pub const CREDENTIAL_HEADERS: [&str; 6] = [
     "authorization",
+    "proxy-authorization",
     "x-api-key",
     "x-goog-api-key",
     "api-key",
     "x-search-token",
+];
+
+/// Every credential a client sends in the table.
+const CLIENT_KEYS: [&str; 4] = [
+    CLIENT_OPENAI_KEY,
+    CLIENT_GEMINI_KEY,
+    CLIENT_GOOGLE_TOKEN,
+    CLIENT_AZURE_KEY,
 ];
 
 /// The header that identifies a scenario's request at the mock upstream.
@@ -186,7 +195,7 @@ impl Scenario {
                     }
                 }
                 let all = format!("{seen_path} {headers:?}");
-                for k in [CLIENT_OPENAI_KEY, CLIENT_GEMINI_KEY] {
+                for k in CLIENT_KEYS {
                     if all.contains(k)
                         || headers
                             .iter()
@@ -230,7 +239,7 @@ fn describe(e: &Expect) -> String {
 }
 
 fn is_client_key(v: &[u8]) -> bool {
-    [CLIENT_OPENAI_KEY, CLIENT_GEMINI_KEY]
+    CLIENT_KEYS
         .iter()
         .any(|k| v.windows(k.len()).any(|w| w == k.as_bytes()))
 }
@@ -372,6 +381,37 @@ pub fn scenarios() -> Vec<Scenario> {
               &format!("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse&key={CLIENT_GEMINI_KEY}")),
           forwarded_to("x-goog-api-key", GEMINI_KEY.into(),
               "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse")),
+        s("proxy_authorization_is_stripped", Stripping,
+          with(req(SUPPORT_BOT, "POST", OPENAI, CHAT),
+              "proxy-authorization", format!("Bearer {CLIENT_OPENAI_KEY}").as_bytes()),
+          forwarded("authorization", bearer(OPENAI_KEY))),
+        s("gemini_access_token_query_is_removed", Stripping,
+          req(SUPPORT_BOT, "POST", "generativelanguage.googleapis.com",
+              &format!("{gemini_path}?access_token={CLIENT_GOOGLE_TOKEN}&alt=sse")),
+          forwarded_to("x-goog-api-key", GEMINI_KEY.into(), &format!("{gemini_path}?alt=sse"))),
+        s("azure_api_key_query_is_removed", Stripping,
+          req(SUPPORT_BOT, "POST", "myres.openai.azure.com",
+              &format!("/openai/deployments/gpt4o/chat/completions?api-key={CLIENT_AZURE_KEY}&api-version=2024-10-21")),
+          forwarded_to("api-key", AZURE_KEY.into(),
+              "/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21")),
+        s("method_override_header_is_refused", Stripping,
+          with(req(SUPPORT_BOT, "POST", OPENAI, CHAT), "x-http-method-override", b"DELETE"),
+          denied(400, "method_override")),
+        s("x_method_override_header_is_refused", Stripping,
+          with(req(SUPPORT_BOT, "POST", "generativelanguage.googleapis.com", gemini_path),
+              "x-method-override", b"GET"),
+          denied(400, "method_override")),
+        // Authorities that Envoy's routes would read differently.
+        s("trailing_dot_host_is_refused", Upstream,
+          req(SUPPORT_BOT, "POST", "api.openai.com.", CHAT), denied(400, "authority_invalid")),
+        s("empty_label_wildcard_host_is_refused", Upstream,
+          req(SUPPORT_BOT, "POST", "..openai.azure.com",
+              "/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"),
+          denied(400, "authority_invalid")),
+        s("bracket_in_wildcard_host_is_refused", Upstream,
+          req(SUPPORT_BOT, "POST", "evil.test]x.openai.azure.com",
+              "/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"),
+          denied(400, "authority_invalid")),
         // Policy.
         s("workload_not_permitted", AccessPolicy,
           req(STRANGER, "POST", OPENAI, CHAT), denied(403, "workload_not_permitted")),

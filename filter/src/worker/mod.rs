@@ -307,16 +307,20 @@ impl<H: Host> Worker<H> {
             upgrade: scan.upgrade,
         };
         // 3. Decide.
-        let rewrite = {
+        let (path, authority) = {
             let mut scratch = self.scratch.borrow_mut();
             let admission = flow.on_request_headers(config, &facts, now, &mut scratch)?;
-            admission.rewrite_path.clone()
+            (
+                admission.rewrite_path.clone(),
+                admission.rewrite_authority.clone(),
+            )
         };
-        // 4. The path authorised is the path routed.
-        if let Some(path) = rewrite {
+        // 4. The path and host authorised are the path and host routed.
+        for (name, value) in [(":path", path), (":authority", authority)] {
+            let Some(value) = value else { continue };
             if self
                 .host
-                .replace_header(MapType::RequestHeaders, ":path", path.as_bytes())
+                .replace_header(MapType::RequestHeaders, name, value.as_bytes())
                 .is_err()
             {
                 return Err(flow.on_host_failure());

@@ -5,6 +5,8 @@
 
 use super::fake_host::FakeHost;
 use super::*;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const ROOT: u32 = 1;
 const APP: &[u8] = b"spiffe://cluster.local/ns/app/sa/web";
@@ -388,4 +390,38 @@ fn unconfigured_workers_fail_closed() {
     );
     host.enter(ROOT);
     assert!(!w.on_configure(b"{\"mode\": 1}"));
+}
+
+#[test]
+fn the_routed_host_is_the_canonical_host_that_was_approved() {
+    let host = FakeHost::new();
+    let w = worker(&host);
+    send(&w, &host, 5);
+    answer(
+        &w,
+        &host,
+        host.calls()[0].token,
+        200,
+        &key("sk-1", "k1", 60),
+    );
+    host.add_stream(
+        10,
+        &[
+            (":method", b"POST"),
+            (":authority", b"API.OpenAI.com:443"),
+            (":path", b"/v1/chat/completions"),
+        ],
+        Some(APP),
+    );
+    host.enter(10);
+    assert_eq!(w.on_request_headers(10), Action::Continue);
+    assert_eq!(
+        host.header(10, ":authority"),
+        vec![b"api.openai.com".to_vec()]
+    );
+    // Already canonical: no rewrite (no extra host call).
+    assert_eq!(
+        host.header(5, ":authority"),
+        vec![b"api.openai.com".to_vec()]
+    );
 }

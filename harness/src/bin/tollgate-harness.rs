@@ -247,11 +247,12 @@ fn demo(args: &[String]) -> Result<ExitCode, String> {
 
 /// Runs one request and prints what happened. True when it was forwarded.
 fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String> {
-    let (authority, path) = split_url(&t.url)?;
+    let (scheme, authority, path) = split_url(&t.url)?;
     let before = gw.logs().len();
     let mut rb = gw
         .request(0)
         .method(&t.method)
+        .scheme(scheme)
         .authority(&authority)
         .path(&path)
         .mtls(t.mtls);
@@ -270,10 +271,17 @@ fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String
         }
         gw.advance(std::time::Duration::from_millis(100));
     }
-    let audit = gw.logs()[before..]
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(&l.message).ok())
-        .find(|v| v["event"] == "tollgate.request")
+    // The audit record, where Envoy's access log reads it (filter state), or
+    // in the log for a policy that sets `audit_log: proxy_log`.
+    let audit = gw
+        .filter_state(id, "wasm.tollgate.audit")
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .or_else(|| {
+            gw.logs()[before..]
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(&l.message).ok())
+                .find(|v| v["event"] == "tollgate.request")
+        })
         .unwrap_or(Value::Null);
     println!(
         "request:  {} {} as {}",
@@ -358,16 +366,20 @@ fn mask_query_key(url: &str) -> String {
     format!("{base}?{}", params.join("&"))
 }
 
-fn split_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or(format!("url {url:?} must start with http:// or https://"))?;
+/// `(scheme, authority, path)` of an `http://` or `https://` URL.
+fn split_url(url: &str) -> Result<(&'static str, String, String), String> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        ("https", rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        ("http", rest)
+    } else {
+        return Err(format!("url {url:?} must start with http:// or https://"));
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    Ok((authority.to_string(), path.to_string()))
+    Ok((scheme, authority.to_string(), path.to_string()))
 }
 
 /// `make run`: Envoy with Tollgate on an mTLS loopback listener, until Ctrl-C.
