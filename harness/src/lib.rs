@@ -43,5 +43,5 @@ pub use gateway::{Gateway, GatewayBuilder, RequestBuilder, StartError, StreamId}
 pub use logs::{LogLevel, LogLine};
 pub use module::Module;
 pub use outcome::{BodyPiece, Forwarded, LocalReply, Outcome, Response};
-pub use stream::FilterState;
 pub use state::CallRecord;
+pub use stream::FilterState;

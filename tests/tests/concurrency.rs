@@ -110,7 +110,11 @@ fn a_reset_holder_cancels_nothing_its_waiters_need() {
     assert_eq!(gw.metric("tollgate.decision.abandoned"), Some(1));
     // Refresh-ahead (30s before the 60s expiry) still runs on this worker.
     creds.set_fault(Fault::None);
-    creds.rotate("openai", "sk-proj-rotated-after-reset-0000000000000000", "openai-key-2");
+    creds.rotate(
+        "openai",
+        "sk-proj-rotated-after-reset-0000000000000000",
+        "openai-key-2",
+    );
     gw.advance(Duration::from_secs(31));
     assert_eq!(creds.requests(), 2, "refresh-ahead fetched again");
     let next = send_on(
