@@ -581,6 +581,13 @@ impl Gateway {
         }
     }
 
+    /// The size of a worker VM's linear memory, in bytes.
+    pub fn memory_bytes(&self, worker: usize) -> Option<usize> {
+        let w = self.workers.get(worker)?;
+        let memory = w.store.data().memory?;
+        Some(memory.data_size(&w.store))
+    }
+
     /// Every stream the gateway has seen (live or ended), worker by worker,
     /// in the order the contexts were created.
     pub fn stream_ids(&self) -> Vec<StreamId> {

@@ -132,6 +132,23 @@ pub fn gateway(config: &Value, workers: usize, creds: &MockCredentialService) ->
         .unwrap_or_else(|e| panic!("gateway did not start: {e:?}"))
 }
 
+/// The fixture policy plus `n` single-workload rules (`w0`…), as a large
+/// mesh's policy looks.
+pub fn config_with_rules(n: usize) -> Value {
+    let mut c = config();
+    if let Some(rules) = c["rules"].as_array_mut() {
+        for i in 0..n {
+            rules.push(json!({
+                "name": format!("w{i}"),
+                "workloads": [format!("spiffe://cluster.local/ns/tenant{i}/sa/app")],
+                "providers": ["openai"],
+                "endpoints": ["POST /v1/chat/completions"]
+            }));
+        }
+    }
+    c
+}
+
 /// Sends a request from `workload` (with mTLS) on worker 0.
 pub fn send(
     gw: &mut Gateway,

@@ -27,7 +27,23 @@ type Obj = Map<String, Value>;
 /// Parses `json` and reads every field; all problems are returned together.
 pub fn read(json: &[u8]) -> Result<RawConfig, ConfigErrors> {
     let mut errs = ConfigErrors::default();
-    let root: Value = match serde_json::from_slice(json) {
+    // Rules are read one at a time while the document is parsed, so a large
+    // policy never exists as one `Value` tree (10,000 rules would hold
+    // megabytes of VM memory that the VM never gives back).
+    let mut rules = RulesRead::Absent;
+    let mut rule_errs = ConfigErrors::default();
+    let parsed = {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        serde::de::DeserializeSeed::deserialize(
+            RootSeed {
+                rules: &mut rules,
+                errs: &mut rule_errs,
+            },
+            &mut de,
+        )
+        .and_then(|root| de.end().map(|()| root))
+    };
+    let root = match parsed {
         Ok(v) => v,
         Err(e) => {
             errs.push("", syntax_message(&e));
@@ -42,9 +58,137 @@ pub fn read(json: &[u8]) -> Result<RawConfig, ConfigErrors> {
             errs.push(path, format!("duplicate field {}", quote(&key)));
         }
     }
-    match read_config(&root, &mut errs) {
+    let raw = read_config(&root, rules, &mut errs);
+    errs.0.extend(rule_errs.0);
+    match raw {
         Some(raw) if errs.is_empty() => Ok(raw),
         _ => Err(errs),
+    }
+}
+
+/// What the streaming reader found under `rules`.
+enum RulesRead {
+    Absent,
+    /// A list, each element read (`None` when any element had a problem).
+    List(Option<Vec<RawRule>>),
+    /// Not a list: a value of the same kind, for the type error.
+    Wrong(Value),
+}
+
+/// The root document: every member is kept as a `Value` except `rules`,
+/// which is read element by element into [`RawRule`]s.
+struct RootSeed<'a> {
+    rules: &'a mut RulesRead,
+    errs: &'a mut ConfigErrors,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RootSeed<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RootSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Obj::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "rules" {
+                // A repeated "rules" is reported by the duplicate pass.
+                *self.rules = map.next_value_seed(RulesSeed {
+                    errs: &mut *self.errs,
+                })?;
+            } else {
+                let v = map.next_value::<Value>()?;
+                out.insert(key, v);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Array(Vec::new()))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::String(String::new()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// The `rules` member: a list read one element at a time.
+struct RulesSeed<'a> {
+    errs: &'a mut ConfigErrors,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RulesSeed<'_> {
+    type Value = RulesRead;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<RulesRead, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RulesSeed<'_> {
+    type Value = RulesRead;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a list of rules")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RulesRead, A::Error> {
+        let mut rules = Some(Vec::new());
+        let mut i = 0usize;
+        while let Some(v) = seq.next_element::<Value>()? {
+            let rule = read_rule(&v, &format!("rules[{i}]"), self.errs);
+            match (&mut rules, rule) {
+                (Some(list), Some(rule)) => list.push(rule),
+                _ => rules = None,
+            }
+            i += 1;
+        }
+        Ok(RulesRead::List(rules))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RulesRead, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(RulesRead::Wrong(Value::Object(Obj::new())))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<RulesRead, E> {
+        Ok(RulesRead::Wrong(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<RulesRead, E> {
+        Ok(RulesRead::Wrong(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<RulesRead, E> {
+        Ok(RulesRead::Wrong(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<RulesRead, E> {
+        Ok(RulesRead::Wrong(Value::from(v)))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<RulesRead, E> {
+        Ok(RulesRead::Wrong(Value::String(String::new())))
+    }
+    fn visit_unit<E>(self) -> Result<RulesRead, E> {
+        Ok(RulesRead::Wrong(Value::Null))
     }
 }
 
@@ -135,7 +279,7 @@ fn syntax_message(e: &serde_json::Error) -> String {
     }
 }
 
-fn read_config(v: &Value, errs: &mut ConfigErrors) -> Option<RawConfig> {
+fn read_config(v: &Value, rules: RulesRead, errs: &mut ConfigErrors) -> Option<RawConfig> {
     let m = obj(v, "", errs)?;
     let path = "";
     known(
@@ -182,9 +326,13 @@ fn read_config(v: &Value, errs: &mut ConfigErrors) -> Option<RawConfig> {
         errs,
         read_provider,
     );
-    let rules = match m.get("rules") {
-        None => Some(Vec::new()),
-        Some(v) => list(Some(v), "rules", errs, read_rule),
+    let rules = match rules {
+        RulesRead::Absent => Some(Vec::new()),
+        RulesRead::List(list) => list,
+        RulesRead::Wrong(v) => {
+            wrong_type(&v, "rules", "a list", errs);
+            None
+        }
     };
     Some(RawConfig {
         mode: mode?,

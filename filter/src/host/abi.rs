@@ -75,6 +75,7 @@ extern "C" {
     ) -> u32;
     fn proxy_set_shared_data(k: *const u8, ks: usize, v: *const u8, vs: usize, cas: u32) -> u32;
     fn proxy_continue_stream(t: u32) -> u32;
+    fn proxy_close_stream(t: u32) -> u32;
     fn proxy_send_local_response(
         status: u32,
         details: *const u8,
@@ -244,6 +245,12 @@ pub fn set_shared(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
 pub fn resume_request() -> Result<(), Status> {
     // SAFETY: plain value call.
     check(unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) })
+}
+
+/// Resets the (effective) stream.
+pub fn close_request_stream() -> Result<(), Status> {
+    // SAFETY: plain value call.
+    check(unsafe { proxy_close_stream(STREAM_HTTP_REQUEST) })
 }
 
 pub fn send_local_response(

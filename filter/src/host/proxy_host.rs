@@ -89,6 +89,10 @@ impl Host for ProxyHost {
         abi::send_local_response(status, details, body, headers).map_err(err)
     }
 
+    fn close_stream(&self) -> Result<(), HostError> {
+        abi::close_request_stream().map_err(err)
+    }
+
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
         abi::set_effective_context(context_id).map_err(err)
     }

@@ -44,6 +44,7 @@ struct Ctx {
     filter_state: BTreeMap<String, Vec<u8>>,
     replies: Vec<Reply>,
     resumed: u32,
+    closed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +187,10 @@ impl FakeHost {
             .get(&ctx)
             .map(|c| c.replies.clone())
             .unwrap_or_default()
+    }
+
+    pub fn closed(&self, ctx: u32) -> bool {
+        self.contexts.borrow().get(&ctx).is_some_and(|c| c.closed)
     }
 
     pub fn resumed(&self, ctx: u32) -> u32 {
@@ -383,6 +388,11 @@ impl Host for FakeHost {
                 body: body.to_vec(),
             })
         })
+    }
+
+    fn close_stream(&self) -> Result<(), HostError> {
+        self.check("close_stream")?;
+        self.with_ctx(|c| c.closed = true)
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {

@@ -94,6 +94,8 @@ pub trait Host {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> Result<(), HostError>;
+    /// Resets the effective stream (the last resort when no reply can be sent).
+    fn close_stream(&self) -> Result<(), HostError>;
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
 
     fn define_counter(&self, name: &str) -> Result<u32, HostError>;
@@ -178,6 +180,9 @@ impl<H: Host> Host for &H {
         headers: &[(&str, &str)],
     ) -> Result<(), HostError> {
         (**self).send_reply(status, details, body, headers)
+    }
+    fn close_stream(&self) -> Result<(), HostError> {
+        (**self).close_stream()
     }
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
         (**self).set_effective_context(context_id)

@@ -503,13 +503,22 @@ impl<H: Host> Worker<H> {
         if !shadow {
             self.count(Counter::Allow);
         }
-        self.publish_verdict(ctx);
         if via == Via::Wake && self.host.resume_request().is_err() {
+            // Still paused in headers: answer rather than leave it hanging.
             self.log(
-                LogLevel::Warn,
+                LogLevel::Error,
                 format_args!("tollgate: could not resume a stream after writing its credential"),
             );
+            let reason = self.with_flow(ctx, |f| f.on_host_failure());
+            self.leave(ctx, current, via);
+            return self.reply(
+                ctx,
+                current,
+                via,
+                reason.unwrap_or(DenyReason::InternalError),
+            );
         }
+        self.publish_verdict(ctx);
         self.leave(ctx, current, via);
         Action::Continue
     }
@@ -526,6 +535,8 @@ impl<H: Host> Worker<H> {
         Action::Pause
     }
 
+    /// Sends the deny reply on the effective stream; if the host refuses it,
+    /// resets the stream, so that a refused request never hangs.
     fn send_reply(&self, reason: DenyReason) {
         let r = deny_reply(reason);
         if let Err(e) = self
@@ -535,10 +546,16 @@ impl<H: Host> Worker<H> {
             self.log(
                 LogLevel::Error,
                 format_args!(
-                    "tollgate: could not send the local reply ({}): {e:?}",
+                    "tollgate: could not send the local reply ({}): {e:?}; resetting the stream",
                     reason.code()
                 ),
             );
+            if let Err(e) = self.host.close_stream() {
+                self.log(
+                    LogLevel::Error,
+                    format_args!("tollgate: could not reset the stream either: {e:?}"),
+                );
+            }
         }
     }
 

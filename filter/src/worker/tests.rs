@@ -425,3 +425,42 @@ fn the_routed_host_is_the_canonical_host_that_was_approved() {
         vec![b"api.openai.com".to_vec()]
     );
 }
+
+#[test]
+fn a_reply_the_host_refuses_resets_the_stream_instead_of_hanging() {
+    let host = FakeHost::new();
+    let w = worker(&host);
+    host.fault("send_reply", HostError::INTERNAL_FAILURE);
+    host.add_stream(
+        10,
+        &[
+            (":method", b"POST"),
+            (":authority", b"evil.example"),
+            (":path", b"/v1/chat/completions"),
+        ],
+        Some(APP),
+    );
+    host.enter(10);
+    assert_eq!(w.on_request_headers(10), Action::Pause);
+    assert!(host.closed(10));
+}
+
+#[test]
+fn a_resume_the_host_refuses_becomes_a_reply_not_a_hang() {
+    let host = FakeHost::new();
+    let w = worker(&host);
+    send(&w, &host, 10);
+    host.fault("resume_request", HostError::BAD_ARGUMENT);
+    answer(
+        &w,
+        &host,
+        host.calls()[0].token,
+        200,
+        &key("sk-1", "k1", 60),
+    );
+    host.clear_faults();
+    assert_eq!(
+        reply_reason(&host, 10),
+        Some((500, "tollgate_internal_error".into()))
+    );
+}
