@@ -24,10 +24,9 @@ pub(crate) enum Variant {
     /// Diagnostic: a wasm filter in the same v8 runtime that does nothing,
     /// to split Tollgate's cost into "being a wasm filter" and "its work".
     WasmNoop,
-    /// Diagnostic: Tollgate with Envoy's `wasm` logger at `warn`, so the
-    /// per-request audit line is built and handed to `proxy_log` but not
-    /// written: the cost of writing it through Envoy's logger.
-    TollgateNoAudit,
+    /// Diagnostic: Tollgate with `audit_log: proxy_log`, the record written
+    /// through Envoy's logger as before filter state: what that option costs.
+    TollgateProxyLog,
 }
 
 impl Variant {
@@ -37,7 +36,7 @@ impl Variant {
         Self::ExtAuthz,
         Self::Tollgate,
         Self::WasmNoop,
-        Self::TollgateNoAudit,
+        Self::TollgateProxyLog,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -47,7 +46,7 @@ impl Variant {
             Self::ExtAuthz => "3 ext_authz (HTTP, Rust svc)",
             Self::Tollgate => "4 Tollgate (cached key)",
             Self::WasmNoop => "(diag) no-op wasm filter, v8",
-            Self::TollgateNoAudit => "(diag) Tollgate, audit line off",
+            Self::TollgateProxyLog => "(diag) Tollgate, audit via proxy_log",
         }
     }
 
@@ -59,7 +58,7 @@ impl Variant {
             Self::ExtAuthz => "ext_authz",
             Self::Tollgate => "tollgate",
             Self::WasmNoop => "wasm_noop",
-            Self::TollgateNoAudit => "tollgate_no_audit",
+            Self::TollgateProxyLog => "tollgate_proxy_log",
         }
     }
 
@@ -67,26 +66,21 @@ impl Variant {
     pub(crate) fn enforces(self) -> bool {
         matches!(
             self,
-            Self::Native | Self::ExtAuthz | Self::Tollgate | Self::TollgateNoAudit
+            Self::Native | Self::ExtAuthz | Self::Tollgate | Self::TollgateProxyLog
         )
     }
 
-    /// Envoy's `wasm` log level: `info` shows Tollgate's audit line, as the
-    /// mesh configuration deploys it (`componentLogLevel: wasm:info`).
+    /// Envoy's `wasm` log level, as the mesh configuration deploys it
+    /// (`componentLogLevel: wasm:info`), for every gateway.
     pub(crate) fn wasm_log_level(self) -> &'static str {
-        match self {
-            Self::TollgateNoAudit => "wasm:warn",
-            Self::Plain | Self::Native | Self::ExtAuthz | Self::Tollgate | Self::WasmNoop => {
-                "wasm:info"
-            }
-        }
+        "wasm:info"
     }
 
     /// The credential the mock LLM must receive through this gateway.
     pub(crate) fn upstream_key(self) -> &'static str {
         match self {
             Self::Plain | Self::WasmNoop => CLIENT_KEY,
-            Self::Native | Self::ExtAuthz | Self::Tollgate | Self::TollgateNoAudit => REAL_KEY,
+            Self::Native | Self::ExtAuthz | Self::Tollgate | Self::TollgateProxyLog => REAL_KEY,
         }
     }
 }
@@ -117,7 +111,12 @@ pub(crate) fn spec_for(
             spec.extra_clusters = vec![plain_cluster(AUTHZ_CLUSTER, authz)];
         }
         Variant::WasmNoop => spec.wasm = noop.to_path_buf(),
-        Variant::Tollgate | Variant::TollgateNoAudit => {}
+        Variant::TollgateProxyLog => {
+            let mut policy = tollgate_policy();
+            policy["audit_log"] = "proxy_log".into();
+            spec.policy_json = policy.to_string();
+        }
+        Variant::Tollgate => {}
     }
     spec
 }

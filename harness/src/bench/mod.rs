@@ -5,7 +5,8 @@
 //! ```text
 //! tollgate-bench-envoy [--repo DIR] [--wasm FILE] [--rounds N] [--run-ms MS]
 //!                      [--warmup-ms MS] [--rate RPS] [--rate-clients N]
-//!                      [--connections N] [--keep] [--hold] [--no-pin] [--no-spin]
+//!                      [--connections N] [--concurrency N] [--idle-ms MS]
+//!                      [--keep] [--hold] [--no-pin] [--no-spin]
 //! ```
 //!
 //! Noise control on a small shared VM (both on by default): the gateways
@@ -21,7 +22,8 @@
 //! profiling by hand (`perf record -p <gateway pid>`, h2load against an
 //! entry).
 //!
-//! Topology, all on loopback, every Envoy started with `--concurrency 1`:
+//! Topology, all on loopback, every Envoy started with `--concurrency 1`
+//! (gateways: `--concurrency N`):
 //!
 //! ```text
 //! h2load --h1 ─HTTP/1.1─▶ client sidecar Envoy ─mTLS, workload SVID─▶ gateway Envoy ─HTTP/1.1─▶ mock LLM
@@ -30,14 +32,20 @@
 //!                                                                      (3) ext_authz ──▶ authz service (here)
 //!                                                                      (4) Tollgate  ──▶ mock credential service
 //!                                                                      (diag) a no-op wasm filter
-//!                                                                      (diag) Tollgate, audit line off
+//!                                                                      (diag) Tollgate, audit_log proxy_log
 //! ```
 //!
 //! The two diagnostic gateways split Tollgate's cost: what any v8 wasm
 //! filter costs (a hand-encoded module whose callbacks return at once), and
-//! what writing the per-request audit line through Envoy's logger costs
-//! (the same Tollgate with `--component-log-level wasm:warn`). The others
-//! run with `wasm:info`, as the mesh configuration deploys Tollgate.
+//! what the `audit_log: proxy_log` option costs (the audit record written
+//! through Envoy's logger, as before it moved to filter state). Every
+//! gateway runs with `wasm:info`, as the mesh configuration deploys
+//! Tollgate, and writes the shipped access log to a file (the audit record
+//! under `"tollgate"`; `null` for the gateways without Tollgate), as the
+//! access log operators already run. `--concurrency N` gives every gateway
+//! N workers (all on the gateway CPU when pinned), so that contention on
+//! shared data between workers is measured too. Before the load runs, every
+//! gateway's idle CPU is sampled for `--idle-ms`.
 //!
 //! Neither h2load nor wrk can present a client certificate, so a sidecar
 //! Envoy originates the mTLS, as an Istio sidecar would; it is the same for
@@ -76,6 +84,7 @@
 mod authz;
 mod cpu;
 mod gateways;
+mod idle;
 mod load;
 mod noop_wasm;
 mod options;
@@ -182,6 +191,8 @@ fn bench_all(opts: &Options, rt: &tokio::runtime::Runtime, bench: &Bench) -> any
     if opts.hold {
         return hold(bench);
     }
+    let idle = idle::measure_idle(opts, bench)?;
+    idle::print_idle(&idle, opts.idle_ms);
     let fetches_before = bench.creds.requests();
     let rounds = measure(opts, bench)?;
     let fetches = bench.creds.requests().saturating_sub(fetches_before);

@@ -22,6 +22,10 @@ pub(crate) struct Options {
     pub(crate) rate_clients: u32,
     /// Connections of the closed-loop throughput runs.
     pub(crate) connections: u32,
+    /// Worker threads of every gateway Envoy (`--concurrency`).
+    pub(crate) concurrency: u32,
+    /// Milliseconds each gateway's CPU is sampled while idle.
+    pub(crate) idle_ms: u32,
     pub(crate) keep: bool,
     /// Start, check, print the addresses, and wait for a signal.
     pub(crate) hold: bool,
@@ -45,6 +49,8 @@ impl Options {
             rate: 400,
             rate_clients: 1,
             connections: 32,
+            concurrency: 1,
+            idle_ms: 5000,
             keep: false,
             hold: false,
             pin: online_cpus() >= 2,
@@ -64,6 +70,8 @@ impl Options {
                 "--rate" => o.rate = number(&flag, &value()?)?,
                 "--rate-clients" => o.rate_clients = number(&flag, &value()?)?,
                 "--connections" => o.connections = number(&flag, &value()?)?,
+                "--concurrency" => o.concurrency = number(&flag, &value()?)?,
+                "--idle-ms" => o.idle_ms = number(&flag, &value()?)?,
                 "--keep" => o.keep = true,
                 "--hold" => o.hold = true,
                 "--no-pin" => o.pin = false,
@@ -86,6 +94,10 @@ impl Options {
             "--rate must be at least --rate-clients (≥ 1)"
         );
         ensure!(o.connections >= 1, "--connections must be at least 1");
+        ensure!(
+            (1..=64).contains(&o.concurrency),
+            "--concurrency must be 1 to 64"
+        );
         ensure!(
             o.wasm.exists(),
             "{} is missing: run `make build`",

@@ -13,7 +13,8 @@ use hyper::Request;
 use serde_json::Value;
 
 use crate::envoy::{
-    envoy_binary, free_port, DevCa, EnvoyOptions, EnvoyProcess, GatewaySpec, Upstream,
+    envoy_binary, free_port, AccessLogSink, DevCa, EnvoyOptions, EnvoyProcess, GatewaySpec,
+    Upstream,
 };
 use crate::mock::{MockCredentialService, MockLlm, ServedLlm, ServedMock};
 
@@ -97,7 +98,7 @@ impl Bench {
             creds_served.addr,
             Upstream::Mock(llm_served.addr),
         );
-        base.concurrency = 1;
+        base.concurrency = opts.concurrency;
         let mut gateways = Vec::new();
         let mut routes = Vec::new();
         for v in Variant::ALL {
@@ -105,6 +106,10 @@ impl Bench {
             let mut spec = spec_for(v, &base, &noop, authz.addr);
             spec.listen = free_port(loopback.ip())?;
             let gw_dir = dir.join(v.slug());
+            // Every gateway writes the shipped access log (the audit record
+            // under "tollgate" for Tollgate, null for the others), as the
+            // access log operators already run.
+            spec.access_log = Some(AccessLogSink::File(gw_dir.join("access.log")));
             let mut eo =
                 spec.envoy_options(envoy_bin.clone(), gw_dir.join("envoy.json"), gw_dir.clone());
             eo.extra_args = vec!["--component-log-level".into(), v.wasm_log_level().into()];
