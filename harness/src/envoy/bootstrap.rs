@@ -160,6 +160,10 @@ pub struct GatewaySpec {
     pub secrets: Vec<Value>,
     /// Envoy worker threads (`--concurrency`).
     pub concurrency: u32,
+    /// With the mock upstream: the route table's domains. Empty: `*` (any
+    /// host reaches the mock); otherwise exact domains only, as a
+    /// production route table lists the provider hosts.
+    pub mock_domains: Vec<String>,
 }
 
 impl GatewaySpec {
@@ -194,6 +198,7 @@ impl GatewaySpec {
             extra_clusters: vec![],
             secrets: vec![],
             concurrency: 1,
+            mock_domains: vec![],
         }
     }
 }
@@ -370,7 +375,11 @@ impl GatewaySpec {
         let vhosts: Vec<Value> = match &self.upstream {
             Upstream::Mock(_) => vec![json!({
                 "name": "mock_llm",
-                "domains": ["*"],
+                "domains": if self.mock_domains.is_empty() {
+                    json!(["*"])
+                } else {
+                    json!(self.mock_domains)
+                },
                 "routes": [{"match": {"prefix": "/"},
                             "route": {"cluster": "mock_llm", "timeout": timeout}}],
             })],

@@ -64,6 +64,7 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
             o.state_dir.join("gateway").join("access.log"),
         )),
         remove_on_drop: false,
+        mock_domains: vec![],
     };
     let mut stack = Stack::start(opts, creds).await?;
     let allowed = write_workload(&stack, &pki_dir, ALLOWED_WORKLOAD)?;

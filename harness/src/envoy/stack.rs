@@ -63,6 +63,9 @@ pub struct StackOptions {
     /// Remove `work_dir` when the stack is dropped, unless the thread is
     /// panicking (a failed test keeps Envoy's log for reading).
     pub remove_on_drop: bool,
+    /// The mock upstream's route domains (empty: any host); see
+    /// [`GatewaySpec::mock_domains`].
+    pub mock_domains: Vec<String>,
 }
 
 impl StackOptions {
@@ -83,6 +86,7 @@ impl StackOptions {
             envoy_args: vec![],
             access_log: Some(AccessLogSink::File(work_dir.join("access.log"))),
             remove_on_drop: true,
+            mock_domains: vec![],
         }
     }
 }
@@ -169,6 +173,7 @@ impl Stack {
         };
         spec.access_log = opts.access_log.clone();
         spec.concurrency = opts.concurrency;
+        spec.mock_domains = opts.mock_domains.clone();
         if opts.watched_listener {
             write_atomically(&lds_path, &spec.lds_file())?;
         }
