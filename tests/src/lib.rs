@@ -9,8 +9,10 @@
 //!   any key (real or client-sent) appears in a log line, a local reply, or a
 //!   metric name.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tollgate_harness::mock::MockCredentialService;
@@ -110,15 +112,146 @@ pub fn config() -> Value {
     })
 }
 
+/// The credentials [`credential_service`] holds: (name, value, id).
+pub const FIXTURE_KEYS: [(&str, &str, &str); 5] = [
+    ("openai", OPENAI_KEY, "openai-key-1"),
+    ("anthropic", ANTHROPIC_KEY, "anthropic-key-1"),
+    ("gemini", GEMINI_KEY, "gemini-key-1"),
+    ("azure-openai", AZURE_KEY, "azure-key-1"),
+    ("search", SEARCH_KEY, "search-key-1"),
+];
+
 /// A credential service holding every fixture key.
 pub fn credential_service() -> MockCredentialService {
     let m = MockCredentialService::new();
-    m.set_key("openai", OPENAI_KEY, "openai-key-1");
-    m.set_key("anthropic", ANTHROPIC_KEY, "anthropic-key-1");
-    m.set_key("gemini", GEMINI_KEY, "gemini-key-1");
-    m.set_key("azure-openai", AZURE_KEY, "azure-key-1");
-    m.set_key("search", SEARCH_KEY, "search-key-1");
+    for (name, value, id) in FIXTURE_KEYS {
+        m.set_key(name, value, id);
+    }
     m
+}
+
+/// Sets credential `name` back to its fixture value (after `remove_key`).
+pub fn restore_fixture_key(creds: &MockCredentialService, name: &str) {
+    if let Some((n, v, id)) = FIXTURE_KEYS.iter().find(|(n, _, _)| *n == name) {
+        creds.set_key(n, v, id);
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds (true) or `limit` has passed
+/// (false). For waiting on something observable instead of sleeping.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// [`poll_until`] inside a tokio runtime: sleeps without blocking the
+/// runtime's thread, so the tasks being waited on can run.
+pub async fn poll_until_async(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Counter values at one moment, to check what one request changed: take a
+/// snapshot before sending, compare after. (A `> 0` check on a gateway that
+/// served earlier requests passes because of them.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub BTreeMap<String, u64>);
+
+/// The prefix of the counters that record a request's verdict.
+pub const DECISION_PREFIX: &str = "tollgate.decision.";
+
+impl Counters {
+    /// The harness gateway's counters now.
+    pub fn snapshot(gw: &Gateway) -> Self {
+        Self(gw.metrics())
+    }
+
+    /// Counters from `(name, value)` pairs; Envoy's `wasmcustom.` prefix is
+    /// removed so names read as the filter defines them.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, u64)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| match k.strip_prefix("wasmcustom.") {
+                    Some(k) => (k.to_string(), v),
+                    None => (k, v),
+                })
+                .collect(),
+        )
+    }
+
+    /// Every counter under `prefix` that differs between `self` and `after`,
+    /// by how much (a counter missing on one side counts as 0).
+    pub fn changes_under(&self, after: &Counters, prefix: &str) -> BTreeMap<String, i64> {
+        let names: std::collections::BTreeSet<&String> =
+            self.0.keys().chain(after.0.keys()).collect();
+        names
+            .into_iter()
+            .filter(|k| k.starts_with(prefix))
+            .filter_map(|k| {
+                let d = after.0.get(k).copied().unwrap_or(0) as i64
+                    - self.0.get(k).copied().unwrap_or(0) as i64;
+                (d != 0).then(|| (k.clone(), d))
+            })
+            .collect()
+    }
+
+    /// `Ok` if the decision counters (`tollgate.decision.*`) changed from
+    /// `self` to `after` by exactly `expected` (full names) and no other
+    /// decision counter changed.
+    pub fn check_decisions(
+        &self,
+        after: &Counters,
+        expected: &[(&str, i64)],
+    ) -> Result<(), String> {
+        let seen = self.changes_under(after, DECISION_PREFIX);
+        let want: BTreeMap<String, i64> = expected
+            .iter()
+            .filter(|(_, n)| *n != 0)
+            .map(|(k, n)| (k.to_string(), *n))
+            .collect();
+        if seen == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "decision counters changed by {seen:?}, expected {want:?}"
+            ))
+        }
+    }
+
+    /// Asserts `name` changed by exactly `n` since this snapshot.
+    #[track_caller]
+    pub fn assert_delta(&self, gw: &Gateway, name: &str, n: i64) {
+        let after = Counters::snapshot(gw);
+        let d = after.0.get(name).copied().unwrap_or(0) as i64
+            - self.0.get(name).copied().unwrap_or(0) as i64;
+        assert_eq!(d, n, "{name} changed by {d}, expected {n}");
+    }
+
+    /// Asserts the decision counters changed by exactly `expected` since
+    /// this snapshot, and no other decision counter changed.
+    #[track_caller]
+    pub fn assert_decisions(&self, gw: &Gateway, expected: &[(&str, i64)]) {
+        if let Err(e) = self.check_decisions(&Counters::snapshot(gw), expected) {
+            panic!("{e}");
+        }
+    }
 }
 
 /// A gateway with `workers` VMs, the given config, and `creds` answering
@@ -184,8 +317,27 @@ pub fn settle(gw: &mut Gateway, id: StreamId) -> Outcome {
     gw.outcome(id)
 }
 
-/// Asserts a deny reply with this reason, in header, body, status and metric.
-pub fn assert_denied(gw: &Gateway, id: StreamId, status: u16, reason: &str) -> LocalReply {
+/// Asserts a deny reply with this reason (header, body, status, audit
+/// record), and that this one request moved the decision counters by
+/// exactly `deny.<reason>` +1 since `before` (taken just before it was
+/// sent): nothing else, no allow.
+#[track_caller]
+pub fn assert_denied(
+    gw: &Gateway,
+    before: &Counters,
+    id: StreamId,
+    status: u16,
+    reason: &str,
+) -> LocalReply {
+    let reply = assert_denied_reply(gw, id, status, reason);
+    before.assert_decisions(gw, &[(&format!("tollgate.decision.deny.{reason}"), 1)]);
+    reply
+}
+
+/// [`assert_denied`] without the counter check, for requests answered
+/// together (the caller checks the counters' combined change).
+#[track_caller]
+pub fn assert_denied_reply(gw: &Gateway, id: StreamId, status: u16, reason: &str) -> LocalReply {
     let outcome = gw.outcome(id);
     let reply = outcome.expect_reply().clone();
     assert_eq!(reply.status, status, "status for {reason}: {reply:?}");
@@ -197,24 +349,18 @@ pub fn assert_denied(gw: &Gateway, id: StreamId, status: u16, reason: &str) -> L
     let body = reply.body_json();
     assert_eq!(body["error"]["type"], "tollgate_denied", "{body}");
     assert_eq!(body["error"]["code"], reason, "{body}");
+    let audit = gw
+        .filter_state(id, AUDIT_KEY)
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     assert!(
-        gw.metric(&format!("tollgate.decision.deny.{reason}"))
-            .unwrap_or(0)
-            >= 1,
-        "metric for {reason}: {:?}",
-        gw.metrics()
-    );
-    assert!(
-        audit_lines(gw)
-            .iter()
-            .any(|a| a["decision"] == "deny" && a["reason"] == reason),
-        "audit line for {reason}: {}",
-        gw.log_text()
+        audit
+            .as_ref()
+            .is_some_and(|a| a["decision"] == "deny" && a["reason"] == reason),
+        "audit record of this stream for {reason}: {audit:?}"
     );
     reply
 }
 
-/// The audit records logged so far.
 /// The audit records published so far, as the access log reads them: the
 /// filter state `wasm.tollgate.audit` of every stream that has one, in the
 /// order the streams started. A record is published at the verdict and

@@ -6,23 +6,22 @@
 //! the headers the mock saw; anything else is Tollgate's local reply.
 //!
 //! Invariants:
-//! - Scenarios that need a cold credential cache get their own stack;
-//!   the others share one stack per policy.
+//! - Every scenario runs warm and cold (see [`run_envoy`] for how stacks
+//!   are shared), judged by [`Scenario::judge`] with Envoy's counters read
+//!   just before and after the request under test.
 //! - After every scenario, Envoy's log, its access log and the reply are
-//!   scanned for every key in play, and a deny must show up in Tollgate's
-//!   Envoy metrics. The stacks run Envoy at the levels we ship (`info`, no
+//!   scanned for every key in play. The stacks run Envoy at the levels we ship (`info`, no
 //!   component at `debug`: `make run` uses the same, and mesh-config ships
 //!   `warning` with `wasm:info`), so the scan sees everything an operator's
 //!   gateway would log. At `debug`, Envoy's router prints request headers,
 //!   the injected key among them (tests/tests/envoy_access_log.rs shows it).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tollgate_harness::envoy::{Stack, StackOptions};
 
-use crate::scenario::{Observed, Policy, Scenario, SCENARIO_HEADER};
+use crate::scenario::{Observed, Policy, Scenario, Temperature, SCENARIO_HEADER};
 use crate::tls_client::{self, ClientIdentity, HttpsRequest};
 use crate::*;
 
@@ -121,54 +120,166 @@ pub fn assert_no_leak_envoy(
     Ok(())
 }
 
-/// Runs every scenario through Envoy; returns each scenario's observation
-/// and any runner-level failure (leak, missing metric).
-pub async fn run_envoy(scenarios: &[Scenario]) -> Vec<(Observed, Result<(), String>)> {
-    let mut shared: HashMap<Policy, Stack> = HashMap::new();
+/// One scenario's result at one temperature.
+#[derive(Debug)]
+pub struct Run {
+    pub scenario: &'static str,
+    pub temperature: Temperature,
+    pub result: Result<(), String>,
+}
+
+/// Tollgate's counters in this stack's Envoy (summed over workers), named
+/// as the filter defines them.
+pub fn envoy_counters(stack: &Stack) -> Result<Counters, String> {
+    stack
+        .envoy
+        .stats("tollgate")
+        .map(Counters::from_pairs)
+        .map_err(|e| format!("cannot read Envoy's stats: {e}"))
+}
+
+/// What one request did: its outcome, Tollgate's counters just before and
+/// after it, and how often the credential service was asked for the
+/// scenario's credential meanwhile.
+struct Measured {
+    seen: Observed,
+    before: Counters,
+    after: Counters,
+    fetches: usize,
+}
+
+/// Sends `sc`'s request tagged `tag`; fails if a key shows up in Envoy's
+/// logs or the reply.
+async fn measure(stack: &Stack, sc: &Scenario, tag: &str) -> Result<Measured, String> {
+    let before = envoy_counters(stack)?;
+    let fetched_before = stack.creds.requests_for(sc.credential());
+    let mut headers = sc.req.headers.clone();
+    headers.push((SCENARIO_HEADER.into(), tag.as_bytes().to_vec()));
+    let req = HttpsRequest {
+        method: sc.req.method.into(),
+        host: sc.req.host.clone(),
+        path: sc.req.path.clone(),
+        headers,
+        body: sc.req.body.clone(),
+    };
+    let (seen, resp) = observe(stack, client_for(stack, sc.req.workload), req, tag).await;
+    let fetches = stack.creds.requests_for(sc.credential()) - fetched_before;
+    let after = envoy_counters(stack)?;
+    assert_no_leak_envoy(stack, resp.as_ref(), &all_keys())?;
+    Ok(Measured {
+        seen,
+        before,
+        after,
+        fetches,
+    })
+}
+
+/// Runs `sc` at `t` on `stack` (already in the state `t` needs) and judges it.
+async fn run_one(stack: &Stack, sc: &Scenario, t: Temperature, tag: &str) -> Result<(), String> {
+    let m = measure(stack, sc, tag).await?;
+    sc.judge(t, &m.seen, &m.before, &m.after, m.fetches)
+}
+
+/// Warm: `sc.warm_up()` (must be forwarded), then `sc`'s credential state,
+/// the request under test, and the state reverted.
+async fn run_warm(stack: &Stack, sc: &Scenario, i: usize) -> Result<(), String> {
+    let warm = sc.warm_up();
+    let m = measure(stack, &warm, &format!("warm-up-{}-{i}", sc.name))
+        .await
+        .map_err(|e| format!("warm-up failed: {e}"))?;
+    warm.check(&m.seen)
+        .map_err(|e| format!("warm-up failed: {e}"))?;
+    sc.creds.apply(&stack.creds);
+    let r = run_one(
+        stack,
+        sc,
+        Temperature::Warm,
+        &format!("{}-warm-{i}", sc.name),
+    )
+    .await;
+    sc.creds.revert(&stack.creds);
+    r
+}
+
+/// Runs every scenario through Envoy, warm and cold.
+///
+/// Warm: one stack per policy serves every scenario of that policy, each
+/// after its warm-up. The whole warm pass takes a few seconds, far less
+/// than `refresh_ahead` (30 s) after the first fetch, so no refresh runs
+/// while a fault is applied; if one did, the scenario would fail (the
+/// service asked while warm) rather than pass silently.
+///
+/// Cold: a stack is reused while the credential service has never been
+/// asked for the next scenario's credential on it (which proves nothing of
+/// it is cached); otherwise the scenario waits for the next fresh stack.
+/// Scenarios refused before the credential step go first, so each stack
+/// serves them all and then one fetching scenario per credential. One
+/// stack runs at a time.
+pub async fn run_envoy(scenarios: &[Scenario]) -> Vec<Run> {
     let mut out = Vec::new();
-    for (i, sc) in scenarios.iter().enumerate() {
-        let fresh = if sc.creds.needs_cold_cache() {
-            let s = start_stack(
-                &scratch_dir(&format!("scenario-{i}")),
-                &sc.policy.config(),
+    let mut policies: Vec<Policy> = vec![];
+    for sc in scenarios {
+        if !policies.contains(&sc.policy) {
+            policies.push(sc.policy);
+        }
+    }
+    for policy in policies {
+        let of_policy: Vec<(usize, &Scenario)> = scenarios
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.policy == policy)
+            .collect();
+        // Warm.
+        let stack = start_stack(
+            &scratch_dir(&format!("{policy:?}-warm")),
+            &policy.config(),
+            |_| {},
+        )
+        .await;
+        for (i, sc) in &of_policy {
+            let result = run_warm(&stack, sc, *i).await;
+            out.push(Run {
+                scenario: sc.name,
+                temperature: Temperature::Warm,
+                result,
+            });
+        }
+        drop(stack);
+        // Cold.
+        let mut pending = of_policy.clone();
+        pending.sort_by_key(|(_, s)| !s.expect_fetches_nothing());
+        let mut round = 0;
+        while !pending.is_empty() {
+            let stack = start_stack(
+                &scratch_dir(&format!("{policy:?}-cold-{round}")),
+                &policy.config(),
                 |_| {},
             )
             .await;
-            sc.creds.apply(&s.creds);
-            Some(s)
-        } else {
-            None
-        };
-        let stack = match &fresh {
-            Some(s) => s,
-            None => {
-                if let std::collections::hash_map::Entry::Vacant(e) = shared.entry(sc.policy) {
-                    let dir = scratch_dir(&format!("{:?}", sc.policy));
-                    e.insert(start_stack(&dir, &sc.policy.config(), |_| {}).await);
+            let mut left = vec![];
+            for (i, sc) in pending {
+                if stack.creds.requests_for(sc.credential()) > 0 {
+                    left.push((i, sc));
+                    continue;
                 }
-                &shared[&sc.policy]
+                sc.creds.apply(&stack.creds);
+                let result = run_one(
+                    &stack,
+                    sc,
+                    Temperature::Cold,
+                    &format!("{}-cold-{i}", sc.name),
+                )
+                .await;
+                sc.creds.revert(&stack.creds);
+                out.push(Run {
+                    scenario: sc.name,
+                    temperature: Temperature::Cold,
+                    result,
+                });
             }
-        };
-        let tag = format!("{}-{i}", sc.name);
-        let mut headers = sc.req.headers.clone();
-        headers.push((SCENARIO_HEADER.into(), tag.clone().into_bytes()));
-        let req = HttpsRequest {
-            method: sc.req.method.into(),
-            host: sc.req.host.clone(),
-            path: sc.req.path.clone(),
-            headers,
-            body: sc.req.body.clone(),
-        };
-        let (obs, resp) = observe(stack, client_for(stack, sc.req.workload), req, &tag).await;
-        let mut extra = assert_no_leak_envoy(stack, resp.as_ref(), &all_keys());
-        if let (Ok(()), crate::scenario::Expect::Denied { reason, .. }) = (&extra, &sc.expect) {
-            let stats = stack.envoy.stats("tollgate").unwrap_or_default();
-            let want = format!("decision.deny.{reason}");
-            if !stats.iter().any(|(k, v)| k.ends_with(&want) && *v > 0) {
-                extra = Err(format!("no Envoy metric ending in {want} > 0: {stats:?}"));
-            }
+            pending = left;
+            round += 1;
         }
-        out.push((obs, extra));
     }
     out
 }

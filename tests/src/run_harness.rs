@@ -1,41 +1,81 @@
-//! The harness runner for [`crate::scenario`]: each scenario on a fresh
-//! in-process gateway running the compiled `.wasm`.
+//! The harness runner for [`crate::scenario`]: each scenario, at each
+//! [`Temperature`], on a fresh in-process one-worker gateway running the
+//! compiled `.wasm`.
 //!
-//! Invariants: virtual time is advanced until the stream settles (at most
-//! ten virtual seconds), so faults with delays resolve exactly as the filter
-//! decides; every run ends with the usual leak check.
+//! Invariants:
+//! - Cold: the scenario's credential state is set before the gateway
+//!   starts, and the request under test is the gateway's first. Warm: the
+//!   gateway first serves [`Scenario::warm_up`] (which must be forwarded),
+//!   then the credential state is applied, then the request under test.
+//! - Counters and the credential service's request count are read just
+//!   before and after the request under test, and judged by
+//!   [`Scenario::judge`].
+//! - Virtual time is advanced until the stream settles (at most ten virtual
+//!   seconds), so faults with delays resolve exactly as the filter decides;
+//!   every run ends with the usual leak check.
 
 use std::time::Duration;
 
-use tollgate_harness::Outcome;
+use tollgate_harness::{Gateway, Outcome, StreamId};
 
-use crate::scenario::{Observed, Scenario, SCENARIO_HEADER};
+use crate::scenario::{Observed, Req, Scenario, Temperature, SCENARIO_HEADER};
 use crate::*;
 
-/// Runs one scenario and reports what happened.
-pub fn run_harness(sc: &Scenario) -> Observed {
+/// Runs one scenario at `t` and judges it.
+pub fn run_harness(sc: &Scenario, t: Temperature) -> Result<(), String> {
     let creds = credential_service();
-    sc.creds.apply(&creds);
-    let mut gw = gateway(&sc.policy.config(), 1, &creds);
+    let mut streams = vec![];
+    let mut gw = match t {
+        Temperature::Cold => {
+            sc.creds.apply(&creds);
+            gateway(&sc.policy.config(), 1, &creds)
+        }
+        Temperature::Warm => {
+            let mut gw = gateway(&sc.policy.config(), 1, &creds);
+            let warm = sc.warm_up();
+            let id = send_req(&mut gw, &warm.req, "warm_up");
+            streams.push(id);
+            warm.check(&observe(&gw, id))
+                .map_err(|e| format!("warm-up failed: {e}"))?;
+            sc.creds.apply(&creds);
+            gw
+        }
+    };
+    let before = Counters::snapshot(&gw);
+    let fetched_before = creds.requests_for(sc.credential());
+    let id = send_req(&mut gw, &sc.req, sc.name);
+    streams.push(id);
+    let seen = observe(&gw, id);
+    let fetches = creds.requests_for(sc.credential()) - fetched_before;
+    assert_no_leak(&gw, &streams, &all_keys());
+    sc.judge(t, &seen, &before, &Counters::snapshot(&gw), fetches)
+}
+
+/// Sends `req` tagged with `tag` and lets it settle.
+fn send_req(gw: &mut Gateway, req: &Req, tag: &str) -> StreamId {
     let mut b = gw
         .request(0)
         .mtls(true)
-        .peer_uri_san(sc.req.workload)
-        .method(sc.req.method)
-        .authority(&sc.req.host)
-        .path(sc.req.path.as_bytes())
-        .header(SCENARIO_HEADER, sc.name);
-    for (k, v) in &sc.req.headers {
+        .peer_uri_san(req.workload)
+        .method(req.method)
+        .authority(&req.host)
+        .path(req.path.as_bytes())
+        .header(SCENARIO_HEADER, tag);
+    for (k, v) in &req.headers {
         b = b.header(k, v);
     }
-    let id = b.body(sc.req.body.clone()).send();
+    let id = b.body(req.body.clone()).send();
     gw.settle();
     let mut waited = Duration::ZERO;
     while gw.outcome(id).is_pending() && waited < Duration::from_secs(10) {
         gw.advance(Duration::from_millis(250));
         waited += Duration::from_millis(250);
     }
-    assert_no_leak(&gw, &[id], &all_keys());
+    id
+}
+
+/// What happened to stream `id`.
+fn observe(gw: &Gateway, id: StreamId) -> Observed {
     match gw.outcome(id) {
         Outcome::Forwarded(f) => Observed::Forwarded {
             path: f.header_str(":path").unwrap_or_default(),

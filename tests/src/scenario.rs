@@ -13,8 +13,17 @@
 //! - A scenario is data: no runner-specific branches. If Envoy itself
 //!   (rather than Tollgate) must answer, the scenario is not in this table;
 //!   TLS-layer cases live in the Envoy suite alone.
-//! - Scenarios with a credential fault need a cold cache; runners give them
-//!   a fresh gateway.
+//! - Every scenario runs at both [`Temperature`]s in both runners: cold (no
+//!   credential fetched yet for its provider) and warm (the credential
+//!   already cached by an allowed request to the same provider,
+//!   [`Scenario::warm_up`]). A credential fault is applied after the
+//!   warm-up, so warm shows what a cached key does when the service fails;
+//!   where that differs, [`Scenario::expect_warm`] says so.
+//! - The runners judge with the same rules ([`Scenario::judge`]): the
+//!   outcome, the decision counters' change across the one request under
+//!   test (exactly one verdict), and how often the credential service was
+//!   asked for the scenario's credential meanwhile (the proof of the
+//!   temperature).
 
 use std::time::Duration;
 
@@ -77,6 +86,41 @@ impl CredentialState {
             CredentialState::Missing(name) => creds.remove_key(name),
         }
     }
+
+    /// Undoes [`apply`](Self::apply) on a service that started as
+    /// [`crate::credential_service`].
+    pub fn revert(&self, creds: &MockCredentialService) {
+        match self {
+            CredentialState::Normal => {}
+            CredentialState::Fault(_) => creds.clear_fault(),
+            CredentialState::Denied(name) => creds.allow(name, None),
+            CredentialState::Missing(name) => restore_fixture_key(creds, name),
+        }
+    }
+}
+
+/// Whether the scenario's credential is already cached when its request
+/// arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Temperature {
+    /// Nothing fetched yet for the scenario's credential.
+    Cold,
+    /// The credential cached by [`Scenario::warm_up`] first; the
+    /// scenario's [`CredentialState`] applied after it.
+    Warm,
+}
+
+impl Temperature {
+    pub const BOTH: [Temperature; 2] = [Temperature::Cold, Temperature::Warm];
+}
+
+impl std::fmt::Display for Temperature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Temperature::Cold => "cold",
+            Temperature::Warm => "warm",
+        })
+    }
 }
 
 /// What the workload sends.
@@ -106,6 +150,28 @@ pub enum Expect {
     Denied { status: u16, reason: &'static str },
 }
 
+impl Expect {
+    /// The decision counters this outcome moves, each by exactly one
+    /// (`dry_run` forwards with a shadow denial instead of an allow).
+    pub fn decision_counters(&self, shadow: Option<&str>) -> Vec<(String, i64)> {
+        match (self, shadow) {
+            (Expect::Denied { reason, .. }, _) => {
+                vec![(format!("tollgate.decision.deny.{reason}"), 1)]
+            }
+            (Expect::Forwarded { .. }, Some(r)) => {
+                vec![(format!("tollgate.decision.shadow_deny.{r}"), 1)]
+            }
+            (Expect::Forwarded { .. }, None) => vec![("tollgate.decision.allow".into(), 1)],
+        }
+    }
+
+    /// Whether this outcome comes before the credential step, so nothing
+    /// may be fetched for it.
+    fn fetches_nothing(&self) -> bool {
+        matches!(self, Expect::Denied { reason, .. } if !reason.starts_with("credential_"))
+    }
+}
+
 /// One scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -115,6 +181,11 @@ pub struct Scenario {
     pub creds: CredentialState,
     pub req: Req,
     pub expect: Expect,
+    /// The outcome when warm, if it differs from `expect` (a cached key
+    /// keeps serving while the credential service fails).
+    pub expect_warm: Option<Expect>,
+    /// In `dry_run`, the policy denial a forwarded request is shadowed by.
+    pub shadow: Option<&'static str>,
 }
 
 /// What a runner saw.
@@ -156,10 +227,122 @@ const CLIENT_KEYS: [&str; 4] = [
 /// The header that identifies a scenario's request at the mock upstream.
 pub const SCENARIO_HEADER: &str = "x-tollgate-scenario";
 
+/// Canonical hosts of the fixture's providers, with their credential name
+/// and a request [`SUPPORT_BOT`] is allowed to send there.
+const PROVIDERS: [(&str, &str, &str); 5] = [
+    ("api.openai.com", "openai", CHAT),
+    ("api.anthropic.com", "anthropic", "/v1/messages"),
+    ("generativelanguage.googleapis.com", "gemini", GEMINI_PATH),
+    ("myres.openai.azure.com", "azure-openai", AZURE_PATH),
+    ("api.search.example.com", "search", "/v1/search"),
+];
+
 impl Scenario {
-    /// Checks `seen` against the expectation; `Err` says how it differs.
+    /// What must happen at `t`.
+    pub fn expected(&self, t: Temperature) -> &Expect {
+        match (t, &self.expect_warm) {
+            (Temperature::Warm, Some(e)) => e,
+            _ => &self.expect,
+        }
+    }
+
+    /// The provider entry the scenario's host is meant for: by its last
+    /// labels, so a host Tollgate refuses (`..openai.azure.com`,
+    /// `api.openai.com.`) still names the credential a bug would inject.
+    /// A host of no provider warms (and watches) OpenAI's.
+    fn provider(&self) -> (&'static str, &'static str, &'static str) {
+        let host = self.req.host.to_ascii_lowercase();
+        let host = host.trim_end_matches('.');
+        let host = host.split(':').next().unwrap_or(host);
+        PROVIDERS
+            .iter()
+            .copied()
+            .find(|(h, _, _)| match h.strip_prefix("myres.") {
+                Some(suffix) => host.ends_with(suffix),
+                None => host == *h,
+            })
+            .unwrap_or(PROVIDERS[0])
+    }
+
+    /// Whether the (cold) outcome comes before the credential step.
+    pub fn expect_fetches_nothing(&self) -> bool {
+        self.expect.fetches_nothing()
+    }
+
+    /// The credential the scenario's request is about (see [`Self::provider`]).
+    pub fn credential(&self) -> &'static str {
+        self.provider().1
+    }
+
+    /// The request that makes this scenario warm: an allowed workload to
+    /// the same provider, under the same policy, with the service healthy.
+    pub fn warm_up(&self) -> Scenario {
+        let (host, cred, path) = self.provider();
+        let value = FIXTURE_KEYS
+            .iter()
+            .find(|(n, _, _)| *n == cred)
+            .map(|(_, v, _)| v.to_string())
+            .unwrap_or_default();
+        let expect = match cred {
+            "openai" => forwarded("authorization", bearer(&value)),
+            "anthropic" => forwarded("x-api-key", value),
+            "gemini" => forwarded("x-goog-api-key", value),
+            "azure-openai" => forwarded("api-key", value),
+            _ => forwarded("x-search-token", format!("Token {value}")),
+        };
+        Scenario {
+            name: "warm_up",
+            area: self.area,
+            policy: self.policy,
+            creds: CredentialState::Normal,
+            req: req(SUPPORT_BOT, "POST", host, path),
+            expect,
+            expect_warm: None,
+            shadow: None,
+        }
+    }
+
+    /// The whole verdict on one run at `t`: `seen` matches the expectation;
+    /// the decision counters moved, from `before` to `after` (the one
+    /// request under test), by exactly that outcome's counter; and the
+    /// credential service was asked for [`Self::credential`] `fetches`
+    /// times meanwhile: never when warm or when refused before the
+    /// credential step, exactly once for a cold request that was forwarded.
+    pub fn judge(
+        &self,
+        t: Temperature,
+        seen: &Observed,
+        before: &Counters,
+        after: &Counters,
+        fetches: usize,
+    ) -> Result<(), String> {
+        let expect = self.expected(t);
+        self.check_against(expect, seen)?;
+        let want = expect.decision_counters(self.shadow);
+        let want: Vec<(&str, i64)> = want.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        before.check_decisions(after, &want)?;
+        let cred = self.credential();
+        let want_fetches = match (t, expect) {
+            (Temperature::Warm, _) => Some(0),
+            (Temperature::Cold, e) if e.fetches_nothing() => Some(0),
+            (Temperature::Cold, Expect::Forwarded { .. }) => Some(1),
+            (Temperature::Cold, _) => None,
+        };
+        match want_fetches {
+            Some(n) if n != fetches => Err(format!(
+                "the credential service was asked for {cred:?} {fetches} time(s), expected {n}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks `seen` against the cold expectation; `Err` says how it differs.
     pub fn check(&self, seen: &Observed) -> Result<(), String> {
-        match (&self.expect, seen) {
+        self.check_against(&self.expect, seen)
+    }
+
+    fn check_against(&self, expect: &Expect, seen: &Observed) -> Result<(), String> {
+        match (expect, seen) {
             (
                 Expect::Forwarded {
                     header,
@@ -300,6 +483,8 @@ fn bearer(key: &str) -> String {
 
 const CHAT: &str = "/v1/chat/completions";
 const OPENAI: &str = "api.openai.com";
+const GEMINI_PATH: &str = "/v1beta/models/gemini-2.0-flash:generateContent";
+const AZURE_PATH: &str = "/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21";
 
 fn s(name: &'static str, area: Area, req: Req, expect: Expect) -> Scenario {
     Scenario {
@@ -309,13 +494,15 @@ fn s(name: &'static str, area: Area, req: Req, expect: Expect) -> Scenario {
         creds: CredentialState::Normal,
         req,
         expect,
+        expect_warm: None,
+        shadow: None,
     }
 }
 
 /// The whole table.
 pub fn scenarios() -> Vec<Scenario> {
     use Area::*;
-    let gemini_path = "/v1beta/models/gemini-2.0-flash:generateContent";
+    let gemini_path = GEMINI_PATH;
     let mut v = vec![
         // Identity (the TLS-layer cases are Envoy-only; see tests/tests/envoy_identity.rs).
         s("allowed_workload_gets_the_real_key", Identity,
@@ -450,11 +637,16 @@ pub fn scenarios() -> Vec<Scenario> {
             denied(400, "path_invalid"),
         ),
     ];
+    dry[0].shadow = Some("workload_not_permitted");
     for d in &mut dry {
         d.policy = Policy::DryRun;
     }
     v.extend(dry);
-    // Credential faults, each on a cold cache.
+    // Credential faults. Cold, nothing is cached: the fault decides. Warm,
+    // the key fetched by the warm-up is fresh (ttl 60 s, refresh_ahead
+    // 30 s), so the service is not asked and every fault is invisible: the
+    // cached key keeps serving, a 403 included (it revokes only when a
+    // fetch sees it).
     let faults: Vec<(&'static str, CredentialState, Expect)> = vec![
         (
             "credential_service_refuses",
@@ -505,6 +697,8 @@ pub fn scenarios() -> Vec<Scenario> {
             creds: state,
             req: req(SUPPORT_BOT, "POST", OPENAI, CHAT),
             expect,
+            expect_warm: Some(forwarded("authorization", bearer(OPENAI_KEY))),
+            shadow: None,
         });
     }
     v

@@ -52,6 +52,7 @@ fn waiters_on_another_worker_get_the_failure_of_the_fetch_they_waited_for() {
     let creds = credential_service();
     creds.set_fault(Fault::Status(500));
     let mut gw = gateway(&config(), 2, &creds);
+    let counters = Counters::snapshot(&gw);
     let a = send_on(
         &mut gw,
         0,
@@ -69,8 +70,10 @@ fn waiters_on_another_worker_get_the_failure_of_the_fetch_they_waited_for() {
         "/v1/chat/completions",
     );
     gw.advance(Duration::from_millis(40));
-    assert_denied(&gw, a, 503, "credential_unavailable");
-    assert_denied(&gw, b, 503, "credential_unavailable");
+    assert_denied_reply(&gw, a, 503, "credential_unavailable");
+    assert_denied_reply(&gw, b, 503, "credential_unavailable");
+    // One failed fetch, two refusals (one per waiter), nothing else.
+    counters.assert_decisions(&gw, &[("tollgate.decision.deny.credential_unavailable", 2)]);
     assert_eq!(creds.requests(), 1, "the waiter did not retry on its own");
 }
 

@@ -83,6 +83,7 @@ fn a_rejected_reload_keeps_the_old_policy_and_a_good_one_applies() {
     let mut c = config();
     c["rules"].as_array_mut().unwrap().remove(0);
     assert!(gw.reconfigure(0, c.to_string()));
+    let counters = Counters::snapshot(&gw);
     let id = send(
         &mut gw,
         SUPPORT_BOT,
@@ -91,7 +92,7 @@ fn a_rejected_reload_keeps_the_old_policy_and_a_good_one_applies() {
         "/v1/chat/completions",
     );
     gw.settle();
-    assert_denied(&gw, id, 403, "workload_not_permitted");
+    assert_denied(&gw, &counters, id, 403, "workload_not_permitted");
 }
 
 #[test]

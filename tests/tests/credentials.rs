@@ -69,9 +69,10 @@ fn a_service_slower_than_the_timeout_gives_503_not_a_hang() {
     let creds = credential_service();
     creds.set_fault(Fault::Delay(Duration::from_secs(30)));
     let mut gw = gateway(&config(), 1, &creds);
+    let counters = Counters::snapshot(&gw);
     let id = chat(&mut gw);
     gw.advance(Duration::from_millis(2_000));
-    assert_denied(&gw, id, 503, "credential_unavailable");
+    assert_denied(&gw, &counters, id, 503, "credential_unavailable");
     assert_eq!(gw.metric("tollgate.fetch.timeout"), Some(1));
 }
 
@@ -145,9 +146,10 @@ fn a_failing_service_is_survived_with_the_cached_value_until_it_expires() {
         );
         // Past the value's expiry (60s), nothing valid remains: 503, never an unauthenticated forward.
         gw.advance(Duration::from_secs(16));
+        let counters = Counters::snapshot(&gw);
         let late = chat(&mut gw);
         gw.advance(Duration::from_secs(3));
-        assert_denied(&gw, late, 503, "credential_unavailable");
+        assert_denied(&gw, &counters, late, 503, "credential_unavailable");
         assert_no_leak(&gw, &[first, stale, late], &all_keys());
     }
 }
@@ -160,9 +162,10 @@ fn a_403_on_refresh_revokes_the_cached_value() {
     gw.settle();
     creds.deny("openai", None);
     gw.advance(Duration::from_secs(31));
+    let counters = Counters::snapshot(&gw);
     let after = chat(&mut gw);
     gw.settle();
-    assert_denied(&gw, after, 403, "credential_denied");
+    assert_denied(&gw, &counters, after, 403, "credential_denied");
     assert_no_leak(&gw, &[first, after], &all_keys());
 }
 
@@ -236,6 +239,7 @@ fn per_workload_credentials_are_fetched_and_cached_per_workload() {
     // A workload the service refuses gets credential_denied; the others are unaffected.
     let refused = "spiffe://cluster.local/ns/support/sa/intern";
     creds.deny("anthropic", Some(refused));
+    let counters = Counters::snapshot(&gw);
     let c = send(
         &mut gw,
         refused,
@@ -244,7 +248,7 @@ fn per_workload_credentials_are_fetched_and_cached_per_workload() {
         "/v1/messages",
     );
     gw.settle();
-    assert_denied(&gw, c, 403, "credential_denied");
+    assert_denied(&gw, &counters, c, 403, "credential_denied");
     let mut keys = all_keys();
     keys.extend([k1, k2]);
     assert_no_leak(&gw, &[a, a2, b, c], &keys);

@@ -9,13 +9,17 @@ fn identity_missing_without_mtls_or_san() {
     let creds = credential_service();
     let mut gw = gateway(&config(), 1, &creds);
     // No mTLS at all.
+    let counters = Counters::snapshot(&gw);
     let a = gw
         .request(0)
         .method("POST")
         .authority("api.openai.com")
         .path("/v1/chat/completions")
         .send();
+    gw.settle();
+    assert_denied(&gw, &counters, a, 403, "identity_missing");
     // A SAN property without mTLS is not trusted.
+    let counters = Counters::snapshot(&gw);
     let b = gw
         .request(0)
         .mtls(false)
@@ -24,7 +28,10 @@ fn identity_missing_without_mtls_or_san() {
         .authority("api.openai.com")
         .path("/v1/chat/completions")
         .send();
+    gw.settle();
+    assert_denied(&gw, &counters, b, 403, "identity_missing");
     // mTLS but no URI SAN.
+    let counters = Counters::snapshot(&gw);
     let c = gw
         .request(0)
         .mtls(true)
@@ -33,9 +40,7 @@ fn identity_missing_without_mtls_or_san() {
         .path("/v1/chat/completions")
         .send();
     gw.settle();
-    for id in [a, b, c] {
-        assert_denied(&gw, id, 403, "identity_missing");
-    }
+    assert_denied(&gw, &counters, c, 403, "identity_missing");
     assert_eq!(
         creds.requests(),
         0,
@@ -48,6 +53,7 @@ fn identity_missing_without_mtls_or_san() {
 fn spoofed_xfcc_header_is_never_an_identity() {
     let creds = credential_service();
     let mut gw = gateway(&config(), 1, &creds);
+    let counters = Counters::snapshot(&gw);
     let id = gw
         .request(0)
         .method("POST")
@@ -59,7 +65,7 @@ fn spoofed_xfcc_header_is_never_an_identity() {
         )
         .send();
     gw.settle();
-    assert_denied(&gw, id, 403, "identity_missing");
+    assert_denied(&gw, &counters, id, 403, "identity_missing");
 }
 
 #[test]
@@ -76,26 +82,27 @@ fn identity_invalid_for_malformed_spiffe_ids() {
         b"spiffe://cluster.local/ns/support?x=1",
         b"spiffe://cluster.local/ns/\xff",
     ] {
-        ids.push(
-            gw.request(0)
-                .mtls(true)
-                .peer_uri_san(san)
-                .method("POST")
-                .authority("api.openai.com")
-                .path("/v1/chat/completions")
-                .send(),
-        );
+        let counters = Counters::snapshot(&gw);
+        let id = gw
+            .request(0)
+            .mtls(true)
+            .peer_uri_san(san)
+            .method("POST")
+            .authority("api.openai.com")
+            .path("/v1/chat/completions")
+            .send();
+        gw.settle();
+        assert_denied(&gw, &counters, id, 403, "identity_invalid");
+        ids.push(id);
     }
-    gw.settle();
-    for id in &ids {
-        assert_denied(&gw, *id, 403, "identity_invalid");
-    }
+    assert_no_leak(&gw, &ids, &all_keys());
 }
 
 #[test]
 fn trust_domain_untrusted() {
     let creds = credential_service();
     let mut gw = gateway(&config(), 1, &creds);
+    let counters = Counters::snapshot(&gw);
     let id = send(
         &mut gw,
         "spiffe://evil.example/ns/support/sa/chatbot",
@@ -104,13 +111,14 @@ fn trust_domain_untrusted() {
         "/v1/chat/completions",
     );
     gw.settle();
-    assert_denied(&gw, id, 403, "trust_domain_untrusted");
+    assert_denied(&gw, &counters, id, 403, "trust_domain_untrusted");
 }
 
 #[test]
 fn unknown_upstream() {
     let creds = credential_service();
     let mut gw = gateway(&config(), 1, &creds);
+    let counters = Counters::snapshot(&gw);
     let a = send(
         &mut gw,
         SUPPORT_BOT,
@@ -118,6 +126,9 @@ fn unknown_upstream() {
         "attacker.example.com",
         "/v1/chat/completions",
     );
+    gw.settle();
+    assert_denied(&gw, &counters, a, 403, "unknown_upstream");
+    let counters = Counters::snapshot(&gw);
     let b = send(
         &mut gw,
         SUPPORT_BOT,
@@ -125,6 +136,9 @@ fn unknown_upstream() {
         "api.openai.com.attacker.example.com",
         "/v1/chat/completions",
     );
+    gw.settle();
+    assert_denied(&gw, &counters, b, 403, "unknown_upstream");
+    let counters = Counters::snapshot(&gw);
     let c = send(
         &mut gw,
         SUPPORT_BOT,
@@ -133,11 +147,8 @@ fn unknown_upstream() {
         "/v1/chat/completions",
     );
     gw.settle();
-    for id in [a, b] {
-        assert_denied(&gw, id, 403, "unknown_upstream");
-    }
     // Userinfo is not a host name: refused before any matching.
-    assert_denied(&gw, c, 400, "authority_invalid");
+    assert_denied(&gw, &counters, c, 400, "authority_invalid");
     assert_eq!(creds.requests(), 0);
 }
 
@@ -145,6 +156,7 @@ fn unknown_upstream() {
 fn request_invalid_without_a_path() {
     let creds = credential_service();
     let mut gw = gateway(&config(), 1, &creds);
+    let counters = Counters::snapshot(&gw);
     let id = gw
         .request(0)
         .mtls(true)
@@ -154,7 +166,7 @@ fn request_invalid_without_a_path() {
         .without(":path")
         .send();
     gw.settle();
-    assert_denied(&gw, id, 400, "request_invalid");
+    assert_denied(&gw, &counters, id, 400, "request_invalid");
 }
 
 #[test]
@@ -172,20 +184,20 @@ fn path_invalid_for_ambiguous_paths() {
         b"/v1/chat/./completions",
         b"/v1\\chat\\completions",
     ] {
-        ids.push(
-            gw.request(0)
-                .mtls(true)
-                .peer_uri_san(SUPPORT_BOT)
-                .method("POST")
-                .authority("api.openai.com")
-                .path(path)
-                .send(),
-        );
+        let counters = Counters::snapshot(&gw);
+        let id = gw
+            .request(0)
+            .mtls(true)
+            .peer_uri_san(SUPPORT_BOT)
+            .method("POST")
+            .authority("api.openai.com")
+            .path(path)
+            .send();
+        gw.settle();
+        assert_denied(&gw, &counters, id, 400, "path_invalid");
+        ids.push(id);
     }
-    gw.settle();
-    for id in &ids {
-        assert_denied(&gw, *id, 400, "path_invalid");
-    }
+    assert_no_leak(&gw, &ids, &all_keys());
     assert_eq!(creds.requests(), 0);
 }
 
@@ -193,39 +205,41 @@ fn path_invalid_for_ambiguous_paths() {
 fn policy_denials_say_how_far_the_request_got() {
     let creds = credential_service();
     let mut gw = gateway(&config(), 1, &creds);
-    let a = send(
-        &mut gw,
-        STRANGER,
-        "POST",
-        "api.openai.com",
-        "/v1/chat/completions",
-    );
-    let b = send(
-        &mut gw,
-        BATCH_JOB,
-        "POST",
-        "api.anthropic.com",
-        "/v1/messages",
-    );
-    let c = send(
-        &mut gw,
-        BATCH_JOB,
-        "POST",
-        "api.openai.com",
-        "/v1/chat/completions",
-    );
-    let d = send(
-        &mut gw,
-        SUPPORT_BOT,
-        "GET",
-        "api.openai.com",
-        "/v1/chat/completions",
-    );
-    gw.settle();
-    assert_denied(&gw, a, 403, "workload_not_permitted");
-    assert_denied(&gw, b, 403, "provider_not_permitted");
-    assert_denied(&gw, c, 403, "endpoint_not_permitted");
-    assert_denied(&gw, d, 403, "endpoint_not_permitted");
+    for (workload, method, host, path, reason) in [
+        (
+            STRANGER,
+            "POST",
+            "api.openai.com",
+            "/v1/chat/completions",
+            "workload_not_permitted",
+        ),
+        (
+            BATCH_JOB,
+            "POST",
+            "api.anthropic.com",
+            "/v1/messages",
+            "provider_not_permitted",
+        ),
+        (
+            BATCH_JOB,
+            "POST",
+            "api.openai.com",
+            "/v1/chat/completions",
+            "endpoint_not_permitted",
+        ),
+        (
+            SUPPORT_BOT,
+            "GET",
+            "api.openai.com",
+            "/v1/chat/completions",
+            "endpoint_not_permitted",
+        ),
+    ] {
+        let counters = Counters::snapshot(&gw);
+        let id = send(&mut gw, workload, method, host, path);
+        gw.settle();
+        assert_denied(&gw, &counters, id, 403, reason);
+    }
     assert_eq!(creds.requests(), 0, "denied requests fetch nothing");
 }
 
@@ -234,6 +248,7 @@ fn credential_denied_on_403() {
     let creds = credential_service();
     creds.deny("openai", None);
     let mut gw = gateway(&config(), 1, &creds);
+    let counters = Counters::snapshot(&gw);
     let id = send(
         &mut gw,
         SUPPORT_BOT,
@@ -242,7 +257,7 @@ fn credential_denied_on_403() {
         "/v1/chat/completions",
     );
     gw.settle();
-    assert_denied(&gw, id, 403, "credential_denied");
+    assert_denied(&gw, &counters, id, 403, "credential_denied");
     assert_eq!(gw.metric("tollgate.fetch.denied"), Some(1));
     assert_no_leak(&gw, &[id], &all_keys());
 }
@@ -259,6 +274,7 @@ fn credential_unavailable_when_the_service_fails_and_nothing_is_cached() {
         let creds = credential_service();
         creds.set_fault(fault.clone());
         let mut gw = gateway(&config(), 1, &creds);
+        let counters = Counters::snapshot(&gw);
         let id = send(
             &mut gw,
             SUPPORT_BOT,
@@ -267,7 +283,7 @@ fn credential_unavailable_when_the_service_fails_and_nothing_is_cached() {
             "/v1/chat/completions",
         );
         gw.settle();
-        assert_denied(&gw, id, 503, "credential_unavailable");
+        assert_denied(&gw, &counters, id, 503, "credential_unavailable");
         assert_no_leak(&gw, &[id], &all_keys());
     }
 }
@@ -279,6 +295,7 @@ fn internal_error_reason_exists_in_the_reply_shape() {
     let mut cfg = config();
     cfg["credential_service"]["cluster"] = "no-such-cluster".into();
     let mut gw = gateway(&cfg, 1, &creds);
+    let counters = Counters::snapshot(&gw);
     let id = send(
         &mut gw,
         SUPPORT_BOT,
@@ -287,6 +304,6 @@ fn internal_error_reason_exists_in_the_reply_shape() {
         "/v1/chat/completions",
     );
     gw.settle();
-    assert_denied(&gw, id, 503, "credential_unavailable");
-    assert_eq!(gw.metric("tollgate.fetch.dispatch_failed"), Some(1));
+    assert_denied(&gw, &counters, id, 503, "credential_unavailable");
+    counters.assert_delta(&gw, "tollgate.fetch.dispatch_failed", 1);
 }

@@ -21,6 +21,7 @@ async fn a_cold_burst_over_two_workers_makes_one_fetch() {
             400,
         )));
     const N: usize = 48;
+    let counters = envoy_counters(&stack).unwrap();
     let mut tasks = Vec::new();
     for _ in 0..N {
         let client = client_for(&stack, SUPPORT_BOT);
@@ -55,10 +56,12 @@ async fn a_cold_burst_over_two_workers_makes_one_fetch() {
         .all(|r| r.key.as_deref() == Some(OPENAI_KEY.as_bytes()) && r.accepted));
     // Both workers served part of the burst (each has its own VM and
     // counters, but Envoy sums them): the cache was shared across VMs.
-    assert_eq!(
-        stack.envoy.stat("wasmcustom.tollgate.decision.allow"),
-        N as u64
-    );
+    counters
+        .check_decisions(
+            &envoy_counters(&stack).unwrap(),
+            &[("tollgate.decision.allow", N as i64)],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_no_leak_in(&stack, &[]);
 }
 

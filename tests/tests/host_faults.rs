@@ -42,7 +42,7 @@ fn refused_with(
     reason: &str,
 ) {
     let deny_metric = format!("tollgate.decision.deny.{reason}");
-    let before = gw.metric(&deny_metric).unwrap_or(0);
+    let counters = Counters::snapshot(&gw);
     gw.fault(import, HostFault::new(Status::InternalFailure));
     let id = chat(&mut gw);
     gw.settle();
@@ -59,11 +59,10 @@ fn refused_with(
         Some(reason),
         "{import}"
     );
-    assert_eq!(
-        gw.metric(&deny_metric).unwrap_or(0),
-        before + 1,
-        "{import}: one more {reason}"
-    );
+    // Exactly one verdict for this request: this deny, nothing else.
+    if let Err(e) = counters.check_decisions(&Counters::snapshot(&gw), &[(&deny_metric, 1)]) {
+        panic!("{import}: {e}");
+    }
     assert_eq!(gw.trap(), None, "{import}: the VM trapped");
     // The VM is alive and serves the next request (a moment later: a request
     // arriving in the same millisecond as a failed fetch shares its fate).

@@ -101,6 +101,7 @@ fn every_client_credential_is_stripped_duplicates_included() {
 fn client_credentials_are_stripped_on_denied_requests_too() {
     let creds = credential_service();
     let mut gw = gateway(&config(), 1, &creds);
+    let counters = Counters::snapshot(&gw);
     let id = gw
         .request(0)
         .mtls(true)
@@ -111,7 +112,7 @@ fn client_credentials_are_stripped_on_denied_requests_too() {
         .header("authorization", format!("Bearer {CLIENT_OPENAI_KEY}"))
         .send();
     settle(&mut gw, id);
-    assert_denied(&gw, id, 403, "workload_not_permitted");
+    assert_denied(&gw, &counters, id, 403, "workload_not_permitted");
     assert_eq!(audit_lines(&gw)[0]["client_key_seen"], true);
     assert_no_leak(&gw, &[id], &all_keys());
 }

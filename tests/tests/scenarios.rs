@@ -1,21 +1,29 @@
 //! The shared scenario table (`tollgate_tests::scenario`), run by both
-//! runners: the harness and a real Envoy. A scenario that passes in one and
-//! fails in the other is a difference between the harness and Envoy.
+//! runners, the harness and a real Envoy, each scenario cold and warm. A
+//! scenario that passes in one runner and fails in the other is a
+//! difference between the harness and Envoy; one that passes cold and
+//! fails warm (or the reverse) is a cache bug.
 
-use tollgate_tests::run_envoy::run_envoy;
+use tollgate_tests::run_envoy::{run_envoy, Run};
 use tollgate_tests::run_harness::run_harness;
-use tollgate_tests::scenario::{scenarios, Area};
+use tollgate_tests::scenario::{scenarios, Area, Temperature};
 
-fn report(runner: &str, results: Vec<(&str, Result<(), String>)>) {
-    let failures: Vec<String> = results
+/// Fails listing every (scenario, temperature) that failed in `runner`.
+fn report(runner: &str, runs: &[Run]) {
+    let failures: Vec<String> = runs
         .iter()
-        .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("  {n}: {e}")))
+        .filter_map(|r| {
+            r.result
+                .as_ref()
+                .err()
+                .map(|e| format!("  {} ({}): {e}", r.scenario, r.temperature))
+        })
         .collect();
     assert!(
         failures.is_empty(),
-        "{} of {} scenarios failed in the {runner}:\n{}",
+        "{} of {} runs failed in the {runner}:\n{}",
         failures.len(),
-        results.len(),
+        runs.len(),
         failures.join("\n")
     );
 }
@@ -45,21 +53,23 @@ fn the_table_covers_every_area() {
 #[test]
 fn scenarios_in_the_harness() {
     let all = scenarios();
-    let results = all
-        .iter()
-        .map(|sc| (sc.name, sc.check(&run_harness(sc))))
-        .collect();
-    report("harness", results);
+    let mut runs = vec![];
+    for sc in &all {
+        for t in Temperature::BOTH {
+            runs.push(Run {
+                scenario: sc.name,
+                temperature: t,
+                result: run_harness(sc, t),
+            });
+        }
+    }
+    report("harness", &runs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenarios_in_envoy() {
     let all = scenarios();
-    let observed = run_envoy(&all).await;
-    let results = all
-        .iter()
-        .zip(observed)
-        .map(|(sc, (obs, extra))| (sc.name, sc.check(&obs).and(extra)))
-        .collect();
-    report("Envoy", results);
+    let runs = run_envoy(&all).await;
+    assert_eq!(runs.len(), 2 * all.len(), "every scenario, cold and warm");
+    report("Envoy", &runs);
 }
