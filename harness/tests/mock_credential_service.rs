@@ -9,6 +9,8 @@
 //! time; servers bind 127.0.0.1:0; only `from_env_or_demo_reads_process_env`
 //! touches process env vars, and only the two it owns.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -573,9 +575,15 @@ async fn served_faults() {
         let addr = served.addr;
         async move { get(&c, addr, "/v1/credentials/openai", &[]).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(mock.requests(), 2);
-    assert!(!pending.is_finished());
+    assert!(
+        common::poll_until_async(Duration::from_secs(5), || async { mock.requests() == 2 }).await,
+        "the delayed request was never counted: {}",
+        mock.requests()
+    );
+    assert!(
+        !pending.is_finished(),
+        "counted before its 300 ms delay ended"
+    );
     assert_eq!(pending.await.expect("join").expect("ok").0, 200);
 
     mock.set_fault(Fault::Status(502));
@@ -667,10 +675,12 @@ async fn served_raw_http11_and_shutdown() {
     let served = mock.serve(localhost()).await.expect("serve");
     let addr = served.addr;
     drop(served);
-    tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(
-        TcpStream::connect(addr).await.is_err(),
-        "still listening after drop"
+        common::poll_until_async(Duration::from_secs(5), || async {
+            TcpStream::connect(addr).await.is_err()
+        })
+        .await,
+        "still listening 5 s after drop"
     );
 }
 

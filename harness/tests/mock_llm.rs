@@ -11,6 +11,8 @@
 //! second of real time; no test touches process env vars (only reads
 //! `TOLLGATE_PYTHON`).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -1229,8 +1231,13 @@ async fn shutdown_and_drop_stop_the_server() {
     let (_mock, served) = start().await;
     let addr = served.addr;
     drop(served);
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    assert!(
+        common::poll_until_async(Duration::from_secs(5), || async {
+            tokio::net::TcpStream::connect(addr).await.is_err()
+        })
+        .await,
+        "still listening 5 s after drop"
+    );
 }
 
 // ----------------------------------------------------------- official SDKs

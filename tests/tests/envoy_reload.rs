@@ -54,7 +54,22 @@ async fn a_policy_change_takes_effect_without_failing_in_flight_requests() {
         }
         statuses
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The reload must find the slow request held at the upstream and the
+    // steady stream under way: wait until the mock LLM has seen both.
+    let under_way = poll_until_async(Duration::from_secs(10), || {
+        let seen = stack.llm.requests();
+        let slow = seen.iter().any(|r| r.header("x-mock-delay-ms").is_some());
+        let plain = seen
+            .iter()
+            .filter(|r| r.header("x-mock-delay-ms").is_none())
+            .count();
+        slow && plain >= 2 // the warm-up and at least one steady request
+    })
+    .await;
+    assert!(
+        under_way,
+        "the slow and the steady requests never reached the upstream"
+    );
 
     // New policy: the batch job may now also chat.
     assert_eq!(

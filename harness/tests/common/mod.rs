@@ -122,3 +122,37 @@ pub fn assert_no_trap(gw: &Gateway) {
         panic!("the guest trapped: {t}");
     }
 }
+
+/// Polls `cond` every 10 ms until it holds (true) or `limit` has passed
+/// (false): for waiting on something observable instead of sleeping.
+pub fn poll_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// [`poll_until`] with an async condition, inside a tokio runtime (sleeps
+/// without blocking the runtime, so the tasks being waited on can run).
+pub async fn poll_until_async<F, Fut>(limit: std::time::Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
