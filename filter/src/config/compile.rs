@@ -1,18 +1,22 @@
-//! Turns [`super::raw::RawConfig`] into a checked, indexed [`Config`].
+//! Turns what [`super::read`] reads into a checked, indexed [`Config`].
 //!
 //! Invariants: every check that can fail is made here, with the path of the
 //! value at fault; all problems are collected before returning; nothing
-//! invalid is skipped.
+//! invalid is skipped. The semantic problems are reported only for a
+//! document without shape problems, so the result is the same as if the
+//! whole document had been read before any of it was compiled, although
+//! each rule is compiled as soon as it is read (the settings are read
+//! first, in a pass of their own, so a rule can be checked against them).
 
 use super::duration::parse_duration_ms;
 use super::error::ConfigErrors;
 use super::raw::*;
-use super::{AuditLog, Config, Mode};
+use super::{read, AuditLog, Config, Document, Mode};
 use crate::credential::service::{CredentialService, Protocol};
 use crate::credential::{validate_credential_name, CredentialRef, Scope};
 use crate::policy::endpoint_pattern::EndpointPattern;
 use crate::policy::workload_pattern::WorkloadPattern;
-use crate::policy::{Policy, Rule};
+use crate::policy::PolicyBuilder;
 use crate::provider::{validate_host_pattern, Injection, Provider, ProviderKind, ProviderTable};
 use crate::spiffe::TrustDomain;
 use crate::strip::StripSet;
@@ -21,11 +25,18 @@ const DEFAULT_TIMEOUT: &str = "2s";
 const DEFAULT_TTL: &str = "5m";
 const MAX_TIMEOUT_MS: u64 = 60_000;
 
-/// Parses and compiles a configuration document. Shape problems (syntax,
-/// types, missing or unknown fields) are reported first, all together; the
-/// semantic checks run only on a well-formed document.
+/// Parses and compiles a configuration document held in memory; see
+/// [`parse_document`].
 pub fn parse(json: &[u8]) -> Result<Config, ConfigErrors> {
-    if json.iter().all(u8::is_ascii_whitespace) {
+    parse_document(&json)
+}
+
+/// Parses and compiles a configuration document, reading it twice (see
+/// [`read`]) instead of holding it. Shape problems (syntax, types, missing
+/// or unknown fields) are reported first, all together; the semantic checks
+/// are reported only for a well-formed document.
+pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
+    if read::is_blank(doc.open()) {
         let mut e = ConfigErrors::default();
         e.push(
             "",
@@ -33,13 +44,48 @@ pub fn parse(json: &[u8]) -> Result<Config, ConfigErrors> {
         );
         return Err(e);
     }
-    compile(super::read::read(json)?)
+    let head = read::read_head(doc.open())?;
+    let mut shape = head.errs;
+    let mut meaning = ConfigErrors::default();
+    let settings = head.settings.map(|raw| compile_settings(raw, &mut meaning));
+    let mut policy = PolicyBuilder::with_capacity(head.rules);
+    if head.rules_listed {
+        read::read_rules(doc.open(), &mut shape, |i, rule| {
+            if let Some(settings) = &settings {
+                compile_rule(i, &rule, settings, &mut policy, &mut meaning);
+            }
+        })?;
+    }
+    let settings = match settings {
+        Some(s) if shape.is_empty() => s,
+        _ => return Err(shape),
+    };
+    match settings.credential_service {
+        Some(credential_service) if meaning.is_empty() => Ok(Config {
+            mode: settings.mode,
+            audit_log: settings.audit_log,
+            trust_domains: settings.trust_domains,
+            credential_service,
+            providers: settings.providers,
+            policy: policy.build(),
+            strip: settings.strip,
+        }),
+        _ => Err(meaning),
+    }
 }
 
-/// Compiles an already-deserialized configuration.
-pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
-    let mut errs = ConfigErrors::default();
+/// Everything but the policy, compiled; `credential_service` is `None`
+/// when it has a problem.
+struct Settings {
+    mode: Mode,
+    audit_log: AuditLog,
+    trust_domains: Vec<TrustDomain>,
+    credential_service: Option<CredentialService>,
+    providers: ProviderTable,
+    strip: StripSet,
+}
 
+fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
     let mode = match raw.mode {
         RawMode::Enforce => Mode::Enforce,
         RawMode::DryRun => Mode::DryRun,
@@ -71,7 +117,7 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
         }
     }
 
-    let credential_service = compile_service(&raw.credential_service, &mut errs);
+    let credential_service = compile_service(&raw.credential_service, errs);
 
     let mut providers = ProviderTable::new();
     let mut strip = StripSet::default();
@@ -79,94 +125,89 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
         errs.push("providers", "at least one provider is required");
     }
     for (i, p) in raw.providers.iter().enumerate() {
-        compile_provider(i, p, &mut providers, &mut strip, &mut errs);
+        compile_provider(i, p, &mut providers, &mut strip, errs);
     }
+    Settings {
+        mode,
+        audit_log,
+        trust_domains,
+        credential_service,
+        providers,
+        strip,
+    }
+}
 
-    let mut rules = Vec::with_capacity(raw.rules.len());
-    let mut workloads = Vec::with_capacity(raw.rules.len());
-    let mut names = hashbrown::HashSet::new();
-    for (i, r) in raw.rules.iter().enumerate() {
-        let at = format!("rules[{i}]");
-        if r.name.is_empty() {
-            errs.push(format!("{at}.name"), "a rule needs a name");
-        } else if !names.insert(r.name.as_str()) {
-            errs.push(
-                format!("{at}.name"),
-                format!("duplicate rule name {:?}", r.name),
-            );
-        }
-        if r.workloads.is_empty() {
-            errs.push(format!("{at}.workloads"), "list at least one workload");
-        }
-        let mut pats = Vec::with_capacity(r.workloads.len());
-        for (j, w) in r.workloads.iter().enumerate() {
-            match WorkloadPattern::parse(w) {
-                Ok(p) => {
-                    let td = match &p {
-                        WorkloadPattern::Exact(id) | WorkloadPattern::Prefix { parent: id } => {
-                            id.trust_domain()
-                        }
-                    };
-                    if !trust_domains.is_empty() && !trust_domains.iter().any(|t| t.as_str() == td)
-                    {
-                        errs.push(
-                            format!("{at}.workloads[{j}]"),
-                            format!("trust domain {td:?} is not in trust_domains, so this can never match"),
-                        );
+/// Checks rule `i` against the settings and adds it to `policy` (also when
+/// it has a problem, so a later rule with the same name is reported).
+fn compile_rule(
+    i: usize,
+    r: &RawRule,
+    settings: &Settings,
+    policy: &mut PolicyBuilder,
+    errs: &mut ConfigErrors,
+) {
+    let at = format!("rules[{i}]");
+    if r.name.is_empty() {
+        errs.push(format!("{at}.name"), "a rule needs a name");
+    } else if policy.has_rule_named(&r.name) {
+        errs.push(
+            format!("{at}.name"),
+            format!("duplicate rule name {:?}", r.name),
+        );
+    }
+    if r.workloads.is_empty() {
+        errs.push(format!("{at}.workloads"), "list at least one workload");
+    }
+    let trust_domains = &settings.trust_domains;
+    let mut pats = Vec::with_capacity(r.workloads.len());
+    for (j, w) in r.workloads.iter().enumerate() {
+        match WorkloadPattern::parse(w) {
+            Ok(p) => {
+                let td = match &p {
+                    WorkloadPattern::Exact(id) | WorkloadPattern::Prefix { parent: id } => {
+                        id.trust_domain()
                     }
-                    pats.push(p)
+                };
+                if !trust_domains.is_empty() && !trust_domains.iter().any(|t| t.as_str() == td) {
+                    errs.push(
+                        format!("{at}.workloads[{j}]"),
+                        format!(
+                            "trust domain {td:?} is not in trust_domains, so this can never match"
+                        ),
+                    );
                 }
-                Err(e) => errs.push(format!("{at}.workloads[{j}]"), e.to_string()),
+                pats.push(p)
             }
+            Err(e) => errs.push(format!("{at}.workloads[{j}]"), e.to_string()),
         }
-        if r.providers.is_empty() {
-            errs.push(format!("{at}.providers"), "list at least one provider");
-        }
-        let mut pids = Vec::with_capacity(r.providers.len());
-        for (j, name) in r.providers.iter().enumerate() {
-            match providers.find_by_name(name) {
-                Some(id) => pids.push(id),
-                None => errs.push(
-                    format!("{at}.providers[{j}]"),
-                    format!("no provider is named {name:?}"),
-                ),
-            }
-        }
-        pids.sort();
-        pids.dedup();
-        if r.endpoints.is_empty() {
-            errs.push(
-                format!("{at}.endpoints"),
-                "list at least one endpoint, e.g. \"POST /v1/chat/completions\"",
-            );
-        }
-        let mut eps = Vec::with_capacity(r.endpoints.len());
-        for (j, e) in r.endpoints.iter().enumerate() {
-            match EndpointPattern::parse(e) {
-                Ok(p) => eps.push(p),
-                Err(err) => errs.push(format!("{at}.endpoints[{j}]"), err.to_string()),
-            }
-        }
-        rules.push(Rule {
-            name: r.name.as_str().into(),
-            providers: pids,
-            endpoints: eps,
-        });
-        workloads.push(pats);
     }
-
-    match credential_service {
-        Some(credential_service) if errs.is_empty() => Ok(Config {
-            mode,
-            audit_log,
-            trust_domains,
-            credential_service,
-            providers,
-            policy: Policy::new(rules, workloads),
-            strip,
-        }),
-        _ => Err(errs),
+    if r.providers.is_empty() {
+        errs.push(format!("{at}.providers"), "list at least one provider");
     }
+    let mut pids = Vec::with_capacity(r.providers.len());
+    for (j, name) in r.providers.iter().enumerate() {
+        match settings.providers.find_by_name(name) {
+            Some(id) => pids.push(id),
+            None => errs.push(
+                format!("{at}.providers[{j}]"),
+                format!("no provider is named {name:?}"),
+            ),
+        }
+    }
+    if r.endpoints.is_empty() {
+        errs.push(
+            format!("{at}.endpoints"),
+            "list at least one endpoint, e.g. \"POST /v1/chat/completions\"",
+        );
+    }
+    let mut eps = Vec::with_capacity(r.endpoints.len());
+    for (j, e) in r.endpoints.iter().enumerate() {
+        match EndpointPattern::parse(e) {
+            Ok(p) => eps.push(p),
+            Err(err) => errs.push(format!("{at}.endpoints[{j}]"), err.to_string()),
+        }
+    }
+    policy.push(&r.name, &pats, pids, eps);
 }
 
 fn duration_field(

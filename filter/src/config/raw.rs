@@ -1,6 +1,7 @@
 //! The configuration exactly as written, as [`super::read`] reads it. No
 //! meaning is attached here; [`super::compile`] turns it into typed, checked
-//! values.
+//! values. The settings are read whole ([`RawConfig`]); the rules one
+//! [`RawRule`] at a time, each compiled before the next is read.
 //!
 //! Invariant: these hold only fields the policy reference documents; the
 //! reader rejects any other field, so a typo is an error and never a
@@ -16,8 +17,6 @@ pub struct RawConfig {
     pub trust_domains: Vec<String>,
     pub credential_service: RawCredentialService,
     pub providers: Vec<RawProvider>,
-    /// Default empty.
-    pub rules: Vec<RawRule>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -98,6 +97,7 @@ pub enum RawScope {
     PerWorkload,
 }
 
+/// One element of `rules` (default: no rules).
 #[derive(Debug)]
 pub struct RawRule {
     pub name: String,

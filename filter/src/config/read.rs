@@ -1,22 +1,35 @@
-//! Reads the configuration document into [`RawConfig`], by hand, over a
-//! parsed `serde_json::Value` (no serde derive, which costs tens of KB of
-//! wasm).
+//! Reads the configuration document into [`RawConfig`] and its rules, by
+//! hand, over `serde_json::Value`s (no serde derive, which costs tens of KB
+//! of wasm).
+//!
+//! The document is read from a reader, in two passes, and never held whole:
+//! a large policy's text (1.4 MB for 10,000 rules) would otherwise take VM
+//! memory that the VM never gives back.
+//! 1. [`read_head`] reads every setting but the rules, finds every duplicate
+//!    key in the whole document, and counts the rules;
+//! 2. [`read_rules`] reads the rules one at a time and hands each to the
+//!    caller as soon as it is read, so no list of rules is ever built.
 //!
 //! Invariants:
 //! - Unknown fields are errors at every level, reported at their own path
 //!   (`rules[1].workload: unknown field …`); a typo is never a silently
 //!   ignored setting.
 //! - Every problem is collected, each with the path of the value at fault
-//!   (`rules[2].workloads[0]: expected a string, got a number`); a
-//!   [`RawConfig`] is returned only when there is none.
+//!   (`rules[2].workloads[0]: expected a string, got a number`): the
+//!   duplicate keys, then the settings' problems ([`Head::errs`]), then the
+//!   rules' ([`read_rules`]).
 //! - Messages never format input numbers (no float formatting in the
 //!   module) and quote input strings escaped, so a log line cannot be split.
-//! - A JSON syntax error has an empty path and reads
-//!   `line L column C: <serde_json message>`.
+//! - A JSON syntax (or read) error has an empty path and reads
+//!   `line L column C: <serde_json message>`; it is the only problem
+//!   reported, and the first pass finds it.
 //! - Optional settings given as `null` count as absent; fields with a
 //!   non-`Option` default (`mode`, `rules`, `scope`, `prefix`) must have
 //!   the right type when present.
 
+use std::io::{self, Read};
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::error::ConfigErrors;
@@ -24,95 +37,140 @@ use super::raw::*;
 
 type Obj = Map<String, Value>;
 
-/// Parses `json` and reads every field; all problems are returned together.
-pub fn read(json: &[u8]) -> Result<RawConfig, ConfigErrors> {
-    let mut errs = ConfigErrors::default();
-    // Rules are read one at a time while the document is parsed, so a large
-    // policy never exists as one `Value` tree (10,000 rules would hold
-    // megabytes of VM memory that the VM never gives back).
-    let mut rules = RulesRead::Absent;
-    let mut rule_errs = ConfigErrors::default();
-    let parsed = {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        serde::de::DeserializeSeed::deserialize(
-            RootSeed {
-                rules: &mut rules,
-                errs: &mut rule_errs,
-            },
-            &mut de,
-        )
-        .and_then(|root| de.end().map(|()| root))
-    };
-    let root = match parsed {
-        Ok(v) => v,
-        Err(e) => {
-            errs.push("", syntax_message(&e));
-            return Err(errs);
-        }
-    };
-    // `Value` keeps only the last of duplicate keys; a second pass over the
-    // text finds them, so `"mode": "enforce", ..., "mode": "dry_run"` is an
-    // error rather than a silent switch to dry run.
-    if let Ok(dups) = serde_json::from_slice::<Duplicates>(json) {
-        for (path, key) in dups.0 {
-            errs.push(path, format!("duplicate field {}", quote(&key)));
-        }
+/// How many bytes of the document are read from its source at a time.
+const CHUNK: usize = 64 * 1024;
+
+fn deserializer<R: Read>(
+    doc: R,
+) -> serde_json::Deserializer<serde_json::de::IoRead<io::BufReader<R>>> {
+    serde_json::Deserializer::from_reader(io::BufReader::with_capacity(CHUNK, doc))
+}
+
+/// Whether the document holds only whitespace (a read error counts as
+/// content, for [`read_head`] to report).
+pub fn is_blank(doc: impl Read) -> bool {
+    io::BufReader::with_capacity(CHUNK, doc)
+        .bytes()
+        .all(|b| matches!(b, Ok(b) if b.is_ascii_whitespace()))
+}
+
+/// What the first pass found.
+#[derive(Debug)]
+pub struct Head {
+    /// Every setting but the rules; `None` when one has a problem.
+    pub settings: Option<RawConfig>,
+    /// Whether some `rules` member is a list, for [`read_rules`] to read.
+    pub rules_listed: bool,
+    /// How many rules the `rules` lists hold.
+    pub rules: usize,
+    /// Every duplicate key in the document, then the settings' problems.
+    pub errs: ConfigErrors,
+}
+
+/// The first pass: settings, duplicate keys and the number of rules. Only
+/// a syntax (or read) error is an `Err`.
+pub fn read_head(doc: impl Read) -> Result<Head, ConfigErrors> {
+    let mut dups = Vec::new();
+    let mut rules = RulesFound::Absent;
+    let mut rules_count = 0;
+    let mut de = deserializer(doc);
+    let root = HeadSeed {
+        rules: &mut rules,
+        rules_count: &mut rules_count,
+        dups: &mut dups,
     }
-    let raw = read_config(&root, rules, &mut errs);
-    errs.0.extend(rule_errs.0);
-    match raw {
-        Some(raw) if errs.is_empty() => Ok(raw),
-        _ => Err(errs),
+    .deserialize(&mut de)
+    .and_then(|root| de.end().map(|()| root))
+    .map_err(syntax_error)?;
+    let mut errs = ConfigErrors::default();
+    // `Value` keeps only the last of duplicate keys, so they are found while
+    // reading: `"mode": "enforce", ..., "mode": "dry_run"` is an error
+    // rather than a silent switch to dry run.
+    for (path, key) in dups {
+        errs.push(path, format!("duplicate field {}", quote(&key)));
+    }
+    let rules_listed = rules_count > 0 || matches!(rules, RulesFound::List);
+    let settings = read_config(&root, rules, &mut errs);
+    Ok(Head {
+        settings,
+        rules_listed,
+        rules: rules_count,
+        errs,
+    })
+}
+
+/// The second pass: hands each well-formed rule to `each` with its index,
+/// in order, as soon as it is read; the others' problems go to `errs`.
+pub fn read_rules(
+    doc: impl Read,
+    errs: &mut ConfigErrors,
+    mut each: impl FnMut(usize, RawRule),
+) -> Result<(), ConfigErrors> {
+    let mut de = deserializer(doc);
+    RulesPass {
+        root: true,
+        errs,
+        each: &mut each,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end())
+    .map_err(syntax_error)
+}
+
+fn syntax_error(e: serde_json::Error) -> ConfigErrors {
+    let mut errs = ConfigErrors::default();
+    errs.push("", syntax_message(&e));
+    errs
+}
+
+/// Where a value sits in the document; rendered only for a message.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Index(&'a Path<'a>, usize),
+    Key(&'a Path<'a>, &'a str),
+}
+
+impl Path<'_> {
+    /// `rules[2].workloads`, with keys that are not plainly printable quoted.
+    fn render(&self) -> String {
+        match self {
+            Path::Root => String::new(),
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+            Path::Key(parent, key) => at(&parent.render(), &step(key)),
+        }
     }
 }
 
-/// What the streaming reader found under `rules`.
-enum RulesRead {
+/// What the first pass found under the last `rules` member.
+enum RulesFound {
     Absent,
-    /// A list, each element read (`None` when any element had a problem).
-    List(Option<Vec<RawRule>>),
+    List,
     /// Not a list: a value of the same kind, for the type error.
     Wrong(Value),
 }
 
-/// The root document: every member is kept as a `Value` except `rules`,
-/// which is read element by element into [`RawRule`]s.
-struct RootSeed<'a> {
-    rules: &'a mut RulesRead,
-    errs: &'a mut ConfigErrors,
+/// Reads one value at `path`, recording each repeated object key (path and
+/// key, in document order) in `dups`. The value is built only when `keep`;
+/// otherwise strings come back as `Null` and lists and objects empty.
+struct Walk<'p, 'd> {
+    path: Path<'p>,
+    dups: &'d mut Vec<(String, String)>,
+    keep: bool,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for RootSeed<'_> {
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for RootSeed<'_> {
+impl<'de> Visitor<'de> for Walk<'_, '_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Obj::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "rules" {
-                // A repeated "rules" is reported by the duplicate pass.
-                *self.rules = map.next_value_seed(RulesSeed {
-                    errs: &mut *self.errs,
-                })?;
-            } else {
-                let v = map.next_value::<Value>()?;
-                out.insert(key, v);
-            }
-        }
-        Ok(Value::Object(out))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(Value::Array(Vec::new()))
+        f.write_str("any JSON value")
     }
     fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
         Ok(Value::Bool(v))
@@ -126,144 +184,274 @@ impl<'de> serde::de::Visitor<'de> for RootSeed<'_> {
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(Value::from(v))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
-        Ok(Value::String(String::new()))
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(match self.keep {
+            true => Value::String(v.to_owned()),
+            false => Value::Null,
+        })
     }
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
     }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        let mut i = 0usize;
+        while let Some(v) = seq.next_element_seed(Walk {
+            path: Path::Index(&self.path, i),
+            dups: &mut *self.dups,
+            keep: self.keep,
+        })? {
+            if self.keep {
+                out.push(v);
+            }
+            i += 1;
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Obj::new();
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = Path::Key(&self.path, &key);
+            if seen.contains(&key) {
+                self.dups.push((path.render(), key.clone()));
+            } else {
+                seen.push(key.clone());
+            }
+            let v = map.next_value_seed(Walk {
+                path,
+                dups: &mut *self.dups,
+                keep: self.keep,
+            })?;
+            if self.keep {
+                out.insert(key, v);
+            }
+        }
+        Ok(Value::Object(out))
+    }
 }
 
-/// The `rules` member: a list read one element at a time.
-struct RulesSeed<'a> {
-    errs: &'a mut ConfigErrors,
+/// The root in the first pass: every member is kept as a `Value` except
+/// `rules`, which is only walked and counted ([`RulesCount`]).
+struct HeadSeed<'a> {
+    rules: &'a mut RulesFound,
+    rules_count: &'a mut usize,
+    dups: &'a mut Vec<(String, String)>,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for RulesSeed<'_> {
-    type Value = RulesRead;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<RulesRead, D::Error> {
+impl<'a> HeadSeed<'a> {
+    /// How a root that is not an object is read: for its kind, and its
+    /// duplicate keys.
+    fn walk(self, keep: bool) -> Walk<'static, 'a> {
+        Walk {
+            path: Path::Root,
+            dups: self.dups,
+            keep,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for HeadSeed<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for RulesSeed<'_> {
-    type Value = RulesRead;
+impl<'de> Visitor<'de> for HeadSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Obj::new();
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = Path::Key(&Path::Root, &key);
+            if seen.contains(&key) {
+                self.dups.push((path.render(), key.clone()));
+            } else {
+                seen.push(key.clone());
+            }
+            if key == "rules" {
+                *self.rules = map.next_value_seed(RulesCount {
+                    path,
+                    count: &mut *self.rules_count,
+                    dups: &mut *self.dups,
+                })?;
+            } else {
+                let v = map.next_value_seed(Walk {
+                    path,
+                    dups: &mut *self.dups,
+                    keep: true,
+                })?;
+                out.insert(key, v);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        self.walk(false).visit_seq(seq)
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.walk(true).visit_bool(v)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.walk(true).visit_i64(v)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.walk(true).visit_u64(v)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.walk(true).visit_f64(v)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::String(String::new()))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.walk(true).visit_unit()
+    }
+}
+
+/// The `rules` member in the first pass: its elements are walked for
+/// duplicate keys and counted into `count`, never kept.
+struct RulesCount<'p, 'd> {
+    path: Path<'p>,
+    count: &'d mut usize,
+    dups: &'d mut Vec<(String, String)>,
+}
+
+impl<'p, 'd> RulesCount<'p, 'd> {
+    /// How a `rules` member that is not a list is read: for its kind.
+    fn walk(self) -> Walk<'p, 'd> {
+        Walk {
+            path: self.path,
+            dups: self.dups,
+            keep: true,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for RulesCount<'_, '_> {
+    type Value = RulesFound;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<RulesFound, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RulesCount<'_, '_> {
+    type Value = RulesFound;
 
     fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("a list of rules")
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RulesRead, A::Error> {
-        let mut rules = Some(Vec::new());
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RulesFound, A::Error> {
         let mut i = 0usize;
-        while let Some(v) = seq.next_element::<Value>()? {
-            let rule = read_rule(&v, &format!("rules[{i}]"), self.errs);
-            match (&mut rules, rule) {
-                (Some(list), Some(rule)) => list.push(rule),
-                _ => rules = None,
-            }
+        while seq
+            .next_element_seed(Walk {
+                path: Path::Index(&self.path, i),
+                dups: &mut *self.dups,
+                keep: false,
+            })?
+            .is_some()
+        {
             i += 1;
         }
-        Ok(RulesRead::List(rules))
+        *self.count += i;
+        Ok(RulesFound::List)
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RulesRead, A::Error> {
-        while map
-            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(RulesRead::Wrong(Value::Object(Obj::new())))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RulesFound, A::Error> {
+        self.walk().visit_map(map).map(RulesFound::Wrong)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<RulesRead, E> {
-        Ok(RulesRead::Wrong(Value::Bool(v)))
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RulesFound, E> {
+        self.walk().visit_bool(v).map(RulesFound::Wrong)
     }
-    fn visit_i64<E>(self, v: i64) -> Result<RulesRead, E> {
-        Ok(RulesRead::Wrong(Value::from(v)))
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RulesFound, E> {
+        self.walk().visit_i64(v).map(RulesFound::Wrong)
     }
-    fn visit_u64<E>(self, v: u64) -> Result<RulesRead, E> {
-        Ok(RulesRead::Wrong(Value::from(v)))
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RulesFound, E> {
+        self.walk().visit_u64(v).map(RulesFound::Wrong)
     }
-    fn visit_f64<E>(self, v: f64) -> Result<RulesRead, E> {
-        Ok(RulesRead::Wrong(Value::from(v)))
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RulesFound, E> {
+        self.walk().visit_f64(v).map(RulesFound::Wrong)
     }
-    fn visit_str<E>(self, _: &str) -> Result<RulesRead, E> {
-        Ok(RulesRead::Wrong(Value::String(String::new())))
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RulesFound, E> {
+        self.walk().visit_str(v).map(RulesFound::Wrong)
     }
-    fn visit_unit<E>(self) -> Result<RulesRead, E> {
-        Ok(RulesRead::Wrong(Value::Null))
+    fn visit_unit<E: serde::de::Error>(self) -> Result<RulesFound, E> {
+        self.walk().visit_unit().map(RulesFound::Wrong)
     }
 }
 
-/// Every `(path, key)` where an object repeats a key, found without
-/// building values.
-struct Duplicates(Vec<(String, String)>);
-
-impl<'de> serde::Deserialize<'de> for Duplicates {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde::de::DeserializeSeed::deserialize(DupSeed(String::new()), d).map(Duplicates)
-    }
+/// The second pass. At the root (`root`), reads the `rules` members; in a
+/// `rules` member, reads the list one element at a time. Anything else was
+/// read by the first pass and is skipped here (every kind of value is
+/// accepted, so no message ever formats an input number).
+struct RulesPass<'a, F> {
+    root: bool,
+    errs: &'a mut ConfigErrors,
+    each: &'a mut F,
 }
 
-/// Walks one JSON value whose path is `.0`.
-struct DupSeed(String);
-
-impl<'de> serde::de::DeserializeSeed<'de> for DupSeed {
-    type Value = Vec<(String, String)>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+impl<'de, F: FnMut(usize, RawRule)> DeserializeSeed<'de> for RulesPass<'_, F> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for DupSeed {
-    type Value = Vec<(String, String)>;
+impl<'de, F: FnMut(usize, RawRule)> Visitor<'de> for RulesPass<'_, F> {
+    type Value = ();
 
     fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Vec::new())
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if self.root && key == "rules" {
+                map.next_value_seed(RulesPass {
+                    root: false,
+                    errs: &mut *self.errs,
+                    each: &mut *self.each,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Vec::new())
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.root {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(());
+        }
         let mut i = 0usize;
-        while let Some(found) = seq.next_element_seed(DupSeed(format!("{}[{i}]", self.0)))? {
-            out.extend(found);
+        while let Some(v) = seq.next_element::<Value>()? {
+            if let Some(rule) = read_rule(&v, &format!("rules[{i}]"), self.errs) {
+                (self.each)(i, rule);
+            }
             i += 1;
         }
-        Ok(out)
+        Ok(())
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        let mut seen: Vec<String> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let step = if plain(&key) {
-                key.clone()
-            } else {
-                format!("{key:?}")
-            };
-            let child = at(&self.0, &step);
-            let found = map.next_value_seed(DupSeed(child.clone()))?;
-            if seen.contains(&key) {
-                out.push((child, key));
-            } else {
-                seen.push(key);
-            }
-            out.extend(found);
-        }
-        Ok(out)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -279,7 +467,7 @@ fn syntax_message(e: &serde_json::Error) -> String {
     }
 }
 
-fn read_config(v: &Value, rules: RulesRead, errs: &mut ConfigErrors) -> Option<RawConfig> {
+fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<RawConfig> {
     let m = obj(v, "", errs)?;
     let path = "";
     known(
@@ -326,21 +514,16 @@ fn read_config(v: &Value, rules: RulesRead, errs: &mut ConfigErrors) -> Option<R
         errs,
         read_provider,
     );
-    let rules = match rules {
-        RulesRead::Absent => Some(Vec::new()),
-        RulesRead::List(list) => list,
-        RulesRead::Wrong(v) => {
-            wrong_type(&v, "rules", "a list", errs);
-            None
-        }
-    };
+    if let RulesFound::Wrong(v) = rules {
+        wrong_type(&v, "rules", "a list", errs);
+        return None;
+    }
     Some(RawConfig {
         mode: mode?,
         audit_log: audit_log?,
         trust_domains: trust_domains?,
         credential_service: credential_service?,
         providers: providers?,
-        rules: rules?,
     })
 }
 
@@ -537,6 +720,16 @@ fn plain(s: &str) -> bool {
     s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'`')
 }
 
+/// An object key as a step of a path: as is when plainly printable, else
+/// escaped and double-quoted.
+fn step(key: &str) -> String {
+    if plain(key) {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
 /// Input text in a message: in backticks when plainly printable, else
 /// escaped and double-quoted.
 fn quote(s: &str) -> String {
@@ -565,13 +758,8 @@ fn obj<'a>(v: &'a Value, path: &str, errs: &mut ConfigErrors) -> Option<&'a Obj>
 fn known(m: &Obj, path: &str, fields: &[&str], errs: &mut ConfigErrors) {
     for key in m.keys() {
         if !fields.contains(&key.as_str()) {
-            let step = if plain(key) {
-                key.clone()
-            } else {
-                format!("{key:?}")
-            };
             errs.push(
-                at(path, &step),
+                at(path, &step(key)),
                 format!(
                     "unknown field {}; expected one of {}",
                     quote(key),
@@ -688,6 +876,23 @@ mod tests {
       "rules": [{"name": "r", "workloads": ["spiffe://cluster.local/x"], "providers": ["openai"], "endpoints": ["GET /"]}]
     }"#;
 
+    /// Both passes, as `compile::parse_document` runs them.
+    fn read(json: &[u8]) -> Result<(RawConfig, Vec<RawRule>), ConfigErrors> {
+        let head = read_head(json)?;
+        let mut errs = head.errs;
+        let mut rules = Vec::new();
+        if head.rules_listed {
+            read_rules(json, &mut errs, |i, r| {
+                assert_eq!(i, rules.len());
+                rules.push(r)
+            })?;
+        }
+        match head.settings {
+            Some(s) if errs.is_empty() => Ok((s, rules)),
+            _ => Err(errs),
+        }
+    }
+
     fn errors(json: &str) -> Vec<String> {
         match read(json.as_bytes()) {
             Ok(_) => vec![],
@@ -715,7 +920,7 @@ mod tests {
 
     #[test]
     fn a_minimal_document_reads_with_defaults() {
-        let r = read(MINIMAL.as_bytes()).unwrap();
+        let (r, rules) = read(MINIMAL.as_bytes()).unwrap();
         assert!(matches!(r.mode, RawMode::Enforce));
         assert_eq!(r.trust_domains, ["cluster.local"]);
         assert_eq!(r.credential_service.protocol, RawProtocol::TollgateV1);
@@ -724,10 +929,10 @@ mod tests {
         assert_eq!(r.providers[0].kind, RawProviderKind::Openai);
         assert_eq!(r.providers[0].credential.scope, RawScope::Shared);
         assert!(r.providers[0].header.is_none());
-        assert_eq!(r.rules[0].endpoints, ["GET /"]);
+        assert_eq!(rules[0].endpoints, ["GET /"]);
         let no_rules = MINIMAL.replace(r#""rules": [{"name": "r", "workloads": ["spiffe://cluster.local/x"], "providers": ["openai"], "endpoints": ["GET /"]}]"#, r#""mode": "dry_run""#);
-        let r = read(no_rules.as_bytes()).unwrap();
-        assert!(r.rules.is_empty());
+        let (r, rules) = read(no_rules.as_bytes()).unwrap();
+        assert!(rules.is_empty());
         assert!(matches!(r.mode, RawMode::DryRun));
     }
 
@@ -737,7 +942,7 @@ mod tests {
             r#""protocol": "tollgate_v1""#,
             r#""protocol": "vault_kv2", "ttl": null, "vault": {"mount": null}"#,
         );
-        let r = read(json.as_bytes()).unwrap();
+        let (r, _) = read(json.as_bytes()).unwrap();
         assert!(r.credential_service.ttl.is_none());
         assert!(r.credential_service.vault.unwrap().mount.is_none());
     }

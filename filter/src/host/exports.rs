@@ -16,12 +16,14 @@
 #![allow(unsafe_code)]
 
 use core::cell::RefCell;
+use std::io;
 use std::rc::Rc;
 
 use hashbrown::HashMap;
 
 use super::abi;
 use super::proxy_host::ProxyHost;
+use crate::config::Document;
 use crate::worker::{Action, Worker};
 
 const ACTION_CONTINUE: u32 = 0;
@@ -85,12 +87,46 @@ pub extern "C" fn proxy_on_vm_start(_context_id: u32, _size: usize) -> u32 {
 #[no_mangle]
 pub extern "C" fn proxy_on_configure(context_id: u32, size: usize) -> u32 {
     let Some(w) = root(context_id) else { return 0 };
-    match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, size) {
-        Ok(bytes) => u32::from(w.on_configure(&bytes)),
-        Err(s) => {
-            log::error!("tollgate: cannot read the plugin configuration: {s:?}");
-            0
+    u32::from(w.on_configure(PluginConfiguration { size }))
+}
+
+/// The plugin configuration, left in the host: each reader fetches it in
+/// windows, so the VM never holds the whole text (a read failure is an
+/// `io::Error`, which the configuration reports as a problem).
+struct PluginConfiguration {
+    size: usize,
+}
+
+impl Document for PluginConfiguration {
+    fn open(&self) -> Box<dyn io::Read + '_> {
+        Box::new(PluginConfigurationReader {
+            at: 0,
+            size: self.size,
+        })
+    }
+}
+
+struct PluginConfigurationReader {
+    at: usize,
+    size: usize,
+}
+
+impl io::Read for PluginConfigurationReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min(self.size.saturating_sub(self.at));
+        if want == 0 {
+            return Ok(0);
         }
+        let bytes =
+            abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, self.at, want).map_err(|s| {
+                io::Error::other(format!("cannot read the plugin configuration: {s:?}"))
+            })?;
+        let n = bytes.len().min(want);
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), bytes.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        self.at += n;
+        Ok(n)
     }
 }
 

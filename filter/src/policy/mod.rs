@@ -9,30 +9,38 @@
 //! Invariants:
 //! - Exact and prefix workload lookup goes through [`WorkloadIndex`], whose
 //!   cost depends on the SPIFFE ID's depth, not on the number of rules.
-//! - Rules are immutable once compiled; evaluation allocates nothing beyond
-//!   the caller's scratch vector.
+//! - Rules are immutable once built ([`PolicyBuilder::build`]); evaluation
+//!   allocates nothing beyond the caller's scratch vector.
+//! - Identical provider sets and identical endpoint-pattern sets are stored
+//!   once and shared by index (10,000 rules typically share a handful), so a
+//!   rule costs its name, its workload keys and two indices.
 
 pub mod endpoint_pattern;
 pub mod workload_pattern;
+
+use core::hash::{BuildHasher, Hash};
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::provider::ProviderId;
 use crate::reason::DenyReason;
 use crate::request_path::RequestTarget;
 use crate::spiffe::SpiffeId;
 use endpoint_pattern::EndpointPattern;
-use workload_pattern::WorkloadIndex;
+use workload_pattern::{WorkloadIndex, WorkloadPattern};
 
 /// Index of a rule in the policy, in configuration order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RuleId(pub u32);
 
-/// A compiled rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub name: Box<str>,
-    /// Sorted, deduplicated.
-    pub providers: Vec<ProviderId>,
-    pub endpoints: Vec<EndpointPattern>,
+/// A compiled rule; its workloads live in the policy's [`WorkloadIndex`].
+#[derive(Debug)]
+struct Rule {
+    name: Box<str>,
+    /// Index into [`Policy::provider_sets`].
+    providers: u32,
+    /// Index into [`Policy::endpoint_sets`].
+    endpoints: u32,
 }
 
 /// A permit: which rule allowed the request.
@@ -50,28 +58,17 @@ pub enum Decision {
 
 #[derive(Debug, Default)]
 pub struct Policy {
-    rules: Vec<Rule>,
+    rules: Box<[Rule]>,
+    /// Each distinct provider set, sorted and deduplicated.
+    provider_sets: Box<[Box<[ProviderId]>]>,
+    /// Each distinct endpoint-pattern list.
+    endpoint_sets: Box<[Box<[EndpointPattern]>]>,
     index: WorkloadIndex,
 }
 
 impl Policy {
-    /// Builds a policy. `workloads[i]` are rule `i`'s parsed patterns.
-    pub fn new(rules: Vec<Rule>, workloads: Vec<Vec<workload_pattern::WorkloadPattern>>) -> Policy {
-        let mut index = WorkloadIndex::default();
-        for (i, patterns) in workloads.iter().enumerate() {
-            for p in patterns {
-                index.insert(p, i as u32);
-            }
-        }
-        Policy { rules, index }
-    }
-
-    pub fn rule(&self, id: RuleId) -> Option<&Rule> {
-        self.rules.get(id.0 as usize)
-    }
-
     pub fn rule_name(&self, id: RuleId) -> &str {
-        self.rule(id).map_or("", |r| &r.name)
+        self.rules.get(id.0 as usize).map_or("", |r| &r.name)
     }
 
     pub fn len(&self) -> usize {
@@ -101,11 +98,13 @@ impl Policy {
             let Some(rule) = self.rules.get(i as usize) else {
                 continue;
             };
-            if rule.providers.binary_search(&provider).is_err() {
+            let providers = self.provider_sets.get(rule.providers as usize);
+            if providers.is_none_or(|p| p.binary_search(&provider).is_err()) {
                 continue;
             }
             provider_seen = true;
-            if rule.endpoints.iter().any(|e| e.matches(method, target)) {
+            let endpoints = self.endpoint_sets.get(rule.endpoints as usize);
+            if endpoints.is_some_and(|e| e.iter().any(|e| e.matches(method, target))) {
                 return Decision::Allow(Permit { rule: RuleId(i) });
             }
         }
@@ -117,31 +116,148 @@ impl Policy {
     }
 }
 
+/// Builds a [`Policy`] one rule at a time, in configuration order, so a
+/// large policy never exists twice (once as input, once compiled).
+#[derive(Debug, Default)]
+pub struct PolicyBuilder {
+    rules: Vec<Rule>,
+    /// Rule numbers by name, for [`PolicyBuilder::has_rule_named`].
+    names: HashTable<u32>,
+    provider_sets: Interner<ProviderId>,
+    endpoint_sets: Interner<EndpointPattern>,
+    index: WorkloadIndex,
+    hasher: DefaultHashBuilder,
+}
+
+impl PolicyBuilder {
+    /// A builder with room for `rules` rules (and as many exact workload
+    /// patterns) before anything has to grow.
+    pub fn with_capacity(rules: usize) -> Self {
+        PolicyBuilder {
+            rules: Vec::with_capacity(rules),
+            names: HashTable::with_capacity(rules),
+            index: WorkloadIndex::with_capacity(rules),
+            ..PolicyBuilder::default()
+        }
+    }
+
+    /// Whether a rule named `name` was already added.
+    pub fn has_rule_named(&self, name: &str) -> bool {
+        let hash = self.hasher.hash_one(name);
+        let rules = &self.rules;
+        self.names
+            .find(hash, |&i| {
+                rules.get(i as usize).is_some_and(|r| &*r.name == name)
+            })
+            .is_some()
+    }
+
+    /// Adds the next rule; it matches requests from any of `workloads` to any
+    /// of `providers` (in any order, repeats allowed) at any of `endpoints`.
+    pub fn push(
+        &mut self,
+        name: &str,
+        workloads: &[WorkloadPattern],
+        mut providers: Vec<ProviderId>,
+        endpoints: Vec<EndpointPattern>,
+    ) -> RuleId {
+        let id = RuleId(self.rules.len() as u32);
+        for w in workloads {
+            self.index.insert(w, id.0);
+        }
+        providers.sort_unstable();
+        providers.dedup();
+        let rule = Rule {
+            name: name.into(),
+            providers: self.provider_sets.intern(providers),
+            endpoints: self.endpoint_sets.intern(endpoints),
+        };
+        let hash = self.hasher.hash_one(name);
+        let (rules, hasher) = (&self.rules, &self.hasher);
+        self.names.insert_unique(hash, id.0, |&i| {
+            hasher.hash_one(rules.get(i as usize).map_or("", |r| &*r.name))
+        });
+        self.rules.push(rule);
+        id
+    }
+
+    pub fn build(self) -> Policy {
+        Policy {
+            rules: self.rules.into_boxed_slice(),
+            provider_sets: self.provider_sets.into_sets(),
+            endpoint_sets: self.endpoint_sets.into_sets(),
+            index: self.index,
+        }
+    }
+}
+
+/// Stores each distinct list once and names it by its index.
+#[derive(Debug)]
+struct Interner<T> {
+    sets: Vec<Box<[T]>>,
+    /// Indices into `sets`, by content.
+    find: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            sets: Vec::new(),
+            find: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl<T: Hash + Eq> Interner<T> {
+    /// The index of a list equal to `items`, added if new.
+    fn intern(&mut self, items: Vec<T>) -> u32 {
+        let hash = self.hasher.hash_one(items.as_slice());
+        let sets = &self.sets;
+        let same = |&i: &u32| sets.get(i as usize).is_some_and(|s| **s == *items);
+        if let Some(&i) = self.find.find(hash, same) {
+            return i;
+        }
+        let i = self.sets.len() as u32;
+        self.sets.push(items.into_boxed_slice());
+        let (sets, hasher) = (&self.sets, &self.hasher);
+        self.find.insert_unique(hash, i, |&i| {
+            hasher.hash_one(sets.get(i as usize).map_or(&[][..], |s| &**s))
+        });
+        i
+    }
+
+    fn into_sets(self) -> Box<[Box<[T]>]> {
+        self.sets.into_boxed_slice()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::workload_pattern::WorkloadPattern;
     use super::*;
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn policy() -> Policy {
-        let rules = vec![
-            Rule {
-                name: "support-chat".into(),
-                providers: vec![ProviderId(0)],
-                endpoints: vec![EndpointPattern::parse("POST /v1/chat/completions").unwrap()],
-            },
-            Rule {
-                name: "batch-embeddings".into(),
-                providers: vec![ProviderId(0), ProviderId(1)],
-                endpoints: vec![EndpointPattern::parse("POST /v1/embeddings").unwrap()],
-            },
-        ];
-        let workloads = vec![
-            vec![WorkloadPattern::parse("spiffe://td/ns/support/*").unwrap()],
-            vec![WorkloadPattern::parse("spiffe://td/ns/batch/sa/embedder").unwrap()],
-        ];
-        Policy::new(rules, workloads)
+        let mut b = PolicyBuilder::with_capacity(2);
+        let ep = |text: &str| vec![EndpointPattern::parse(text).unwrap()];
+        let wl = |text: &str| [WorkloadPattern::parse(text).unwrap()];
+        b.push(
+            "support-chat",
+            &wl("spiffe://td/ns/support/*"),
+            vec![ProviderId(0)],
+            ep("POST /v1/chat/completions"),
+        );
+        b.push(
+            "batch-embeddings",
+            &wl("spiffe://td/ns/batch/sa/embedder"),
+            vec![ProviderId(1), ProviderId(0), ProviderId(1)],
+            ep("POST /v1/embeddings"),
+        );
+        assert!(b.has_rule_named("support-chat"));
+        assert!(!b.has_rule_named("support"));
+        b.build()
     }
 
     fn eval(p: &Policy, who: &str, provider: u16, method: &str, path: &str) -> Decision {

@@ -10,7 +10,9 @@
 //!
 //! Invariants of [`WorkloadIndex`]: each list of rule numbers is ascending and
 //! free of duplicates; a lookup costs one hash probe for the exact ID plus one
-//! per `/` in the ID, plus the hits, whatever the number of rules.
+//! per `/` in the ID, plus the hits, whatever the number of rules. A pattern
+//! named by one rule (the usual case) costs its key text and one table slot,
+//! with no list allocated.
 
 use core::fmt;
 use core::str::FromStr;
@@ -113,13 +115,45 @@ impl FromStr for WorkloadPattern {
     }
 }
 
+/// The rules that name one pattern, ascending and without duplicates.
+#[derive(Debug, Clone)]
+enum RuleList {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl RuleList {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Self::One(rule) => core::slice::from_ref(rule),
+            Self::Many(rules) => rules,
+        }
+    }
+
+    fn insert(&mut self, rule: u32) {
+        match self {
+            Self::One(first) if *first == rule => {}
+            Self::One(first) => {
+                let mut rules = vec![*first, rule];
+                rules.sort_unstable();
+                *self = Self::Many(rules);
+            }
+            Self::Many(rules) => {
+                if let Err(at) = rules.binary_search(&rule) {
+                    rules.insert(at, rule);
+                }
+            }
+        }
+    }
+}
+
 /// Maps workload patterns to the numbers of the rules that name them.
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadIndex {
-    /// Exact ID text -> rules, ascending.
-    exact: HashMap<Box<str>, Vec<u32>>,
-    /// Parent ID text followed by `/` -> rules, ascending.
-    prefix: HashMap<Box<str>, Vec<u32>>,
+    /// Exact ID text -> rules.
+    exact: HashMap<Box<str>, RuleList>,
+    /// Parent ID text (without the `/*`) -> rules.
+    prefix: HashMap<Box<str>, RuleList>,
 }
 
 impl WorkloadIndex {
@@ -128,19 +162,26 @@ impl WorkloadIndex {
         Self::default()
     }
 
+    /// An empty index with room for `exact` exact patterns before it grows
+    /// (growing holds the old and the new table at once).
+    pub fn with_capacity(exact: usize) -> Self {
+        WorkloadIndex {
+            exact: HashMap::with_capacity(exact),
+            prefix: HashMap::new(),
+        }
+    }
+
     /// Records that rule `rule` covers `pattern`. Idempotent.
     pub fn insert(&mut self, pattern: &WorkloadPattern, rule: u32) {
-        let rules = match pattern {
-            WorkloadPattern::Exact(id) => self.exact.entry(id.as_str().into()).or_default(),
-            WorkloadPattern::Prefix { parent } => {
-                let mut key = String::with_capacity(parent.as_str().len() + 1);
-                key.push_str(parent.as_str());
-                key.push('/');
-                self.prefix.entry(key.into_boxed_str()).or_default()
-            }
+        let (map, id) = match pattern {
+            WorkloadPattern::Exact(id) => (&mut self.exact, id),
+            WorkloadPattern::Prefix { parent } => (&mut self.prefix, parent),
         };
-        if let Err(at) = rules.binary_search(&rule) {
-            rules.insert(at, rule);
+        match map.get_mut(id.as_str()) {
+            Some(rules) => rules.insert(rule),
+            None => {
+                map.insert(id.as_str().into(), RuleList::One(rule));
+            }
         }
     }
 
@@ -151,7 +192,7 @@ impl WorkloadIndex {
         let text = id.as_str();
         let mut lists = 0usize;
         if let Some(rules) = self.exact.get(text) {
-            out.extend_from_slice(rules);
+            out.extend_from_slice(rules.as_slice());
             lists += 1;
         }
         if !self.prefix.is_empty() {
@@ -159,9 +200,9 @@ impl WorkloadIndex {
             // never ends with '/', something non-empty always follows it.
             let after_scheme = text.get(SCHEME.len()..).unwrap_or("");
             for (at, _) in after_scheme.match_indices('/') {
-                let end = SCHEME.len() + at + 1;
+                let end = SCHEME.len() + at;
                 if let Some(rules) = text.get(..end).and_then(|key| self.prefix.get(key)) {
-                    out.extend_from_slice(rules);
+                    out.extend_from_slice(rules.as_slice());
                     lists += 1;
                 }
             }

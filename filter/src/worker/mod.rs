@@ -175,8 +175,8 @@ impl<H: Host> Worker<H> {
 
     /// `on_configure`: parse and install the plugin configuration. False
     /// rejects it (Envoy then keeps the old one, or refuses to start).
-    pub fn on_configure(&self, bytes: &[u8]) -> bool {
-        let config = match config::parse(bytes) {
+    pub fn on_configure(&self, doc: impl config::Document) -> bool {
+        let config = match config::parse_document(&doc) {
             Ok(c) => c,
             Err(errors) => {
                 for e in errors.iter() {
