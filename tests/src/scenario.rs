@@ -409,7 +409,11 @@ impl Scenario {
                 }
                 Ok(())
             }
-            (e, o) => Err(format!("expected {}, observed {o:?}", describe(e))),
+            (e, o) => Err(format!(
+                "expected {}, observed {}",
+                describe(e),
+                summarise(o)
+            )),
         }
     }
 }
@@ -418,6 +422,23 @@ fn describe(e: &Expect) -> String {
     match e {
         Expect::Forwarded { header, .. } => format!("forwarded with {header}"),
         Expect::Denied { status, reason } => format!("denied {status} {reason}"),
+    }
+}
+
+/// `seen` in one line, header names only (values may hold keys).
+fn summarise(seen: &Observed) -> String {
+    match seen {
+        Observed::Forwarded { path, headers } => {
+            let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+            format!("forwarded to {path} with headers {names:?}")
+        }
+        Observed::Replied {
+            status,
+            reason,
+            body,
+            ..
+        } => format!("reply {status} {reason:?} {body}"),
+        Observed::Failed(e) => format!("no answer: {e}"),
     }
 }
 

@@ -15,10 +15,24 @@ use tollgate_tests::*;
 
 const CHAT: &str = "/v1/chat/completions";
 
+fn counters(stack: &tollgate_harness::envoy::Stack) -> Counters {
+    envoy_counters(stack).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Asserts the decision counters moved from `before` to `after` by exactly
+/// `expected`.
+#[track_caller]
+fn decided(before: &Counters, after: &Counters, expected: &[(&str, i64)]) {
+    if let Err(e) = before.check_decisions(after, expected) {
+        panic!("{e}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_layer_identity_cases() {
     let stack = start_stack(&scratch_dir("identity"), &config(), |_| {}).await;
     let ca = stack.pki.ca.cert_pem().to_string();
+    let start = counters(&stack);
 
     // 1. No client certificate: the listener refuses the handshake.
     let none = tls_client::client_config(&ca, &ClientIdentity { cert: None }).unwrap();
@@ -56,7 +70,7 @@ async fn tls_layer_identity_cases() {
     );
 
     // Neither reached the filter: no decision was counted.
-    assert_eq!(stack.envoy.stat("wasmcustom.tollgate.decision.allow"), 0);
+    decided(&start, &counters(&stack), &[]);
     // Envoy's listener counted both refusals, by cause.
     let ssl = stack.envoy.stats("^listener\\..*ssl\\.").unwrap();
     let count = |suffix: &str| -> u64 {
@@ -78,6 +92,7 @@ async fn tls_layer_identity_cases() {
     );
 
     // 3. Our CA, but a trust domain the policy does not trust: the filter refuses.
+    let before = counters(&stack);
     let r = post_as(
         &stack,
         "spiffe://evil.example/ns/support/sa/chatbot",
@@ -92,9 +107,15 @@ async fn tls_layer_identity_cases() {
         r.header("x-tollgate-reason").as_deref(),
         Some("trust_domain_untrusted")
     );
+    decided(
+        &before,
+        &counters(&stack),
+        &[("tollgate.decision.deny.trust_domain_untrusted", 1)],
+    );
 
     // 4. A spoofed XFCC header naming an allowed workload, from a stranger.
     let xfcc = format!("By=spiffe://cluster.local/ns/egress;URI={SUPPORT_BOT}");
+    let before = counters(&stack);
     let r2 = post_as(
         &stack,
         STRANGER,
@@ -109,7 +130,13 @@ async fn tls_layer_identity_cases() {
         r2.header("x-tollgate-reason").as_deref(),
         Some("workload_not_permitted")
     );
+    decided(
+        &before,
+        &counters(&stack),
+        &[("tollgate.decision.deny.workload_not_permitted", 1)],
+    );
     // And from an allowed workload, the spoofed header does not reach upstream.
+    let before = counters(&stack);
     let r3 = post_as(
         &stack,
         SUPPORT_BOT,
@@ -120,6 +147,11 @@ async fn tls_layer_identity_cases() {
     .await
     .unwrap();
     assert_eq!(r3.status, 200, "{}", String::from_utf8_lossy(&r3.body));
+    decided(
+        &before,
+        &counters(&stack),
+        &[("tollgate.decision.allow", 1)],
+    );
     let seen = stack.llm.last_request().expect("forwarded");
     assert_eq!(
         seen.header("x-forwarded-client-cert"),
@@ -131,17 +163,5 @@ async fn tls_layer_identity_cases() {
         Some(format!("Bearer {OPENAI_KEY}").as_bytes())
     );
 
-    assert_eq!(
-        stack
-            .envoy
-            .stat("wasmcustom.tollgate.decision.deny.trust_domain_untrusted"),
-        1
-    );
-    assert_eq!(
-        stack
-            .envoy
-            .stat("wasmcustom.tollgate.decision.deny.workload_not_permitted"),
-        1
-    );
     assert_no_leak_in(&stack, &[&r, &r2, &r3]);
 }
