@@ -146,17 +146,19 @@ fn compile_rule(
     policy: &mut PolicyBuilder,
     errs: &mut ConfigErrors,
 ) {
-    let at = format!("rules[{i}]");
     if r.name.is_empty() {
-        errs.push(format!("{at}.name"), "a rule needs a name");
+        errs.push(format!("rules[{i}].name"), "a rule needs a name");
     } else if policy.has_rule_named(&r.name) {
         errs.push(
-            format!("{at}.name"),
+            format!("rules[{i}].name"),
             format!("duplicate rule name {:?}", r.name),
         );
     }
     if r.workloads.is_empty() {
-        errs.push(format!("{at}.workloads"), "list at least one workload");
+        errs.push(
+            format!("rules[{i}].workloads"),
+            "list at least one workload",
+        );
     }
     let trust_domains = &settings.trust_domains;
     let mut pats = Vec::with_capacity(r.workloads.len());
@@ -170,7 +172,7 @@ fn compile_rule(
                 };
                 if !trust_domains.is_empty() && !trust_domains.iter().any(|t| t.as_str() == td) {
                     errs.push(
-                        format!("{at}.workloads[{j}]"),
+                        format!("rules[{i}].workloads[{j}]"),
                         format!(
                             "trust domain {td:?} is not in trust_domains, so this can never match"
                         ),
@@ -178,25 +180,28 @@ fn compile_rule(
                 }
                 pats.push(p)
             }
-            Err(e) => errs.push(format!("{at}.workloads[{j}]"), e.to_string()),
+            Err(e) => errs.push(format!("rules[{i}].workloads[{j}]"), e.to_string()),
         }
     }
     if r.providers.is_empty() {
-        errs.push(format!("{at}.providers"), "list at least one provider");
+        errs.push(
+            format!("rules[{i}].providers"),
+            "list at least one provider",
+        );
     }
     let mut pids = Vec::with_capacity(r.providers.len());
     for (j, name) in r.providers.iter().enumerate() {
         match settings.providers.find_by_name(name) {
             Some(id) => pids.push(id),
             None => errs.push(
-                format!("{at}.providers[{j}]"),
+                format!("rules[{i}].providers[{j}]"),
                 format!("no provider is named {name:?}"),
             ),
         }
     }
     if r.endpoints.is_empty() {
         errs.push(
-            format!("{at}.endpoints"),
+            format!("rules[{i}].endpoints"),
             "list at least one endpoint, e.g. \"POST /v1/chat/completions\"",
         );
     }
@@ -204,7 +209,7 @@ fn compile_rule(
     for (j, e) in r.endpoints.iter().enumerate() {
         match EndpointPattern::parse(e) {
             Ok(p) => eps.push(p),
-            Err(err) => errs.push(format!("{at}.endpoints[{j}]"), err.to_string()),
+            Err(err) => errs.push(format!("rules[{i}].endpoints[{j}]"), err.to_string()),
         }
     }
     policy.push(&r.name, &pats, pids, eps);
@@ -553,6 +558,32 @@ mod tests {
         assert!(e[0].starts_with("mode: "), "{e:?}");
         let e = errors(&EXAMPLE.replace(r#""timeout": "2s""#, r#""timeout": 2"#));
         assert!(e[0].starts_with("credential_service.timeout: "), "{e:?}");
+    }
+
+    #[test]
+    fn rules_are_checked_against_settings_written_after_them() {
+        let json = r#"{
+          "rules": [
+            {"name": "a", "workloads": ["spiffe://cluster.local/x"], "providers": ["openai"], "endpoints": ["GET /"]},
+            {"name": "a", "workloads": ["spiffe://other.td/x"], "providers": ["nope"], "endpoints": ["GET /"]}
+          ],
+          "providers": [{"name": "openai", "kind": "openai", "hosts": ["api.openai.com"], "credential": {"name": "openai"}}],
+          "credential_service": {"cluster": "c", "authority": "a", "protocol": "tollgate_v1"},
+          "trust_domains": ["cluster.local"]
+        }"#;
+        assert_eq!(
+            errors(json),
+            [
+                "rules[1].name: duplicate rule name \"a\"",
+                "rules[1].workloads[0]: trust domain \"other.td\" is not in trust_domains, so this can never match",
+                "rules[1].providers[0]: no provider is named \"nope\"",
+            ]
+        );
+        let ok = json.replace(
+            r#""name": "a", "workloads": ["spiffe://other.td/x"], "providers": ["nope"]"#,
+            r#""name": "b", "workloads": ["spiffe://cluster.local/y"], "providers": ["openai"]"#,
+        );
+        assert_eq!(parse(ok.as_bytes()).unwrap().policy.len(), 2);
     }
 
     #[test]

@@ -209,14 +209,17 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        // The keys so far: in `out` when the value is kept, else in `seen`.
         let mut out = Obj::new();
         let mut seen: Vec<String> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             let path = Path::Key(&self.path, &key);
-            if seen.contains(&key) {
+            let repeated = match self.keep {
+                true => out.contains_key(&key),
+                false => seen.contains(&key),
+            };
+            if repeated {
                 self.dups.push((path.render(), key.clone()));
-            } else {
-                seen.push(key.clone());
             }
             let v = map.next_value_seed(Walk {
                 path,
@@ -225,6 +228,8 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             })?;
             if self.keep {
                 out.insert(key, v);
+            } else if !repeated {
+                seen.push(key);
             }
         }
         Ok(Value::Object(out))

@@ -273,6 +273,45 @@ mod tests {
     }
 
     #[test]
+    fn identical_provider_and_endpoint_sets_are_stored_once() {
+        let mut b = PolicyBuilder::with_capacity(1000);
+        for i in 0..1000 {
+            let workload = format!("spiffe://td/ns/tenant{i}/sa/app");
+            b.push(
+                &format!("w{i}"),
+                &[WorkloadPattern::parse(&workload).unwrap()],
+                vec![ProviderId((i % 2) as u16), ProviderId(0)],
+                vec![EndpointPattern::parse("POST /v1/chat/completions").unwrap()],
+            );
+        }
+        let p = b.build();
+        assert_eq!(p.len(), 1000);
+        assert_eq!(p.provider_sets.len(), 2);
+        assert_eq!(p.endpoint_sets.len(), 1);
+        assert_eq!(p.rule_name(RuleId(999)), "w999");
+        assert_eq!(
+            eval(
+                &p,
+                "spiffe://td/ns/tenant999/sa/app",
+                1,
+                "POST",
+                "/v1/chat/completions"
+            ),
+            Decision::Allow(Permit { rule: RuleId(999) })
+        );
+        assert_eq!(
+            eval(
+                &p,
+                "spiffe://td/ns/tenant998/sa/app",
+                1,
+                "POST",
+                "/v1/chat/completions"
+            ),
+            Decision::Deny(DenyReason::ProviderNotPermitted)
+        );
+    }
+
+    #[test]
     fn permits_name_the_matching_rule() {
         let p = policy();
         assert_eq!(
