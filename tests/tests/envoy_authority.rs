@@ -66,6 +66,48 @@ async fn the_approved_host_is_the_routed_host() {
         .filter_map(|l| l["tollgate"]["host"].as_str())
         .collect();
     assert_eq!(hosts, ["api.openai.com", "api.openai.com"], "{lines:?}");
-    assert!(lines.iter().all(|l| l["status"] != 404), "no bare 404: {lines:?}");
+    assert!(
+        lines.iter().all(|l| l["status"] != 404),
+        "no bare 404: {lines:?}"
+    );
     assert_no_leak_in(&stack, &[]);
+}
+
+/// A WebSocket upgrade reaches Tollgate (the rendered and shipped plain
+/// Envoy configurations enable websocket upgrades in the connection manager,
+/// as Istio's gateways do), which refuses it with a reason and an audit
+/// record, instead of Envoy's bare 403 `upgrade_failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_is_refused_with_a_reason() {
+    let stack = start_stack(&scratch_dir("upgrade"), &config(), |_| {}).await;
+    let req = tollgate_tests::tls_client::HttpsRequest {
+        method: "GET".into(),
+        host: "api.openai.com".into(),
+        path: "/v1/realtime?model=gpt-4o-realtime-preview".into(),
+        headers: vec![
+            ("connection".into(), b"Upgrade".to_vec()),
+            ("upgrade".into(), b"websocket".to_vec()),
+            ("sec-websocket-version".into(), b"13".to_vec()),
+            (
+                "sec-websocket-key".into(),
+                b"dGhlIHNhbXBsZSBub25jZQ==".to_vec(),
+            ),
+        ],
+        body: vec![],
+    };
+    let seen = stack.llm.requests().len();
+    let r = tollgate_tests::tls_client::send(stack.listen, client_for(&stack, SUPPORT_BOT), &req)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 501, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("x-tollgate-reason").as_deref(),
+        Some("upgrade_not_supported")
+    );
+    assert_eq!(stack.llm.requests().len(), seen, "nothing upstream");
+    let lines = access_log_lines(&stack, 1);
+    assert_eq!(
+        lines[0]["tollgate"]["reason"], "upgrade_not_supported",
+        "{lines:?}"
+    );
 }

@@ -2,7 +2,8 @@
 //!
 //! Tollgate exports only the callbacks it uses, instead of the SDK's full
 //! set: Envoy skips a callback the module does not export (no VM crossing
-//! for request bodies or response phases we do not read), and no SDK
+//! for request bodies or response phases we do not read; a missing
+//! `proxy_on_vm_start` or `proxy_on_done` counts as `true`), and no SDK
 //! dispatcher sits in between. The SDK's dispatcher panics on an unknown
 //! call token, on a duplicate token and on any status it does not expect
 //! from `set_effective_context`, and a panic kills the VM for every later
@@ -77,11 +78,6 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
             c.streams.insert(context_id, w);
         }
     });
-}
-
-#[no_mangle]
-pub extern "C" fn proxy_on_vm_start(_context_id: u32, _size: usize) -> u32 {
-    1
 }
 
 #[no_mangle]
@@ -176,11 +172,6 @@ pub extern "C" fn proxy_on_log(context_id: u32) {
     if let Some(w) = stream(context_id) {
         w.on_log(context_id);
     }
-}
-
-#[no_mangle]
-pub extern "C" fn proxy_on_done(_context_id: u32) -> u32 {
-    1
 }
 
 #[no_mangle]

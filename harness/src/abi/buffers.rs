@@ -34,30 +34,36 @@ const HTTP_CALL_RESPONSE_BODY: i32 = 4;
 const VM_CONFIGURATION: i32 = 6;
 const PLUGIN_CONFIGURATION: i32 = 7;
 
-fn read_buffer(host: &mut WorkerHost, kind: i32) -> Result<Vec<u8>, Status> {
+/// Runs `f` on the buffer `kind` (empty while not visible to the guest),
+/// without copying it: only what `f` returns is copied.
+fn with_buffer<R>(
+    host: &mut WorkerHost,
+    kind: i32,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, Status> {
     match kind {
         HTTP_REQUEST_BODY => {
             let s = host.effective_stream().ok_or(Status::NotFound)?;
-            Ok(if s.req.body_visible() {
-                s.req.buffer.clone()
+            Ok(f(if s.req.body_visible() {
+                &s.req.buffer
             } else {
-                Vec::new()
-            })
+                &[]
+            }))
         }
         HTTP_RESPONSE_BODY => {
             let s = host.effective_stream().ok_or(Status::NotFound)?;
-            Ok(match s.resp.as_ref() {
-                Some(f) if f.body_visible() => f.buffer.clone(),
-                _ => Vec::new(),
-            })
+            Ok(f(match s.resp.as_ref() {
+                Some(r) if r.body_visible() => &r.buffer,
+                _ => &[],
+            }))
         }
         HTTP_CALL_RESPONSE_BODY => host
             .call_response
             .as_ref()
-            .map(|d| d.body.clone())
+            .map(|d| f(&d.body))
             .ok_or(Status::NotFound),
-        VM_CONFIGURATION => Ok(host.vm_config.clone()),
-        PLUGIN_CONFIGURATION if host.configuring => Ok(host.plugin_config.clone()),
+        VM_CONFIGURATION => Ok(f(&host.vm_config)),
+        PLUGIN_CONFIGURATION if host.configuring => Ok(f(&host.plugin_config)),
         2 | 3 | 5 | 7 | 8 => Err(Status::NotFound),
         _ => Err(Status::BadArgument),
     }
@@ -71,21 +77,27 @@ fn get_buffer_bytes(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> HostResult {
-    let data = match read_buffer(c.data_mut(), kind) {
-        Ok(d) => d,
-        Err(s) => return ok(s),
-    };
     let (start, max) = (start as u32 as usize, max as u32 as usize);
     if start.checked_add(max).is_none() {
         return ok(Status::BadArgument);
     }
-    if start >= data.len() || max == 0 {
+    // Only the window asked for is copied, as Envoy does.
+    let piece = match with_buffer(c.data_mut(), kind, |data| {
+        if start >= data.len() || max == 0 {
+            None
+        } else {
+            Some(data[start..data.len().min(start + max)].to_vec())
+        }
+    }) {
+        Ok(p) => p,
+        Err(s) => return ok(s),
+    };
+    let Some(piece) = piece else {
         return ok(Status::Ok);
-    }
-    let end = data.len().min(start + max);
+    };
     mem!(memory::return_bytes(
         &mut c,
-        &data[start..end],
+        &piece,
         ptr_ptr as u32,
         size_ptr as u32
     ));

@@ -286,6 +286,12 @@ impl GatewaySpec {
             "stat_prefix": "egress",
             "codec_type": "AUTO",
             "strip_any_host_port": true,
+            // WebSocket upgrades reach the filter chain, so that Tollgate
+            // refuses them with its reason (501 upgrade_not_supported) and
+            // an audit record; without this Envoy answers a bare 403
+            // `upgrade_failed` before any filter runs. (Istio's gateways
+            // configure websocket upgrades already.)
+            "upgrade_configs": [{"upgrade_type": "websocket"}],
             // A header name with an underscore (`x_api_key`) is refused with
             // 400 by the codec: some servers read it as `x-api-key`, and
             // Tollgate strips credential headers by their dashed names.
