@@ -483,40 +483,33 @@ impl<H: Host> Worker<H> {
         if !self.enter(ctx, current, via) {
             return Action::Pause;
         }
-        if self
+        let written = self
             .host
             .replace_header(MapType::RequestHeaders, header, value)
-            .is_err()
-        {
-            let reason = self.with_flow(ctx, |f| f.on_host_failure());
+            .is_ok();
+        // On a wake-up the stream is still paused in headers: if it cannot
+        // be resumed, answer it rather than leave it hanging.
+        let resumed = written && (via == Via::Own || self.host.resume_request().is_ok());
+        if !resumed {
+            if written {
+                self.log(
+                    LogLevel::Error,
+                    format_args!(
+                        "tollgate: could not resume a stream after writing its credential"
+                    ),
+                );
+            }
+            let reason = self
+                .with_flow(ctx, |f| f.on_host_failure())
+                .unwrap_or(DenyReason::InternalError);
             self.leave(ctx, current, via);
-            return self.reply(
-                ctx,
-                current,
-                via,
-                reason.unwrap_or(DenyReason::InternalError),
-            );
+            return self.reply(ctx, current, via, reason);
         }
         let shadow = self
             .with_flow(ctx, |f| f.shadow_denial().is_some())
             .unwrap_or(false);
         if !shadow {
             self.count(Counter::Allow);
-        }
-        if via == Via::Wake && self.host.resume_request().is_err() {
-            // Still paused in headers: answer rather than leave it hanging.
-            self.log(
-                LogLevel::Error,
-                format_args!("tollgate: could not resume a stream after writing its credential"),
-            );
-            let reason = self.with_flow(ctx, |f| f.on_host_failure());
-            self.leave(ctx, current, via);
-            return self.reply(
-                ctx,
-                current,
-                via,
-                reason.unwrap_or(DenyReason::InternalError),
-            );
         }
         self.publish_verdict(ctx);
         self.leave(ctx, current, via);

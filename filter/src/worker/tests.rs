@@ -44,6 +44,20 @@ fn request(host: &FakeHost, ctx: u32) {
     );
 }
 
+/// Stream `ctx` for `authority`, without a client credential, entered.
+fn request_to(host: &FakeHost, ctx: u32, authority: &[u8]) {
+    host.add_stream(
+        ctx,
+        &[
+            (":method", b"POST"),
+            (":authority", authority),
+            (":path", b"/v1/chat/completions"),
+        ],
+        Some(APP),
+    );
+    host.enter(ctx);
+}
+
 fn send(w: &Worker<&FakeHost>, host: &FakeHost, ctx: u32) -> Action {
     request(host, ctx);
     host.enter(ctx);
@@ -404,16 +418,7 @@ fn the_routed_host_is_the_canonical_host_that_was_approved() {
         200,
         &key("sk-1", "k1", 60),
     );
-    host.add_stream(
-        10,
-        &[
-            (":method", b"POST"),
-            (":authority", b"API.OpenAI.com:443"),
-            (":path", b"/v1/chat/completions"),
-        ],
-        Some(APP),
-    );
-    host.enter(10);
+    request_to(&host, 10, b"API.OpenAI.com:443");
     assert_eq!(w.on_request_headers(10), Action::Continue);
     assert_eq!(
         host.header(10, ":authority"),
@@ -431,16 +436,7 @@ fn a_reply_the_host_refuses_resets_the_stream_instead_of_hanging() {
     let host = FakeHost::new();
     let w = worker(&host);
     host.fault("send_reply", HostError::INTERNAL_FAILURE);
-    host.add_stream(
-        10,
-        &[
-            (":method", b"POST"),
-            (":authority", b"evil.example"),
-            (":path", b"/v1/chat/completions"),
-        ],
-        Some(APP),
-    );
-    host.enter(10);
+    request_to(&host, 10, b"evil.example");
     assert_eq!(w.on_request_headers(10), Action::Pause);
     assert!(host.closed(10));
 }
