@@ -1313,7 +1313,8 @@ fn rendered_hcm() -> Value {
 
 /// The HCM fields that make the edge behaviour: underscores refused, the
 /// request id always Envoy's.
-const EDGE_FIELDS: [&str; 5] = [
+const EDGE_FIELDS: [&str; 6] = [
+    "local_reply_config",
     "use_remote_address",
     "generate_request_id",
     "preserve_external_request_id",

@@ -111,3 +111,35 @@ async fn a_websocket_upgrade_is_refused_with_a_reason() {
         "{lines:?}"
     );
 }
+
+/// `OPTIONS *` (asterisk form) is refused by Envoy's connection manager
+/// before any filter runs (404 `absolute_path_rejected`); the gateway's
+/// `local_reply_config` still gives it a reason, and nothing goes upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_asterisk_is_refused_with_a_reason() {
+    let stack = start_stack(&scratch_dir("options-star"), &config(), |_| {}).await;
+    let req = tollgate_tests::tls_client::HttpsRequest {
+        method: "OPTIONS".into(),
+        host: "api.openai.com".into(),
+        path: "*".into(),
+        headers: vec![],
+        body: vec![],
+    };
+    let seen = stack.llm.requests().len();
+    let r = tollgate_tests::tls_client::send(stack.listen, client_for(&stack, SUPPORT_BOT), &req)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.header("x-tollgate-reason").as_deref(),
+        Some("absolute_path_rejected")
+    );
+    assert_eq!(stack.llm.requests().len(), seen, "nothing upstream");
+    let lines = access_log_lines(&stack, 1);
+    assert_eq!(lines[0]["response_code_details"], "absolute_path_rejected");
+    assert_eq!(
+        lines[0]["tollgate"],
+        serde_json::Value::Null,
+        "Tollgate never ran"
+    );
+}

@@ -3,7 +3,7 @@
 //!
 //! | case                                   | expected |
 //! |----------------------------------------|----------|
-//! | header name with an underscore (`x_api_key: sk-…`) | 400 from Envoy's codec; the mock LLM never sees the request, Tollgate never runs |
+//! | header name with an underscore (`x_api_key: sk-…`) | 400 from Envoy's codec, reason `http1.unexpected_underscore`; the mock LLM never sees the request, Tollgate never runs |
 //! | client-chosen `x-request-id`           | replaced by an id Envoy generates: not what reaches the upstream, not what the access log records, not in Envoy's log |
 
 use tollgate_tests::run_envoy::*;
@@ -36,9 +36,9 @@ async fn a_header_name_with_an_underscore_is_refused_before_it_reaches_anything(
     .unwrap();
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(
-        r.header("x-tollgate-reason"),
-        None,
-        "Envoy refused it, not Tollgate"
+        r.header("x-tollgate-reason").as_deref(),
+        Some("http1.unexpected_underscore"),
+        "Envoy refused it (its details as the reason), not Tollgate"
     );
     assert_eq!(
         stack.llm.requests().len(),

@@ -308,6 +308,11 @@ impl GatewaySpec {
             "generate_request_id": true,
             "preserve_external_request_id": false,
             "early_header_mutation_extensions": [remove_request_id()],
+            // Every refusal carries a reason: a local reply Envoy itself
+            // makes before Tollgate runs (`OPTIONS *`, a codec error, an
+            // upgrade it cannot route) gets Envoy's response-code details in
+            // x-tollgate-reason; Tollgate's own replies keep their code.
+            "local_reply_config": reason_on_local_replies(),
             // So a caller can quote the id that is in the audit record.
             "always_set_request_id_in_response": true,
             "route_config": self.routes(),
@@ -429,6 +434,22 @@ fn remove_request_id() -> Value {
             "mutations": [{"remove": "x-request-id"}],
         },
     })
+}
+
+/// The connection manager's `local_reply_config`: every local reply with a
+/// status of 400 or more gets `x-tollgate-reason`, if it has none, holding
+/// Envoy's response-code details (e.g. `absolute_path_rejected`).
+pub fn reason_on_local_replies() -> Value {
+    json!({"mappers": [{
+        "filter": {"status_code_filter": {"comparison": {
+            "op": "GE",
+            "value": {"default_value": 400, "runtime_key": "tollgate.local_reply_reason_min_status"},
+        }}},
+        "headers_to_add": [{
+            "header": {"key": "x-tollgate-reason", "value": "%RESPONSE_CODE_DETAILS%"},
+            "append_action": "ADD_IF_ABSENT",
+        }],
+    }]})
 }
 
 /// The access logger writing [`AUDIT_LOG_FORMAT`] to `sink`.
