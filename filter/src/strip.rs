@@ -95,12 +95,6 @@ pub struct StripScan {
     pub upgrade: bool,
 }
 
-impl StripScan {
-    pub fn any_present(&self) -> bool {
-        !self.present.is_empty()
-    }
-}
-
 /// True when a credential value looks like a real provider key rather than
 /// a placeholder: OpenAI/Anthropic `sk-…`, Google `AIza…` API keys and
 /// `ya29.` OAuth access tokens, or a 32-hex-digit Azure key, with or without

@@ -76,10 +76,6 @@ impl FakeHost {
 
     // ---- driving ----
 
-    pub fn set_now(&self, ms: u64) {
-        self.now_ms.set(ms);
-    }
-
     pub fn advance(&self, ms: u64) {
         self.now_ms.set(self.now_ms.get() + ms);
     }

@@ -114,6 +114,11 @@ fn single_flight_one_fetch_from_the_root_wakes_every_waiter() {
     host.enter(ROOT);
     w.on_tick();
     assert_eq!(host.tick_ms(), TICK_IDLE_MS, "idle tick once nothing waits");
+    assert_eq!(
+        host.shared_keys(),
+        ["tollgate/v1/cred/openai"],
+        "one shared-data key per credential, lease included"
+    );
 }
 
 #[test]
