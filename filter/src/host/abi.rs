@@ -3,7 +3,7 @@
 //! Invariants:
 //! - Never panics: every status the host may return is handed to the caller.
 //! - Header names and values are bytes; nothing assumes UTF-8.
-//! - Memory the host returns was allocated through the SDK's
+//! - Memory the host returns was allocated through Tollgate's
 //!   `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes), so
 //!   it is reclaimed with `Vec::from_raw_parts(ptr, size, size)`.
 #![allow(unsafe_code, clashing_extern_declarations)]
