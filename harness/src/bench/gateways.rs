@@ -27,16 +27,20 @@ pub(crate) enum Variant {
     /// Diagnostic: Tollgate with `audit_log: proxy_log`, the record written
     /// through Envoy's logger as before filter state: what that option costs.
     TollgateProxyLog,
+    /// Diagnostic, only with `--tollgate-b FILE`: another build of Tollgate,
+    /// same policy, for A/B measurements of a filter change in one run.
+    TollgateB,
 }
 
 impl Variant {
-    pub(crate) const ALL: [Variant; 6] = [
+    pub(crate) const ALL: [Variant; 7] = [
         Self::Plain,
         Self::Native,
         Self::ExtAuthz,
         Self::Tollgate,
         Self::WasmNoop,
         Self::TollgateProxyLog,
+        Self::TollgateB,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Variant {
             Self::Tollgate => "4 Tollgate (cached key)",
             Self::WasmNoop => "(diag) no-op wasm filter, v8",
             Self::TollgateProxyLog => "(diag) Tollgate, audit via proxy_log",
+            Self::TollgateB => "(diag) Tollgate, build B",
         }
     }
 
@@ -59,6 +64,7 @@ impl Variant {
             Self::Tollgate => "tollgate",
             Self::WasmNoop => "wasm_noop",
             Self::TollgateProxyLog => "tollgate_proxy_log",
+            Self::TollgateB => "tollgate_b",
         }
     }
 
@@ -66,7 +72,11 @@ impl Variant {
     pub(crate) fn enforces(self) -> bool {
         matches!(
             self,
-            Self::Native | Self::ExtAuthz | Self::Tollgate | Self::TollgateProxyLog
+            Self::Native
+                | Self::ExtAuthz
+                | Self::Tollgate
+                | Self::TollgateProxyLog
+                | Self::TollgateB
         )
     }
 
@@ -80,7 +90,11 @@ impl Variant {
     pub(crate) fn upstream_key(self) -> &'static str {
         match self {
             Self::Plain | Self::WasmNoop => CLIENT_KEY,
-            Self::Native | Self::ExtAuthz | Self::Tollgate | Self::TollgateProxyLog => REAL_KEY,
+            Self::Native
+            | Self::ExtAuthz
+            | Self::Tollgate
+            | Self::TollgateProxyLog
+            | Self::TollgateB => REAL_KEY,
         }
     }
 }
@@ -116,7 +130,7 @@ pub(crate) fn spec_for(
             policy["audit_log"] = "proxy_log".into();
             spec.policy_json = policy.to_string();
         }
-        Variant::Tollgate => {}
+        Variant::Tollgate | Variant::TollgateB => {}
     }
     spec
 }

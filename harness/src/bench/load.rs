@@ -37,7 +37,7 @@ pub(crate) type Rounds = BTreeMap<Variant, Vec<RoundResult>>;
 pub(crate) fn measure(opts: &Options, bench: &Bench) -> anyhow::Result<Rounds> {
     let mut rounds: Rounds = BTreeMap::new();
     for round in 0..opts.rounds {
-        let mut order = Variant::ALL.to_vec();
+        let mut order: Vec<Variant> = bench.gateways.iter().map(|g| g.variant).collect();
         let n = order.len();
         order.rotate_left(round % n);
         for v in order {

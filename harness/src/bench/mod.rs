@@ -6,6 +6,7 @@
 //! tollgate-bench-envoy [--repo DIR] [--wasm FILE] [--rounds N] [--run-ms MS]
 //!                      [--warmup-ms MS] [--rate RPS] [--rate-clients N]
 //!                      [--connections N] [--concurrency N] [--idle-ms MS]
+//!                      [--tollgate-b FILE]
 //!                      [--keep] [--hold] [--no-pin] [--no-spin]
 //! ```
 //!
@@ -45,7 +46,9 @@
 //! access log operators already run. `--concurrency N` gives every gateway
 //! N workers (all on the gateway CPU when pinned), so that contention on
 //! shared data between workers is measured too. Before the load runs, every
-//! gateway's idle CPU is sampled for `--idle-ms`.
+//! gateway's idle CPU is sampled for `--idle-ms`. `--tollgate-b FILE` adds a
+//! gateway running another build of Tollgate with the same policy, so that a
+//! filter change is measured against the current build in the same run.
 //!
 //! Neither h2load nor wrk can present a client certificate, so a sidecar
 //! Envoy originates the mTLS, as an Istio sidecar would; it is the same for

@@ -26,6 +26,8 @@ pub(crate) struct Options {
     pub(crate) concurrency: u32,
     /// Milliseconds each gateway's CPU is sampled while idle.
     pub(crate) idle_ms: u32,
+    /// A second Tollgate build measured beside the first (A/B).
+    pub(crate) tollgate_b: Option<PathBuf>,
     pub(crate) keep: bool,
     /// Start, check, print the addresses, and wait for a signal.
     pub(crate) hold: bool,
@@ -51,6 +53,7 @@ impl Options {
             connections: 32,
             concurrency: 1,
             idle_ms: 5000,
+            tollgate_b: None,
             keep: false,
             hold: false,
             pin: online_cpus() >= 2,
@@ -72,6 +75,7 @@ impl Options {
                 "--connections" => o.connections = number(&flag, &value()?)?,
                 "--concurrency" => o.concurrency = number(&flag, &value()?)?,
                 "--idle-ms" => o.idle_ms = number(&flag, &value()?)?,
+                "--tollgate-b" => o.tollgate_b = Some(value()?.into()),
                 "--keep" => o.keep = true,
                 "--hold" => o.hold = true,
                 "--no-pin" => o.pin = false,

@@ -104,6 +104,12 @@ impl Bench {
         for v in Variant::ALL {
             check_interrupted()?;
             let mut spec = spec_for(v, &base, &noop, authz.addr);
+            if v == Variant::TollgateB {
+                match &opts.tollgate_b {
+                    Some(wasm) => spec.wasm = wasm.clone(),
+                    None => continue,
+                }
+            }
             spec.listen = free_port(loopback.ip())?;
             let gw_dir = dir.join(v.slug());
             // Every gateway writes the shipped access log (the audit record
