@@ -44,15 +44,15 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
         );
         return Err(e);
     }
-    let head = read::read_head(doc.open())?;
+    let head = read::read_head(doc)?;
     let mut shape = head.errs;
     let mut meaning = ConfigErrors::default();
     let settings = head.settings.map(|raw| compile_settings(raw, &mut meaning));
     let mut policy = PolicyBuilder::with_capacity(head.rules);
     if head.rules_listed {
-        read::read_rules(doc.open(), &mut shape, |i, rule| {
+        read::read_rules(doc, head.checked, &mut shape, |i, rule| {
             if let Some(settings) = &settings {
-                compile_rule(i, &rule, settings, &mut policy, &mut meaning);
+                compile_rule(i, rule, settings, &mut policy, &mut meaning);
             }
         })?;
     }

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod error;
 pub mod raw;
 pub mod read;
+pub mod scan;
 
 pub use compile::{parse, parse_document};
 pub use error::{ConfigError, ConfigErrors};

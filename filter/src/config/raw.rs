@@ -98,7 +98,7 @@ pub enum RawScope {
 }
 
 /// One element of `rules` (default: no rules).
-#[derive(Debug)]
+#[derive(Debug, Default, Clone)]
 pub struct RawRule {
     pub name: String,
     pub workloads: Vec<String>,

@@ -1,14 +1,21 @@
 //! Reads the configuration document into [`RawConfig`] and its rules, by
-//! hand, over `serde_json::Value`s (no serde derive, which costs tens of KB
-//! of wasm).
+//! hand (no serde derive, which costs tens of KB of wasm): the settings
+//! through `serde_json::Value`s, each rule straight into a reused
+//! [`RawRule`].
 //!
-//! The document is read from a reader, in two passes, and never held whole:
-//! a large policy's text (1.4 MB for 10,000 rules) would otherwise take VM
+//! The document is read from a [`Document`], in windows, by the
+//! [`super::scan`] pull reader, in two passes, and never held whole: a
+//! large policy's text (1.4 MB for 10,000 rules) would otherwise take VM
 //! memory that the VM never gives back.
 //! 1. [`read_head`] reads every setting but the rules, finds every duplicate
 //!    key in the whole document, and counts the rules;
 //! 2. [`read_rules`] reads the rules one at a time and hands each to the
 //!    caller as soon as it is read, so no list of rules is ever built.
+//!
+//! When the scanner stops (a syntax or read error, or a number, which it
+//! leaves to serde_json), serde_json reads the whole document and reports
+//! its first syntax error exactly as before; if it finds none, the passes
+//! run again with the scanner skipping numbers.
 //!
 //! Invariants:
 //! - Unknown fields are errors at every level, reported at their own path
@@ -29,22 +36,18 @@
 
 use std::io::{self, Read};
 
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::error::ConfigErrors;
 use super::raw::*;
+use super::scan::{Kind, Scanner, Stop};
+use super::Document;
 
 type Obj = Map<String, Value>;
 
 /// How many bytes of the document are read from its source at a time.
 const CHUNK: usize = 64 * 1024;
-
-fn deserializer<R: Read>(
-    doc: R,
-) -> serde_json::Deserializer<serde_json::de::IoRead<io::BufReader<R>>> {
-    serde_json::Deserializer::from_reader(io::BufReader::with_capacity(CHUNK, doc))
-}
 
 /// Whether the document holds only whitespace (a read error counts as
 /// content, for [`read_head`] to report).
@@ -65,28 +68,34 @@ pub struct Head {
     pub rules: usize,
     /// Every duplicate key in the document, then the settings' problems.
     pub errs: ConfigErrors,
+    /// Whether serde_json had to check the syntax (see [`super::scan`]);
+    /// [`read_rules`] then reads leniently.
+    pub checked: bool,
 }
 
 /// The first pass: settings, duplicate keys and the number of rules. Only
 /// a syntax (or read) error is an `Err`.
-pub fn read_head(doc: impl Read) -> Result<Head, ConfigErrors> {
-    let mut dups = Vec::new();
+pub fn read_head(doc: &dyn Document) -> Result<Head, ConfigErrors> {
+    match head_pass(doc, false) {
+        Ok(head) => Ok(head),
+        Err(Stop) => {
+            check(doc)?;
+            head_pass(doc, true).map_err(|Stop| unreadable())
+        }
+    }
+}
+
+fn head_pass(doc: &dyn Document, checked: bool) -> Result<Head, Stop> {
+    let mut w = Walker::new(doc, checked);
     let mut rules = RulesFound::Absent;
     let mut rules_count = 0;
-    let mut de = deserializer(doc);
-    let root = HeadSeed {
-        rules: &mut rules,
-        rules_count: &mut rules_count,
-        dups: &mut dups,
-    }
-    .deserialize(&mut de)
-    .and_then(|root| de.end().map(|()| root))
-    .map_err(syntax_error)?;
+    let root = w.head(&mut rules, &mut rules_count)?;
+    w.sc.finish()?;
     let mut errs = ConfigErrors::default();
-    // `Value` keeps only the last of duplicate keys, so they are found while
+    // A map keeps only the last of duplicate keys, so they are found while
     // reading: `"mode": "enforce", ..., "mode": "dry_run"` is an error
     // rather than a silent switch to dry run.
-    for (path, key) in dups {
+    for (path, key) in w.dups {
         errs.push(path, format!("duplicate field {}", quote(&key)));
     }
     let rules_listed = rules_count > 0 || matches!(rules, RulesFound::List);
@@ -96,25 +105,46 @@ pub fn read_head(doc: impl Read) -> Result<Head, ConfigErrors> {
         rules_listed,
         rules: rules_count,
         errs,
+        checked,
     })
 }
 
 /// The second pass: hands each well-formed rule to `each` with its index,
 /// in order, as soon as it is read; the others' problems go to `errs`.
+/// `checked` is [`Head::checked`].
 pub fn read_rules(
-    doc: impl Read,
+    doc: &dyn Document,
+    checked: bool,
     errs: &mut ConfigErrors,
-    mut each: impl FnMut(usize, RawRule),
+    mut each: impl FnMut(usize, &RawRule),
 ) -> Result<(), ConfigErrors> {
-    let mut de = deserializer(doc);
-    RulesPass {
-        root: true,
-        errs,
-        each: &mut each,
+    let mut sc = Scanner::new(doc.open(), CHUNK, checked);
+    match rules_pass(&mut sc, errs, &mut each) {
+        Ok(()) => Ok(()),
+        Err(Stop) => {
+            check(doc)?;
+            Err(unreadable())
+        }
     }
-    .deserialize(&mut de)
-    .and_then(|()| de.end())
-    .map_err(syntax_error)
+}
+
+/// serde_json's judgement of the whole document: the first syntax (or
+/// read) error, exactly as it words it.
+#[inline(never)]
+fn check(doc: &dyn Document) -> Result<(), ConfigErrors> {
+    let mut de =
+        serde_json::Deserializer::from_reader(io::BufReader::with_capacity(CHUNK, doc.open()));
+    Check
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(syntax_error)
+}
+
+/// When the scanner and serde_json disagree (never expected).
+fn unreadable() -> ConfigErrors {
+    let mut errs = ConfigErrors::default();
+    errs.push("", "the document could not be read as JSON");
+    errs
 }
 
 fn syntax_error(e: serde_json::Error) -> ConfigErrors {
@@ -123,321 +153,42 @@ fn syntax_error(e: serde_json::Error) -> ConfigErrors {
     errs
 }
 
-/// Where a value sits in the document; rendered only for a message.
-#[derive(Clone, Copy)]
-enum Path<'a> {
-    Root,
-    Index(&'a Path<'a>, usize),
-    Key(&'a Path<'a>, &'a str),
-}
-
-impl Path<'_> {
-    /// `rules[2].workloads`, with keys that are not plainly printable quoted.
-    fn render(&self) -> String {
-        match self {
-            Path::Root => String::new(),
-            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
-            Path::Key(parent, key) => at(&parent.render(), &step(key)),
-        }
+/// `line L column C: message`, from serde_json's `message at line L column C`.
+fn syntax_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let msg = full.strip_suffix(&suffix).unwrap_or(&full);
+    if e.line() == 0 {
+        msg.to_string()
+    } else {
+        format!("line {} column {}: {msg}", e.line(), e.column())
     }
 }
 
-/// What the first pass found under the last `rules` member.
-enum RulesFound {
-    Absent,
-    List,
-    /// Not a list: a value of the same kind, for the type error.
-    Wrong(Value),
-}
+/// Reads any value with serde_json and keeps nothing.
+struct Check;
 
-/// Reads one value at `path`, recording each repeated object key (path and
-/// key, in document order) in `dups`. The value is built only when `keep`;
-/// otherwise strings come back as `Null` and lists and objects empty.
-struct Walk<'p, 'd> {
-    path: Path<'p>,
-    dups: &'d mut Vec<(String, String)>,
-    keep: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
-    type Value = Value;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Walk<'_, '_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(match self.keep {
-            true => Value::String(v.to_owned()),
-            false => Value::Null,
-        })
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        let mut i = 0usize;
-        while let Some(v) = seq.next_element_seed(Walk {
-            path: Path::Index(&self.path, i),
-            dups: &mut *self.dups,
-            keep: self.keep,
-        })? {
-            if self.keep {
-                out.push(v);
-            }
-            i += 1;
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        // The keys so far: in `out` when the value is kept, else in `seen`.
-        let mut out = Obj::new();
-        let mut seen: Vec<String> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let path = Path::Key(&self.path, &key);
-            let repeated = match self.keep {
-                true => out.contains_key(&key),
-                false => seen.contains(&key),
-            };
-            if repeated {
-                self.dups.push((path.render(), key.clone()));
-            }
-            let v = map.next_value_seed(Walk {
-                path,
-                dups: &mut *self.dups,
-                keep: self.keep,
-            })?;
-            if self.keep {
-                out.insert(key, v);
-            } else if !repeated {
-                seen.push(key);
-            }
-        }
-        Ok(Value::Object(out))
-    }
-}
-
-/// The root in the first pass: every member is kept as a `Value` except
-/// `rules`, which is only walked and counted ([`RulesCount`]).
-struct HeadSeed<'a> {
-    rules: &'a mut RulesFound,
-    rules_count: &'a mut usize,
-    dups: &'a mut Vec<(String, String)>,
-}
-
-impl<'a> HeadSeed<'a> {
-    /// How a root that is not an object is read: for its kind, and its
-    /// duplicate keys.
-    fn walk(self, keep: bool) -> Walk<'static, 'a> {
-        Walk {
-            path: Path::Root,
-            dups: self.dups,
-            keep,
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for HeadSeed<'_> {
-    type Value = Value;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for HeadSeed<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Obj::new();
-        let mut seen: Vec<String> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let path = Path::Key(&Path::Root, &key);
-            if seen.contains(&key) {
-                self.dups.push((path.render(), key.clone()));
-            } else {
-                seen.push(key.clone());
-            }
-            if key == "rules" {
-                *self.rules = map.next_value_seed(RulesCount {
-                    path,
-                    count: &mut *self.rules_count,
-                    dups: &mut *self.dups,
-                })?;
-            } else {
-                let v = map.next_value_seed(Walk {
-                    path,
-                    dups: &mut *self.dups,
-                    keep: true,
-                })?;
-                out.insert(key, v);
-            }
-        }
-        Ok(Value::Object(out))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
-        self.walk(false).visit_seq(seq)
-    }
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
-        self.walk(true).visit_bool(v)
-    }
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
-        self.walk(true).visit_i64(v)
-    }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
-        self.walk(true).visit_u64(v)
-    }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        self.walk(true).visit_f64(v)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
-        Ok(Value::String(String::new()))
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
-        self.walk(true).visit_unit()
-    }
-}
-
-/// The `rules` member in the first pass: its elements are walked for
-/// duplicate keys and counted into `count`, never kept.
-struct RulesCount<'p, 'd> {
-    path: Path<'p>,
-    count: &'d mut usize,
-    dups: &'d mut Vec<(String, String)>,
-}
-
-impl<'p, 'd> RulesCount<'p, 'd> {
-    /// How a `rules` member that is not a list is read: for its kind.
-    fn walk(self) -> Walk<'p, 'd> {
-        Walk {
-            path: self.path,
-            dups: self.dups,
-            keep: true,
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for RulesCount<'_, '_> {
-    type Value = RulesFound;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<RulesFound, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RulesCount<'_, '_> {
-    type Value = RulesFound;
-
-    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("a list of rules")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RulesFound, A::Error> {
-        let mut i = 0usize;
-        while seq
-            .next_element_seed(Walk {
-                path: Path::Index(&self.path, i),
-                dups: &mut *self.dups,
-                keep: false,
-            })?
-            .is_some()
-        {
-            i += 1;
-        }
-        *self.count += i;
-        Ok(RulesFound::List)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RulesFound, A::Error> {
-        self.walk().visit_map(map).map(RulesFound::Wrong)
-    }
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RulesFound, E> {
-        self.walk().visit_bool(v).map(RulesFound::Wrong)
-    }
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RulesFound, E> {
-        self.walk().visit_i64(v).map(RulesFound::Wrong)
-    }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RulesFound, E> {
-        self.walk().visit_u64(v).map(RulesFound::Wrong)
-    }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RulesFound, E> {
-        self.walk().visit_f64(v).map(RulesFound::Wrong)
-    }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RulesFound, E> {
-        self.walk().visit_str(v).map(RulesFound::Wrong)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<RulesFound, E> {
-        self.walk().visit_unit().map(RulesFound::Wrong)
-    }
-}
-
-/// The second pass. At the root (`root`), reads the `rules` members; in a
-/// `rules` member, reads the list one element at a time. Anything else was
-/// read by the first pass and is skipped here (every kind of value is
-/// accepted, so no message ever formats an input number).
-struct RulesPass<'a, F> {
-    root: bool,
-    errs: &'a mut ConfigErrors,
-    each: &'a mut F,
-}
-
-impl<'de, F: FnMut(usize, RawRule)> DeserializeSeed<'de> for RulesPass<'_, F> {
+impl<'de> DeserializeSeed<'de> for Check {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, F: FnMut(usize, RawRule)> Visitor<'de> for RulesPass<'_, F> {
+impl<'de> Visitor<'de> for Check {
     type Value = ();
 
     fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("any JSON value")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if self.root && key == "rules" {
-                map.next_value_seed(RulesPass {
-                    root: false,
-                    errs: &mut *self.errs,
-                    each: &mut *self.each,
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
+        while map.next_key::<String>()?.is_some() {
+            map.next_value_seed(Check)?;
         }
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if self.root {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(());
-        }
-        let mut i = 0usize;
-        while let Some(v) = seq.next_element::<Value>()? {
-            if let Some(rule) = read_rule(&v, &format!("rules[{i}]"), self.errs) {
-                (self.each)(i, rule);
-            }
-            i += 1;
-        }
+        while seq.next_element_seed(Check)?.is_some() {}
         Ok(())
     }
     fn visit_bool<E>(self, _: bool) -> Result<(), E> {
@@ -460,16 +211,390 @@ impl<'de, F: FnMut(usize, RawRule)> Visitor<'de> for RulesPass<'_, F> {
     }
 }
 
-/// `line L column C: message`, from serde_json's `message at line L column C`.
-fn syntax_message(e: &serde_json::Error) -> String {
-    let full = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    let msg = full.strip_suffix(&suffix).unwrap_or(&full);
-    if e.line() == 0 {
-        msg.to_string()
-    } else {
-        format!("line {} column {}: {msg}", e.line(), e.column())
+/// What the first pass found under the last `rules` member.
+enum RulesFound {
+    Absent,
+    List,
+    /// Not a list: a value of the same kind, for the type error.
+    Wrong(Value),
+}
+
+/// One step of the path to the value being read.
+#[derive(Clone, Copy)]
+enum Step {
+    Index(usize),
+    /// A key, by its number in [`Walker::keys`].
+    Key(usize),
+}
+
+/// The first pass: reads values, recording each repeated object key (path
+/// and key, in document order) in `dups`.
+struct Walker<'r> {
+    sc: Scanner<'r>,
+    /// The keys of the objects being read, end to end.
+    arena: String,
+    /// Each key's span in `arena`.
+    keys: Vec<(usize, usize)>,
+    path: Vec<Step>,
+    dups: Vec<(String, String)>,
+}
+
+impl<'r> Walker<'r> {
+    fn new(doc: &'r dyn Document, checked: bool) -> Self {
+        Walker {
+            sc: Scanner::new(doc.open(), CHUNK, checked),
+            arena: String::new(),
+            keys: Vec::new(),
+            path: Vec::new(),
+            dups: Vec::new(),
+        }
     }
+
+    fn key_text(&self, k: usize) -> &str {
+        self.keys
+            .get(k)
+            .and_then(|&(s, e)| self.arena.get(s..e))
+            .unwrap_or("")
+    }
+
+    /// `rules[2].workloads`, with keys that are not plainly printable quoted.
+    #[inline(never)]
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for s in &self.path {
+            match *s {
+                Step::Index(i) => out = format!("{out}[{i}]"),
+                Step::Key(k) => out = at(&out, &step(self.key_text(k))),
+            }
+        }
+        out
+    }
+
+    /// The next key of the object whose first key is number `base`: added
+    /// to the path (the caller pops it) and checked for repeats.
+    fn next_key(&mut self, first: &mut bool, base: usize) -> Result<Option<usize>, Stop> {
+        let Some(key) = self.sc.next_key(first)? else {
+            return Ok(None);
+        };
+        let start = self.arena.len();
+        self.arena.push_str(key);
+        let end = self.arena.len();
+        let text = self.arena.get(start..end).unwrap_or("");
+        let earlier = self.keys.get(base..).unwrap_or(&[]);
+        let repeated = earlier
+            .iter()
+            .any(|&(s, e)| self.arena.get(s..e) == Some(text));
+        let k = self.keys.len();
+        self.keys.push((start, end));
+        self.path.push(Step::Key(k));
+        if repeated {
+            let path = self.render();
+            self.dups.push((path, self.key_text(k).to_string()));
+        }
+        Ok(Some(k))
+    }
+
+    /// Forgets the keys from number `base` on (an object was read).
+    fn end_object(&mut self, base: usize) {
+        if let Some(&(start, _)) = self.keys.get(base) {
+            self.arena.truncate(start);
+        }
+        self.keys.truncate(base);
+    }
+
+    /// Reads one value. It is built only when `keep`; otherwise strings come
+    /// back as `Null` and lists and objects empty. Only the kind of a
+    /// number or boolean is kept.
+    fn walk(&mut self, keep: bool) -> Result<Value, Stop> {
+        Ok(match self.sc.kind()? {
+            Kind::Object => {
+                self.sc.open_object()?;
+                let mut out = Obj::new();
+                let base = self.keys.len();
+                let mut first = true;
+                while let Some(k) = self.next_key(&mut first, base)? {
+                    let v = self.walk(keep)?;
+                    self.path.pop();
+                    if keep {
+                        out.insert(self.key_text(k).to_string(), v);
+                    }
+                }
+                self.end_object(base);
+                Value::Object(out)
+            }
+            Kind::List => {
+                self.sc.open_list()?;
+                let mut out = Vec::new();
+                let mut first = true;
+                let mut i = 0usize;
+                while self.sc.next_element(&mut first)? {
+                    self.path.push(Step::Index(i));
+                    let v = self.walk(keep)?;
+                    self.path.pop();
+                    if keep {
+                        out.push(v);
+                    }
+                    i += 1;
+                }
+                Value::Array(out)
+            }
+            Kind::String => {
+                let s = self.sc.string()?;
+                match keep {
+                    true => Value::String(s.to_owned()),
+                    false => Value::Null,
+                }
+            }
+            kind => {
+                self.sc.scalar()?;
+                match kind {
+                    Kind::Bool => Value::Bool(false),
+                    Kind::Number => Value::from(0),
+                    _ => Value::Null,
+                }
+            }
+        })
+    }
+
+    /// The root: every member is kept as a `Value` except `rules`, which is
+    /// only walked and counted.
+    fn head(&mut self, rules: &mut RulesFound, count: &mut usize) -> Result<Value, Stop> {
+        match self.sc.kind()? {
+            Kind::Object => {}
+            Kind::List => return self.walk(false),
+            Kind::String => {
+                self.sc.string()?;
+                return Ok(Value::String(String::new()));
+            }
+            _ => return self.walk(true),
+        }
+        self.sc.open_object()?;
+        let mut out = Obj::new();
+        let mut first = true;
+        while let Some(k) = self.next_key(&mut first, 0)? {
+            if self.key_text(k) == "rules" {
+                *rules = self.rules_count(count)?;
+            } else {
+                let v = self.walk(true)?;
+                out.insert(self.key_text(k).to_string(), v);
+            }
+            self.path.pop();
+        }
+        self.end_object(0);
+        Ok(Value::Object(out))
+    }
+
+    /// A `rules` member: its elements are walked for duplicate keys and
+    /// counted into `count`, never kept.
+    fn rules_count(&mut self, count: &mut usize) -> Result<RulesFound, Stop> {
+        if self.sc.kind()? != Kind::List {
+            return self.walk(true).map(RulesFound::Wrong);
+        }
+        self.sc.open_list()?;
+        let mut first = true;
+        let mut i = 0usize;
+        while self.sc.next_element(&mut first)? {
+            self.path.push(Step::Index(i));
+            self.walk(false)?;
+            self.path.pop();
+            i += 1;
+        }
+        *count += i;
+        Ok(RulesFound::List)
+    }
+}
+
+/// The second pass: at the root, reads the `rules` members that are lists,
+/// one element at a time; anything else was read by the first pass and is
+/// skipped here.
+fn rules_pass(
+    sc: &mut Scanner<'_>,
+    errs: &mut ConfigErrors,
+    each: &mut impl FnMut(usize, &RawRule),
+) -> Result<(), Stop> {
+    if sc.kind()? != Kind::Object {
+        sc.skip()?;
+        return sc.finish();
+    }
+    let mut rule = RuleReader::default();
+    sc.open_object()?;
+    let mut first = true;
+    while let Some(key) = sc.next_key(&mut first)? {
+        if key != "rules" || sc.kind()? != Kind::List {
+            sc.skip()?;
+            continue;
+        }
+        sc.open_list()?;
+        let mut first = true;
+        let mut i = 0usize;
+        while sc.next_element(&mut first)? {
+            if rule.read(sc, i, errs)? {
+                each(i, &rule.rule);
+            }
+            i += 1;
+        }
+    }
+    sc.finish()
+}
+
+/// Why a list of strings was not read.
+enum ListProblem {
+    NotList(Kind),
+    /// The items that are not strings, with their kinds.
+    Items(Vec<(usize, Kind)>),
+}
+
+/// What was read of one member of a rule: `None` when absent.
+type Slot<P> = Option<Result<(), P>>;
+
+/// Reads rules one at a time, reusing the buffers of the last one.
+#[derive(Default)]
+struct RuleReader {
+    rule: RawRule,
+    unknown: Vec<String>,
+}
+
+const RULE_FIELDS: [&str; 4] = ["name", "workloads", "providers", "endpoints"];
+
+impl RuleReader {
+    /// Reads rule `i` into `self.rule`; true when it is well-formed, else
+    /// its problems go to `errs`, in the order the settings' readers use
+    /// (and a map of the members would give) (unknown fields by name, then each field in turn; of repeated
+    /// keys the last counts).
+    fn read(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        i: usize,
+        errs: &mut ConfigErrors,
+    ) -> Result<bool, Stop> {
+        let kind = sc.kind()?;
+        if kind != Kind::Object {
+            sc.skip()?;
+            errs.push(
+                format!("rules[{i}]"),
+                format!("expected an object, got {}", kind.name()),
+            );
+            return Ok(false);
+        }
+        self.unknown.clear();
+        let mut name: Slot<Kind> = None;
+        let mut lists: [Slot<ListProblem>; 3] = [None, None, None];
+        sc.open_object()?;
+        let mut first = true;
+        while let Some(key) = sc.next_key(&mut first)? {
+            let (list, field) = match key {
+                "name" => {
+                    name = Some(match sc.kind()? {
+                        Kind::String => {
+                            let s = sc.string()?;
+                            self.rule.name.clear();
+                            self.rule.name.push_str(s);
+                            Ok(())
+                        }
+                        _ => Err(sc.skip()?),
+                    });
+                    continue;
+                }
+                "workloads" => (&mut self.rule.workloads, 0),
+                "providers" => (&mut self.rule.providers, 1),
+                "endpoints" => (&mut self.rule.endpoints, 2),
+                _ => {
+                    self.unknown.push(key.to_string());
+                    sc.skip()?;
+                    continue;
+                }
+            };
+            if let Some(slot) = lists.get_mut(field) {
+                *slot = Some(str_list_into(sc, list)?);
+            }
+        }
+        if name.as_ref().is_some_and(|n| n.is_ok())
+            && self.unknown.is_empty()
+            && lists.iter().all(|l| l.as_ref().is_some_and(|l| l.is_ok()))
+        {
+            return Ok(true);
+        }
+        let path = format!("rules[{i}]");
+        self.unknown.sort_unstable();
+        self.unknown.dedup();
+        for key in &self.unknown {
+            errs.push(
+                at(&path, &step(key)),
+                format!(
+                    "unknown field {}; expected one of {}",
+                    quote(key),
+                    RULE_FIELDS.join(", ")
+                ),
+            );
+        }
+        let missing = |field: &str, errs: &mut ConfigErrors| {
+            errs.push(at(&path, field), "missing required field")
+        };
+        match name {
+            None => missing("name", errs),
+            Some(Err(k)) => errs.push(
+                at(&path, "name"),
+                format!("expected a string, got {}", k.name()),
+            ),
+            Some(Ok(())) => {}
+        }
+        for (slot, field) in lists.iter().zip(&RULE_FIELDS[1..]) {
+            let at = at(&path, field);
+            match slot {
+                None => missing(field, errs),
+                Some(Err(ListProblem::NotList(k))) => {
+                    errs.push(at, format!("expected a list, got {}", k.name()))
+                }
+                Some(Err(ListProblem::Items(items))) => {
+                    for (j, k) in items {
+                        errs.push(
+                            format!("{at}[{j}]"),
+                            format!("expected a string, got {}", k.name()),
+                        );
+                    }
+                }
+                Some(Ok(())) => {}
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Reads a list of strings into `out`, reusing its strings.
+fn str_list_into(
+    sc: &mut Scanner<'_>,
+    out: &mut Vec<String>,
+) -> Result<Result<(), ListProblem>, Stop> {
+    let kind = sc.kind()?;
+    if kind != Kind::List {
+        sc.skip()?;
+        return Ok(Err(ListProblem::NotList(kind)));
+    }
+    sc.open_list()?;
+    let mut wrong = Vec::new();
+    let mut first = true;
+    let mut n = 0usize;
+    while sc.next_element(&mut first)? {
+        match sc.kind()? {
+            Kind::String => {
+                let s = sc.string()?;
+                match out.get_mut(n) {
+                    Some(slot) => {
+                        slot.clear();
+                        slot.push_str(s);
+                    }
+                    None => out.push(s.to_owned()),
+                }
+            }
+            _ => wrong.push((n, sc.skip()?)),
+        }
+        n += 1;
+    }
+    out.truncate(n);
+    Ok(match wrong.is_empty() {
+        true => Ok(()),
+        false => Err(ListProblem::Items(wrong)),
+    })
 }
 
 fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<RawConfig> {
@@ -665,38 +790,6 @@ fn read_header(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawHead
     })
 }
 
-fn read_rule(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawRule> {
-    let m = obj(v, path, errs)?;
-    known(
-        m,
-        path,
-        &["name", "workloads", "providers", "endpoints"],
-        errs,
-    );
-    let name = req_str(m, path, "name", errs);
-    let workloads = str_list(
-        req(m, path, "workloads", errs),
-        &at(path, "workloads"),
-        errs,
-    );
-    let providers = str_list(
-        req(m, path, "providers", errs),
-        &at(path, "providers"),
-        errs,
-    );
-    let endpoints = str_list(
-        req(m, path, "endpoints", errs),
-        &at(path, "endpoints"),
-        errs,
-    );
-    Some(RawRule {
-        name: name?,
-        workloads: workloads?,
-        providers: providers?,
-        endpoints: endpoints?,
-    })
-}
-
 // ---- helpers: each reports its own problem and returns `None` on error ----
 
 /// `path.field`, or just `field` at the top level.
@@ -883,13 +976,14 @@ mod tests {
 
     /// Both passes, as `compile::parse_document` runs them.
     fn read(json: &[u8]) -> Result<(RawConfig, Vec<RawRule>), ConfigErrors> {
-        let head = read_head(json)?;
+        let doc: &dyn Document = &json;
+        let head = read_head(doc)?;
         let mut errs = head.errs;
         let mut rules = Vec::new();
         if head.rules_listed {
-            read_rules(json, &mut errs, |i, r| {
+            read_rules(doc, head.checked, &mut errs, |i, r| {
                 assert_eq!(i, rules.len());
-                rules.push(r)
+                rules.push(r.clone())
             })?;
         }
         match head.settings {
@@ -1002,6 +1096,97 @@ mod tests {
             [
                 "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, trust_domains, credential_service, providers, rules",
                 "x: unknown field `x`; expected one of mode, audit_log, trust_domains, credential_service, providers, rules"
+            ]
+        );
+    }
+
+    /// What serde_json alone says of `json`, read as the configuration
+    /// was read before the scanner (from a reader, as a `Value`).
+    fn serde_json_says(json: &str) -> String {
+        match serde_json::from_reader::<_, Value>(json.as_bytes()) {
+            Ok(_) => String::new(),
+            Err(e) => syntax_message(&e),
+        }
+    }
+
+    #[test]
+    fn the_scanner_refuses_what_serde_json_refuses_with_its_words() {
+        let rule = |workload: &str| MINIMAL.replace(r#""spiffe://cluster.local/x""#, workload);
+        let deep = format!("{}{}", "[".repeat(130), "]".repeat(130));
+        for bad in [
+            rule(r#""spiffe://cluster.local/\x""#),
+            rule(r#""spiffe://cluster.local/\ud800""#),
+            rule(r#""spiffe://cluster.local/\udc00x""#),
+            rule(r#""spiffe://cluster.local/\ud800\u0041""#),
+            rule(r#""spiffe://cluster.local/\u12""#),
+            rule("\"spiffe://cluster.local/\u{1}\""),
+            rule(r#""x",]"#),
+            rule("1e400"),
+            rule("-"),
+            rule("01"),
+            rule("tru"),
+            MINIMAL.replacen('{', r#"{"a": 1,}"#, 1),
+            MINIMAL.replacen('{', "{,", 1),
+            format!("{MINIMAL} x"),
+            format!("{MINIMAL}}}"),
+            MINIMAL.replacen('{', &format!(r#"{{"deep": {deep},"#), 1),
+            "[1,]".to_string(),
+            "\u{feff}{}".to_string(),
+        ] {
+            let want = serde_json_says(&bad);
+            assert!(want.starts_with("line "), "{bad}: {want}");
+            assert_eq!(errors(&bad), [want], "{bad}");
+        }
+    }
+
+    #[test]
+    fn escapes_and_non_ascii_text_read_as_serde_json_reads_them() {
+        let json = MINIMAL
+            .replace(
+                r#""name": "r""#,
+                r#""n\u0061me": "r\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t é""#,
+            )
+            .replace(r#""mode""#, r#""m\u006fde""#);
+        let (_, rules) = read(json.as_bytes()).unwrap();
+        let want: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(rules[0].name, want["rules"][0]["name"].as_str().unwrap());
+        assert_eq!(rules[0].name, "ré😀\"\\/\u{8}\u{c}\n\r\t é");
+        // Numbers and booleans are type errors; serde_json judged the syntax.
+        let e =
+            errors(&MINIMAL.replace(r#""GET /""#, r#"-1.5e3, true, null, 12345678901234567890"#));
+        assert_eq!(
+            e,
+            [
+                "rules[0].endpoints[0]: expected a string, got a number",
+                "rules[0].endpoints[1]: expected a string, got a boolean",
+                "rules[0].endpoints[2]: expected a string, got null",
+                "rules[0].endpoints[3]: expected a string, got a number",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rule_reports_unknown_fields_by_name_then_each_field_and_the_last_repeat_counts() {
+        let e = errors(&MINIMAL.replace(
+            r#"{"name": "r", "workloads": ["spiffe://cluster.local/x"], "providers": ["openai"], "endpoints": ["GET /"]}"#,
+            r#"{"zz": 1, "endpoints": 1, "b": 2, "zz": 3, "providers": ["openai"], "endpoints": [1, "x", {}], "name": 2}, 7, {}"#,
+        ));
+        assert_eq!(
+            e,
+            [
+                "rules[0].zz: duplicate field `zz`",
+                "rules[0].endpoints: duplicate field `endpoints`",
+                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints",
+                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints",
+                "rules[0].name: expected a string, got a number",
+                "rules[0].workloads: missing required field",
+                "rules[0].endpoints[0]: expected a string, got a number",
+                "rules[0].endpoints[2]: expected a string, got an object",
+                "rules[1]: expected an object, got a number",
+                "rules[2].name: missing required field",
+                "rules[2].workloads: missing required field",
+                "rules[2].providers: missing required field",
+                "rules[2].endpoints: missing required field",
             ]
         );
     }
