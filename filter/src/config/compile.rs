@@ -49,10 +49,11 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
     let mut meaning = ConfigErrors::default();
     let settings = head.settings.map(|raw| compile_settings(raw, &mut meaning));
     let mut policy = PolicyBuilder::with_capacity(head.rules);
+    let mut last = LastSets::default();
     if head.rules_listed {
         read::read_rules(doc, head.checked, &mut shape, |i, rule| {
             if let Some(settings) = &settings {
-                compile_rule(i, rule, settings, &mut policy, &mut meaning);
+                compile_rule(i, rule, settings, &mut policy, &mut last, &mut meaning);
             }
         })?;
     }
@@ -137,6 +138,33 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
     }
 }
 
+/// The provider and endpoint lists of the last rule whose lists had no
+/// problem, with their set numbers: a policy's rules usually repeat them,
+/// and a list equal to the last one is not checked and parsed again.
+#[derive(Default)]
+struct LastSets {
+    providers: Option<(Vec<String>, u32)>,
+    endpoints: Option<(Vec<String>, u32)>,
+}
+
+/// The set number of `list` when it equals the cached one.
+fn cached(cache: &Option<(Vec<String>, u32)>, list: &[String]) -> Option<u32> {
+    cache.as_ref().filter(|(l, _)| l == list).map(|&(_, n)| n)
+}
+
+/// Caches `list` (its problems counted from `before`) as set `n`.
+fn remember(
+    cache: &mut Option<(Vec<String>, u32)>,
+    list: &[String],
+    n: u32,
+    before: usize,
+    errs: &ConfigErrors,
+) {
+    if errs.0.len() == before {
+        *cache = Some((list.to_vec(), n));
+    }
+}
+
 /// Checks rule `i` against the settings and adds it to `policy` (also when
 /// it has a problem, so a later rule with the same name is reported).
 fn compile_rule(
@@ -144,6 +172,7 @@ fn compile_rule(
     r: &RawRule,
     settings: &Settings,
     policy: &mut PolicyBuilder,
+    last: &mut LastSets,
     errs: &mut ConfigErrors,
 ) {
     if r.name.is_empty() {
@@ -183,36 +212,54 @@ fn compile_rule(
             Err(e) => errs.push(format!("rules[{i}].workloads[{j}]"), e.to_string()),
         }
     }
-    if r.providers.is_empty() {
-        errs.push(
-            format!("rules[{i}].providers"),
-            "list at least one provider",
-        );
-    }
-    let mut pids = Vec::with_capacity(r.providers.len());
-    for (j, name) in r.providers.iter().enumerate() {
-        match settings.providers.find_by_name(name) {
-            Some(id) => pids.push(id),
-            None => errs.push(
-                format!("rules[{i}].providers[{j}]"),
-                format!("no provider is named {name:?}"),
-            ),
+    let providers = match cached(&last.providers, &r.providers) {
+        Some(n) => n,
+        None => {
+            let before = errs.0.len();
+            if r.providers.is_empty() {
+                errs.push(
+                    format!("rules[{i}].providers"),
+                    "list at least one provider",
+                );
+            }
+            let mut pids = Vec::with_capacity(r.providers.len());
+            for (j, name) in r.providers.iter().enumerate() {
+                match settings.providers.find_by_name(name) {
+                    Some(id) => pids.push(id),
+                    None => errs.push(
+                        format!("rules[{i}].providers[{j}]"),
+                        format!("no provider is named {name:?}"),
+                    ),
+                }
+            }
+            let n = policy.provider_set(pids);
+            remember(&mut last.providers, &r.providers, n, before, errs);
+            n
         }
-    }
-    if r.endpoints.is_empty() {
-        errs.push(
-            format!("rules[{i}].endpoints"),
-            "list at least one endpoint, e.g. \"POST /v1/chat/completions\"",
-        );
-    }
-    let mut eps = Vec::with_capacity(r.endpoints.len());
-    for (j, e) in r.endpoints.iter().enumerate() {
-        match EndpointPattern::parse(e) {
-            Ok(p) => eps.push(p),
-            Err(err) => errs.push(format!("rules[{i}].endpoints[{j}]"), err.to_string()),
+    };
+    let endpoints = match cached(&last.endpoints, &r.endpoints) {
+        Some(n) => n,
+        None => {
+            let before = errs.0.len();
+            if r.endpoints.is_empty() {
+                errs.push(
+                    format!("rules[{i}].endpoints"),
+                    "list at least one endpoint, e.g. \"POST /v1/chat/completions\"",
+                );
+            }
+            let mut eps = Vec::with_capacity(r.endpoints.len());
+            for (j, e) in r.endpoints.iter().enumerate() {
+                match EndpointPattern::parse(e) {
+                    Ok(p) => eps.push(p),
+                    Err(err) => errs.push(format!("rules[{i}].endpoints[{j}]"), err.to_string()),
+                }
+            }
+            let n = policy.endpoint_set(eps);
+            remember(&mut last.endpoints, &r.endpoints, n, before, errs);
+            n
         }
-    }
-    policy.push(&r.name, &pats, pids, eps);
+    };
+    policy.push_sets(&r.name, &pats, providers, endpoints);
 }
 
 fn duration_field(
@@ -584,6 +631,42 @@ mod tests {
             r#""name": "b", "workloads": ["spiffe://cluster.local/y"], "providers": ["openai"]"#,
         );
         assert_eq!(parse(ok.as_bytes()).unwrap().policy.len(), 2);
+    }
+
+    #[test]
+    fn a_list_repeated_from_the_last_rule_is_reported_again_when_bad() {
+        let rule = |name: &str, providers: &str, endpoints: &str| {
+            format!(
+                r#"{{"name": "{name}", "workloads": ["spiffe://cluster.local/{name}"], "providers": [{providers}], "endpoints": [{endpoints}]}}"#
+            )
+        };
+        let rules = [
+            rule("a", r#""openai""#, r#""GET /x""#),
+            rule("b", r#""openai""#, r#""GET /x""#),
+            rule("c", r#""nope""#, r#""GET x""#),
+            rule("d", r#""nope""#, r#""GET x""#),
+            rule("e", r#""openai""#, r#""GET /x""#),
+        ]
+        .join(",");
+        let json = EXAMPLE.replace(
+            &EXAMPLE[EXAMPLE.find(r#"{"name": "support""#).unwrap()..EXAMPLE.rfind(']').unwrap()],
+            &rules,
+        );
+        let e = errors(&json);
+        assert_eq!(
+            e,
+            [
+                "rules[2].providers[0]: no provider is named \"nope\"",
+                "rules[2].endpoints[0]: an endpoint pattern path must start with '/'",
+                "rules[3].providers[0]: no provider is named \"nope\"",
+                "rules[3].endpoints[0]: an endpoint pattern path must start with '/'",
+            ]
+        );
+        let ok = json
+            .replace(r#""nope""#, r#""openai""#)
+            .replace(r#""GET x""#, r#""GET /y""#);
+        let c = parse(ok.as_bytes()).unwrap();
+        assert_eq!(c.policy.len(), 5);
     }
 
     #[test]

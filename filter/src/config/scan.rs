@@ -58,7 +58,8 @@ pub struct Scanner<'r> {
     end: usize,
     lenient: bool,
     depth: u32,
-    /// The last string read, unescaped.
+    /// The last string read, unescaped (its buffer is reused).
+    text: String,
     scratch: Vec<u8>,
 }
 
@@ -71,6 +72,7 @@ impl<'r> Scanner<'r> {
             end: 0,
             lenient,
             depth: 0,
+            text: String::new(),
             scratch: Vec::new(),
         }
     }
@@ -158,6 +160,7 @@ impl<'r> Scanner<'r> {
     /// Consumes a string; its text until the next read.
     pub fn string(&mut self) -> Result<&str, Stop> {
         self.eat(b'"')?;
+        self.scratch = core::mem::take(&mut self.text).into_bytes();
         self.scratch.clear();
         loop {
             if self.pos >= self.end && !self.fill()? {
@@ -185,7 +188,8 @@ impl<'r> Scanner<'r> {
                 }
             }
         }
-        std::str::from_utf8(&self.scratch).map_err(|_| Stop)
+        self.text = String::from_utf8(core::mem::take(&mut self.scratch)).map_err(|_| Stop)?;
+        Ok(&self.text)
     }
 
     fn next_byte(&mut self) -> Result<u8, Stop> {
@@ -282,9 +286,7 @@ impl<'r> Scanner<'r> {
         *first = false;
         self.string()?;
         self.eat(b':')?;
-        std::str::from_utf8(&self.scratch)
-            .map_err(|_| Stop)
-            .map(Some)
+        Ok(Some(&self.text))
     }
 
     /// Whether a list has another element (false, with the `]` consumed, at

@@ -158,19 +158,46 @@ impl PolicyBuilder {
         &mut self,
         name: &str,
         workloads: &[WorkloadPattern],
-        mut providers: Vec<ProviderId>,
+        providers: Vec<ProviderId>,
         endpoints: Vec<EndpointPattern>,
+    ) -> RuleId {
+        let providers = self.provider_set(providers);
+        let endpoints = self.endpoint_set(endpoints);
+        self.push_sets(name, workloads, providers, endpoints)
+    }
+
+    /// The number of a provider set (in any order, repeats allowed), for
+    /// [`PolicyBuilder::push_sets`]; each distinct set is stored once.
+    pub fn provider_set(&mut self, mut providers: Vec<ProviderId>) -> u32 {
+        providers.sort_unstable();
+        providers.dedup();
+        self.provider_sets.intern(providers)
+    }
+
+    /// The number of an endpoint-pattern list, for
+    /// [`PolicyBuilder::push_sets`]; each distinct list is stored once.
+    pub fn endpoint_set(&mut self, endpoints: Vec<EndpointPattern>) -> u32 {
+        self.endpoint_sets.intern(endpoints)
+    }
+
+    /// [`PolicyBuilder::push`] with sets numbered by this builder's
+    /// [`PolicyBuilder::provider_set`] and [`PolicyBuilder::endpoint_set`]
+    /// (so a caller that sees the same list again need not parse it again).
+    pub fn push_sets(
+        &mut self,
+        name: &str,
+        workloads: &[WorkloadPattern],
+        providers: u32,
+        endpoints: u32,
     ) -> RuleId {
         let id = RuleId(self.rules.len() as u32);
         for w in workloads {
             self.index.insert(w, id.0);
         }
-        providers.sort_unstable();
-        providers.dedup();
         let rule = Rule {
             name: name.into(),
-            providers: self.provider_sets.intern(providers),
-            endpoints: self.endpoint_sets.intern(endpoints),
+            providers,
+            endpoints,
         };
         let hash = self.hasher.hash_one(name);
         let (rules, hasher) = (&self.rules, &self.hasher);
