@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(spiffe_id request_target workload_pattern endpoint_pattern)
+[ ${#targets[@]} -gt 0 ] || targets=(spiffe_id request_target workload_pattern endpoint_pattern config_document)
 host="$(rustc +nightly -vV | awk '/^host:/ {print $2}')"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
