@@ -83,6 +83,10 @@ struct InFlight {
     credential: CredentialKey,
     config: Rc<Config>,
     lease: u64,
+    /// Twice its lease: the host answers every call by its timeout (the lease
+    /// is the timeout plus a margin), so an answer that has not come by then
+    /// never will (the call was cancelled) and the record is dropped.
+    deadline_ms: u64,
 }
 
 /// A credential this worker used recently (the refresh-ahead set).
@@ -616,6 +620,7 @@ impl<H: Host> Worker<H> {
                         credential: credential.clone(),
                         config: config.clone(),
                         lease,
+                        deadline_ms: now.saturating_add(svc.lease_ms().saturating_mul(2)),
                     },
                 );
                 true
@@ -801,6 +806,10 @@ impl<H: Host> Worker<H> {
             return;
         }
         self.last_refresh_check_ms.set(now);
+        // A call whose answer can no longer come (cancelled with a stream it
+        // had to be dispatched from, when the root could not be made
+        // effective) must not block refreshes of its credential forever.
+        self.fetches.borrow_mut().retain(|_, f| f.deadline_ms > now);
         let Some(config) = self.config() else { return };
         let svc = &config.credential_service;
         let forget_after = svc.ttl_ms.max(600_000);

@@ -465,3 +465,32 @@ fn a_resume_the_host_refuses_becomes_a_reply_not_a_hang() {
         Some((500, "tollgate_internal_error".into()))
     );
 }
+
+#[test]
+fn a_fetch_that_could_not_be_owned_by_the_root_never_blocks_refreshes() {
+    let host = FakeHost::new();
+    let w = worker(&host);
+    // The root cannot be made effective: the fetch is dispatched from the
+    // stream, and the stream's reset cancels it (no answer ever comes).
+    host.fault("set_effective_context", HostError::BAD_ARGUMENT);
+    send(&w, &host, 10);
+    host.clear_faults();
+    assert_eq!(host.calls()[0].owner, 10);
+    end(&w, &host, 10);
+    host.remove_context(10);
+    assert_eq!(w.fetches_in_flight(), 1);
+    // The next request takes over the dead lease and gets the key.
+    let lease_ms = w.config().unwrap().credential_service.lease_ms();
+    host.advance(lease_ms + 1);
+    send(&w, &host, 11);
+    let calls = host.calls();
+    assert_eq!(calls.len(), 2);
+    answer(&w, &host, calls[1].token, 200, &key("sk-1", "k1", 60));
+    assert_eq!(authorization(&host, 11), vec![b"Bearer sk-1".to_vec()]);
+    // The cancelled call is forgotten, so refresh-ahead still runs.
+    host.advance(51_000);
+    host.enter(ROOT);
+    w.on_tick();
+    assert_eq!(w.fetches_in_flight(), 1, "only the refresh is in flight");
+    assert_eq!(host.calls().len(), 3, "refresh dispatched");
+}
