@@ -46,7 +46,8 @@ use crate::spiffe::SpiffeId;
 /// What the glue read from the host for the request-headers phase.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HeadFacts<'a> {
-    /// `connection.mtls`: the listener validated a client certificate.
+    /// A client certificate was presented (in Envoy: a URI SAN is exposed
+    /// only then; the listener must require and validate it).
     pub mtls: bool,
     /// `connection.uri_san_peer_certificate`.
     pub peer_uri_san: Option<&'a [u8]>,

@@ -18,12 +18,14 @@ fn identity_missing_without_mtls_or_san() {
         .send();
     gw.settle();
     assert_denied(&gw, &counters, a, 403, "identity_missing");
-    // A SAN property without mTLS is not trusted.
+    // An empty SAN property is no identity. (Envoy exposes a URI SAN only
+    // for a presented certificate, so the filter reads the SAN alone; the
+    // listener's required, validated client certificates make it trusted.)
     let counters = Counters::snapshot(&gw);
     let b = gw
         .request(0)
-        .mtls(false)
-        .peer_uri_san(SUPPORT_BOT)
+        .mtls(true)
+        .peer_uri_san("")
         .method("POST")
         .authority("api.openai.com")
         .path("/v1/chat/completions")
