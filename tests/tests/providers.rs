@@ -193,3 +193,55 @@ fn the_audit_line_names_workload_provider_rule_and_key_id() {
     assert_eq!(gw.metric("tollgate.decision.allow"), Some(1));
     assert_no_leak(&gw, &[id], &all_keys());
 }
+
+#[test]
+fn credentials_in_request_trailers_are_stripped_and_trip_the_tripwire() {
+    let creds = credential_service();
+    let mut gw = gateway(&config(), 1, &creds);
+    let warm = send(
+        &mut gw,
+        SUPPORT_BOT,
+        "POST",
+        "api.openai.com",
+        "/v1/chat/completions",
+    );
+    gw.settle();
+    gw.outcome(warm).expect_forwarded();
+    let before = gw.metric("tollgate.client_key_seen").unwrap_or(0);
+    let id = gw
+        .request(0)
+        .mtls(true)
+        .peer_uri_san(SUPPORT_BOT)
+        .method("POST")
+        .authority("api.openai.com")
+        .path("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(br#"{"model":"gpt-4o-mini","messages":[]}"#.to_vec())
+        .trailer("authorization", format!("Bearer {CLIENT_OPENAI_KEY}"))
+        .trailer("x-goog-api-key", CLIENT_GEMINI_KEY)
+        .trailer("x-checksum", "abc")
+        .send();
+    gw.settle();
+    let f = gw.outcome(id).expect_forwarded().clone();
+    assert_eq!(
+        f.header_str("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}"))
+    );
+    assert_eq!(
+        f.trailer("authorization"),
+        None,
+        "stripped from the trailers"
+    );
+    assert_eq!(f.trailer("x-goog-api-key"), None);
+    assert_eq!(f.trailer("x-checksum"), Some(&b"abc"[..]), "others kept");
+    assert_eq!(
+        gw.metric("tollgate.client_key_seen").unwrap_or(0),
+        before + 1,
+        "one tripwire count for the request"
+    );
+    gw.respond(id, 200, &[], b"{}");
+    let record: serde_json::Value =
+        serde_json::from_slice(&gw.filter_state(id, AUDIT_KEY).expect("audit record")).unwrap();
+    assert_eq!(record["client_key_seen"], true, "{record}");
+    assert_no_leak(&gw, &[id], &[CLIENT_OPENAI_KEY, CLIENT_GEMINI_KEY]);
+}
