@@ -139,10 +139,6 @@ impl RequestFlow {
         }
     }
 
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
     pub fn admission(&self) -> Option<&Admission> {
         match &self.state {
             State::AwaitingCredential { admission, .. } => Some(admission),

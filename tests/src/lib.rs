@@ -282,6 +282,22 @@ pub fn config_with_rules(n: usize) -> Value {
     c
 }
 
+/// A one-worker gateway whose cache already holds the OpenAI key: one
+/// allowed chat request went through first.
+pub fn warm_gateway(config: &Value, creds: &MockCredentialService) -> Gateway {
+    let mut gw = gateway(config, 1, creds);
+    let id = send(
+        &mut gw,
+        SUPPORT_BOT,
+        "POST",
+        "api.openai.com",
+        "/v1/chat/completions",
+    );
+    gw.settle();
+    gw.outcome(id).expect_forwarded();
+    gw
+}
+
 /// Sends a request from `workload` (with mTLS) on worker 0.
 pub fn send(
     gw: &mut Gateway,

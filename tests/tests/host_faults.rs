@@ -20,10 +20,7 @@ fn chat(gw: &mut Gateway) -> StreamId {
 /// A gateway whose cache already holds the OpenAI key.
 fn warm() -> (Gateway, tollgate_harness::mock::MockCredentialService) {
     let creds = credential_service();
-    let mut gw = gateway(&config(), 1, &creds);
-    let id = chat(&mut gw);
-    gw.settle();
-    gw.outcome(id).expect_forwarded();
+    let gw = warm_gateway(&config(), &creds);
     (gw, creds)
 }
 

@@ -197,16 +197,7 @@ fn the_audit_line_names_workload_provider_rule_and_key_id() {
 #[test]
 fn credentials_in_request_trailers_are_stripped_and_trip_the_tripwire() {
     let creds = credential_service();
-    let mut gw = gateway(&config(), 1, &creds);
-    let warm = send(
-        &mut gw,
-        SUPPORT_BOT,
-        "POST",
-        "api.openai.com",
-        "/v1/chat/completions",
-    );
-    gw.settle();
-    gw.outcome(warm).expect_forwarded();
+    let mut gw = warm_gateway(&config(), &creds);
     let before = gw.metric("tollgate.client_key_seen").unwrap_or(0);
     let id = gw
         .request(0)

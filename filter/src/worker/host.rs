@@ -20,7 +20,6 @@ use crate::pairs::HeaderMap;
 pub struct HostError(pub u32);
 
 impl HostError {
-    pub const NOT_FOUND: HostError = HostError(1);
     pub const BAD_ARGUMENT: HostError = HostError(2);
     pub const CAS_MISMATCH: HostError = HostError(8);
     pub const INTERNAL_FAILURE: HostError = HostError(10);

@@ -70,6 +70,12 @@ fn answer(w: &Worker<&FakeHost>, host: &FakeHost, token: u32, status: u16, body:
     w.on_http_call_response(token, 1, body.len());
 }
 
+/// Answers dispatched call number `call` with `value` (id `k1`, 60 s).
+fn answer_key(w: &Worker<&FakeHost>, host: &FakeHost, call: usize, value: &str) {
+    let token = host.calls()[call].token;
+    answer(w, host, token, 200, &key(value, "k1", 60));
+}
+
 fn key(value: &str, id: &str, expires_in_s: u64) -> String {
     format!(r#"{{"value":"{value}","id":"{id}","expires_in_s":{expires_in_s}}}"#)
 }
@@ -162,13 +168,7 @@ fn waiters_on_another_worker_are_woken_by_the_tick() {
     assert_eq!(send(&a, &host, 10), Action::Pause);
     assert_eq!(send(&b, &host, 20), Action::Pause);
     assert_eq!(host.calls().len(), 1, "one fetch across workers");
-    answer(
-        &a,
-        &host,
-        host.calls()[0].token,
-        200,
-        &key("sk-1", "k1", 60),
-    );
+    answer_key(&a, &host, 0, "sk-1");
     assert!(authorization(&host, 20).is_empty(), "b has not looked yet");
     host.advance(20);
     host.enter(2);
@@ -259,13 +259,7 @@ fn every_host_failure_on_the_request_path_fails_closed() {
         if method == "replace_header" {
             host.clear_faults();
             send(&w, &host, 5);
-            answer(
-                &w,
-                &host,
-                host.calls()[0].token,
-                200,
-                &key("sk-1", "k1", 60),
-            );
+            answer_key(&w, &host, 0, "sk-1");
             host.fault(method, HostError::INTERNAL_FAILURE);
         }
         let action = send(&w, &host, 10);
@@ -307,13 +301,7 @@ fn a_clock_failure_at_the_answer_releases_the_lease_and_fails_waiters() {
     let w = worker(&host);
     send(&w, &host, 10);
     host.fault("now_ms", HostError::INTERNAL_FAILURE);
-    answer(
-        &w,
-        &host,
-        host.calls()[0].token,
-        200,
-        &key("sk-1", "k1", 60),
-    );
+    answer_key(&w, &host, 0, "sk-1");
     host.clear_faults();
     assert_eq!(
         reply_reason(&host, 10),
@@ -329,13 +317,7 @@ fn trailers_are_stripped_and_trip_the_tripwire() {
     let host = FakeHost::new();
     let w = worker(&host);
     send(&w, &host, 5);
-    answer(
-        &w,
-        &host,
-        host.calls()[0].token,
-        200,
-        &key("sk-1", "k1", 60),
-    );
+    answer_key(&w, &host, 0, "sk-1");
     assert_eq!(send(&w, &host, 10), Action::Continue);
     host.set_trailers(
         10,
@@ -363,13 +345,7 @@ fn the_audit_record_goes_to_filter_state_once_and_never_holds_the_key() {
     let host = FakeHost::new();
     let w = worker(&host);
     send(&w, &host, 10);
-    answer(
-        &w,
-        &host,
-        host.calls()[0].token,
-        200,
-        &key("sk-secret-value", "k1", 60),
-    );
+    answer_key(&w, &host, 0, "sk-secret-value");
     let at_verdict = host.filter_state(10, AUDIT_PROPERTY).unwrap();
     end(&w, &host, 10);
     assert_eq!(host.filter_state(10, AUDIT_PROPERTY).unwrap(), at_verdict);
@@ -416,13 +392,7 @@ fn the_routed_host_is_the_canonical_host_that_was_approved() {
     let host = FakeHost::new();
     let w = worker(&host);
     send(&w, &host, 5);
-    answer(
-        &w,
-        &host,
-        host.calls()[0].token,
-        200,
-        &key("sk-1", "k1", 60),
-    );
+    answer_key(&w, &host, 0, "sk-1");
     request_to(&host, 10, b"API.OpenAI.com:443");
     assert_eq!(w.on_request_headers(10), Action::Continue);
     assert_eq!(
@@ -452,13 +422,7 @@ fn a_resume_the_host_refuses_becomes_a_reply_not_a_hang() {
     let w = worker(&host);
     send(&w, &host, 10);
     host.fault("resume_request", HostError::BAD_ARGUMENT);
-    answer(
-        &w,
-        &host,
-        host.calls()[0].token,
-        200,
-        &key("sk-1", "k1", 60),
-    );
+    answer_key(&w, &host, 0, "sk-1");
     host.clear_faults();
     assert_eq!(
         reply_reason(&host, 10),
