@@ -359,6 +359,11 @@ impl RequestFlow {
         })
     }
 
+    /// Whether the request went upstream (its credential written).
+    pub fn is_forwarded(&self) -> bool {
+        matches!(self.state, State::Forwarded { .. })
+    }
+
     /// Whether the request never reached a verdict (for the abandoned counter).
     pub fn is_undecided(&self) -> bool {
         matches!(self.state, State::Start | State::AwaitingCredential { .. })

@@ -160,6 +160,14 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _eo
 }
 
 #[no_mangle]
+pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, eos: u32) -> u32 {
+    match stream(context_id) {
+        Some(w) => action(w.on_request_body(context_id, size, eos != 0)),
+        None => ACTION_PAUSE,
+    }
+}
+
+#[no_mangle]
 pub extern "C" fn proxy_on_request_trailers(context_id: u32, _trailers: usize) -> u32 {
     match stream(context_id) {
         Some(w) => action(w.on_request_trailers(context_id)),

@@ -841,6 +841,19 @@ impl<H: Host> Worker<H> {
         }
     }
 
+    /// A request-body callback. Under Envoy's `allow_on_headers_stop_iteration`
+    /// body callbacks run while the headers are still held, and a Continue
+    /// from one releases the headers and the buffer upstream: so the body is
+    /// held (Pause, Envoy buffers it) for as long as the request is
+    /// undecided, and resumed with the headers once its credential is
+    /// written. A refused request's body never goes on.
+    pub fn on_request_body(&self, ctx: u32, _size: usize, _end: bool) -> Action {
+        match self.streams.borrow().get(&ctx) {
+            Some(s) if s.flow.is_forwarded() => Action::Continue,
+            _ => Action::Pause,
+        }
+    }
+
     /// The request-trailers callback: trailers are stripped like headers.
     pub fn on_request_trailers(&self, ctx: u32) -> Action {
         let config = {
@@ -870,7 +883,11 @@ impl<H: Host> Worker<H> {
             self.count(Counter::ClientKeySeen);
             self.with_flow(ctx, |f| f.note_client_key());
         }
-        Action::Continue
+        // As for the body: trailers held with undecided headers stay held.
+        match self.streams.borrow().get(&ctx) {
+            Some(s) if !s.flow.is_forwarded() => Action::Pause,
+            _ => Action::Continue,
+        }
     }
 
     /// A host failure after the headers went upstream: the local reply resets
