@@ -53,6 +53,20 @@ pub struct AuditRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_fp: Option<String>,
     pub client_key_seen: bool,
+    /// The model the provider reads (printable names only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The largest output cap the client asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_requested: Option<u64>,
+    /// The output cap the provider received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_effective: Option<u64>,
+    #[serde(skip_serializing_if = "core::ops::Not::not")]
+    pub clamped: bool,
+    /// The response is a stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
 }
 
 impl AuditRecord {

@@ -34,7 +34,9 @@
 //!   always enforced.
 
 use crate::audit::{printable, AuditRecord, Verdict};
-use crate::config::{Config, Mode};
+use crate::body::check::{self, BodyOutcome, BodyPlan};
+use crate::config::{BodyMode, Config, Mode};
+use crate::exchange::Exchange;
 use crate::credential::cache::Lookup;
 use crate::credential::CredentialKey;
 use crate::policy::Decision;
@@ -61,6 +63,14 @@ pub struct HeadFacts<'a> {
     pub method_override: bool,
     /// The request asks for a protocol upgrade.
     pub upgrade: bool,
+    /// The headers end the request (no body follows).
+    pub end_of_stream: bool,
+    /// Every `content-type` value.
+    pub content_types: &'a [&'a [u8]],
+    /// Every `content-encoding` value.
+    pub content_encodings: &'a [&'a [u8]],
+    /// `content-length`, when present and a plain number.
+    pub content_length: Option<u64>,
 }
 
 /// The request is admitted pending its credential.
@@ -76,6 +86,9 @@ pub struct Admission {
     /// The canonical host to send as `:authority` when the client's differs
     /// (case, port): the host approved is the host routed.
     pub rewrite_authority: Option<String>,
+    /// The body will be checked: held mode holds the request for it;
+    /// streamed mode sends the headers without Content-Length.
+    pub body_checked: bool,
 }
 
 /// What the glue must do after a credential lookup (or a wait ended).
@@ -89,6 +102,50 @@ pub enum CredentialStep {
     Wait,
     /// Stay paused and dispatch the fetch holding lease `lease`.
     Fetch { lease: u64 },
+    /// The credential is ready but the body has not been checked (held
+    /// mode): stay paused until it has.
+    AwaitBody,
+}
+
+/// What the glue must do with a request-body callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyStep {
+    /// Let the data go on (the request was forwarded and needs no check).
+    Pass,
+    /// Keep buffering (Envoy: StopIterationAndBuffer).
+    Hold,
+    /// The body is complete: read it and call [`RequestFlow::on_body`].
+    Inspect,
+    /// Send the deny reply.
+    Reply(DenyReason),
+}
+
+/// How long a held body may go without progress before `body_timeout`.
+pub const BODY_IDLE_MS: u64 = 10_000;
+
+/// The request body, as far as the flow is concerned.
+#[derive(Debug)]
+enum Body {
+    /// Not read: the rule needs no check (or none is needed any more).
+    Unchecked,
+    /// To be checked at its end.
+    Pending {
+        plan: Box<BodyPlan>,
+        max_bytes: u32,
+        /// When the body counts as stalled (reset by each chunk).
+        idle_deadline_ms: u64,
+    },
+    /// Checked and passed.
+    Checked,
+}
+
+/// What the response phase needs from the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponsePlan {
+    pub exchange: Option<Exchange>,
+    pub stream: bool,
+    /// Remove the usage-only chunk (the client did not ask for it).
+    pub drop_usage_chunk: bool,
 }
 
 /// What [`RequestFlow::on_stream_end`] reports.
@@ -120,6 +177,10 @@ pub enum State {
 #[derive(Debug)]
 pub struct RequestFlow {
     state: State,
+    body: Body,
+    /// Forwarding waits for the body check (held mode).
+    held: bool,
+    response: ResponsePlan,
     /// dry_run: the policy verdict that was not enforced.
     shadow: Option<DenyReason>,
     audit: AuditRecord,
@@ -132,6 +193,9 @@ impl RequestFlow {
     pub fn new(mode: Mode) -> Self {
         RequestFlow {
             state: State::Start,
+            body: Body::Unchecked,
+            held: true,
+            response: ResponsePlan::default(),
             shadow: None,
             audit: AuditRecord::new(mode.as_str()),
             published: false,
@@ -171,7 +235,8 @@ impl RequestFlow {
     ) -> Result<&Admission, DenyReason> {
         self.audit.client_key_seen = facts.client_key_seen;
         self.audit.request_id = facts.request_id.and_then(|r| printable(r, 128));
-        match self.admit(config, facts, scratch) {
+        self.held = config.body_mode == BodyMode::Held;
+        match self.admit(config, facts, now_ms, scratch) {
             Ok(admission) => {
                 self.state = State::AwaitingCredential {
                     admission,
@@ -191,6 +256,7 @@ impl RequestFlow {
         &mut self,
         config: &Config,
         facts: &HeadFacts<'_>,
+        now_ms: u64,
         scratch: &mut Vec<u32>,
     ) -> Result<Admission, DenyReason> {
         let workload = identity(config, facts)?;
@@ -230,12 +296,14 @@ impl RequestFlow {
         self.audit.path = Some(target.path().to_string());
         self.audit.client_key_seen |= target.removed_real_key();
 
+        let mut limits = None;
         match config
             .policy
             .evaluate(&workload, provider_id, method, &target, scratch)
         {
             Decision::Allow(permit) => {
                 self.audit.rule = Some(config.policy.rule_name(permit.rule).into());
+                limits = config.policy.limits(permit.rule);
             }
             Decision::Deny(reason) if config.mode == Mode::DryRun && reason.is_policy_verdict() => {
                 self.shadow = Some(reason);
@@ -245,6 +313,9 @@ impl RequestFlow {
             Decision::Deny(reason) => return Err(reason),
         }
 
+        let exchange = Exchange::classify(provider.kind, target.path());
+        let body_checked = self.plan_body(config, facts, exchange, limits.cloned(), now_ms)?;
+
         let credential = CredentialKey::for_request(&provider.credential, &workload);
         Ok(Admission {
             provider: provider_id,
@@ -253,7 +324,176 @@ impl RequestFlow {
             injection: provider.injection.clone(),
             rewrite_path: target.upstream_target(),
             rewrite_authority,
+            body_checked,
         })
+    }
+
+    /// Decides what the body needs: nothing (header-only), a check at its
+    /// end, or a decision now (path model, no body, headers that rule the
+    /// body out). True when the body will be checked.
+    fn plan_body(
+        &mut self,
+        config: &Config,
+        facts: &HeadFacts<'_>,
+        exchange: Exchange,
+        limits: Option<crate::policy::limits::ExchangeLimits>,
+        now_ms: u64,
+    ) -> Result<bool, DenyReason> {
+        let dry_run = config.mode == Mode::DryRun;
+        self.response.exchange = Some(exchange.clone());
+        self.response.stream = exchange.streams_by_path();
+        if let (Some(l), Some(m)) = (&limits, &exchange.path_model) {
+            self.audit.model = printable(m.as_bytes(), 256);
+            if !l.permits_model(m) {
+                self.policy_denial(dry_run, DenyReason::ModelNotPermitted)?;
+            }
+        }
+        let models_in_body = limits.as_ref().is_some_and(|l| l.models.is_some())
+            && exchange.model_in_body();
+        if limits.as_ref().is_some_and(|l| l.models.is_some())
+            && !exchange.model_in_body()
+            && exchange.path_model.is_none()
+        {
+            self.policy_denial(dry_run, DenyReason::ModelMissing)?;
+        }
+        let capped = limits
+            .as_ref()
+            .is_some_and(|l| l.max_output_tokens.is_some())
+            && exchange.cap_fields().is_some();
+        let usage = config.inject_stream_usage && exchange.usage_needs_stream_option();
+        if !(models_in_body || capped || usage) {
+            return Ok(false);
+        }
+        if facts.end_of_stream {
+            if models_in_body {
+                self.policy_denial(dry_run, DenyReason::ModelMissing)?;
+            }
+            return Ok(false);
+        }
+        let max_bytes = limits
+            .as_ref()
+            .map_or(crate::policy::limits::DEFAULT_MAX_BODY_BYTES, |l| l.max_body_bytes);
+        json_request(facts)?;
+        if facts.content_length.is_some_and(|n| n > u64::from(max_bytes)) {
+            return Err(DenyReason::BodyTooLarge);
+        }
+        self.body = Body::Pending {
+            plan: Box::new(BodyPlan {
+                exchange,
+                limits,
+                inject_usage: config.inject_stream_usage,
+                dry_run,
+            }),
+            max_bytes,
+            idle_deadline_ms: now_ms.saturating_add(BODY_IDLE_MS),
+        };
+        Ok(true)
+    }
+
+    /// Enforces a policy denial, or in dry_run keeps the first as the shadow.
+    fn policy_denial(&mut self, dry_run: bool, reason: DenyReason) -> Result<(), DenyReason> {
+        if !dry_run {
+            return Err(reason);
+        }
+        if self.shadow.is_none() {
+            self.shadow = Some(reason);
+            self.audit.decision = Verdict::ShadowDeny;
+            self.audit.reason = Some(reason.code());
+        }
+        Ok(())
+    }
+
+    /// A request-body callback: `size` is what the buffer holds now (all of
+    /// the body so far while it is held), `end` whether it is complete.
+    pub fn on_body_data(&mut self, size: usize, end: bool, now_ms: u64) -> BodyStep {
+        let forwarded = self.is_forwarded();
+        match &mut self.body {
+            Body::Pending {
+                max_bytes,
+                idle_deadline_ms,
+                ..
+            } => {
+                if size > *max_bytes as usize {
+                    return BodyStep::Reply(self.deny(DenyReason::BodyTooLarge));
+                }
+                *idle_deadline_ms = now_ms.saturating_add(BODY_IDLE_MS);
+                if end {
+                    BodyStep::Inspect
+                } else {
+                    BodyStep::Hold
+                }
+            }
+            _ if forwarded => BodyStep::Pass,
+            _ => BodyStep::Hold,
+        }
+    }
+
+    /// The whole body: checks it. `Ok(Some(new))` when the provider must
+    /// receive `new` instead.
+    pub fn on_body(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, DenyReason> {
+        let Body::Pending { plan, .. } = core::mem::replace(&mut self.body, Body::Checked) else {
+            return Ok(None);
+        };
+        match check::check(&plan, body) {
+            Ok(outcome) => Ok(self.note_body(outcome)),
+            Err(reason) => Err(self.deny(reason)),
+        }
+    }
+
+    fn note_body(&mut self, out: BodyOutcome) -> Option<Vec<u8>> {
+        if let Some(m) = &out.model {
+            self.audit.model = printable(m.as_bytes(), 256);
+        }
+        self.audit.max_tokens_requested = out.requested_cap;
+        self.audit.max_tokens_effective = out.effective_cap;
+        self.audit.clamped = out.clamped;
+        self.audit.stream = Some(out.stream);
+        self.response.stream = out.stream;
+        self.response.drop_usage_chunk = out.usage_injected;
+        if let Some(reason) = out.shadow {
+            if self.shadow.is_none() {
+                self.shadow = Some(reason);
+                self.audit.decision = Verdict::ShadowDeny;
+                self.audit.reason = Some(reason.code());
+            }
+        }
+        self.published = false;
+        out.rewrite
+    }
+
+    /// The most a held body may hold (its rule's `max_body_bytes`), while
+    /// it is still to be checked.
+    pub fn body_limit(&self) -> Option<usize> {
+        match &self.body {
+            Body::Pending { max_bytes, .. } => Some(*max_bytes as usize),
+            _ => None,
+        }
+    }
+
+    /// Whether the body is still to be checked.
+    pub fn body_pending(&self) -> bool {
+        matches!(self.body, Body::Pending { .. })
+    }
+
+    /// When a held body counts as stalled, if one is awaited.
+    pub fn body_deadline_ms(&self) -> Option<u64> {
+        match &self.body {
+            Body::Pending {
+                idle_deadline_ms, ..
+            } if !matches!(self.state, State::Replied(_)) => Some(*idle_deadline_ms),
+            _ => None,
+        }
+    }
+
+    /// The held body never came (or stalled): `body_timeout`.
+    pub fn on_body_timeout(&mut self) -> DenyReason {
+        self.body = Body::Unchecked;
+        self.deny(DenyReason::BodyTimeout)
+    }
+
+    /// What the response phase needs.
+    pub fn response_plan(&self) -> &ResponsePlan {
+        &self.response
     }
 
     /// Whether a real-looking client key was found (headers or query).
@@ -287,6 +527,15 @@ impl RequestFlow {
             return CredentialStep::Reply(self.deny(DenyReason::InternalError));
         };
         match lookup {
+            Lookup::Ready {
+                value,
+                id,
+                fingerprint,
+                ..
+            } if self.held && matches!(self.body, Body::Pending { .. }) => {
+                let _ = (value, id, fingerprint);
+                CredentialStep::AwaitBody
+            }
             Lookup::Ready {
                 value,
                 id,
@@ -374,6 +623,24 @@ impl RequestFlow {
     }
 }
 
+/// A body that will be inspected must be plain JSON: exactly one
+/// `content-type` of `application/json` (parameters allowed) and no
+/// `content-encoding` other than one `identity`.
+fn json_request(facts: &HeadFacts<'_>) -> Result<(), DenyReason> {
+    let [ct] = facts.content_types else {
+        return Err(DenyReason::BodyUnsupported);
+    };
+    let media = ct.split(|&b| b == b';').next().unwrap_or_default();
+    if !media.trim_ascii().eq_ignore_ascii_case(b"application/json") {
+        return Err(DenyReason::BodyUnsupported);
+    }
+    match facts.content_encodings {
+        [] => Ok(()),
+        [e] if e.trim_ascii().eq_ignore_ascii_case(b"identity") => Ok(()),
+        _ => Err(DenyReason::BodyUnsupported),
+    }
+}
+
 /// Reads and checks the caller's SPIFFE identity. Only the validated mTLS
 /// peer certificate counts; nothing the application sends can stand in.
 fn identity(config: &Config, facts: &HeadFacts<'_>) -> Result<SpiffeId, DenyReason> {
@@ -417,6 +684,7 @@ mod tests {
             authority: Some(authority),
             path: Some(path),
             request_id: Some(b"req-1"),
+            end_of_stream: true,
             ..Default::default()
         }
     }

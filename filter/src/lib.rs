@@ -13,8 +13,10 @@
 //! returns. ARCHITECTURE.md walks a request through these modules.
 
 pub mod audit;
+pub mod body;
 pub mod config;
 pub mod credential;
+pub mod exchange;
 pub mod flow;
 pub mod metrics;
 pub mod pairs;
@@ -23,6 +25,7 @@ pub mod provider;
 pub mod reason;
 pub mod reply;
 pub mod request_path;
+pub mod response;
 pub mod spiffe;
 pub mod strip;
 pub mod worker;

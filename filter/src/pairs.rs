@@ -43,6 +43,14 @@ impl HeaderMap {
     pub fn first(&self, name: &[u8]) -> Option<&[u8]> {
         self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
+
+    /// Every value of `name`, in order.
+    pub fn all(&self, name: &[u8]) -> Vec<&[u8]> {
+        self.iter()
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+            .collect()
+    }
 }
 
 /// Walks pair encoding; each item is `None` if that pair is out of bounds.

@@ -41,11 +41,27 @@ pub enum DenyReason {
     CredentialUnavailable,
     /// The filter could not do its job (a host call failed). Fail closed.
     InternalError,
+    /// The rule lists models and the request's model is not among them.
+    ModelNotPermitted,
+    /// The rule lists models and the request names none Tollgate can read.
+    ModelMissing,
+    /// The request asks for more output tokens than the rule's cap (`deny`).
+    MaxTokensExceeded,
+    /// The body is larger than the rule's `max_body_bytes`.
+    BodyTooLarge,
+    /// The body must be inspected but is not plain JSON (content type or
+    /// content encoding).
+    BodyUnsupported,
+    /// The body is not strict JSON (or a field the policy reads is malformed).
+    BodyInvalid,
+    /// The body never arrived (held mode without Envoy's
+    /// `allow_on_headers_stop_iteration`, or a client that stalled).
+    BodyTimeout,
 }
 
 impl DenyReason {
     /// Every reason, for metric definition and documentation tests.
-    pub const ALL: [DenyReason; 15] = [
+    pub const ALL: [DenyReason; 22] = [
         DenyReason::IdentityMissing,
         DenyReason::IdentityInvalid,
         DenyReason::TrustDomainUntrusted,
@@ -61,6 +77,13 @@ impl DenyReason {
         DenyReason::CredentialDenied,
         DenyReason::CredentialUnavailable,
         DenyReason::InternalError,
+        DenyReason::ModelNotPermitted,
+        DenyReason::ModelMissing,
+        DenyReason::MaxTokensExceeded,
+        DenyReason::BodyTooLarge,
+        DenyReason::BodyUnsupported,
+        DenyReason::BodyInvalid,
+        DenyReason::BodyTimeout,
     ];
 
     /// The stable snake_case code.
@@ -81,6 +104,13 @@ impl DenyReason {
             DenyReason::CredentialDenied => "credential_denied",
             DenyReason::CredentialUnavailable => "credential_unavailable",
             DenyReason::InternalError => "internal_error",
+            DenyReason::ModelNotPermitted => "model_not_permitted",
+            DenyReason::ModelMissing => "model_missing",
+            DenyReason::MaxTokensExceeded => "max_tokens_exceeded",
+            DenyReason::BodyTooLarge => "body_too_large",
+            DenyReason::BodyUnsupported => "body_unsupported",
+            DenyReason::BodyInvalid => "body_invalid",
+            DenyReason::BodyTimeout => "body_timeout",
         }
     }
 
@@ -90,7 +120,11 @@ impl DenyReason {
             DenyReason::RequestInvalid
             | DenyReason::PathInvalid
             | DenyReason::AuthorityInvalid
-            | DenyReason::MethodOverride => 400,
+            | DenyReason::MethodOverride
+            | DenyReason::BodyInvalid => 400,
+            DenyReason::BodyTimeout => 408,
+            DenyReason::BodyTooLarge => 413,
+            DenyReason::BodyUnsupported => 415,
             DenyReason::UpgradeNotSupported => 501,
             DenyReason::CredentialUnavailable => 503,
             DenyReason::InternalError => 500,
@@ -144,6 +178,23 @@ impl DenyReason {
                 "Tollgate: no provider credential is available right now; retry later"
             }
             DenyReason::InternalError => "Tollgate: internal error; the request was not forwarded",
+            DenyReason::ModelNotPermitted => {
+                "Tollgate: this workload is not permitted to use this model"
+            }
+            DenyReason::ModelMissing => {
+                "Tollgate: the request names no model, and this workload may use only listed models"
+            }
+            DenyReason::MaxTokensExceeded => {
+                "Tollgate: the request asks for more output tokens than this workload may use"
+            }
+            DenyReason::BodyTooLarge => "Tollgate: the request body is larger than this gateway accepts",
+            DenyReason::BodyUnsupported => {
+                "Tollgate: the request body must be uncompressed JSON (content-type: application/json, no content-encoding)"
+            }
+            DenyReason::BodyInvalid => {
+                "Tollgate: the request body is not strict JSON (duplicate keys, invalid UTF-8, trailing data, deep nesting or a malformed token limit)"
+            }
+            DenyReason::BodyTimeout => "Tollgate: the request body did not arrive in time",
         }
     }
 
@@ -156,6 +207,9 @@ impl DenyReason {
             DenyReason::WorkloadNotPermitted
                 | DenyReason::ProviderNotPermitted
                 | DenyReason::EndpointNotPermitted
+                | DenyReason::ModelNotPermitted
+                | DenyReason::ModelMissing
+                | DenyReason::MaxTokensExceeded
         )
     }
 }
@@ -191,7 +245,7 @@ mod tests {
             .iter()
             .filter(|r| r.is_policy_verdict())
             .collect();
-        assert_eq!(shadowable.len(), 3);
+        assert_eq!(shadowable.len(), 6);
         assert!(!DenyReason::IdentityMissing.is_policy_verdict());
         assert!(!DenyReason::CredentialUnavailable.is_policy_verdict());
     }

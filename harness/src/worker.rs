@@ -76,6 +76,11 @@ pub struct Worker {
     /// its registered type) on every call.
     ex: std::sync::Arc<Exports>,
     pub dead: Option<String>,
+    /// Streams to drive once the running [`Worker::drive`] returns: driving
+    /// is never re-entered from a callback it made, so a body in a million
+    /// 1-byte chunks does not grow the stack.
+    drive_queue: Vec<u32>,
+    driving: bool,
 }
 
 fn typed<P, R>(
@@ -166,6 +171,8 @@ impl Worker {
             store,
             ex: std::sync::Arc::new(ex),
             dead: None,
+            drive_queue: Vec::new(),
+            driving: false,
         };
         let root = w.root() as i32;
         let ex = w.ex.clone();
@@ -492,6 +499,22 @@ impl Worker {
 
     /// Advances a stream as far as it can go without outside input.
     fn drive(&mut self, ctx: u32) {
+        if self.driving {
+            if !self.drive_queue.contains(&ctx) {
+                self.drive_queue.push(ctx);
+            }
+            return;
+        }
+        self.driving = true;
+        self.drive_one(ctx);
+        while !self.drive_queue.is_empty() {
+            let next = self.drive_queue.remove(0);
+            self.drive_one(next);
+        }
+        self.driving = false;
+    }
+
+    fn drive_one(&mut self, ctx: u32) {
         let ex = self.ex.clone();
         loop {
             if self.dead.is_some() {

@@ -255,9 +255,11 @@ impl Counters {
 }
 
 /// A gateway with `workers` VMs, the given config, and `creds` answering
-/// the credential cluster in-process.
+/// the credential cluster in-process. Like every configuration we ship, it
+/// sets Envoy's `allow_on_headers_stop_iteration` (held body mode).
 pub fn gateway(config: &Value, workers: usize, creds: &MockCredentialService) -> Gateway {
     Gateway::builder(module())
+        .allow_on_headers_stop_iteration(true)
         .workers(workers)
         .plugin_config(config.to_string())
         .cluster_handler(CREDS_CLUSTER, creds.handler())

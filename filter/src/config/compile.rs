@@ -11,10 +11,15 @@
 use super::duration::parse_duration_ms;
 use super::error::ConfigErrors;
 use super::raw::*;
-use super::{read, AuditLog, Config, Document, Mode};
+use super::{read, AuditLog, BodyMode, Config, Document, Mode};
 use crate::credential::service::{CredentialService, Protocol};
 use crate::credential::{validate_credential_name, CredentialRef, Scope};
 use crate::policy::endpoint_pattern::EndpointPattern;
+use crate::policy::limits::{
+    CapAction, ExchangeLimits, OutputCap, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES,
+    MAX_OUTPUT_TOKENS,
+};
+use crate::policy::model_pattern::ModelPattern;
 use crate::policy::workload_pattern::WorkloadPattern;
 use crate::policy::PolicyBuilder;
 use crate::provider::{validate_host_pattern, Injection, Provider, ProviderKind, ProviderTable};
@@ -65,6 +70,8 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
         Some(credential_service) if meaning.is_empty() => Ok(Config {
             mode: settings.mode,
             audit_log: settings.audit_log,
+            body_mode: settings.body_mode,
+            inject_stream_usage: settings.inject_stream_usage,
             trust_domains: settings.trust_domains,
             credential_service,
             providers: settings.providers,
@@ -80,6 +87,8 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
 struct Settings {
     mode: Mode,
     audit_log: AuditLog,
+    body_mode: BodyMode,
+    inject_stream_usage: bool,
     trust_domains: Vec<TrustDomain>,
     credential_service: Option<CredentialService>,
     providers: ProviderTable,
@@ -131,6 +140,11 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
     Settings {
         mode,
         audit_log,
+        body_mode: match raw.body_mode {
+            RawBodyMode::Held => BodyMode::Held,
+            RawBodyMode::Streamed => BodyMode::Streamed,
+        },
+        inject_stream_usage: matches!(raw.stream_usage, RawStreamUsage::Inject),
         trust_domains,
         credential_service,
         providers,
@@ -259,7 +273,89 @@ fn compile_rule(
             n
         }
     };
-    policy.push_sets(&r.name, &pats, providers, endpoints);
+    let id = policy.push_sets(&r.name, &pats, providers, endpoints);
+    if let Some(limits) = compile_limits(i, r, errs) {
+        policy.set_limits(id, limits);
+    }
+}
+
+/// A rule's `models`, `max_output_tokens`, `max_output_tokens_action` and
+/// `max_body_bytes`; `None` when it sets none of them (a header-only rule)
+/// or has a problem (reported).
+fn compile_limits(i: usize, r: &RawRule, errs: &mut ConfigErrors) -> Option<ExchangeLimits> {
+    if r.models.is_none()
+        && r.max_output_tokens.is_none()
+        && r.max_output_tokens_action.is_none()
+        && r.max_body_bytes.is_none()
+    {
+        return None;
+    }
+    let before = errs.0.len();
+    let models = r.models.as_ref().map(|list| {
+        if list.is_empty() {
+            errs.push(
+                format!("rules[{i}].models"),
+                "list at least one model (or leave models out to allow any)",
+            );
+        }
+        list.iter()
+            .enumerate()
+            .filter_map(|(j, m)| match ModelPattern::parse(m) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    errs.push(format!("rules[{i}].models[{j}]"), e);
+                    None
+                }
+            })
+            .collect::<Box<[_]>>()
+    });
+    let action = match r.max_output_tokens_action.as_deref() {
+        None | Some("clamp") => CapAction::Clamp,
+        Some("deny") => CapAction::Deny,
+        Some(other) => {
+            errs.push(
+                format!("rules[{i}].max_output_tokens_action"),
+                format!("expected \"clamp\" or \"deny\", got {other:?}"),
+            );
+            CapAction::Clamp
+        }
+    };
+    if r.max_output_tokens_action.is_some() && r.max_output_tokens.is_none() {
+        errs.push(
+            format!("rules[{i}].max_output_tokens_action"),
+            "set max_output_tokens too",
+        );
+    }
+    let max_output_tokens = match r.max_output_tokens {
+        Some(n) if n == 0 || n > u64::from(MAX_OUTPUT_TOKENS) => {
+            errs.push(
+                format!("rules[{i}].max_output_tokens"),
+                format!("must be between 1 and {MAX_OUTPUT_TOKENS}"),
+            );
+            None
+        }
+        Some(n) => Some(OutputCap {
+            limit: n as u32,
+            action,
+        }),
+        None => None,
+    };
+    let max_body_bytes = match r.max_body_bytes {
+        None => DEFAULT_MAX_BODY_BYTES,
+        Some(n) if n == 0 || n > u64::from(MAX_BODY_BYTES) => {
+            errs.push(
+                format!("rules[{i}].max_body_bytes"),
+                format!("must be between 1 and {MAX_BODY_BYTES}"),
+            );
+            DEFAULT_MAX_BODY_BYTES
+        }
+        Some(n) => n as u32,
+    };
+    (errs.0.len() == before).then_some(ExchangeLimits {
+        models,
+        max_output_tokens,
+        max_body_bytes,
+    })
 }
 
 fn duration_field(
@@ -526,6 +622,85 @@ mod tests {
         }
     }
 
+    fn with_rule_fields(fields: &str) -> String {
+        EXAMPLE.replace(
+            r#""endpoints": ["POST /v1/chat/completions", "POST /v1/messages"]}"#,
+            &format!(r#""endpoints": ["POST /v1/chat/completions", "POST /v1/messages"], {fields}}}"#),
+        )
+    }
+
+    #[test]
+    fn rule_limits_compile_with_defaults() {
+        use crate::policy::RuleId;
+        let c = parse(
+            with_rule_fields(r#""models": ["gpt-4o-mini", "claude-*"], "max_output_tokens": 2000"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let l = c.policy.limits(RuleId(0)).unwrap();
+        assert!(l.permits_model("claude-3-haiku") && !l.permits_model("gpt-4o"));
+        assert_eq!(
+            l.max_output_tokens,
+            Some(OutputCap {
+                limit: 2000,
+                action: CapAction::Clamp
+            })
+        );
+        assert_eq!(l.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.body_mode, BodyMode::Held);
+        assert!(c.inject_stream_usage);
+        let c = parse(EXAMPLE.as_bytes()).unwrap();
+        assert!(c.policy.limits(RuleId(0)).is_none(), "a header-only rule");
+        let c = parse(
+            with_rule_fields(r#""max_output_tokens": 5, "max_output_tokens_action": "deny", "max_body_bytes": 1024"#)
+                .replacen('{', r#"{"body_mode": "streamed", "stream_usage": "leave","#, 1)
+                .as_bytes(),
+        )
+        .unwrap();
+        let l = c.policy.limits(RuleId(0)).unwrap();
+        assert_eq!(l.max_output_tokens.map(|c| c.action), Some(CapAction::Deny));
+        assert_eq!(l.max_body_bytes, 1024);
+        assert_eq!((c.body_mode, c.inject_stream_usage), (BodyMode::Streamed, false));
+    }
+
+    #[test]
+    fn bad_rule_limits_are_reported_with_their_paths() {
+        let e = errors(&with_rule_fields(
+            r#""models": ["ok", "bad model", 3], "max_output_tokens": 1.5, "max_body_bytes": "1MB""#,
+        ));
+        assert_eq!(
+            e,
+            [
+                "rules[0].models[2]: expected a string, got a number",
+                "rules[0].max_output_tokens: expected a non-negative integer",
+                "rules[0].max_body_bytes: expected an integer, got a string"
+            ]
+        );
+        let e = errors(&with_rule_fields(
+            r#""models": [], "max_output_tokens": 0, "max_output_tokens_action": "truncate", "max_body_bytes": 999999999999"#,
+        ));
+        assert_eq!(
+            e,
+            [
+                "rules[0].models: list at least one model (or leave models out to allow any)",
+                "rules[0].max_output_tokens_action: expected \"clamp\" or \"deny\", got \"truncate\"",
+                "rules[0].max_output_tokens: must be between 1 and 10000000",
+                "rules[0].max_body_bytes: must be between 1 and 67108864"
+            ]
+        );
+        let e = errors(&with_rule_fields(r#""models": ["bad model"], "max_output_tokens_action": "deny""#));
+        assert_eq!(
+            e,
+            [
+                "rules[0].models[0]: a model pattern is printable ASCII without spaces",
+                "rules[0].max_output_tokens_action: set max_output_tokens too"
+            ]
+        );
+        let e = errors(&EXAMPLE.replacen('{', r#"{"body_mode": "buffered","#, 1));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("body_mode:"), "{e:?}");
+    }
+
     #[test]
     fn the_example_compiles() {
         let c = parse(EXAMPLE.as_bytes()).unwrap();
@@ -546,7 +721,7 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(
             e[0],
-            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints"
+            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes"
         );
     }
 

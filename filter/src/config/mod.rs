@@ -78,11 +78,36 @@ impl AuditLog {
     }
 }
 
+/// How a request whose body must be checked travels (README, "Bodies").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Headers and body are held until the body has passed; needs Envoy's
+    /// `allow_on_headers_stop_iteration: true` in the Wasm plugin config.
+    Held,
+    /// Headers (with the credential, without Content-Length) go upstream
+    /// first; the body is held; a denial resets the upstream stream. For a
+    /// stock Istio WasmPlugin, which cannot set the option.
+    Streamed,
+}
+
+impl BodyMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BodyMode::Held => "held",
+            BodyMode::Streamed => "streamed",
+        }
+    }
+}
+
 /// The compiled, immutable configuration every request reads.
 #[derive(Debug)]
 pub struct Config {
     pub mode: Mode,
     pub audit_log: AuditLog,
+    pub body_mode: BodyMode,
+    /// OpenAI streams get `stream_options.include_usage` written in (and the
+    /// usage-only chunk removed for clients that did not ask for it).
+    pub inject_stream_usage: bool,
     pub trust_domains: Vec<TrustDomain>,
     pub credential_service: CredentialService,
     pub providers: ProviderTable,

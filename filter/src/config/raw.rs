@@ -14,6 +14,10 @@ pub struct RawConfig {
     pub mode: RawMode,
     /// Default `filter_state`.
     pub audit_log: RawAuditLog,
+    /// Default `held`.
+    pub body_mode: RawBodyMode,
+    /// Default `inject`.
+    pub stream_usage: RawStreamUsage,
     pub trust_domains: Vec<String>,
     pub credential_service: RawCredentialService,
     pub providers: Vec<RawProvider>,
@@ -32,6 +36,20 @@ pub enum RawAuditLog {
     FilterState,
     ProxyLog,
     Both,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub enum RawBodyMode {
+    #[default]
+    Held,
+    Streamed,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub enum RawStreamUsage {
+    #[default]
+    Inject,
+    Leave,
 }
 
 #[derive(Debug)]
@@ -104,4 +122,10 @@ pub struct RawRule {
     pub workloads: Vec<String>,
     pub providers: Vec<String>,
     pub endpoints: Vec<String>,
+    /// Absent: any model.
+    pub models: Option<Vec<String>>,
+    pub max_output_tokens: Option<u64>,
+    /// `clamp` (default) or `deny`; only with `max_output_tokens`.
+    pub max_output_tokens_action: Option<String>,
+    pub max_body_bytes: Option<u64>,
 }

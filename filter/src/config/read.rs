@@ -454,7 +454,16 @@ struct RuleReader {
     unknown: Vec<String>,
 }
 
-const RULE_FIELDS: [&str; 4] = ["name", "workloads", "providers", "endpoints"];
+const RULE_FIELDS: [&str; 8] = [
+    "name",
+    "workloads",
+    "providers",
+    "endpoints",
+    "models",
+    "max_output_tokens",
+    "max_output_tokens_action",
+    "max_body_bytes",
+];
 
 impl RuleReader {
     /// Reads rule `i` into `self.rule`; true when it is well-formed, else
@@ -477,8 +486,15 @@ impl RuleReader {
             return Ok(false);
         }
         self.unknown.clear();
+        self.rule.models = None;
+        self.rule.max_output_tokens = None;
+        self.rule.max_output_tokens_action = None;
+        self.rule.max_body_bytes = None;
         let mut name: Slot<Kind> = None;
         let mut lists: [Slot<ListProblem>; 3] = [None, None, None];
+        // Problems of optional members: (member, path below the rule,
+        // problem), in the order read; a repeated member replaces its own.
+        let mut optional: Vec<(&'static str, String, String)> = Vec::new();
         sc.open_object()?;
         let mut first = true;
         while let Some(key) = sc.next_key(&mut first)? {
@@ -498,6 +514,88 @@ impl RuleReader {
                 "workloads" => (&mut self.rule.workloads, 0),
                 "providers" => (&mut self.rule.providers, 1),
                 "endpoints" => (&mut self.rule.endpoints, 2),
+                "models" => {
+                    optional.retain(|(f, _, _)| *f != "models");
+                    let mut models = self.rule.models.take().unwrap_or_default();
+                    match str_list_into(sc, &mut models)? {
+                        Ok(()) => self.rule.models = Some(models),
+                        Err(ListProblem::NotList(k)) => optional.push((
+                            "models",
+                            "models".into(),
+                            format!("expected a list, got {}", k.name()),
+                        )),
+                        Err(ListProblem::Items(items)) => {
+                            for (j, k) in items {
+                                optional.push((
+                                    "models",
+                                    format!("models[{j}]"),
+                                    format!("expected a string, got {}", k.name()),
+                                ));
+                            }
+                        }
+                    }
+                    continue;
+                }
+                "max_output_tokens" | "max_body_bytes" => {
+                    let field = if key == "max_body_bytes" {
+                        "max_body_bytes"
+                    } else {
+                        "max_output_tokens"
+                    };
+                    optional.retain(|(f, _, _)| *f != field);
+                    let value = match sc.kind()? {
+                        Kind::Number => match sc.uint()? {
+                            Some(n) => Some(n),
+                            None => {
+                                optional.push((
+                                    field,
+                                    field.into(),
+                                    "expected a non-negative integer".into(),
+                                ));
+                                None
+                            }
+                        },
+                        Kind::Null => {
+                            sc.scalar()?;
+                            None
+                        }
+                        k => {
+                            sc.skip()?;
+                            optional.push((
+                                field,
+                                field.into(),
+                                format!("expected an integer, got {}", k.name()),
+                            ));
+                            None
+                        }
+                    };
+                    if field == "max_body_bytes" {
+                        self.rule.max_body_bytes = value;
+                    } else {
+                        self.rule.max_output_tokens = value;
+                    }
+                    continue;
+                }
+                "max_output_tokens_action" => {
+                    optional.retain(|(f, _, _)| *f != "max_output_tokens_action");
+                    self.rule.max_output_tokens_action = match sc.kind()? {
+                        Kind::String => Some(sc.string()?.to_owned()),
+                        Kind::Null => {
+                            sc.scalar()?;
+                            None
+                        }
+                        k => {
+                            sc.skip()?;
+                            optional.push((
+                                "max_output_tokens_action",
+                                "max_output_tokens_action".into(),
+                                format!("expected a string, got {}", k.name()),
+                            ));
+                            None
+                        }
+                    };
+                    continue;
+                }
                 _ => {
                     self.unknown.push(key.to_string());
                     sc.skip()?;
@@ -510,6 +608,7 @@ impl RuleReader {
         }
         if name.as_ref().is_some_and(|n| n.is_ok())
             && self.unknown.is_empty()
+            && optional.is_empty()
             && lists.iter().all(|l| l.as_ref().is_some_and(|l| l.is_ok()))
         {
             return Ok(true);
@@ -538,7 +637,10 @@ impl RuleReader {
             ),
             Some(Ok(())) => {}
         }
-        for (slot, field) in lists.iter().zip(&RULE_FIELDS[1..]) {
+        for (_, below, problem) in &optional {
+            errs.push(format!("{path}.{below}"), problem.clone());
+        }
+        for (slot, field) in lists.iter().zip(RULE_FIELDS.get(1..4).unwrap_or(&[])) {
             let at = at(&path, field);
             match slot {
                 None => missing(field, errs),
@@ -606,6 +708,8 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
         &[
             "mode",
             "audit_log",
+            "body_mode",
+            "stream_usage",
             "trust_domains",
             "credential_service",
             "providers",
@@ -635,6 +739,27 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
             errs,
         ),
     };
+    let body_mode = match m.get("body_mode") {
+        None => Some(RawBodyMode::default()),
+        Some(v) => enum_of(
+            v,
+            "body_mode",
+            &[("held", RawBodyMode::Held), ("streamed", RawBodyMode::Streamed)],
+            errs,
+        ),
+    };
+    let stream_usage = match m.get("stream_usage") {
+        None => Some(RawStreamUsage::default()),
+        Some(v) => enum_of(
+            v,
+            "stream_usage",
+            &[
+                ("inject", RawStreamUsage::Inject),
+                ("leave", RawStreamUsage::Leave),
+            ],
+            errs,
+        ),
+    };
     let trust_domains = str_list(req(m, path, "trust_domains", errs), "trust_domains", errs);
     let credential_service = req(m, path, "credential_service", errs)
         .and_then(|v| read_service(v, "credential_service", errs));
@@ -651,6 +776,8 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
     Some(RawConfig {
         mode: mode?,
         audit_log: audit_log?,
+        body_mode: body_mode?,
+        stream_usage: stream_usage?,
         trust_domains: trust_domains?,
         credential_service: credential_service?,
         providers: providers?,
@@ -1064,7 +1191,7 @@ mod tests {
             "credential_service.vault.mount: expected a string, got a number",
             "providers[0].hosts: missing required field",
             "providers[0].kind: unknown value `mistral`; expected one of openai, anthropic, gemini, azure_openai, generic",
-            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints",
+            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes",
             "rules[0].workloads[1]: expected a string, got a number",
             "rules[0].endpoints: expected a list, got an object",
         ] {
@@ -1094,8 +1221,8 @@ mod tests {
         assert_eq!(
             e,
             [
-                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, trust_domains, credential_service, providers, rules",
-                "x: unknown field `x`; expected one of mode, audit_log, trust_domains, credential_service, providers, rules"
+                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, rules",
+                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, rules"
             ]
         );
     }
@@ -1176,8 +1303,8 @@ mod tests {
             [
                 "rules[0].zz: duplicate field `zz`",
                 "rules[0].endpoints: duplicate field `endpoints`",
-                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints",
-                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints",
+                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes",
+                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes",
                 "rules[0].name: expected a string, got a number",
                 "rules[0].workloads: missing required field",
                 "rules[0].endpoints[0]: expected a string, got a number",

@@ -7,10 +7,11 @@
 //!   doubt (a syntax or read error, a number, deep nesting) is a [`Stop`],
 //!   after which the caller has serde_json check the whole document, which
 //!   reports the problem exactly as it always did (`line L column C: …`).
-//!   Numbers stop it because no setting is a number: a number is always a
-//!   problem, and serde_json decides whether it is also a syntax error.
-//! - In lenient mode (serde_json found the document well-formed) numbers
-//!   are skipped; a [`Stop`] there means the two readers disagree.
+//!   Numbers other than plain non-negative integers (the only numbers a
+//!   setting takes) stop it, and serde_json decides whether they are also a
+//!   syntax error.
+//! - In lenient mode (serde_json found the document well-formed) such
+//!   numbers are skipped; a [`Stop`] there means the two readers disagree.
 //! - Strings are unescaped as serde_json does (surrogates paired, control
 //!   characters refused) and must be UTF-8.
 
@@ -140,12 +141,7 @@ impl<'r> Scanner<'r> {
             b't' => b"true",
             b'f' => b"false",
             b'n' => b"null",
-            b'-' | b'0'..=b'9' if self.lenient => {
-                while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek()? {
-                    self.pos += 1;
-                }
-                return Ok(());
-            }
+            b'-' | b'0'..=b'9' => return self.uint().map(drop),
             _ => return Err(Stop),
         };
         for &want in word {
@@ -155,6 +151,42 @@ impl<'r> Scanner<'r> {
             }
         }
         Ok(())
+    }
+
+    /// Consumes a number: `Some(n)` for a plain non-negative integer that
+    /// fits in a u64 (`0` or `[1-9][0-9]*`), which serde_json reads the same
+    /// way. Any other number is a [`Stop`] in strict mode (serde_json judges
+    /// it) and `None` in lenient mode.
+    pub fn uint(&mut self) -> Result<Option<u64>, Stop> {
+        let mut n: Option<u64> = Some(0);
+        let mut digits = 0u32;
+        let mut plain = true;
+        match self.peek_token()? {
+            Some(b'0'..=b'9') => {}
+            Some(b'-') if self.lenient => plain = false,
+            _ => return Err(Stop),
+        }
+        while let Some(b) = self.peek()? {
+            match b {
+                b'0'..=b'9' => {
+                    if digits == 1 && n == Some(0) {
+                        plain = false; // a leading zero
+                    }
+                    digits += 1;
+                    n = n
+                        .and_then(|n| n.checked_mul(10))
+                        .and_then(|n| n.checked_add(u64::from(b - b'0')));
+                }
+                b'-' | b'+' | b'.' | b'e' | b'E' => plain = false,
+                _ => break,
+            }
+            self.pos += 1;
+        }
+        match (plain, n) {
+            (true, Some(n)) if digits > 0 => Ok(Some(n)),
+            _ if self.lenient => Ok(None),
+            _ => Err(Stop),
+        }
     }
 
     /// Consumes a string; its text until the next read.

@@ -16,6 +16,8 @@ pub struct Status(pub u32);
 
 pub const NOT_FOUND: u32 = 1;
 
+pub const BUFFER_HTTP_REQUEST_BODY: u32 = 0;
+pub const BUFFER_HTTP_RESPONSE_BODY: u32 = 1;
 pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 const STREAM_HTTP_REQUEST: u32 = 0;
@@ -35,6 +37,7 @@ extern "C" {
         ret: *mut *mut u8,
         ret_size: *mut usize,
     ) -> u32;
+    fn proxy_set_buffer_bytes(t: u32, start: usize, size: usize, v: *const u8, vs: usize) -> u32;
     fn proxy_get_header_map_pairs(t: u32, ret: *mut *mut u8, ret_size: *mut usize) -> u32;
     fn proxy_get_header_map_value(
         t: u32,
@@ -137,6 +140,13 @@ pub fn get_buffer(t: u32, start: usize, max: usize) -> Result<Vec<u8>, Status> {
         1 | 7 => Ok(Vec::new()),
         s => Err(Status(s)),
     }
+}
+
+/// Replaces `size` bytes from `start` of buffer `t` (Envoy: only the whole
+/// buffer, `start` 0 and `size` its length, is accepted).
+pub fn set_buffer(t: u32, start: usize, size: usize, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: the value slice is live for the call.
+    check(unsafe { proxy_set_buffer_bytes(t, start, size, value.as_ptr(), value.len()) })
 }
 
 pub fn get_header_map(t: u32) -> Result<HeaderMap, Status> {

@@ -148,9 +148,9 @@ pub extern "C" fn proxy_on_http_call_response(
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _eos: u32) -> u32 {
+pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, eos: u32) -> u32 {
     match stream(context_id) {
-        Some(w) => action(w.on_request_headers(context_id)),
+        Some(w) => action(w.on_request_headers(context_id, eos != 0)),
         None => {
             // A stream without a worker: never forward it.
             log::error!("tollgate: request on an unknown context {context_id}");

@@ -4,7 +4,7 @@
 
 use super::abi;
 use crate::pairs::HeaderMap;
-use crate::worker::{Host, HostError, LogLevel, MapType};
+use crate::worker::{BodyBuffer, Host, HostError, LogLevel, MapType};
 
 /// The host this VM runs in.
 pub struct ProxyHost;
@@ -69,6 +69,14 @@ impl Host for ProxyHost {
         timeout_ms: u32,
     ) -> Result<u32, HostError> {
         abi::http_call(cluster, headers, timeout_ms).map_err(err)
+    }
+
+    fn body(&self, which: BodyBuffer, max: usize) -> Result<Vec<u8>, HostError> {
+        abi::get_buffer(which as u32, 0, max).map_err(err)
+    }
+
+    fn replace_body(&self, which: BodyBuffer, len: usize, new: &[u8]) -> Result<(), HostError> {
+        abi::set_buffer(which as u32, 0, len, new).map_err(err)
     }
 
     fn call_response_body(&self, max: usize) -> Result<Vec<u8>, HostError> {

@@ -16,6 +16,8 @@
 //!   rule costs its name, its workload keys and two indices.
 
 pub mod endpoint_pattern;
+pub mod limits;
+pub mod model_pattern;
 pub mod workload_pattern;
 
 use core::hash::{BuildHasher, Hash};
@@ -27,6 +29,7 @@ use crate::reason::DenyReason;
 use crate::request_path::RequestTarget;
 use crate::spiffe::SpiffeId;
 use endpoint_pattern::EndpointPattern;
+use limits::ExchangeLimits;
 use workload_pattern::{WorkloadIndex, WorkloadPattern};
 
 /// Index of a rule in the policy, in configuration order.
@@ -41,6 +44,8 @@ struct Rule {
     providers: u32,
     /// Index into [`Policy::endpoint_sets`].
     endpoints: u32,
+    /// Models, output cap, body size; `None` for a header-only rule.
+    limits: Option<Box<ExchangeLimits>>,
 }
 
 /// A permit: which rule allowed the request.
@@ -69,6 +74,11 @@ pub struct Policy {
 impl Policy {
     pub fn rule_name(&self, id: RuleId) -> &str {
         self.rules.get(id.0 as usize).map_or("", |r| &r.name)
+    }
+
+    /// The rule's exchange limits; `None` for a header-only rule.
+    pub fn limits(&self, id: RuleId) -> Option<&ExchangeLimits> {
+        self.rules.get(id.0 as usize).and_then(|r| r.limits.as_deref())
     }
 
     pub fn len(&self) -> usize {
@@ -198,6 +208,7 @@ impl PolicyBuilder {
             name: name.into(),
             providers,
             endpoints,
+            limits: None,
         };
         let hash = self.hasher.hash_one(name);
         let (rules, hasher) = (&self.rules, &self.hasher);
@@ -206,6 +217,13 @@ impl PolicyBuilder {
         });
         self.rules.push(rule);
         id
+    }
+
+    /// Gives rule `id` its exchange limits.
+    pub fn set_limits(&mut self, id: RuleId, limits: ExchangeLimits) {
+        if let Some(r) = self.rules.get_mut(id.0 as usize) {
+            r.limits = Some(Box::new(limits));
+        }
     }
 
     pub fn build(self) -> Policy {

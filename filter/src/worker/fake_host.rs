@@ -14,7 +14,7 @@
 use core::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use super::host::{Host, HostError, LogLevel, MapType};
+use super::host::{BodyBuffer, Host, HostError, LogLevel, MapType};
 use crate::pairs::{encode_pairs, HeaderMap};
 
 /// One dispatched call.
@@ -43,6 +43,8 @@ struct Ctx {
     properties: BTreeMap<String, Vec<u8>>,
     filter_state: BTreeMap<String, Vec<u8>>,
     replies: Vec<Reply>,
+    /// Body buffers by `BodyBuffer as usize`.
+    bodies: [Vec<u8>; 2],
     resumed: u32,
     closed: bool,
 }
@@ -104,6 +106,22 @@ impl FakeHost {
     /// Creates a context with nothing in it (a root context).
     pub fn add_context(&self, ctx: u32) {
         self.contexts.borrow_mut().insert(ctx, Ctx::default());
+    }
+
+    /// Sets what stream `ctx`'s body buffer holds now.
+    pub fn set_body(&self, ctx: u32, which: BodyBuffer, bytes: &[u8]) {
+        if let Some(c) = self.contexts.borrow_mut().get_mut(&ctx) {
+            c.bodies[which as usize] = bytes.to_vec();
+        }
+    }
+
+    /// What stream `ctx`'s body buffer holds now.
+    pub fn body_of(&self, ctx: u32, which: BodyBuffer) -> Vec<u8> {
+        self.contexts
+            .borrow()
+            .get(&ctx)
+            .map(|c| c.bodies[which as usize].clone())
+            .unwrap_or_default()
     }
 
     pub fn set_trailers(&self, ctx: u32, trailers: &[(&str, &[u8])]) {
@@ -356,6 +374,26 @@ impl Host for FakeHost {
             timeout_ms,
         });
         Ok(token)
+    }
+
+    fn body(&self, which: BodyBuffer, max: usize) -> Result<Vec<u8>, HostError> {
+        self.check("body")?;
+        self.with_ctx(|c| {
+            let b = &c.bodies[which as usize];
+            b.get(..max.min(b.len())).unwrap_or_default().to_vec()
+        })
+    }
+
+    fn replace_body(&self, which: BodyBuffer, len: usize, new: &[u8]) -> Result<(), HostError> {
+        self.check("replace_body")?;
+        self.with_ctx(|c| {
+            if c.bodies[which as usize].len() == len {
+                c.bodies[which as usize] = new.to_vec();
+                Ok(())
+            } else {
+                Err(HostError::BAD_ARGUMENT)
+            }
+        })?
     }
 
     fn call_response_body(&self, max: usize) -> Result<Vec<u8>, HostError> {

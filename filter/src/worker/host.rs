@@ -33,6 +33,13 @@ pub enum MapType {
     HttpCallResponseHeaders = 6,
 }
 
+/// Body buffers the worker reads and rewrites (proxy-wasm `BufferType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BodyBuffer {
+    Request = 0,
+    Response = 1,
+}
+
 /// `proxy_log` levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -80,6 +87,10 @@ pub trait Host {
         headers: &[(&str, &str)],
         timeout_ms: u32,
     ) -> Result<u32, HostError>;
+    /// Up to `max` bytes of the stream's body buffer, from its start.
+    fn body(&self, which: BodyBuffer, max: usize) -> Result<Vec<u8>, HostError>;
+    /// Replaces the whole body buffer (`len` bytes now) with `new`.
+    fn replace_body(&self, which: BodyBuffer, len: usize, new: &[u8]) -> Result<(), HostError>;
     /// Up to `max` bytes of the HTTP call response body being delivered.
     fn call_response_body(&self, max: usize) -> Result<Vec<u8>, HostError>;
 
@@ -126,6 +137,12 @@ impl<H: Host> SharedStore for Shared<'_, H> {
 impl<H: Host> Host for &H {
     fn now_ms(&self) -> Result<u64, HostError> {
         (**self).now_ms()
+    }
+    fn body(&self, which: BodyBuffer, max: usize) -> Result<Vec<u8>, HostError> {
+        (**self).body(which, max)
+    }
+    fn replace_body(&self, which: BodyBuffer, len: usize, new: &[u8]) -> Result<(), HostError> {
+        (**self).replace_body(which, len, new)
     }
     fn set_tick_ms(&self, ms: u32) -> Result<(), HostError> {
         (**self).set_tick_ms(ms)

@@ -39,13 +39,14 @@ use std::rc::Rc;
 
 use hashbrown::HashMap;
 
-pub use host::{Host, HostError, LogLevel, MapType, Shared};
+pub use host::{BodyBuffer, Host, HostError, LogLevel, MapType, Shared};
 
 use crate::config::{self, Config};
 use crate::credential::cache::{self, Completion};
 use crate::credential::protocol::FetchFailure;
 use crate::credential::CredentialKey;
-use crate::flow::{CredentialStep, HeadFacts, RequestFlow};
+use crate::config::BodyMode;
+use crate::flow::{BodyStep, CredentialStep, HeadFacts, RequestFlow};
 use crate::metrics::Counter;
 use crate::reason::DenyReason;
 use crate::reply::deny_reply;
@@ -230,8 +231,9 @@ impl<H: Host> Worker<H> {
         true
     }
 
-    /// The request-headers callback of stream `ctx`.
-    pub fn on_request_headers(&self, ctx: u32) -> Action {
+    /// The request-headers callback of stream `ctx`; `end_of_stream` when
+    /// no body follows.
+    pub fn on_request_headers(&self, ctx: u32, end_of_stream: bool) -> Action {
         let Some(config) = self.config() else {
             // An unconfigured VM (Envoy would not start it): fail closed.
             self.count(Counter::Deny(DenyReason::InternalError));
@@ -239,7 +241,7 @@ impl<H: Host> Worker<H> {
             return Action::Pause;
         };
         let mut flow = RequestFlow::new(config.mode);
-        let head = self.read_head(&config, &mut flow);
+        let head = self.read_head(&config, &mut flow, end_of_stream);
         if flow.client_key_seen() {
             self.count(Counter::ClientKeySeen);
         }
@@ -265,7 +267,12 @@ impl<H: Host> Worker<H> {
     /// Strips client credentials, reads identity and request facts, and runs
     /// the flow's header decision. `Ok(now)` when the request awaits its
     /// credential; the reason (already recorded in `flow`) otherwise.
-    fn read_head(&self, config: &Config, flow: &mut RequestFlow) -> Result<u64, DenyReason> {
+    fn read_head(
+        &self,
+        config: &Config,
+        flow: &mut RequestFlow,
+        end_of_stream: bool,
+    ) -> Result<u64, DenyReason> {
         let Ok(now) = self.host.now_ms() else {
             return Err(flow.on_host_failure());
         };
@@ -297,6 +304,12 @@ impl<H: Host> Worker<H> {
             Err(_) => return Err(flow.on_host_failure()),
         };
         let mtls = san.is_some();
+        let content_types = headers.all(b"content-type");
+        let content_encodings = headers.all(b"content-encoding");
+        let content_length = headers
+            .first(b"content-length")
+            .and_then(|v| core::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let facts = HeadFacts {
             mtls,
             peer_uri_san: san.as_deref(),
@@ -307,16 +320,32 @@ impl<H: Host> Worker<H> {
             client_key_seen: scan.client_key_seen,
             method_override: scan.method_override,
             upgrade: scan.upgrade,
+            end_of_stream,
+            content_types: &content_types,
+            content_encodings: &content_encodings,
+            content_length,
         };
         // 3. Decide.
-        let (path, authority) = {
+        let (path, authority, unlength) = {
             let mut scratch = self.scratch.borrow_mut();
             let admission = flow.on_request_headers(config, &facts, now, &mut scratch)?;
             (
                 admission.rewrite_path.clone(),
                 admission.rewrite_authority.clone(),
+                admission.body_checked && config.body_mode == BodyMode::Streamed,
             )
         };
+        // Streamed mode: the headers may leave before the body is checked,
+        // so the body can be rewritten only if its length is not declared
+        // (Envoy then sends it chunked).
+        if unlength
+            && self
+                .host
+                .remove_header(MapType::RequestHeaders, "content-length")
+                .is_err()
+        {
+            return Err(flow.on_host_failure());
+        }
         // 4. The path and host authorised are the path and host routed.
         for (name, value) in [(":path", path), (":authority", authority)] {
             let Some(value) = value else { continue };
@@ -406,6 +435,10 @@ impl<H: Host> Worker<H> {
                     if self.dispatch_fetch(current, &config, &key, &credential, lease, now) {
                         return Action::Pause;
                     }
+                }
+                CredentialStep::AwaitBody => {
+                    self.unmark_waiting(ctx);
+                    return Action::Pause;
                 }
                 CredentialStep::Forward { header, value } => {
                     self.unmark_waiting(ctx);
@@ -520,6 +553,9 @@ impl<H: Host> Worker<H> {
 
     /// Sends the deny reply on `ctx`.
     fn reply(&self, ctx: u32, current: u32, via: Via, reason: DenyReason) -> Action {
+        // A request refused while its credential was being fetched (a body
+        // denial) waits no more.
+        self.unmark_waiting(ctx);
         if !self.enter(ctx, current, via) {
             return Action::Pause;
         }
@@ -788,6 +824,7 @@ impl<H: Host> Worker<H> {
         if !self.waiting.borrow().is_empty() {
             self.wake(None, now);
         }
+        self.expire_bodies(now);
         self.refresh_pass(now);
         let wanted = if self.waiting.borrow().is_empty() {
             TICK_IDLE_MS
@@ -796,6 +833,33 @@ impl<H: Host> Worker<H> {
         };
         if wanted != self.tick_ms.get() {
             self.set_tick(wanted);
+        }
+    }
+
+    /// Answers requests whose held body stalled (or never comes: held mode
+    /// without Envoy's `allow_on_headers_stop_iteration`) with
+    /// `body_timeout`, so that no request hangs.
+    fn expire_bodies(&self, now: u64) {
+        let stalled: Vec<u32> = self
+            .streams
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.flow.body_deadline_ms().is_some_and(|d| now >= d))
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in stalled {
+            self.unmark_waiting(ctx);
+            if let Some(reason) = self.with_flow(ctx, |f| f.on_body_timeout()) {
+                self.log(
+                    LogLevel::Warn,
+                    format_args!(
+                        "tollgate: a request body stalled for {} s ({}); if every request with a checked body ends so, set allow_on_headers_stop_iteration: true in the Wasm plugin config or body_mode: streamed",
+                        crate::flow::BODY_IDLE_MS / 1000,
+                        reason.code()
+                    ),
+                );
+                self.reply(ctx, self.root, Via::Wake, reason);
+            }
         }
     }
 
@@ -847,11 +911,78 @@ impl<H: Host> Worker<H> {
     /// held (Pause, Envoy buffers it) for as long as the request is
     /// undecided, and resumed with the headers once its credential is
     /// written. A refused request's body never goes on.
-    pub fn on_request_body(&self, ctx: u32, _size: usize, _end: bool) -> Action {
-        match self.streams.borrow().get(&ctx) {
-            Some(s) if s.flow.is_forwarded() => Action::Continue,
-            _ => Action::Pause,
+    ///
+    /// A body that must be checked is held to its end (or to the trailers),
+    /// checked, rewritten if need be, and then the request goes on with its
+    /// credential (held mode) or the body follows the headers (streamed).
+    pub fn on_request_body(&self, ctx: u32, size: usize, end: bool) -> Action {
+        let Ok(now) = self.host.now_ms() else {
+            return self.fail_late(ctx);
+        };
+        let step = self.with_flow(ctx, |f| f.on_body_data(size, end, now));
+        match step {
+            None | Some(BodyStep::Hold) => Action::Pause,
+            Some(BodyStep::Pass) => Action::Continue,
+            Some(BodyStep::Reply(reason)) => self.reply(ctx, ctx, Via::Own, reason),
+            Some(BodyStep::Inspect) => self.inspect_body(ctx, size, now),
         }
+    }
+
+    /// Reads the whole held body (`size` bytes), checks it, writes any
+    /// rewrite, and lets the request go on if it may.
+    fn inspect_body(&self, ctx: u32, size: usize, now: u64) -> Action {
+        let Ok(body) = self.host.body(BodyBuffer::Request, size) else {
+            return self.fail_late(ctx);
+        };
+        let shadow_before = self.with_flow(ctx, |f| f.shadow_denial()).flatten();
+        let Some(verdict) = self.with_flow(ctx, |f| f.on_body(&body)) else {
+            return Action::Pause;
+        };
+        let rewrite = match verdict {
+            Ok(rewrite) => rewrite,
+            Err(reason) => return self.reply(ctx, ctx, Via::Own, reason),
+        };
+        if let Some(shadow) = self.with_flow(ctx, |f| f.shadow_denial()).flatten() {
+            if shadow_before.is_none() {
+                self.count(Counter::ShadowDeny(shadow));
+            }
+        }
+        let forwarded = self
+            .with_flow(ctx, |f| f.is_forwarded())
+            .unwrap_or(false);
+        if let Some(new) = rewrite {
+            if self
+                .host
+                .replace_body(BodyBuffer::Request, body.len(), &new)
+                .is_err()
+            {
+                return self.fail_late(ctx);
+            }
+            // Held headers still carry the client's Content-Length (in
+            // streamed mode it was removed before they left).
+            let held = !forwarded
+                && self
+                    .streams
+                    .borrow()
+                    .get(&ctx)
+                    .is_some_and(|s| s.config.body_mode == BodyMode::Held);
+            if held
+                && self
+                    .host
+                    .replace_header(
+                        MapType::RequestHeaders,
+                        "content-length",
+                        new.len().to_string().as_bytes(),
+                    )
+                    .is_err()
+            {
+                return self.fail_late(ctx);
+            }
+        }
+        if forwarded {
+            return Action::Continue;
+        }
+        self.advance(ctx, ctx, Via::Own, now)
     }
 
     /// The request-trailers callback: trailers are stripped like headers.
@@ -882,6 +1013,22 @@ impl<H: Host> Worker<H> {
         if scan.client_key_seen {
             self.count(Counter::ClientKeySeen);
             self.with_flow(ctx, |f| f.note_client_key());
+        }
+        // With trailers, no body callback saw the end: the body ends here.
+        let limit = self.with_flow(ctx, |f| f.body_limit()).flatten();
+        if let Some(limit) = limit {
+            let Ok(now) = self.host.now_ms() else {
+                return self.fail_late(ctx);
+            };
+            let Ok(body) = self.host.body(BodyBuffer::Request, limit.saturating_add(1)) else {
+                return self.fail_late(ctx);
+            };
+            return match self.with_flow(ctx, |f| f.on_body_data(body.len(), true, now)) {
+                Some(BodyStep::Inspect) => self.inspect_body(ctx, body.len(), now),
+                Some(BodyStep::Reply(reason)) => self.reply(ctx, ctx, Via::Own, reason),
+                Some(BodyStep::Pass) => Action::Continue,
+                Some(BodyStep::Hold) | None => Action::Pause,
+            };
         }
         // As for the body: trailers held with undecided headers stay held.
         match self.streams.borrow().get(&ctx) {

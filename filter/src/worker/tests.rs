@@ -61,7 +61,7 @@ fn request_to(host: &FakeHost, ctx: u32, authority: &[u8]) {
 fn send(w: &Worker<&FakeHost>, host: &FakeHost, ctx: u32) -> Action {
     request(host, ctx);
     host.enter(ctx);
-    w.on_request_headers(ctx)
+    w.on_request_headers(ctx, true)
 }
 
 fn answer(w: &Worker<&FakeHost>, host: &FakeHost, token: u32, status: u16, body: &str) {
@@ -394,7 +394,7 @@ fn the_routed_host_is_the_canonical_host_that_was_approved() {
     send(&w, &host, 5);
     answer_key(&w, &host, 0, "sk-1");
     request_to(&host, 10, b"API.OpenAI.com:443");
-    assert_eq!(w.on_request_headers(10), Action::Continue);
+    assert_eq!(w.on_request_headers(10, true), Action::Continue);
     assert_eq!(
         host.header(10, ":authority"),
         vec![b"api.openai.com".to_vec()]
@@ -412,7 +412,7 @@ fn a_reply_the_host_refuses_resets_the_stream_instead_of_hanging() {
     let w = worker(&host);
     host.fault("send_reply", HostError::INTERNAL_FAILURE);
     request_to(&host, 10, b"evil.example");
-    assert_eq!(w.on_request_headers(10), Action::Pause);
+    assert_eq!(w.on_request_headers(10, true), Action::Pause);
     assert!(host.closed(10));
 }
 

@@ -164,7 +164,16 @@ pub struct GatewaySpec {
     /// host reaches the mock); otherwise exact domains only, as a
     /// production route table lists the provider hosts.
     pub mock_domains: Vec<String>,
+    /// Envoy's `allow_on_headers_stop_iteration` for the wasm filter (true
+    /// by default: Tollgate's held body mode needs it). False renders a
+    /// stock configuration, as a plain Istio WasmPlugin deploys.
+    pub held_bodies: bool,
 }
+
+/// The listener's `per_connection_buffer_limit_bytes`: above the largest
+/// `max_body_bytes` a shipped policy uses (the default is 512 KiB), so that
+/// a body over the rule's limit gets Tollgate's 413 and not Envoy's.
+pub const ENVOY_BUFFER_LIMIT_BYTES: u32 = 4 * 1024 * 1024;
 
 impl GatewaySpec {
     /// A Tollgate gateway with the defaults `make run` uses: Tollgate's
@@ -199,6 +208,7 @@ impl GatewaySpec {
             secrets: vec![],
             concurrency: 1,
             mock_domains: vec![],
+            held_bodies: true,
         }
     }
 }
@@ -249,6 +259,9 @@ impl GatewaySpec {
         json!({
             "name": LISTENER_NAME,
             "address": socket(&self.listen.ip().to_string(), self.listen.port()),
+            // Above the largest max_body_bytes of the policy, so that
+            // Tollgate's 413 body_too_large answers before Envoy's own.
+            "per_connection_buffer_limit_bytes": ENVOY_BUFFER_LIMIT_BYTES,
             "filter_chains": [{
                 "transport_socket": {
                     "name": "envoy.transport_sockets.tls",
@@ -376,6 +389,9 @@ impl GatewaySpec {
                     // A VM that fails (a panic, a trap) must not let traffic
                     // through without the filter.
                     "failure_policy": "FAIL_CLOSED",
+                    // Held body mode: headers stay held (editable) while
+                    // the body is read and checked (README, "Bodies").
+                    "allow_on_headers_stop_iteration": self.held_bodies,
                 },
             },
         })

@@ -1,0 +1,7 @@
+//! The response: usage read from JSON and SSE, the usage-only chunk removed
+//! for clients that did not ask for it, and the injected key redacted from
+//! everything that goes back to the client.
+
+pub mod redact;
+pub mod sse;
+pub mod usage;
