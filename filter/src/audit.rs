@@ -67,6 +67,44 @@ pub struct AuditRecord {
     /// The response is a stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// The provider's HTTP status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Tokens, as the provider reported them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageRecord>,
+    /// From the request headers to the stream's end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// From the request headers to the response headers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<u64>,
+    /// False when the stream ended before the response did (the client left,
+    /// or the upstream reset): usage is what was seen until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_complete: Option<bool>,
+    /// Key echoes removed from the response.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub key_echo_redacted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Token counts of one exchange (absent where the provider reports none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UsageRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 impl AuditRecord {

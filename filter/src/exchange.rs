@@ -231,7 +231,10 @@ mod tests {
         let ex = Exchange::classify(ProviderKind::OpenAi, "/v1/chat/completions");
         assert_eq!(ex.api, Api::OpenAiChat);
         assert!(ex.model_in_body());
-        assert_eq!(ex.cap_fields().map(|c| c.write), Some(&["max_completion_tokens"][..]));
+        assert_eq!(
+            ex.cap_fields().map(|c| c.write),
+            Some(&["max_completion_tokens"][..])
+        );
         let ex = Exchange::classify(ProviderKind::Anthropic, "/v1/messages");
         assert_eq!(ex.api, Api::AnthropicMessages);
         assert!(ex.model_in_body());

@@ -33,16 +33,18 @@
 //!   request continues; identity, upstream, path and credential failures are
 //!   always enforced.
 
-use crate::audit::{printable, AuditRecord, Verdict};
+use crate::audit::{printable, AuditRecord, UsageRecord, Verdict};
 use crate::body::check::{self, BodyOutcome, BodyPlan};
 use crate::config::{BodyMode, Config, Mode};
-use crate::exchange::Exchange;
 use crate::credential::cache::Lookup;
 use crate::credential::CredentialKey;
+use crate::exchange::Exchange;
 use crate::policy::Decision;
 use crate::provider::{canonical_host, Injection, ProviderId};
 use crate::reason::DenyReason;
 use crate::request_path::RequestTarget;
+use crate::response::redact::Redactor;
+use crate::response::tap::ResponseTap;
 use crate::spiffe::SpiffeId;
 
 /// What the glue read from the host for the request-headers phase.
@@ -178,9 +180,14 @@ pub enum State {
 pub struct RequestFlow {
     state: State,
     body: Body,
-    /// Forwarding waits for the body check (held mode).
+    /// Forwarded waits for the body check (held mode).
     held: bool,
     response: ResponsePlan,
+    /// Finds the injected key in the response (built when it was written).
+    redactor: Option<Redactor>,
+    tap: Option<ResponseTap>,
+    started_ms: u64,
+    response_ended: bool,
     /// dry_run: the policy verdict that was not enforced.
     shadow: Option<DenyReason>,
     audit: AuditRecord,
@@ -196,6 +203,10 @@ impl RequestFlow {
             body: Body::Unchecked,
             held: true,
             response: ResponsePlan::default(),
+            redactor: None,
+            tap: None,
+            started_ms: 0,
+            response_ended: false,
             shadow: None,
             audit: AuditRecord::new(mode.as_str()),
             published: false,
@@ -236,6 +247,7 @@ impl RequestFlow {
         self.audit.client_key_seen = facts.client_key_seen;
         self.audit.request_id = facts.request_id.and_then(|r| printable(r, 128));
         self.held = config.body_mode == BodyMode::Held;
+        self.started_ms = now_ms;
         match self.admit(config, facts, now_ms, scratch) {
             Ok(admission) => {
                 self.state = State::AwaitingCredential {
@@ -348,8 +360,8 @@ impl RequestFlow {
                 self.policy_denial(dry_run, DenyReason::ModelNotPermitted)?;
             }
         }
-        let models_in_body = limits.as_ref().is_some_and(|l| l.models.is_some())
-            && exchange.model_in_body();
+        let models_in_body =
+            limits.as_ref().is_some_and(|l| l.models.is_some()) && exchange.model_in_body();
         if limits.as_ref().is_some_and(|l| l.models.is_some())
             && !exchange.model_in_body()
             && exchange.path_model.is_none()
@@ -372,9 +384,14 @@ impl RequestFlow {
         }
         let max_bytes = limits
             .as_ref()
-            .map_or(crate::policy::limits::DEFAULT_MAX_BODY_BYTES, |l| l.max_body_bytes);
+            .map_or(crate::policy::limits::DEFAULT_MAX_BODY_BYTES, |l| {
+                l.max_body_bytes
+            });
         json_request(facts)?;
-        if facts.content_length.is_some_and(|n| n > u64::from(max_bytes)) {
+        if facts
+            .content_length
+            .is_some_and(|n| n > u64::from(max_bytes))
+        {
             return Err(DenyReason::BodyTooLarge);
         }
         self.body = Body::Pending {
@@ -496,6 +513,50 @@ impl RequestFlow {
         &self.response
     }
 
+    /// Whether the response is read (usage): the upstream is then asked for
+    /// an uncompressed body.
+    pub fn reads_response(&self) -> bool {
+        self.response
+            .exchange
+            .as_ref()
+            .is_some_and(|e| e.dialect().is_some())
+    }
+
+    /// The response headers of a forwarded request: starts reading the
+    /// response. `sse` when it is `text/event-stream`. False when the
+    /// request was not forwarded (a local reply: nothing to read).
+    pub fn on_response_headers(&mut self, status: Option<u16>, sse: bool, now_ms: u64) -> bool {
+        if !self.is_forwarded() || self.tap.is_some() {
+            return false;
+        }
+        self.audit.upstream_status = status;
+        self.audit.ttfb_ms = Some(now_ms.saturating_sub(self.started_ms));
+        let dialect = self.response.exchange.as_ref().and_then(|e| e.dialect());
+        let drop = self.response.drop_usage_chunk && sse;
+        self.tap = Some(ResponseTap::new(dialect, sse, drop, self.redactor.take()));
+        self.published = false;
+        true
+    }
+
+    /// A response header value with the injected key replaced, if it held it.
+    pub fn redact_header(&mut self, value: &[u8]) -> Option<Vec<u8>> {
+        let (v, n) = self.tap.as_ref()?.redact_header(value)?;
+        self.audit.key_echo_redacted = self.audit.key_echo_redacted.saturating_add(n);
+        Some(v)
+    }
+
+    /// One response chunk: the bytes to send instead, and the redactions
+    /// made in them. `None` when the response is not read.
+    pub fn on_response_chunk(&mut self, chunk: &[u8], end: bool) -> Option<(Vec<u8>, u32)> {
+        let tap = self.tap.as_mut()?;
+        let r = tap.on_chunk(chunk, end);
+        if end {
+            self.response_ended = true;
+        }
+        self.audit.key_echo_redacted = self.audit.key_echo_redacted.saturating_add(r.redactions);
+        Some((r.out, r.redactions))
+    }
+
     /// Whether a real-looking client key was found (headers or query).
     pub fn client_key_seen(&self) -> bool {
         self.audit.client_key_seen
@@ -546,6 +607,7 @@ impl RequestFlow {
                     header: admission.injection.header.clone(),
                     value: admission.injection.value_for(&value),
                 };
+                self.redactor = Redactor::new(value.as_bytes());
                 self.state = State::Forwarded {
                     provider: admission.provider,
                 };
@@ -594,11 +656,28 @@ impl RequestFlow {
     /// when it had already ended; otherwise whether the record changed since
     /// [`Self::verdict_record`] published it (a request that never reached a
     /// verdict is recorded as abandoned). Read it with [`Self::audit`].
-    pub fn on_stream_end(&mut self) -> Option<StreamEnd> {
+    pub fn on_stream_end(&mut self, now_ms: Option<u64>) -> Option<StreamEnd> {
         if self.ended {
             return None;
         }
         self.ended = true;
+        if let Some(tap) = &self.tap {
+            self.audit.response_complete = Some(self.response_ended);
+            self.audit.usage = tap.usage().map(|u| UsageRecord {
+                input: u.input,
+                output: u.output,
+                cached_input: u.cached_input,
+                reasoning: u.reasoning,
+                total: u.total,
+            });
+            self.published = false;
+        }
+        // Only a record that changes anyway (usage) gets the duration: for
+        // a header-only request Envoy's access log has it, and an unchanged
+        // record is not written a second time.
+        if let Some(now) = now_ms.filter(|_| self.tap.is_some() && self.started_ms > 0) {
+            self.audit.duration_ms = Some(now.saturating_sub(self.started_ms));
+        }
         if self.is_undecided() {
             self.audit.decision = Verdict::Abandoned;
             self.published = false;
@@ -837,12 +916,12 @@ mod tests {
         );
         assert_eq!(flow.verdict_record(), None, "published once");
         assert_eq!(
-            flow.on_stream_end(),
+            flow.on_stream_end(None),
             Some(StreamEnd {
                 changed_since_verdict: false
             })
         );
-        assert_eq!(flow.on_stream_end(), None, "final exactly once");
+        assert_eq!(flow.on_stream_end(None), None, "final exactly once");
     }
 
     #[test]
@@ -861,7 +940,7 @@ mod tests {
             CredentialStep::Fetch { lease: 7 }
         );
         assert_eq!(flow.verdict_record(), None, "no verdict yet");
-        assert!(flow.on_stream_end().unwrap().changed_since_verdict);
+        assert!(flow.on_stream_end(None).unwrap().changed_since_verdict);
         assert!(flow.audit().to_json().contains(r#""decision":"abandoned""#));
     }
 

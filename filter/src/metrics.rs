@@ -8,6 +8,7 @@
 //! - `tollgate.fetch.ok`, `tollgate.fetch.<failure>` (see `FetchFailure::code`)
 //! - `tollgate.fetch.superseded` (a late answer discarded by the lease check)
 //! - `tollgate.client_key_seen`
+//! - `tollgate.key_echo_redacted` (injected keys removed from responses)
 
 use crate::credential::protocol::FetchFailure;
 use crate::reason::DenyReason;
@@ -27,6 +28,8 @@ pub enum Counter {
     ClientKeySeen,
     /// A credential answer arrived after its lease was taken over; discarded.
     FetchSuperseded,
+    /// The injected key was found in a response and replaced.
+    KeyEchoRedacted,
 }
 
 impl Counter {
@@ -49,6 +52,7 @@ impl Counter {
         v.extend(FetchFailure::ALL.iter().map(|f| Counter::FetchFailed(*f)));
         v.push(Counter::ClientKeySeen);
         v.push(Counter::FetchSuperseded);
+        v.push(Counter::KeyEchoRedacted);
         v
     }
 
@@ -71,11 +75,12 @@ impl Counter {
             Counter::FetchFailed(f) => FETCH + f as usize,
             Counter::ClientKeySeen => FETCH + FetchFailure::ALL.len(),
             Counter::FetchSuperseded => FETCH + FetchFailure::ALL.len() + 1,
+            Counter::KeyEchoRedacted => FETCH + FetchFailure::ALL.len() + 2,
         }
     }
 
     /// The size of a metric-id table indexed by [`Counter::slot`].
-    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 2;
+    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 3;
 
     pub fn name(self) -> String {
         match self {
@@ -90,6 +95,7 @@ impl Counter {
             Counter::FetchFailed(f) => format!("tollgate.fetch.{}", f.code()),
             Counter::ClientKeySeen => "tollgate.client_key_seen".into(),
             Counter::FetchSuperseded => "tollgate.fetch.superseded".into(),
+            Counter::KeyEchoRedacted => "tollgate.key_echo_redacted".into(),
         }
     }
 }

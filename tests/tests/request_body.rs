@@ -8,7 +8,9 @@ use tollgate_tests::*;
 const CHAT: &str = "/v1/chat/completions";
 const CHAT_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
 
-fn held_gateway(config: &serde_json::Value) -> (Gateway, tollgate_harness::mock::MockCredentialService) {
+fn held_gateway(
+    config: &serde_json::Value,
+) -> (Gateway, tollgate_harness::mock::MockCredentialService) {
     let creds = credential_service();
     let gw = Gateway::builder(module())
         .workers(1)
@@ -42,7 +44,11 @@ fn a_cold_cache_post_is_held_until_its_credential_is_written() {
     let body = CHAT_BODY.as_bytes();
     let id = post_chat(&mut gw, vec![body[..10].to_vec(), body[10..].to_vec()]);
     // The fetch has not been answered yet: nothing may have gone upstream.
-    assert_eq!(gw.upstream_headers(id), None, "headers left before the credential");
+    assert_eq!(
+        gw.upstream_headers(id),
+        None,
+        "headers left before the credential"
+    );
     assert!(gw.upstream_body_pieces(id).is_empty());
     gw.settle();
     let out = gw.outcome(id);
@@ -69,7 +75,11 @@ fn a_cold_cache_post_with_trailers_is_held_until_its_credential_is_written() {
         .body(CHAT_BODY)
         .trailer("x-checksum", "abc")
         .send();
-    assert_eq!(gw.upstream_headers(id), None, "headers left before the credential");
+    assert_eq!(
+        gw.upstream_headers(id),
+        None,
+        "headers left before the credential"
+    );
     gw.settle();
     let out = gw.outcome(id);
     let f = out.expect_forwarded();
@@ -217,7 +227,11 @@ fn forwarded_body(gw: &Gateway, id: StreamId) -> String {
     let out = gw.outcome(id);
     let f = out.expect_forwarded();
     if let Some(len) = f.header_str("content-length") {
-        assert_eq!(len, f.body.len().to_string(), "Content-Length matches the body sent");
+        assert_eq!(
+            len,
+            f.body.len().to_string(),
+            "Content-Length matches the body sent"
+        );
     }
     f.body_str()
 }
@@ -225,7 +239,11 @@ fn forwarded_body(gw: &Gateway, id: StreamId) -> String {
 #[track_caller]
 fn refused(gw: &Gateway, id: StreamId, status: u16, reason: &str) {
     assert_denied_reply(gw, id, status, reason);
-    assert_eq!(gw.upstream_headers(id), None, "nothing went upstream for {reason}");
+    assert_eq!(
+        gw.upstream_headers(id),
+        None,
+        "nothing went upstream for {reason}"
+    );
     assert!(gw.upstream_body_pieces(id).is_empty());
 }
 
@@ -233,7 +251,9 @@ fn refused(gw: &Gateway, id: StreamId, status: u16, reason: &str) {
 fn a_listed_model_passes_with_its_bytes_untouched_and_is_audited() {
     let mut gw = limits_gateway();
     let body = r#"{"model":"gpt-4o-mini","max_tokens":100,  "messages":[{"role":"user","content":"héllo"}]}"#;
-    let id = Post::chat(LIMITED, body).header("content-length", &body.len().to_string()).send(&mut gw);
+    let id = Post::chat(LIMITED, body)
+        .header("content-length", &body.len().to_string())
+        .send(&mut gw);
     assert_eq!(forwarded_body(&gw, id), body);
     let a = audit(&gw, id);
     assert_eq!(a["model"], "gpt-4o-mini");
@@ -287,34 +307,56 @@ fn path_models_are_checked_for_gemini_anthropic_and_azure_deployments() {
         .to(host, "/v1beta/models/gemini-1.5-pro:generateContent")
         .send(&mut gw);
     refused(&gw, id, 403, "model_not_permitted");
-    let id = Post::chat(LIMITED, r#"{"model":"claude-3-5-haiku-latest","max_tokens":10}"#)
-        .to("api.anthropic.com", "/v1/messages")
-        .send(&mut gw);
+    let id = Post::chat(
+        LIMITED,
+        r#"{"model":"claude-3-5-haiku-latest","max_tokens":10}"#,
+    )
+    .to("api.anthropic.com", "/v1/messages")
+    .send(&mut gw);
     assert_eq!(audit(&gw, id)["model"], "claude-3-5-haiku-latest");
     let id = Post::chat(LIMITED, r#"{"messages":[]}"#)
-        .to("myres.openai.azure.com", "/openai/deployments/other/chat/completions")
+        .to(
+            "myres.openai.azure.com",
+            "/openai/deployments/other/chat/completions",
+        )
         .send(&mut gw);
     refused(&gw, id, 403, "model_not_permitted");
     let id = Post::chat(LIMITED, r#"{"messages":[]}"#)
-        .to("myres.openai.azure.com", "/openai/deployments/support-4o/chat/completions")
+        .to(
+            "myres.openai.azure.com",
+            "/openai/deployments/support-4o/chat/completions",
+        )
         .send(&mut gw);
-    assert_eq!(forwarded_body(&gw, id), r#"{"messages":[],"max_tokens":2000}"#);
+    assert_eq!(
+        forwarded_body(&gw, id),
+        r#"{"messages":[],"max_tokens":2000}"#
+    );
 }
 
 #[test]
 fn an_output_cap_over_the_limit_is_clamped_and_a_missing_one_written_in() {
     let mut gw = limits_gateway();
     let body = r#"{"model":"gpt-4o-mini", "max_tokens": 4096, "messages":[]}"#;
-    let id = Post::chat(LIMITED, body).header("content-length", &body.len().to_string()).send(&mut gw);
+    let id = Post::chat(LIMITED, body)
+        .header("content-length", &body.len().to_string())
+        .send(&mut gw);
     assert_eq!(
         forwarded_body(&gw, id),
         r#"{"model":"gpt-4o-mini", "max_tokens": 2000, "messages":[]}"#
     );
     let a = audit(&gw, id);
-    assert_eq!((a["max_tokens_requested"].clone(), a["max_tokens_effective"].clone(), a["clamped"].clone()),
-               (4096.into(), 2000.into(), true.into()));
+    assert_eq!(
+        (
+            a["max_tokens_requested"].clone(),
+            a["max_tokens_effective"].clone(),
+            a["clamped"].clone()
+        ),
+        (4096.into(), 2000.into(), true.into())
+    );
     let body = r#"{"model":"gpt-4o-mini","messages":[]}"#;
-    let id = Post::chat(LIMITED, body).header("content-length", &body.len().to_string()).send(&mut gw);
+    let id = Post::chat(LIMITED, body)
+        .header("content-length", &body.len().to_string())
+        .send(&mut gw);
     assert_eq!(
         forwarded_body(&gw, id),
         r#"{"model":"gpt-4o-mini","messages":[],"max_completion_tokens":2000}"#
@@ -328,7 +370,10 @@ fn an_output_cap_over_the_limit_is_refused_in_deny_mode() {
     let id = Post::chat(STRICT, r#"{"model":"m","max_completion_tokens":2001}"#).send(&mut gw);
     refused(&gw, id, 403, "max_tokens_exceeded");
     let id = Post::chat(STRICT, r#"{"model":"m","max_completion_tokens":2000}"#).send(&mut gw);
-    assert_eq!(forwarded_body(&gw, id), r#"{"model":"m","max_completion_tokens":2000}"#);
+    assert_eq!(
+        forwarded_body(&gw, id),
+        r#"{"model":"m","max_completion_tokens":2000}"#
+    );
 }
 
 #[test]
@@ -344,7 +389,11 @@ fn max_tokens_in_every_odd_form_is_invalid() {
 #[test]
 fn strict_json_refuses_what_a_provider_could_read_differently() {
     let mut gw = limits_gateway();
-    let deep = format!("{{\"model\":\"gpt-4o-mini\",\"x\":{}{}}}", "[".repeat(64), "]".repeat(64));
+    let deep = format!(
+        "{{\"model\":\"gpt-4o-mini\",\"x\":{}{}}}",
+        "[".repeat(64),
+        "]".repeat(64)
+    );
     for bad in [
         r#"{"model":"gpt-4o-mini"} {"model":"gpt-4o"}"#.to_string(),
         "{\"model\":\"gpt-4o-mini\",\"x\":\"\\ud800\"}".to_string(),
@@ -372,7 +421,9 @@ fn only_plain_json_bodies_are_inspected() {
     let mut gw = limits_gateway();
     let body = r#"{"model":"gpt-4o-mini"}"#;
     for post in [
-        Post::chat(LIMITED, body).without_content_type().header("content-type", "text/plain"),
+        Post::chat(LIMITED, body)
+            .without_content_type()
+            .header("content-type", "text/plain"),
         Post::chat(LIMITED, body).without_content_type(),
         Post::chat(LIMITED, body).header("content-type", "application/json"),
         Post::chat(LIMITED, body).header("content-encoding", "gzip"),
@@ -393,7 +444,11 @@ fn only_plain_json_bodies_are_inspected() {
             .header("content-type", "Application/JSON; charset=utf-8"),
     ] {
         let id = ok.send(&mut gw);
-        assert_eq!(forwarded_body(&gw, id).len() > body.len(), true, "cap written in");
+        assert_eq!(
+            forwarded_body(&gw, id).len() > body.len(),
+            true,
+            "cap written in"
+        );
     }
 }
 
@@ -406,7 +461,9 @@ fn the_body_limit_is_exact_and_answered_by_tollgate() {
     };
     let at_limit = body_of(LIMIT);
     assert_eq!(at_limit.len(), LIMIT);
-    let id = Post::chat(LIMITED, &at_limit).in_chunks_of(1000).send(&mut gw);
+    let id = Post::chat(LIMITED, &at_limit)
+        .in_chunks_of(1000)
+        .send(&mut gw);
     assert_eq!(forwarded_body(&gw, id), at_limit);
     let over = body_of(LIMIT + 1);
     // Declared too large: refused at the headers.
@@ -433,7 +490,11 @@ fn any_chunking_gives_the_same_rewrite() {
 #[test]
 fn openai_streams_get_include_usage_written_in() {
     let mut gw = limits_gateway();
-    let id = Post::chat(SUPPORT_BOT, r#"{"model":"gpt-4o","stream":true,"messages":[]}"#).send(&mut gw);
+    let id = Post::chat(
+        SUPPORT_BOT,
+        r#"{"model":"gpt-4o","stream":true,"messages":[]}"#,
+    )
+    .send(&mut gw);
     assert_eq!(
         forwarded_body(&gw, id),
         r#"{"model":"gpt-4o","stream":true,"messages":[],"stream_options":{"include_usage":true}}"#
@@ -476,7 +537,10 @@ fn dry_run_shadows_body_denials_and_forwards_the_body_as_sent() {
     let id = Post::chat(LIMITED, body).send(&mut gw);
     assert_eq!(forwarded_body(&gw, id), body, "nothing clamped in dry_run");
     let a = audit(&gw, id);
-    assert_eq!((a["decision"].as_str(), a["reason"].as_str()), (Some("shadow_deny"), Some("model_not_permitted")));
+    assert_eq!(
+        (a["decision"].as_str(), a["reason"].as_str()),
+        (Some("shadow_deny"), Some("model_not_permitted"))
+    );
     before.assert_delta(&gw, "tollgate.decision.shadow_deny.model_not_permitted", 1);
     // Malformed JSON is not a policy verdict: refused even in dry_run.
     let id = Post::chat(LIMITED, r#"{"model":"a","model":"b"}"#).send(&mut gw);
@@ -528,10 +592,16 @@ fn streamed_mode_sends_headers_first_without_content_length_and_resets_on_denial
         let id = Post::chat(LIMITED, r#"{"model":"gpt-4o"}"#).send(&mut gw);
         let reply = gw.outcome(id);
         assert_eq!(
-            reply.expect_reply().header_str("x-tollgate-reason").as_deref(),
+            reply
+                .expect_reply()
+                .header_str("x-tollgate-reason")
+                .as_deref(),
             Some("model_not_permitted"),
             "allow={allow}"
         );
-        assert!(gw.upstream_body_pieces(id).is_empty(), "the denied body never went upstream");
+        assert!(
+            gw.upstream_body_pieces(id).is_empty(),
+            "the denied body never went upstream"
+        );
     }
 }

@@ -201,9 +201,7 @@ fn insert_cap(seen: &json::Inspected, write: &[&str], limit: u64) -> Result<Edit
         }),
         [parent, key] => match seen.found(GENERATION_CONFIG) {
             Some(f) if f.kind == Kind::Object => Ok(Edit::Insert {
-                object: seen
-                    .holder(CAPS)
-                    .ok_or(DenyReason::BodyInvalid)?,
+                object: seen.holder(CAPS).ok_or(DenyReason::BodyInvalid)?,
                 key: (*key).to_string(),
                 raw_value: value,
             }),
@@ -259,7 +257,12 @@ mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn plan(kind: ProviderKind, path: &str, models: &[&str], cap: Option<(u32, CapAction)>) -> BodyPlan {
+    fn plan(
+        kind: ProviderKind,
+        path: &str,
+        models: &[&str],
+        cap: Option<(u32, CapAction)>,
+    ) -> BodyPlan {
         BodyPlan {
             exchange: Exchange::classify(kind, path),
             limits: Some(ExchangeLimits {
@@ -287,8 +290,11 @@ mod tests {
 
     #[test]
     fn a_model_on_the_list_passes_untouched() {
-        let out = check(&chat(&["gpt-4o-mini"], None), br#"{"model":"gpt-4o-mini","messages":[]}"#)
-            .unwrap();
+        let out = check(
+            &chat(&["gpt-4o-mini"], None),
+            br#"{"model":"gpt-4o-mini","messages":[]}"#,
+        )
+        .unwrap();
         assert_eq!(out.model.as_deref(), Some("gpt-4o-mini"));
         assert_eq!(out.rewrite, None);
     }
@@ -296,8 +302,14 @@ mod tests {
     #[test]
     fn models_off_the_list_or_missing_are_denied() {
         let p = chat(&["gpt-4o-mini"], None);
-        assert_eq!(check(&p, br#"{"model":"gpt-4o"}"#), Err(DenyReason::ModelNotPermitted));
-        assert_eq!(check(&p, br#"{"messages":[]}"#), Err(DenyReason::ModelMissing));
+        assert_eq!(
+            check(&p, br#"{"model":"gpt-4o"}"#),
+            Err(DenyReason::ModelNotPermitted)
+        );
+        assert_eq!(
+            check(&p, br#"{"messages":[]}"#),
+            Err(DenyReason::ModelMissing)
+        );
         assert_eq!(check(&p, br#"{"model":7}"#), Err(DenyReason::BodyInvalid));
     }
 
@@ -341,17 +353,29 @@ mod tests {
             &["other"],
             None,
         );
-        assert_eq!(check(&p, br#"{"model":"other"}"#), Err(DenyReason::ModelNotPermitted));
+        assert_eq!(
+            check(&p, br#"{"model":"other"}"#),
+            Err(DenyReason::ModelNotPermitted)
+        );
     }
 
     #[test]
     fn a_cap_over_the_limit_is_clamped_in_place() {
         let p = chat(&[], Some((2000, CapAction::Clamp)));
         let out = check(&p, br#"{ "model" : "m",  "max_tokens":  4096 , "x":1}"#).unwrap();
-        assert_eq!(text(&out), r#"{ "model" : "m",  "max_tokens":  2000 , "x":1}"#);
-        assert_eq!((out.requested_cap, out.effective_cap, out.clamped), (Some(4096), Some(2000), true));
+        assert_eq!(
+            text(&out),
+            r#"{ "model" : "m",  "max_tokens":  2000 , "x":1}"#
+        );
+        assert_eq!(
+            (out.requested_cap, out.effective_cap, out.clamped),
+            (Some(4096), Some(2000), true)
+        );
         let out = check(&p, br#"{"max_tokens":100,"max_completion_tokens":9000}"#).unwrap();
-        assert_eq!(text(&out), r#"{"max_tokens":100,"max_completion_tokens":2000}"#);
+        assert_eq!(
+            text(&out),
+            r#"{"max_tokens":100,"max_completion_tokens":2000}"#
+        );
     }
 
     #[test]
@@ -361,7 +385,10 @@ mod tests {
             check(&p, br#"{"max_tokens":2001}"#),
             Err(DenyReason::MaxTokensExceeded)
         );
-        assert!(check(&p, br#"{"max_tokens":2000}"#).unwrap().rewrite.is_none());
+        assert!(check(&p, br#"{"max_tokens":2000}"#)
+            .unwrap()
+            .rewrite
+            .is_none());
     }
 
     #[test]
@@ -369,7 +396,12 @@ mod tests {
         let p = chat(&[], Some((500, CapAction::Clamp)));
         let out = check(&p, br#"{"model":"m"}"#).unwrap();
         assert_eq!(text(&out), r#"{"model":"m","max_completion_tokens":500}"#);
-        let p = plan(ProviderKind::Anthropic, "/v1/messages", &[], Some((500, CapAction::Clamp)));
+        let p = plan(
+            ProviderKind::Anthropic,
+            "/v1/messages",
+            &[],
+            Some((500, CapAction::Clamp)),
+        );
         assert_eq!(text(&check(&p, br#"{}"#).unwrap()), r#"{"max_tokens":500}"#);
         let p = plan(
             ProviderKind::Gemini,
@@ -396,7 +428,11 @@ mod tests {
         let p = chat(&[], Some((2000, CapAction::Clamp)));
         for bad in ["1e9", "4096.0", "\"4096\"", "-1", "null", "1e400", "true"] {
             let body = format!(r#"{{"max_tokens":{bad}}}"#);
-            assert_eq!(check(&p, body.as_bytes()), Err(DenyReason::BodyInvalid), "{bad}");
+            assert_eq!(
+                check(&p, body.as_bytes()),
+                Err(DenyReason::BodyInvalid),
+                "{bad}"
+            );
         }
     }
 
@@ -409,16 +445,33 @@ mod tests {
             r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
         );
         assert!(out.usage_injected && out.stream);
-        let out = check(&p, br#"{"stream":true,"stream_options":{"include_usage":false}}"#).unwrap();
-        assert_eq!(text(&out), r#"{"stream":true,"stream_options":{"include_usage":true}}"#);
+        let out = check(
+            &p,
+            br#"{"stream":true,"stream_options":{"include_usage":false}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            text(&out),
+            r#"{"stream":true,"stream_options":{"include_usage":true}}"#
+        );
         assert!(out.usage_injected);
         let out = check(&p, br#"{"stream":true,"stream_options":{}}"#).unwrap();
-        assert_eq!(text(&out), r#"{"stream":true,"stream_options":{"include_usage":true}}"#);
-        let out = check(&p, br#"{"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert_eq!(
+            text(&out),
+            r#"{"stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        let out = check(
+            &p,
+            br#"{"stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .unwrap();
         assert!(!out.usage_injected && out.rewrite.is_none());
         let out = check(&p, br#"{"stream":false}"#).unwrap();
         assert!(!out.stream && out.rewrite.is_none());
-        assert_eq!(check(&p, br#"{"stream":"yes"}"#), Err(DenyReason::BodyInvalid));
+        assert_eq!(
+            check(&p, br#"{"stream":"yes"}"#),
+            Err(DenyReason::BodyInvalid)
+        );
     }
 
     #[test]
@@ -428,7 +481,10 @@ mod tests {
         let out = check(&p, br#"{"model":"gpt-4o","max_tokens":50}"#).unwrap();
         assert_eq!(out.shadow, Some(DenyReason::ModelNotPermitted));
         assert_eq!(out.rewrite, None);
-        assert_eq!(check(&p, br#"{"model":"a","model":"b"}"#), Err(DenyReason::BodyInvalid));
+        assert_eq!(
+            check(&p, br#"{"model":"a","model":"b"}"#),
+            Err(DenyReason::BodyInvalid)
+        );
     }
 
     #[test]

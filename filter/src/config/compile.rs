@@ -16,8 +16,7 @@ use crate::credential::service::{CredentialService, Protocol};
 use crate::credential::{validate_credential_name, CredentialRef, Scope};
 use crate::policy::endpoint_pattern::EndpointPattern;
 use crate::policy::limits::{
-    CapAction, ExchangeLimits, OutputCap, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES,
-    MAX_OUTPUT_TOKENS,
+    CapAction, ExchangeLimits, OutputCap, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES, MAX_OUTPUT_TOKENS,
 };
 use crate::policy::model_pattern::ModelPattern;
 use crate::policy::workload_pattern::WorkloadPattern;
@@ -625,7 +624,9 @@ mod tests {
     fn with_rule_fields(fields: &str) -> String {
         EXAMPLE.replace(
             r#""endpoints": ["POST /v1/chat/completions", "POST /v1/messages"]}"#,
-            &format!(r#""endpoints": ["POST /v1/chat/completions", "POST /v1/messages"], {fields}}}"#),
+            &format!(
+                r#""endpoints": ["POST /v1/chat/completions", "POST /v1/messages"], {fields}}}"#
+            ),
         )
     }
 
@@ -660,7 +661,10 @@ mod tests {
         let l = c.policy.limits(RuleId(0)).unwrap();
         assert_eq!(l.max_output_tokens.map(|c| c.action), Some(CapAction::Deny));
         assert_eq!(l.max_body_bytes, 1024);
-        assert_eq!((c.body_mode, c.inject_stream_usage), (BodyMode::Streamed, false));
+        assert_eq!(
+            (c.body_mode, c.inject_stream_usage),
+            (BodyMode::Streamed, false)
+        );
     }
 
     #[test]
@@ -688,7 +692,9 @@ mod tests {
                 "rules[0].max_body_bytes: must be between 1 and 67108864"
             ]
         );
-        let e = errors(&with_rule_fields(r#""models": ["bad model"], "max_output_tokens_action": "deny""#));
+        let e = errors(&with_rule_fields(
+            r#""models": ["bad model"], "max_output_tokens_action": "deny""#,
+        ));
         assert_eq!(
             e,
             [

@@ -744,7 +744,10 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
         Some(v) => enum_of(
             v,
             "body_mode",
-            &[("held", RawBodyMode::Held), ("streamed", RawBodyMode::Streamed)],
+            &[
+                ("held", RawBodyMode::Held),
+                ("streamed", RawBodyMode::Streamed),
+            ],
             errs,
         ),
     };

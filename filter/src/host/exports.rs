@@ -176,6 +176,22 @@ pub extern "C" fn proxy_on_request_trailers(context_id: u32, _trailers: usize) -
 }
 
 #[no_mangle]
+pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: usize, eos: u32) -> u32 {
+    match stream(context_id) {
+        Some(w) => action(w.on_response_headers(context_id, eos != 0)),
+        None => ACTION_CONTINUE,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_body(context_id: u32, size: usize, eos: u32) -> u32 {
+    match stream(context_id) {
+        Some(w) => action(w.on_response_body(context_id, size, eos != 0)),
+        None => ACTION_CONTINUE,
+    }
+}
+
+#[no_mangle]
 pub extern "C" fn proxy_on_log(context_id: u32) {
     if let Some(w) = stream(context_id) {
         w.on_log(context_id);

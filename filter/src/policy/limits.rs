@@ -84,10 +84,7 @@ mod tests {
         assert!(l.permits_model("gpt-4o-mini"));
         assert!(l.permits_model("claude-3-5-haiku-latest"));
         assert!(!l.permits_model("gpt-4o"));
-        let any = ExchangeLimits {
-            models: None,
-            ..l
-        };
+        let any = ExchangeLimits { models: None, ..l };
         assert!(any.permits_model("gpt-4o"));
     }
 }

@@ -78,7 +78,9 @@ impl Policy {
 
     /// The rule's exchange limits; `None` for a header-only rule.
     pub fn limits(&self, id: RuleId) -> Option<&ExchangeLimits> {
-        self.rules.get(id.0 as usize).and_then(|r| r.limits.as_deref())
+        self.rules
+            .get(id.0 as usize)
+            .and_then(|r| r.limits.as_deref())
     }
 
     pub fn len(&self) -> usize {

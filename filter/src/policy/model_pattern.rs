@@ -63,7 +63,9 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&b| b == b'*'))
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&b| b == b'*'))
 }
 
 #[cfg(test)]

@@ -4,4 +4,5 @@
 
 pub mod redact;
 pub mod sse;
+pub mod tap;
 pub mod usage;

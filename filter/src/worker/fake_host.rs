@@ -40,6 +40,7 @@ pub struct Reply {
 struct Ctx {
     headers: Vec<(String, Vec<u8>)>,
     trailers: Vec<(String, Vec<u8>)>,
+    response_headers: Vec<(String, Vec<u8>)>,
     properties: BTreeMap<String, Vec<u8>>,
     filter_state: BTreeMap<String, Vec<u8>>,
     replies: Vec<Reply>,
@@ -257,6 +258,7 @@ fn map_of(c: &mut Ctx, map: MapType) -> Option<&mut Vec<(String, Vec<u8>)>> {
     match map {
         MapType::RequestHeaders => Some(&mut c.headers),
         MapType::RequestTrailers => Some(&mut c.trailers),
+        MapType::ResponseHeaders => Some(&mut c.response_headers),
         MapType::HttpCallResponseHeaders => None,
     }
 }

@@ -30,6 +30,7 @@ impl HostError {
 pub enum MapType {
     RequestHeaders = 0,
     RequestTrailers = 1,
+    ResponseHeaders = 2,
     HttpCallResponseHeaders = 6,
 }
 

@@ -41,11 +41,11 @@ use hashbrown::HashMap;
 
 pub use host::{BodyBuffer, Host, HostError, LogLevel, MapType, Shared};
 
+use crate::config::BodyMode;
 use crate::config::{self, Config};
 use crate::credential::cache::{self, Completion};
 use crate::credential::protocol::FetchFailure;
 use crate::credential::CredentialKey;
-use crate::config::BodyMode;
 use crate::flow::{BodyStep, CredentialStep, HeadFacts, RequestFlow};
 use crate::metrics::Counter;
 use crate::reason::DenyReason;
@@ -167,8 +167,12 @@ impl<H: Host> Worker<H> {
     }
 
     fn count(&self, c: Counter) {
+        self.count_n(c, 1);
+    }
+
+    fn count_n(&self, c: Counter, n: i64) {
         if let Some(Some(id)) = self.counters.borrow().get(c.slot()) {
-            self.host.increment(*id, 1);
+            self.host.increment(*id, n);
         }
     }
 
@@ -518,10 +522,18 @@ impl<H: Host> Worker<H> {
         if !self.enter(ctx, current, via) {
             return Action::Pause;
         }
+        let reads_response = self.with_flow(ctx, |f| f.reads_response()).unwrap_or(false);
         let written = self
             .host
             .replace_header(MapType::RequestHeaders, header, value)
-            .is_ok();
+            .is_ok()
+            // Usage and key echoes are read from the response: ask for it
+            // uncompressed.
+            && (!reads_response
+                || self
+                    .host
+                    .replace_header(MapType::RequestHeaders, "accept-encoding", b"identity")
+                    .is_ok());
         // On a wake-up the stream is still paused in headers: if it cannot
         // be resumed, answer it rather than leave it hanging.
         let resumed = written && (via == Via::Own || self.host.resume_request().is_ok());
@@ -947,9 +959,7 @@ impl<H: Host> Worker<H> {
                 self.count(Counter::ShadowDeny(shadow));
             }
         }
-        let forwarded = self
-            .with_flow(ctx, |f| f.is_forwarded())
-            .unwrap_or(false);
+        let forwarded = self.with_flow(ctx, |f| f.is_forwarded()).unwrap_or(false);
         if let Some(new) = rewrite {
             if self
                 .host
@@ -1046,6 +1056,100 @@ impl<H: Host> Worker<H> {
         self.reply(ctx, ctx, Via::Own, reason)
     }
 
+    /// The response headers: the provider's status; the injected key
+    /// removed from any header value that echoes it; reading starts.
+    pub fn on_response_headers(&self, ctx: u32, end_of_stream: bool) -> Action {
+        let Ok(headers) = self.host.header_map(MapType::ResponseHeaders) else {
+            return Action::Continue;
+        };
+        let status = headers
+            .first(b":status")
+            .and_then(|s| core::str::from_utf8(s).ok())
+            .and_then(|s| s.parse::<u16>().ok());
+        let sse = headers.first(b"content-type").is_some_and(|v| {
+            v.len() >= 17
+                && v.get(..17)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"text/event-stream"))
+        });
+        let now = self.host.now_ms().unwrap_or(0);
+        let mut streams = self.streams.borrow_mut();
+        let Some(s) = streams.get_mut(&ctx) else {
+            return Action::Continue;
+        };
+        if !s.flow.on_response_headers(status, sse, now) {
+            return Action::Continue;
+        }
+        let mut edits = Vec::new();
+        for (name, value) in headers.iter() {
+            if let (Some(redacted), Ok(name)) =
+                (s.flow.redact_header(value), core::str::from_utf8(name))
+            {
+                edits.push((name.to_string(), redacted));
+            }
+        }
+        let drop_usage = s.flow.response_plan().drop_usage_chunk && sse;
+        drop(streams);
+        for (name, value) in &edits {
+            self.count(Counter::KeyEchoRedacted);
+            if self
+                .host
+                .replace_header(MapType::ResponseHeaders, name, value)
+                .is_err()
+            {
+                // The key must not reach the client: reset rather than send it.
+                let _ = self.host.close_stream();
+                return Action::Pause;
+            }
+        }
+        if end_of_stream {
+            self.with_flow(ctx, |f| f.on_response_chunk(&[], true));
+        }
+        // A removed usage chunk changes the length.
+        if drop_usage {
+            let _ = self
+                .host
+                .remove_header(MapType::ResponseHeaders, "content-length");
+        }
+        Action::Continue
+    }
+
+    /// A response-body chunk: usage read, the usage-only chunk removed when
+    /// Tollgate asked for it, the injected key redacted.
+    pub fn on_response_body(&self, ctx: u32, size: usize, end: bool) -> Action {
+        let reading = self
+            .streams
+            .borrow()
+            .get(&ctx)
+            .is_some_and(|s| s.flow.response_plan().exchange.is_some());
+        if !reading {
+            return Action::Continue;
+        }
+        let Ok(chunk) = self.host.body(BodyBuffer::Response, size) else {
+            let _ = self.host.close_stream();
+            return Action::Pause;
+        };
+        let Some((out, redactions)) = self
+            .with_flow(ctx, |f| f.on_response_chunk(&chunk, end))
+            .flatten()
+        else {
+            return Action::Continue;
+        };
+        if redactions > 0 {
+            self.count_n(Counter::KeyEchoRedacted, i64::from(redactions));
+        }
+        if out != chunk
+            && self
+                .host
+                .replace_body(BodyBuffer::Response, chunk.len(), &out)
+                .is_err()
+        {
+            // Unredacted bytes must not go on.
+            let _ = self.host.close_stream();
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
     /// The stream ended (completed or reset): stop waiting for it, and write
     /// its final audit record.
     pub fn on_log(&self, ctx: u32) {
@@ -1057,7 +1161,7 @@ impl<H: Host> Worker<H> {
             let Some(s) = streams.get_mut(&ctx) else {
                 return;
             };
-            let Some(end) = s.flow.on_stream_end() else {
+            let Some(end) = s.flow.on_stream_end(self.host.now_ms().ok()) else {
                 return;
             };
             let sink = s.config.audit_log;
