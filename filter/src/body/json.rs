@@ -121,7 +121,15 @@ pub enum JsonError {
     TooDeep { at: usize },
     /// An object holds the same key twice (compared after decoding escapes).
     DuplicateKey { at: usize },
+    /// An object holds more than [`MAX_KEYS_PER_OBJECT`] keys: no LLM
+    /// request needs that many, and it bounds the duplicate check's worst
+    /// case if an attacker could make keys collide in the hash table.
+    TooManyKeys { at: usize },
 }
+
+/// The most keys one object may hold (OpenAI's largest map, `logit_bias`,
+/// takes 300).
+pub const MAX_KEYS_PER_OBJECT: usize = 1024;
 
 impl JsonError {
     /// A stable snake_case name for logs and counters.
@@ -139,6 +147,7 @@ impl JsonError {
             Self::TrailingData { .. } => "trailing_data",
             Self::TooDeep { .. } => "too_deep",
             Self::DuplicateKey { .. } => "duplicate_key",
+            Self::TooManyKeys { .. } => "too_many_keys",
         }
     }
 
@@ -156,7 +165,8 @@ impl JsonError {
             | Self::LoneSurrogate { at }
             | Self::TrailingData { at }
             | Self::TooDeep { at }
-            | Self::DuplicateKey { at } => at,
+            | Self::DuplicateKey { at }
+            | Self::TooManyKeys { at } => at,
         }
     }
 }
@@ -176,6 +186,7 @@ impl fmt::Display for JsonError {
             Self::TrailingData { .. } => "data after the JSON value",
             Self::TooDeep { .. } => "nesting deeper than 64",
             Self::DuplicateKey { .. } => "duplicate object key",
+            Self::TooManyKeys { .. } => "more than 1024 keys in one object",
         };
         write!(f, "invalid JSON body: {rule} at byte {}", self.offset())
     }
@@ -562,6 +573,9 @@ impl<'a, 'p> Parser<'a, 'p> {
         };
         if duplicate {
             return Err(JsonError::DuplicateKey { at });
+        }
+        if keys.len().saturating_sub(*first_key) >= MAX_KEYS_PER_OBJECT {
+            return Err(JsonError::TooManyKeys { at });
         }
         keys.push(key);
         let keys: &[Cow<'a, [u8]>] = keys;
