@@ -391,6 +391,13 @@ pub fn audit_lines(gw: &Gateway) -> Vec<Value> {
         .collect()
 }
 
+/// The audit record of one stream (`Null` if it has none).
+pub fn audit_of(gw: &Gateway, id: StreamId) -> Value {
+    gw.filter_state(id, AUDIT_KEY)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 /// Where Envoy keeps the audit record (`proxy_set_property("tollgate.audit")`).
 pub const AUDIT_KEY: &str = "wasm.tollgate.audit";
 

@@ -217,9 +217,7 @@ fn limits_gateway() -> Gateway {
 }
 
 fn audit(gw: &Gateway, id: StreamId) -> serde_json::Value {
-    gw.filter_state(id, AUDIT_KEY)
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    audit_of(gw, id)
 }
 
 #[track_caller]

@@ -24,9 +24,7 @@ fn chat(gw: &mut Gateway, body: &str) -> StreamId {
 }
 
 fn audit(gw: &Gateway, id: StreamId) -> serde_json::Value {
-    gw.filter_state(id, AUDIT_KEY)
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    audit_of(gw, id)
 }
 
 fn gw() -> Gateway {
