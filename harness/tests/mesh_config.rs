@@ -1368,8 +1368,9 @@ fn every_gateway_refuses_underscore_headers_and_generates_its_own_request_ids() 
                 .into_iter()
                 .flatten()
                 .any(|p| {
-                    p["match"]["listener"]["filterChain"]["filter"]["name"]
-                        == "envoy.filters.network.http_connection_manager"
+                    p["applyTo"] == "NETWORK_FILTER"
+                        && p["match"]["listener"]["filterChain"]["filter"]["name"]
+                            == "envoy.filters.network.http_connection_manager"
                 })
         })
         .expect("an EnvoyFilter patching the gateway's HTTP connection manager");
@@ -1450,4 +1451,202 @@ fn every_access_log_writes_the_audit_format_proven_in_envoy() {
         assert_eq!(log["path"], "/dev/stdout", "{name}");
         assert_eq!(log["logFormat"]["text"], AUDIT_LOG_FORMAT, "{name}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Body mode: the policy and Envoy agree
+// ---------------------------------------------------------------------------
+
+/// The policy's body mode as Tollgate reads it (`held` when absent).
+fn body_mode(policy: &Value) -> &str {
+    policy["body_mode"].as_str().unwrap_or("held")
+}
+
+/// Held mode without `allow_on_headers_stop_iteration` answers every request
+/// that needs its body with 408 after 10 s; streamed mode with it gives up
+/// the guarantee held mode exists for. Every shipped Envoy configuration
+/// pairs the two.
+#[test]
+fn every_shipped_wasm_filter_sets_the_envoy_option_its_body_mode_needs() {
+    for (path, text) in envoy_configs() {
+        let f = rel(&path);
+        let config = parse_yaml(&text, &f);
+        let filters = objects_of_type(&config, WASM_FILTER);
+        assert!(!filters.is_empty(), "{f}");
+        for w in filters {
+            let text = w["config"]["configuration"]["value"]
+                .as_str()
+                .expect("policy");
+            let policy: Value = serde_json::from_str(text).expect("policy JSON");
+            assert_eq!(
+                w["config"]["allow_on_headers_stop_iteration"] == json!(true),
+                body_mode(&policy) == "held",
+                "{f}: body_mode {} with allow_on_headers_stop_iteration {}",
+                body_mode(&policy),
+                w["config"]["allow_on_headers_stop_iteration"]
+            );
+        }
+    }
+    // A WasmPlugin cannot set the option: its policy must stream.
+    let docs = istio_docs();
+    let wp = the_wasmplugin(&docs);
+    assert_eq!(
+        body_mode(&wp.value["spec"]["pluginConfig"]),
+        "streamed",
+        "{}",
+        wp.label()
+    );
+}
+
+/// The held-mode EnvoyFilter (`tollgate-held.yaml`): its patches.
+fn the_held_envoyfilter(docs: &[Doc]) -> (&Doc, &Value, &Value) {
+    let ef = docs_of(docs, "EnvoyFilter")
+        .into_iter()
+        .find(|d| d.name() == "tollgate-held")
+        .expect("the EnvoyFilter tollgate-held");
+    let patches = ef.value["spec"]["configPatches"]
+        .as_array()
+        .expect("patches");
+    assert_eq!(patches.len(), 2, "{}", ef.label());
+    (ef, &patches[0], &patches[1])
+}
+
+#[test]
+fn the_held_envoyfilter_is_the_wasmplugin_with_held_bodies() {
+    let docs = istio_docs();
+    let wp = the_wasmplugin(&docs);
+    let (ef, ext, http) = the_held_envoyfilter(&docs);
+    let f = ef.label();
+    let ws = &wp.value["spec"];
+
+    // Same gateway, same namespace.
+    assert_eq!(ef.namespace(), wp.namespace(), "{f}");
+    assert_eq!(
+        ef.value["spec"]["workloadSelector"]["labels"], ws["selector"]["matchLabels"],
+        "{f}"
+    );
+
+    // 1. The extension config, added (the only operation Istio applies).
+    assert_eq!(ext["applyTo"], "EXTENSION_CONFIG", "{f}");
+    assert_eq!(ext["match"]["context"], "GATEWAY", "{f}");
+    assert_eq!(ext["patch"]["operation"], "ADD", "{f}");
+    let name = ext["patch"]["value"]["name"].as_str().expect("name");
+    let wasm = &ext["patch"]["value"]["typed_config"];
+    assert_eq!(wasm["@type"], WASM_FILTER, "{f}");
+    let c = &wasm["config"];
+    assert_eq!(c["name"], name, "{f}");
+    assert_eq!(c["root_id"], ws["pluginName"], "{f}");
+    assert_eq!(c["failure_policy"], "FAIL_CLOSED", "{f}");
+    assert_eq!(c["allow_on_headers_stop_iteration"], true, "{f}");
+    assert_eq!(c["vm_config"]["runtime"], "envoy.wasm.runtime.v8", "{f}");
+    assert_eq!(
+        c["vm_config"]["code"]["remote"]["http_uri"]["uri"], ws["url"],
+        "{f}: the same module as the WasmPlugin"
+    );
+
+    // 2. The HTTP filter that takes it over ECDS, where phase AUTHZ puts a
+    //    WasmPlugin (after authentication, before authorization), waiting
+    //    for it rather than serving without it.
+    assert_eq!(ws["phase"], "AUTHZ");
+    assert_eq!(http["applyTo"], "HTTP_FILTER", "{f}");
+    assert_eq!(http["match"]["context"], "GATEWAY", "{f}");
+    assert_eq!(
+        http["match"]["listener"]["filterChain"]["filter"]["name"],
+        "envoy.filters.network.http_connection_manager",
+        "{f}"
+    );
+    assert_eq!(http["patch"]["operation"], "ADD", "{f}");
+    assert_eq!(http["patch"]["filterClass"], "AUTHN", "{f}");
+    let v = &http["patch"]["value"];
+    assert_eq!(v["name"], name, "{f}");
+    let cd = &v["config_discovery"];
+    assert_eq!(cd["type_urls"], json!([WASM_FILTER]), "{f}");
+    assert_eq!(cd["config_source"]["ads"], json!({}), "{f}");
+    assert_eq!(cd["config_source"]["initial_fetch_timeout"], "0s", "{f}");
+    assert!(
+        cd.get("default_config").is_none(),
+        "{f}: a default config could serve without Tollgate"
+    );
+    assert!(
+        cd.get("apply_default_config_without_warming").is_none(),
+        "{f}"
+    );
+
+    // The policy: the WasmPlugin's, held instead of streamed.
+    let text = c["configuration"]["value"].as_str().expect("policy text");
+    assert_eq!(
+        c["configuration"]["@type"],
+        "type.googleapis.com/google.protobuf.StringValue"
+    );
+    let mut held: Value = serde_json::from_str(text).expect("policy JSON");
+    let mut streamed = ws["pluginConfig"].clone();
+    assert_eq!(held["body_mode"], "held", "{f}");
+    assert_eq!(streamed["body_mode"], "streamed", "{}", wp.label());
+    held.as_object_mut().map(|m| m.remove("body_mode"));
+    streamed.as_object_mut().map(|m| m.remove("body_mode"));
+    assert_eq!(
+        held, streamed,
+        "{f}: the policy differs from the WasmPlugin's beyond body_mode"
+    );
+}
+
+/// The held-mode Wasm configuration, with its remote module replaced by the
+/// built one, in a gateway Envoy validates: the fields are Envoy 1.40's, the
+/// module loads and configures on the policy.
+#[test]
+fn the_held_wasm_config_passes_envoy_validate_with_the_real_module() {
+    let docs = istio_docs();
+    let (ef, ext, _) = the_held_envoyfilter(&docs);
+    let etc = EtcTollgate::new("held-validate");
+    let mut wasm = ext["patch"]["value"]["typed_config"].clone();
+    wasm["config"]["vm_config"]["code"] =
+        json!({"local": {"filename": "/etc/tollgate/tollgate.wasm"}});
+    let text = wasm["config"]["configuration"]["value"]
+        .as_str()
+        .expect("policy");
+    let policy: Value = serde_json::from_str(text).expect("policy JSON");
+    let cluster = policy["credential_service"]["cluster"]
+        .as_str()
+        .expect("cluster");
+
+    let (code, out) = harness_check(&policy, &etc.dir, "held-policy");
+    assert_eq!(code, 0, "{}: {out}", ef.label());
+
+    let bootstrap = json!({
+        "static_resources": {
+            "listeners": [{
+                "name": "egress",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "egress",
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]},
+                        "http_filters": [
+                            {"name": ext["patch"]["value"]["name"], "typed_config": wasm},
+                            {"name": "envoy.filters.http.router", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                        ]
+                    }
+                }]}]
+            }],
+            "clusters": [{
+                "name": cluster,
+                "type": "STATIC",
+                "load_assignment": {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{
+                    "endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8200}}}
+                }]}]}
+            }]
+        }
+    });
+    let config = etc.substitute(&serde_json::to_string_pretty(&bootstrap).expect("json"));
+    let (ok, out) = etc.validate(&config, "held");
+    assert!(ok, "{}: envoy --mode validate failed:\n{out}", ef.label());
+    assert!(
+        out.contains("tollgate: configured"),
+        "{}: the module did not configure:\n{out}",
+        ef.label()
+    );
 }
