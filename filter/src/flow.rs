@@ -531,6 +531,11 @@ impl RequestFlow {
         }
         self.audit.upstream_status = status;
         self.audit.ttfb_ms = Some(now_ms.saturating_sub(self.started_ms));
+        // A request whose body was not read (its rule needs nothing from
+        // it) did not say whether it streams: the response does.
+        if self.audit.stream.is_none() {
+            self.audit.stream = Some(sse || self.response.stream);
+        }
         let dialect = self.response.exchange.as_ref().and_then(|e| e.dialect());
         let drop = self.response.drop_usage_chunk && sse;
         self.tap = Some(ResponseTap::new(dialect, sse, drop, self.redactor.take()));

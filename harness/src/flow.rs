@@ -84,6 +84,9 @@ pub struct Flow {
     /// The running body callback has end_of_stream.
     pub eos_delivered: bool,
     pub complete: bool,
+    /// More chunks may come after `pending` (a response still arriving):
+    /// no end_of_stream is given, and the flow waits when `pending` is empty.
+    pub open: bool,
 }
 
 /// What the filter gets next.
@@ -116,12 +119,13 @@ impl Flow {
             in_body: false,
             eos_delivered: false,
             complete: false,
+            open: false,
         }
     }
 
     /// end_of_stream for the headers callback.
     pub fn headers_eos(&self) -> bool {
-        self.pending.is_empty() && self.trailers.is_none()
+        !self.open && self.pending.is_empty() && self.trailers.is_none()
     }
 
     /// Whether the guest may see the body buffer now.
@@ -188,12 +192,15 @@ impl Flow {
             } else {
                 self.buffer = chunk;
             }
-            let eos = self.pending.is_empty() && self.trailers.is_none();
+            let eos = !self.open && self.pending.is_empty() && self.trailers.is_none();
             self.eos_delivered = eos;
             return Next::Body {
                 len: self.buffer.len(),
                 eos,
             };
+        }
+        if self.open {
+            return Next::Wait;
         }
         if let (Some(t), false) = (&self.trailers, self.trailers_delivered) {
             return Next::Trailers { n: t.len() };

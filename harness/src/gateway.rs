@@ -554,6 +554,28 @@ impl Gateway {
         }
     }
 
+    /// The upstream sends the response headers and these chunks and has not
+    /// finished (the filter sees no end_of_stream); then [`Self::cancel`]
+    /// is a client leaving mid-response. Panics if the request has not been
+    /// forwarded.
+    #[track_caller]
+    pub fn respond_partial(
+        &mut self,
+        id: StreamId,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        chunks: Vec<Vec<u8>>,
+    ) {
+        let mut h: Pairs = vec![(b":status".to_vec(), status.to_string().into_bytes())];
+        for (k, v) in headers {
+            headers::add(&mut h, k.as_bytes(), v);
+        }
+        let w = &mut self.workers[id.worker];
+        if let Err(e) = w.respond_partial(id.context, h, chunks) {
+            panic!("cannot respond to {id:?}: {e}");
+        }
+    }
+
     /// The request headers as they went upstream (None while the filter
     /// holds them, or for an unknown stream).
     pub fn upstream_headers(&self, id: StreamId) -> Option<Pairs> {

@@ -34,6 +34,8 @@ pub struct UpstreamResponse {
     pub headers: Pairs,
     pub chunks: Vec<Vec<u8>>,
     pub trailers: Option<Pairs>,
+    /// The upstream has not finished: more may come (see `Flow::open`).
+    pub open: bool,
 }
 
 /// The filter state the guest set on a stream.

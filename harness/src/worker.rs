@@ -550,7 +550,8 @@ impl Worker {
                         return;
                     };
                     let n = up.headers.len() as i32;
-                    let flow = crate::flow::Flow::new(up.headers, up.chunks, up.trailers);
+                    let mut flow = crate::flow::Flow::new(up.headers, up.chunks, up.trailers);
+                    flow.open = up.open;
                     let eos = flow.headers_eos() as i32;
                     s.resp = Some(flow);
                     let action = match ex.response_headers.as_ref() {
@@ -769,6 +770,38 @@ impl Worker {
         chunks: Vec<Vec<u8>>,
         trailers: Option<Pairs>,
     ) -> Result<(), String> {
+        self.upstream_answers(
+            ctx,
+            UpstreamResponse {
+                headers,
+                chunks,
+                trailers,
+                open: false,
+            },
+        )
+    }
+
+    /// The upstream sends its response headers and these chunks, and has
+    /// not finished: the filter sees no end_of_stream. Followed by
+    /// [`cancel`](Self::cancel), this is a client leaving mid-response.
+    pub fn respond_partial(
+        &mut self,
+        ctx: u32,
+        headers: Pairs,
+        chunks: Vec<Vec<u8>>,
+    ) -> Result<(), String> {
+        self.upstream_answers(
+            ctx,
+            UpstreamResponse {
+                headers,
+                chunks,
+                trailers: None,
+                open: true,
+            },
+        )
+    }
+
+    fn upstream_answers(&mut self, ctx: u32, response: UpstreamResponse) -> Result<(), String> {
         let Some(s) = self.stream(ctx) else {
             return Err("the stream has already ended".into());
         };
@@ -781,11 +814,7 @@ impl Worker {
         if s.resp.is_some() || s.upstream_response.is_some() {
             return Err("the stream already has a response".into());
         }
-        s.upstream_response = Some(UpstreamResponse {
-            headers,
-            chunks,
-            trailers,
-        });
+        s.upstream_response = Some(response);
         self.drive(ctx);
         Ok(())
     }

@@ -201,3 +201,65 @@ fn usage_seen_before_an_unfinished_final_event_is_kept() {
     assert_eq!(a["usage"]["input"], 8);
     assert_eq!(a["usage"]["total"], 11);
 }
+
+/// A client that leaves mid-stream: the record says the response was not
+/// complete and keeps the usage the stream had reported until then
+/// (Anthropic's cumulative `message_delta`, last value), however the bytes
+/// were split.
+#[test]
+fn a_client_leaving_mid_stream_leaves_an_incomplete_record_with_the_usage_seen() {
+    let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hi\"}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":12}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_d";
+    for piece in [1usize, 5, 64, 4096] {
+        let mut gw = gw();
+        let id = gw
+            .request(0)
+            .mtls(true)
+            .peer_uri_san(SUPPORT_BOT)
+            .method("POST")
+            .authority("api.anthropic.com")
+            .path("/v1/messages")
+            .header("content-type", "application/json")
+            .body(r#"{"model":"claude-3-5-haiku-latest","max_tokens":100,"stream":true}"#)
+            .send();
+        gw.settle();
+        gw.respond_partial(
+            id,
+            200,
+            SSE_HEADERS,
+            stream.as_bytes().chunks(piece).map(|c| c.to_vec()).collect(),
+        );
+        assert!(gw.is_live(id), "the response is still arriving");
+        gw.cancel(id);
+        let a = audit(&gw, id);
+        assert_eq!(a["response_complete"], false, "pieces of {piece}: {a}");
+        assert_eq!(a["upstream_status"], 200, "{a}");
+        assert_eq!(a["stream"], true, "{a}");
+        assert_eq!(a["usage"]["input"], 20, "pieces of {piece}: {a}");
+        assert_eq!(a["usage"]["output"], 12, "pieces of {piece}: {a}");
+    }
+}
+
+/// The same for an OpenAI stream that ends before its usage chunk: no
+/// usage was reported, and the record says so rather than inventing one.
+#[test]
+fn a_client_leaving_before_the_usage_chunk_leaves_no_usage() {
+    let mut gw = gw();
+    let id = chat(
+        &mut gw,
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#,
+    );
+    gw.respond_partial(
+        id,
+        200,
+        SSE_HEADERS,
+        vec![b"data: {\"choices\":[{\"delta\":{\"content\":\"h\"}}]}\n\n".to_vec()],
+    );
+    gw.cancel(id);
+    let a = audit(&gw, id);
+    assert_eq!(a["response_complete"], false, "{a}");
+    assert!(a["usage"].is_null(), "{a}");
+    assert_eq!(a["model"], "gpt-4o-mini", "{a}");
+}
