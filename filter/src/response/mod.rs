@@ -6,3 +6,5 @@ pub mod redact;
 pub mod sse;
 pub mod tap;
 pub mod usage;
+#[cfg(test)]
+mod recorded_streams;
