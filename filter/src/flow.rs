@@ -194,6 +194,8 @@ pub struct RequestFlow {
     /// The record was published at the verdict and has not changed since.
     published: bool,
     ended: bool,
+    /// The request's one decision (allow, shadow denial, deny) was counted.
+    decision_taken: bool,
 }
 
 impl RequestFlow {
@@ -211,6 +213,7 @@ impl RequestFlow {
             audit: AuditRecord::new(mode.as_str()),
             published: false,
             ended: false,
+            decision_taken: false,
         }
     }
 
@@ -232,6 +235,19 @@ impl RequestFlow {
     /// The dry-run verdict, if the policy would have denied this request.
     pub fn shadow_denial(&self) -> Option<DenyReason> {
         self.shadow
+    }
+
+    /// The request's decision to count, once: `Some(shadow)` the first time
+    /// (`Some(None)`: allowed), `None` after. A decision is final when the
+    /// request is refused, or forwarded with nothing left to check; in
+    /// streamed mode a forwarded request's body is still checked, so its
+    /// decision comes with the body's verdict.
+    pub fn take_decision(&mut self) -> Option<Option<DenyReason>> {
+        if self.decision_taken {
+            return None;
+        }
+        self.decision_taken = true;
+        Some(self.shadow)
     }
 
     /// Request headers: identity, upstream, path and policy. On success the

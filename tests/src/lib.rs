@@ -44,6 +44,12 @@ pub const CLIENT_AZURE_KEY: &str = "abcdef0123456789abcdef0123456789";
 pub const SUPPORT_BOT: &str = "spiffe://cluster.local/ns/support/sa/chatbot";
 pub const BATCH_JOB: &str = "spiffe://cluster.local/ns/batch/sa/embedder";
 pub const STRANGER: &str = "spiffe://cluster.local/ns/default/sa/stranger";
+/// Workloads of the request-body rules the scenario table adds
+/// (`scenario::Policy::Bodies`): listed models with an output cap that is
+/// clamped, and listed models with a cap that is refused and a small body
+/// limit.
+pub const CHATBOT: &str = "spiffe://cluster.local/ns/chatbot/sa/bot";
+pub const CHATBOT_STRICT: &str = "spiffe://cluster.local/ns/chatbot/sa/strict";
 
 /// Every key any fixture uses.
 pub fn all_keys() -> Vec<&'static str> {

@@ -88,6 +88,7 @@ pub async fn observe(
         Some(r) => Observed::Forwarded {
             path: r.path.clone(),
             headers: r.headers.clone(),
+            body: r.body.clone(),
         },
         None => Observed::Replied {
             status: resp.status,
@@ -149,8 +150,17 @@ struct Measured {
 }
 
 /// Sends `sc`'s request tagged `tag`; fails if a key shows up in Envoy's
-/// logs or the reply.
-async fn measure(stack: &Stack, sc: &Scenario, tag: &str) -> Result<Measured, String> {
+/// logs or the reply. `want_fetches` is how often the credential service
+/// should be asked meanwhile: a fetch that began before a refusal (held
+/// mode fetches while the body uploads) may reach the service after the
+/// reply reached the client, so the count is awaited up to that number
+/// (for at most 5 s) before it is read.
+async fn measure(
+    stack: &Stack,
+    sc: &Scenario,
+    tag: &str,
+    want_fetches: Option<usize>,
+) -> Result<Measured, String> {
     let before = envoy_counters(stack)?;
     let fetched_before = stack.creds.requests_for(sc.credential());
     let mut headers = sc.req.headers.clone();
@@ -163,7 +173,11 @@ async fn measure(stack: &Stack, sc: &Scenario, tag: &str) -> Result<Measured, St
         body: sc.req.body.clone(),
     };
     let (seen, resp) = observe(stack, client_for(stack, sc.req.workload), req, tag).await;
-    let fetches = stack.creds.requests_for(sc.credential()) - fetched_before;
+    let asked = || stack.creds.requests_for(sc.credential()) - fetched_before;
+    if let Some(n) = want_fetches.filter(|n| *n > 0) {
+        poll_until_async(std::time::Duration::from_secs(5), || asked() >= n).await;
+    }
+    let fetches = asked();
     let after = envoy_counters(stack)?;
     assert_no_leak_envoy(stack, resp.as_ref(), &all_keys())?;
     Ok(Measured {
@@ -176,7 +190,7 @@ async fn measure(stack: &Stack, sc: &Scenario, tag: &str) -> Result<Measured, St
 
 /// Runs `sc` at `t` on `stack` (already in the state `t` needs) and judges it.
 async fn run_one(stack: &Stack, sc: &Scenario, t: Temperature, tag: &str) -> Result<(), String> {
-    let m = measure(stack, sc, tag).await?;
+    let m = measure(stack, sc, tag, sc.expected_fetches(t)).await?;
     sc.judge(t, &m.seen, &m.before, &m.after, m.fetches)
 }
 
@@ -184,7 +198,7 @@ async fn run_one(stack: &Stack, sc: &Scenario, t: Temperature, tag: &str) -> Res
 /// the request under test, and the state reverted.
 async fn run_warm(stack: &Stack, sc: &Scenario, i: usize) -> Result<(), String> {
     let warm = sc.warm_up();
-    let m = measure(stack, &warm, &format!("warm-up-{}-{i}", sc.name))
+    let m = measure(stack, &warm, &format!("warm-up-{}-{i}", sc.name), None)
         .await
         .map_err(|e| format!("warm-up failed: {e}"))?;
     warm.check(&m.seen)
@@ -213,8 +227,10 @@ async fn run_warm(stack: &Stack, sc: &Scenario, i: usize) -> Result<(), String> 
 /// asked for the next scenario's credential on it (which proves nothing of
 /// it is cached); otherwise the scenario waits for the next fresh stack.
 /// Scenarios refused before the credential step go first, so each stack
-/// serves them all and then one fetching scenario per credential. One
-/// stack runs at a time.
+/// serves them all and then one fetching scenario per credential (a
+/// forwarded one, or one whose body is refused: held mode fetches while
+/// the body uploads). One stack runs at a time, so the cold pass costs one
+/// Envoy start per fetching scenario of the busiest credential.
 pub async fn run_envoy(scenarios: &[Scenario]) -> Vec<Run> {
     let mut out = Vec::new();
     let mut policies: Vec<Policy> = vec![];

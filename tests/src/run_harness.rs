@@ -13,6 +13,9 @@
 //! - Virtual time is advanced until the stream settles (at most ten virtual
 //!   seconds), so faults with delays resolve exactly as the filter decides;
 //!   every run ends with the usual leak check.
+//! - The request carries what the Envoy runner's HTTP/1.1 client sends: a
+//!   non-empty body gets `content-length` unless the scenario sets it or
+//!   `transfer-encoding` (a chunked body declares no length).
 
 use std::time::Duration;
 
@@ -64,6 +67,12 @@ fn send_req(gw: &mut Gateway, req: &Req, tag: &str) -> StreamId {
     for (k, v) in &req.headers {
         b = b.header(k, v);
     }
+    let declared = req.headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+    });
+    if !req.body.is_empty() && !declared {
+        b = b.header("content-length", req.body.len().to_string());
+    }
     let id = b.body(req.body.clone()).send();
     gw.settle();
     let mut waited = Duration::ZERO;
@@ -85,6 +94,7 @@ fn observe(gw: &Gateway, id: StreamId) -> Observed {
                 .filter(|(k, _)| !k.starts_with(b":"))
                 .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.clone()))
                 .collect(),
+            body: f.body.clone(),
         },
         Outcome::LocalReply(r) => Observed::Replied {
             status: r.status,

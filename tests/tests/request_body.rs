@@ -576,9 +576,17 @@ fn streamed_mode_sends_headers_first_without_content_length_and_resets_on_denial
             .build()
             .unwrap();
         let body = r#"{"model":"gpt-4o-mini","max_tokens":4096}"#;
+        let before = Counters::snapshot(&gw);
         let id = Post::chat(LIMITED, body)
             .header("content-length", &body.len().to_string())
             .send(&mut gw);
+        // One decision per request, counted when the body completed it.
+        before
+            .check_decisions(
+                &Counters::snapshot(&gw),
+                &[("tollgate.decision.allow", 1)],
+            )
+            .unwrap();
         let out = gw.outcome(id);
         let f = out.expect_forwarded();
         assert_eq!(f.header("content-length"), None, "allow={allow}");
@@ -587,7 +595,16 @@ fn streamed_mode_sends_headers_first_without_content_length_and_resets_on_denial
             f.header_str("authorization"),
             Some(format!("Bearer {OPENAI_KEY}"))
         );
+        let before = Counters::snapshot(&gw);
         let id = Post::chat(LIMITED, r#"{"model":"gpt-4o"}"#).send(&mut gw);
+        // The headers went upstream first, but the request's one decision
+        // is the body's deny, not an allow and a deny.
+        before
+            .check_decisions(
+                &Counters::snapshot(&gw),
+                &[("tollgate.decision.deny.model_not_permitted", 1)],
+            )
+            .unwrap();
         let reply = gw.outcome(id);
         assert_eq!(
             reply

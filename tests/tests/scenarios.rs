@@ -6,7 +6,7 @@
 
 use tollgate_tests::run_envoy::{run_envoy, Run};
 use tollgate_tests::run_harness::run_harness;
-use tollgate_tests::scenario::{scenarios, Area, Temperature};
+use tollgate_tests::scenario::{scenarios, Area, Expect, Policy, Temperature};
 
 /// Fails listing every (scenario, temperature) that failed in `runner`.
 fn report(runner: &str, runs: &[Run]) {
@@ -38,12 +38,53 @@ fn the_table_covers_every_area() {
         Area::AccessPolicy,
         Area::DryRun,
         Area::CredentialFault,
+        Area::RequestBody,
     ] {
         assert!(
             all.iter().any(|s| s.area == area),
             "no scenario for {area:?}"
         );
     }
+    // Every refusal of the request-body policy, enforced; dry_run shadows
+    // exactly the policy verdicts among them and enforces the others.
+    let refuses = |policy: Policy, reason: &str| {
+        all.iter().any(|s| {
+            s.policy == policy
+                && matches!(s.expect, Expect::Denied { reason: r, .. } if r == reason)
+        })
+    };
+    let shadows = |reason: &str| {
+        all.iter()
+            .any(|s| s.policy == Policy::BodiesDryRun && s.shadow == Some(reason))
+    };
+    for reason in [
+        "model_not_permitted",
+        "model_missing",
+        "max_tokens_exceeded",
+    ] {
+        assert!(
+            refuses(Policy::Bodies, reason),
+            "no scenario refuses with {reason}"
+        );
+        assert!(shadows(reason), "no dry_run scenario shadows {reason}");
+    }
+    for reason in ["body_too_large", "body_unsupported", "body_invalid"] {
+        assert!(
+            refuses(Policy::Bodies, reason),
+            "no scenario refuses with {reason}"
+        );
+        assert!(
+            refuses(Policy::BodiesDryRun, reason),
+            "no dry_run scenario still refuses with {reason}"
+        );
+    }
+    // A rewrite is checked byte for byte.
+    assert!(
+        all.iter().any(
+            |s| matches!(&s.expect, Expect::Forwarded { body: Some(b), .. } if *b != s.req.body)
+        ),
+        "no scenario checks a rewritten body"
+    );
     let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
     names.sort();
     names.dedup();

@@ -249,16 +249,6 @@ impl<H: Host> Worker<H> {
         if flow.client_key_seen() {
             self.count(Counter::ClientKeySeen);
         }
-        if let Some(shadow) = flow.shadow_denial() {
-            self.count(Counter::ShadowDeny(shadow));
-            self.log(
-                LogLevel::Warn,
-                format_args!(
-                    "tollgate: dry_run: would deny with {} (forwarding)",
-                    shadow.code()
-                ),
-            );
-        }
         self.streams
             .borrow_mut()
             .insert(ctx, Stream { flow, config });
@@ -552,15 +542,32 @@ impl<H: Host> Worker<H> {
             self.leave(ctx, current, via);
             return self.reply(ctx, current, via, reason);
         }
-        let shadow = self
-            .with_flow(ctx, |f| f.shadow_denial().is_some())
-            .unwrap_or(false);
-        if !shadow {
-            self.count(Counter::Allow);
+        if !self.with_flow(ctx, |f| f.body_pending()).unwrap_or(false) {
+            self.count_decision(ctx);
         }
         self.publish_verdict(ctx);
         self.leave(ctx, current, via);
         Action::Continue
+    }
+
+    /// Counts the request's decision when it is final and not yet counted:
+    /// allowed, or (dry_run) the denial that was not enforced, with its
+    /// warning. Denials are counted by [`Self::reply`].
+    fn count_decision(&self, ctx: u32) {
+        match self.with_flow(ctx, |f| f.take_decision()).flatten() {
+            Some(None) => self.count(Counter::Allow),
+            Some(Some(shadow)) => {
+                self.count(Counter::ShadowDeny(shadow));
+                self.log(
+                    LogLevel::Warn,
+                    format_args!(
+                        "tollgate: dry_run: would deny with {} (forwarded)",
+                        shadow.code()
+                    ),
+                );
+            }
+            None => {}
+        }
     }
 
     /// Sends the deny reply on `ctx`.
@@ -571,6 +578,9 @@ impl<H: Host> Worker<H> {
         if !self.enter(ctx, current, via) {
             return Action::Pause;
         }
+        // Exactly one decision per request: a deny after a shadowed or
+        // streamed-mode forward replaces the decision not yet counted.
+        let _ = self.with_flow(ctx, |f| f.take_decision());
         self.count(Counter::Deny(reason));
         self.publish_verdict(ctx);
         self.send_reply(reason);
@@ -946,7 +956,6 @@ impl<H: Host> Worker<H> {
         let Ok(body) = self.host.body(BodyBuffer::Request, size) else {
             return self.fail_late(ctx);
         };
-        let shadow_before = self.with_flow(ctx, |f| f.shadow_denial()).flatten();
         let Some(verdict) = self.with_flow(ctx, |f| f.on_body(&body)) else {
             return Action::Pause;
         };
@@ -954,12 +963,12 @@ impl<H: Host> Worker<H> {
             Ok(rewrite) => rewrite,
             Err(reason) => return self.reply(ctx, ctx, Via::Own, reason),
         };
-        if let Some(shadow) = self.with_flow(ctx, |f| f.shadow_denial()).flatten() {
-            if shadow_before.is_none() {
-                self.count(Counter::ShadowDeny(shadow));
-            }
-        }
         let forwarded = self.with_flow(ctx, |f| f.is_forwarded()).unwrap_or(false);
+        if forwarded {
+            // Streamed mode: the headers left before the body; the body's
+            // verdict completes the decision.
+            self.count_decision(ctx);
+        }
         if let Some(new) = rewrite {
             if self
                 .host

@@ -6,8 +6,10 @@
 //! surprise in production.
 //!
 //! A scenario says which policy and credential-service state it needs, what
-//! the workload sends, and what must happen: forwarded with exactly the real
-//! credential (and none of the client's), or denied with a reason code.
+//! the workload sends (headers and body), and what must happen: forwarded
+//! with exactly the real credential (and none of the client's), and, where
+//! the scenario says, exactly these body bytes; or denied with a reason code
+//! at a given [`Stage`].
 //!
 //! Invariants:
 //! - A scenario is data: no runner-specific branches. If Envoy itself
@@ -23,14 +25,19 @@
 //!   outcome, the decision counters' change across the one request under
 //!   test (exactly one verdict), and how often the credential service was
 //!   asked for the scenario's credential meanwhile (the proof of the
-//!   temperature).
+//!   temperature, and of the [`Stage`] a refusal came at).
+//! - Both runners send a request as an HTTP/1.1 client does: a non-empty
+//!   body with its `content-length`, unless the scenario's headers carry
+//!   `transfer-encoding` (then chunked, without one).
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tollgate_harness::mock::{Fault, MockCredentialService};
 
 use crate::*;
+
+mod bodies;
 
 /// What part of the filter a scenario exercises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +48,9 @@ pub enum Area {
     AccessPolicy,
     DryRun,
     CredentialFault,
+    /// The request-body policy: models, output caps, body limits, strict
+    /// JSON, and the rewrites (cap clamped or written in, stream usage).
+    RequestBody,
 }
 
 /// The policy a scenario runs under.
@@ -50,16 +60,61 @@ pub enum Policy {
     Enforce,
     /// [`crate::config`] in `dry_run` mode.
     DryRun,
+    /// [`crate::config`] plus the request-body rules ([`body_rules`]).
+    Bodies,
+    /// [`Policy::Bodies`] in `dry_run` mode.
+    BodiesDryRun,
 }
 
 impl Policy {
     pub fn config(self) -> Value {
         let mut c = config();
-        if self == Policy::DryRun {
+        if matches!(self, Policy::Bodies | Policy::BodiesDryRun) {
+            if let Some(rules) = c["rules"].as_array_mut() {
+                rules.extend(body_rules());
+            }
+        }
+        if matches!(self, Policy::DryRun | Policy::BodiesDryRun) {
             c["mode"] = "dry_run".into();
         }
         c
     }
+}
+
+/// The largest body [`CHATBOT_STRICT`] may send.
+pub const STRICT_MAX_BODY_BYTES: usize = 256;
+
+/// The output cap of both body rules.
+pub const BODY_CAP: u64 = 2000;
+
+/// The rules [`Policy::Bodies`] adds after the fixture's (whose workloads
+/// they do not name): [`CHATBOT`] may use listed models with output capped
+/// at [`BODY_CAP`] by clamping; [`CHATBOT_STRICT`] may use one model, a
+/// cap over [`BODY_CAP`] is refused, and bodies are at most
+/// [`STRICT_MAX_BODY_BYTES`].
+pub fn body_rules() -> Vec<Value> {
+    vec![
+        json!({
+            "name": "chatbot-clamp",
+            "workloads": [CHATBOT],
+            "providers": ["openai", "anthropic", "gemini", "azure"],
+            "endpoints": ["POST /v1/chat/completions", "POST /v1/messages",
+                          "POST /v1beta/models/*:generateContent",
+                          "POST /openai/deployments/*/chat/completions"],
+            "models": ["gpt-4o-mini", "claude-3-5-haiku-*", "gemini-2.0-flash", "gpt4o"],
+            "max_output_tokens": BODY_CAP
+        }),
+        json!({
+            "name": "chatbot-strict",
+            "workloads": [CHATBOT_STRICT],
+            "providers": ["openai"],
+            "endpoints": ["POST /v1/chat/completions"],
+            "models": ["gpt-4o-mini"],
+            "max_output_tokens": BODY_CAP,
+            "max_output_tokens_action": "deny",
+            "max_body_bytes": STRICT_MAX_BODY_BYTES
+        }),
+    ]
 }
 
 /// Credential-service state beyond [`crate::credential_service`].
@@ -135,19 +190,40 @@ pub struct Req {
     pub body: Vec<u8>,
 }
 
+/// When Tollgate refuses a request, relative to its credential lookup.
+/// In held body mode (the fixture's) the lookup starts at the request
+/// headers, so a cold credential is fetched while the body uploads, and a
+/// refusal of the body comes after that fetch began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// At the request headers, before the lookup: nothing is fetched.
+    Headers,
+    /// At the credential step: the fetch's outcome is the refusal.
+    Credential,
+    /// At the end of the held body (or as soon as it passes the rule's
+    /// limit): a cold request has fetched its credential exactly once.
+    Body,
+}
+
 /// What must happen.
 #[derive(Clone, Debug)]
 pub enum Expect {
     /// Forwarded upstream with `header` set to exactly `value` (once), none
-    /// of `absent` present, and (if given) this path.
+    /// of `absent` present, (if given) this path and exactly these body
+    /// bytes, and a `content-length` (if any) that is the body's.
     Forwarded {
         header: &'static str,
         value: String,
         absent: Vec<&'static str>,
         path: Option<String>,
+        body: Option<Vec<u8>>,
     },
-    /// A local reply from Tollgate.
-    Denied { status: u16, reason: &'static str },
+    /// A local reply from Tollgate, reached at `stage`.
+    Denied {
+        status: u16,
+        reason: &'static str,
+        stage: Stage,
+    },
 }
 
 impl Expect {
@@ -168,7 +244,13 @@ impl Expect {
     /// Whether this outcome comes before the credential step, so nothing
     /// may be fetched for it.
     fn fetches_nothing(&self) -> bool {
-        matches!(self, Expect::Denied { reason, .. } if !reason.starts_with("credential_"))
+        matches!(
+            self,
+            Expect::Denied {
+                stage: Stage::Headers,
+                ..
+            }
+        )
     }
 }
 
@@ -194,6 +276,8 @@ pub enum Observed {
     Forwarded {
         path: String,
         headers: Vec<(String, Vec<u8>)>,
+        /// The whole body the upstream received.
+        body: Vec<u8>,
     },
     Replied {
         status: u16,
@@ -246,27 +330,32 @@ impl Scenario {
         }
     }
 
-    /// The provider entry the scenario's host is meant for: by its last
-    /// labels, so a host Tollgate refuses (`..openai.azure.com`,
-    /// `api.openai.com.`) still names the credential a bug would inject.
-    /// A host of no provider warms (and watches) OpenAI's.
+    /// The provider entry the scenario's host is meant for (see
+    /// [`provider_for`]).
     fn provider(&self) -> (&'static str, &'static str, &'static str) {
-        let host = self.req.host.to_ascii_lowercase();
-        let host = host.trim_end_matches('.');
-        let host = host.split(':').next().unwrap_or(host);
-        PROVIDERS
-            .iter()
-            .copied()
-            .find(|(h, _, _)| match h.strip_prefix("myres.") {
-                Some(suffix) => host.ends_with(suffix),
-                None => host == *h,
-            })
-            .unwrap_or(PROVIDERS[0])
+        provider_for(&self.req.host)
     }
 
     /// Whether the (cold) outcome comes before the credential step.
     pub fn expect_fetches_nothing(&self) -> bool {
         self.expect.fetches_nothing()
+    }
+
+    /// How often the credential service must be asked for
+    /// [`Self::credential`] while the request under test runs at `t`
+    /// (`None`: any number). Never when warm or when refused at the
+    /// headers; exactly once for a cold request that was forwarded or
+    /// whose body was refused (held mode fetches while the body uploads).
+    pub fn expected_fetches(&self, t: Temperature) -> Option<usize> {
+        match (t, self.expected(t)) {
+            (Temperature::Warm, _) => Some(0),
+            (Temperature::Cold, Expect::Forwarded { .. }) => Some(1),
+            (Temperature::Cold, Expect::Denied { stage, .. }) => match stage {
+                Stage::Headers => Some(0),
+                Stage::Body => Some(1),
+                Stage::Credential => None,
+            },
+        }
     }
 
     /// The credential the scenario's request is about (see [`Self::provider`]).
@@ -278,18 +367,7 @@ impl Scenario {
     /// the same provider, under the same policy, with the service healthy.
     pub fn warm_up(&self) -> Scenario {
         let (host, cred, path) = self.provider();
-        let value = FIXTURE_KEYS
-            .iter()
-            .find(|(n, _, _)| *n == cred)
-            .map(|(_, v, _)| v.to_string())
-            .unwrap_or_default();
-        let expect = match cred {
-            "openai" => forwarded("authorization", bearer(&value)),
-            "anthropic" => forwarded("x-api-key", value),
-            "gemini" => forwarded("x-goog-api-key", value),
-            "azure-openai" => forwarded("api-key", value),
-            _ => forwarded("x-search-token", format!("Token {value}")),
-        };
+        let expect = real_key(cred);
         Scenario {
             name: "warm_up",
             area: self.area,
@@ -306,8 +384,7 @@ impl Scenario {
     /// the decision counters moved, from `before` to `after` (the one
     /// request under test), by exactly that outcome's counter; and the
     /// credential service was asked for [`Self::credential`] `fetches`
-    /// times meanwhile: never when warm or when refused before the
-    /// credential step, exactly once for a cold request that was forwarded.
+    /// times meanwhile, as [`Self::expected_fetches`] says.
     pub fn judge(
         &self,
         t: Temperature,
@@ -322,13 +399,7 @@ impl Scenario {
         let want: Vec<(&str, i64)> = want.iter().map(|(k, n)| (k.as_str(), *n)).collect();
         before.check_decisions(after, &want)?;
         let cred = self.credential();
-        let want_fetches = match (t, expect) {
-            (Temperature::Warm, _) => Some(0),
-            (Temperature::Cold, e) if e.fetches_nothing() => Some(0),
-            (Temperature::Cold, Expect::Forwarded { .. }) => Some(1),
-            (Temperature::Cold, _) => None,
-        };
-        match want_fetches {
+        match self.expected_fetches(t) {
             Some(n) if n != fetches => Err(format!(
                 "the credential service was asked for {cred:?} {fetches} time(s), expected {n}"
             )),
@@ -349,10 +420,12 @@ impl Scenario {
                     value,
                     absent,
                     path,
+                    body,
                 },
                 Observed::Forwarded {
                     path: seen_path,
                     headers,
+                    body: seen_body,
                 },
             ) => {
                 let values: Vec<&[u8]> = headers
@@ -377,6 +450,34 @@ impl Scenario {
                         return Err(format!("path upstream: expected {p}, got {seen_path}"));
                     }
                 }
+                if let Some(b) = body {
+                    if seen_body != b {
+                        return Err(format!(
+                            "body upstream: expected {:?}, got {:?}",
+                            String::from_utf8_lossy(b),
+                            String::from_utf8_lossy(seen_body)
+                        ));
+                    }
+                }
+                let lengths: Vec<&[u8]> = headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.as_slice())
+                    .collect();
+                match lengths[..] {
+                    [] => {}
+                    [n] if n == seen_body.len().to_string().as_bytes() => {}
+                    _ => {
+                        return Err(format!(
+                            "content-length upstream {:?} is not the body's length ({})",
+                            lengths
+                                .iter()
+                                .map(|v| String::from_utf8_lossy(v))
+                                .collect::<Vec<_>>(),
+                            seen_body.len()
+                        ))
+                    }
+                }
                 let all = format!("{seen_path} {headers:?}");
                 for k in CLIENT_KEYS {
                     if all.contains(k)
@@ -390,7 +491,7 @@ impl Scenario {
                 Ok(())
             }
             (
-                Expect::Denied { status, reason },
+                Expect::Denied { status, reason, .. },
                 Observed::Replied {
                     status: s,
                     reason: r,
@@ -421,16 +522,27 @@ impl Scenario {
 fn describe(e: &Expect) -> String {
     match e {
         Expect::Forwarded { header, .. } => format!("forwarded with {header}"),
-        Expect::Denied { status, reason } => format!("denied {status} {reason}"),
+        Expect::Denied {
+            status,
+            reason,
+            stage,
+        } => format!("denied {status} {reason} at {stage:?}"),
     }
 }
 
 /// `seen` in one line, header names only (values may hold keys).
 fn summarise(seen: &Observed) -> String {
     match seen {
-        Observed::Forwarded { path, headers } => {
+        Observed::Forwarded {
+            path,
+            headers,
+            body,
+        } => {
             let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-            format!("forwarded to {path} with headers {names:?}")
+            format!(
+                "forwarded to {path} with headers {names:?} and a {}-byte body",
+                body.len()
+            )
         }
         Observed::Replied {
             status,
@@ -464,6 +576,28 @@ fn with(mut r: Req, name: &str, value: &[u8]) -> Req {
     r
 }
 
+/// `r` without any `name` header.
+fn without(mut r: Req, name: &str) -> Req {
+    r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    r
+}
+
+/// `r` with `body` instead of its own.
+fn with_body(mut r: Req, body: impl AsRef<[u8]>) -> Req {
+    r.body = body.as_ref().to_vec();
+    r
+}
+
+/// An OpenAI chat request from `workload` with `body`.
+fn chat(workload: &'static str, body: &str) -> Req {
+    with_body(req(workload, "POST", OPENAI, CHAT), body)
+}
+
+/// A request from `workload` to `host` and `path` with `body`.
+fn post(workload: &'static str, host: &str, path: &str, body: &str) -> Req {
+    with_body(req(workload, "POST", host, path), body)
+}
+
 fn forwarded(header: &'static str, value: String) -> Expect {
     Expect::Forwarded {
         header,
@@ -474,6 +608,7 @@ fn forwarded(header: &'static str, value: String) -> Expect {
             .filter(|h| *h != header)
             .collect(),
         path: None,
+        body: None,
     }
 }
 
@@ -483,19 +618,101 @@ fn forwarded_to(header: &'static str, value: String, path: &str) -> Expect {
             header,
             value,
             absent,
+            body,
             ..
         } => Expect::Forwarded {
             header,
             value,
             absent,
             path: Some(path.to_string()),
+            body,
         },
         e => e,
     }
 }
 
+/// Refused before the credential step, or (a `credential_*` reason) at it.
 fn denied(status: u16, reason: &'static str) -> Expect {
-    Expect::Denied { status, reason }
+    let stage = if reason.starts_with("credential_") {
+        Stage::Credential
+    } else {
+        Stage::Headers
+    };
+    Expect::Denied {
+        status,
+        reason,
+        stage,
+    }
+}
+
+/// Refused once the held body was read (or passed the rule's limit).
+fn denied_at_body(status: u16, reason: &'static str) -> Expect {
+    Expect::Denied {
+        status,
+        reason,
+        stage: Stage::Body,
+    }
+}
+
+/// The provider entry `host` is meant for: by its last labels, so a host
+/// Tollgate refuses (`..openai.azure.com`, `api.openai.com.`) still names
+/// the credential a bug would inject. A host of no provider warms (and
+/// watches) OpenAI's.
+fn provider_for(host: &str) -> (&'static str, &'static str, &'static str) {
+    let host = host.to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    let host = host.split(':').next().unwrap_or(host);
+    PROVIDERS
+        .iter()
+        .copied()
+        .find(|(h, _, _)| match h.strip_prefix("myres.") {
+            Some(suffix) => host.ends_with(suffix),
+            None => host == *h,
+        })
+        .unwrap_or(PROVIDERS[0])
+}
+
+/// Forwarded with credential `cred`'s fixture key, where its provider
+/// expects it.
+fn real_key(cred: &str) -> Expect {
+    let value = FIXTURE_KEYS
+        .iter()
+        .find(|(n, _, _)| *n == cred)
+        .map(|(_, v, _)| v.to_string())
+        .unwrap_or_default();
+    match cred {
+        "openai" => forwarded("authorization", bearer(&value)),
+        "anthropic" => forwarded("x-api-key", value),
+        "gemini" => forwarded("x-goog-api-key", value),
+        "azure-openai" => forwarded("api-key", value),
+        _ => forwarded("x-search-token", format!("Token {value}")),
+    }
+}
+
+/// Forwarded with the real key of `r`'s provider and exactly `body`.
+fn arrives(r: &Req, body: impl AsRef<[u8]>) -> Expect {
+    match real_key(provider_for(&r.host).1) {
+        Expect::Forwarded {
+            header,
+            value,
+            absent,
+            path,
+            ..
+        } => Expect::Forwarded {
+            header,
+            value,
+            absent,
+            path,
+            body: Some(body.as_ref().to_vec()),
+        },
+        e => e,
+    }
+}
+
+/// Forwarded with the real key of `r`'s provider and `r`'s body, byte for
+/// byte.
+fn arrives_unchanged(r: &Req) -> Expect {
+    arrives(r, &r.body)
 }
 
 fn bearer(key: &str) -> String {
@@ -504,10 +721,16 @@ fn bearer(key: &str) -> String {
 
 const CHAT: &str = "/v1/chat/completions";
 const OPENAI: &str = "api.openai.com";
+const ANTHROPIC: &str = "api.anthropic.com";
+const GEMINI_HOST: &str = "generativelanguage.googleapis.com";
+const AZURE_HOST: &str = "myres.openai.azure.com";
 const GEMINI_PATH: &str = "/v1beta/models/gemini-2.0-flash:generateContent";
 const AZURE_PATH: &str = "/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21";
 
+/// A scenario under [`Policy::Enforce`]; forwarded, its body must arrive
+/// as sent.
 fn s(name: &'static str, area: Area, req: Req, expect: Expect) -> Scenario {
+    let expect = as_sent(expect, &req);
     Scenario {
         name,
         area,
@@ -517,6 +740,26 @@ fn s(name: &'static str, area: Area, req: Req, expect: Expect) -> Scenario {
         expect,
         expect_warm: None,
         shadow: None,
+    }
+}
+
+/// `e`, if it forwards and names no body, with `r`'s body byte for byte.
+fn as_sent(e: Expect, r: &Req) -> Expect {
+    match e {
+        Expect::Forwarded {
+            header,
+            value,
+            absent,
+            path,
+            body: None,
+        } => Expect::Forwarded {
+            header,
+            value,
+            absent,
+            path,
+            body: Some(r.body.clone()),
+        },
+        e => e,
     }
 }
 
@@ -711,16 +954,18 @@ pub fn scenarios() -> Vec<Scenario> {
         ),
     ];
     for (name, state, expect) in faults {
+        let r = req(SUPPORT_BOT, "POST", OPENAI, CHAT);
         v.push(Scenario {
             name,
             area: CredentialFault,
             policy: Policy::Enforce,
             creds: state,
-            req: req(SUPPORT_BOT, "POST", OPENAI, CHAT),
-            expect,
-            expect_warm: Some(forwarded("authorization", bearer(OPENAI_KEY))),
+            expect: as_sent(expect, &r),
+            expect_warm: Some(as_sent(forwarded("authorization", bearer(OPENAI_KEY)), &r)),
+            req: r,
             shadow: None,
         });
     }
+    v.extend(bodies::body_scenarios());
     v
 }
