@@ -5,6 +5,9 @@
 # harness/src/bench/mod.rs, the driver tollgate-bench-envoy).
 #
 #   scripts/bench-envoy.sh [driver options, e.g. --rounds 3 --run-ms 1000]
+#   scripts/bench-envoy.sh --body-path [options]   # request/response bodies:
+#       Tollgate's body rule (models + max_output_tokens clamp, held) vs the
+#       plain proxy vs rbac + lua, with time to first byte on a stream
 #
 # Needs: the venv's Envoy and target/.../tollgate.wasm (the Makefile target
 # builds both first), and h2load, which is installed here if missing

@@ -10,17 +10,28 @@ use serde_json::{json, Value};
 use crate::envoy::bootstrap::{plain_cluster, socket};
 use crate::envoy::{ClientCertDetails, GatewaySpec, HttpFilters, PemFiles};
 
+use super::lua::lua_filter;
+use super::traffic::{MAX_OUTPUT_TOKENS, MODEL};
 use super::{
     ALLOWED_PREFIX, AUTHZ_CLUSTER, AUTHZ_PREFIX, CHAT_PATH, CLIENT_KEY, CREDS_CLUSTER,
     PROVIDER_HOST, REAL_KEY, SECRET_NAME,
 };
 
+/// The gateways of both modes. The order is the table's row order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Variant {
     Plain,
     Native,
     ExtAuthz,
     Tollgate,
+    /// Body path: Tollgate with the body rule (`models`, `max_output_tokens`
+    /// clamp), held mode.
+    TollgateBody,
+    /// Body path: rbac then the Lua filter doing the body rule's job.
+    Lua,
+    /// Body path: Tollgate with a header-only rule (`stream_usage: leave`,
+    /// so no request body is read) on the same traffic.
+    TollgateHeaderOnly,
     /// Diagnostic: a wasm filter in the same v8 runtime that does nothing,
     /// to split Tollgate's cost into "being a wasm filter" and "its work".
     WasmNoop,
@@ -30,10 +41,13 @@ pub(crate) enum Variant {
     /// Diagnostic, only with `--tollgate-b FILE`: another build of Tollgate,
     /// same policy, for A/B measurements of a filter change in one run.
     TollgateB,
+    /// Body path, only with `--tollgate-b FILE`: build B with the body rule.
+    TollgateBodyB,
 }
 
 impl Variant {
-    pub(crate) const ALL: [Variant; 7] = [
+    /// The default mode's gateways (`TollgateB` only with `--tollgate-b`).
+    pub(crate) const HEADER_MODE: [Variant; 7] = [
         Self::Plain,
         Self::Native,
         Self::ExtAuthz,
@@ -43,15 +57,37 @@ impl Variant {
         Self::TollgateB,
     ];
 
+    /// `--body-path`'s gateways (`TollgateBodyB` only with `--tollgate-b`).
+    pub(crate) const BODY_MODE: [Variant; 5] = [
+        Self::Plain,
+        Self::TollgateBody,
+        Self::Lua,
+        Self::TollgateHeaderOnly,
+        Self::TollgateBodyB,
+    ];
+
+    /// The gateways of one mode.
+    pub(crate) fn all(body_path: bool) -> &'static [Variant] {
+        if body_path {
+            &Self::BODY_MODE
+        } else {
+            &Self::HEADER_MODE
+        }
+    }
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Plain => "1 plain proxy (router only)",
             Self::Native => "2 rbac + credential_injector",
             Self::ExtAuthz => "3 ext_authz (HTTP, Rust svc)",
             Self::Tollgate => "4 Tollgate (cached key)",
+            Self::TollgateBody => "2 Tollgate, body rule (held)",
+            Self::Lua => "3 rbac + lua, body rule",
+            Self::TollgateHeaderOnly => "(ref) Tollgate, header-only rule",
             Self::WasmNoop => "(diag) no-op wasm filter, v8",
             Self::TollgateProxyLog => "(diag) Tollgate, audit via proxy_log",
             Self::TollgateB => "(diag) Tollgate, build B",
+            Self::TollgateBodyB => "(diag) Tollgate build B, body rule",
         }
     }
 
@@ -62,22 +98,30 @@ impl Variant {
             Self::Native => "native",
             Self::ExtAuthz => "ext_authz",
             Self::Tollgate => "tollgate",
+            Self::TollgateBody => "tollgate_body",
+            Self::Lua => "lua",
+            Self::TollgateHeaderOnly => "tollgate_header_only",
             Self::WasmNoop => "wasm_noop",
             Self::TollgateProxyLog => "tollgate_proxy_log",
             Self::TollgateB => "tollgate_b",
+            Self::TollgateBodyB => "tollgate_body_b",
         }
     }
 
     /// Whether the gateway enforces the policy (refuses other endpoints).
     pub(crate) fn enforces(self) -> bool {
-        matches!(
-            self,
-            Self::Native
-                | Self::ExtAuthz
-                | Self::Tollgate
-                | Self::TollgateProxyLog
-                | Self::TollgateB
-        )
+        !matches!(self, Self::Plain | Self::WasmNoop)
+    }
+
+    /// Whether the gateway enforces the body rule: refuses a model off the
+    /// list and clamps `max_tokens` to the cap.
+    pub(crate) fn checks_body(self) -> bool {
+        matches!(self, Self::TollgateBody | Self::Lua | Self::TollgateBodyB)
+    }
+
+    /// Whether this is a build of Tollgate under test with `--tollgate-b`.
+    pub(crate) fn is_build_b(self) -> bool {
+        matches!(self, Self::TollgateB | Self::TollgateBodyB)
     }
 
     /// Envoy's `wasm` log level, as the mesh configuration deploys it
@@ -86,15 +130,11 @@ impl Variant {
         "wasm:info"
     }
 
-    /// The credential the mock LLM must receive through this gateway.
+    /// The credential the upstream must receive through this gateway.
     pub(crate) fn upstream_key(self) -> &'static str {
         match self {
             Self::Plain | Self::WasmNoop => CLIENT_KEY,
-            Self::Native
-            | Self::ExtAuthz
-            | Self::Tollgate
-            | Self::TollgateProxyLog
-            | Self::TollgateB => REAL_KEY,
+            _ => REAL_KEY,
         }
     }
 }
@@ -130,8 +170,23 @@ pub(crate) fn spec_for(
             policy["audit_log"] = "proxy_log".into();
             spec.policy_json = policy.to_string();
         }
+        Variant::TollgateBody | Variant::TollgateBodyB => {
+            spec.policy_json = tollgate_body_policy().to_string();
+        }
+        Variant::TollgateHeaderOnly => {
+            let mut policy = tollgate_policy();
+            policy["stream_usage"] = "leave".into();
+            spec.policy_json = policy.to_string();
+        }
+        Variant::Lua => {
+            spec.http_filters = HttpFilters::Custom(vec![rbac_filter(), lua_filter()]);
+        }
         Variant::Tollgate | Variant::TollgateB => {}
     }
+    // Held body mode, as README "Bodies" deploys it (also the default of
+    // `GatewaySpec::tollgate`; said here so the body path does not depend
+    // on that default).
+    spec.held_bodies = true;
     spec
 }
 
@@ -262,6 +317,17 @@ fn sidecar_cluster(v: Variant, gateway: SocketAddr, ca: &Path, svid: &PemFiles) 
         },
     });
     c
+}
+
+/// Tollgate's body rule (`--body-path`): the same rule with the model
+/// allow-list and the output cap (clamp), in held mode.
+pub(crate) fn tollgate_body_policy() -> Value {
+    let mut policy = tollgate_policy();
+    policy["body_mode"] = "held".into();
+    policy["rules"][0]["models"] = json!([MODEL]);
+    policy["rules"][0]["max_output_tokens"] = json!(MAX_OUTPUT_TOKENS);
+    policy["rules"][0]["max_output_tokens_action"] = "clamp".into();
+    policy
 }
 
 /// Tollgate's policy: one provider, one rule, equal to the rbac policy.

@@ -12,9 +12,11 @@ use anyhow::{anyhow, ensure, Context};
 use super::cpu::CpuWindow;
 use super::gateways::Variant;
 use super::options::Options;
-use super::setup::{Bench, Gateway};
+use super::setup::{Bench, Gateway, LlmSide};
 use super::signals::{check_interrupted, die_with_parent, LOAD_PID};
 use super::stats::percentile;
+use super::stream::{stream_run, StreamLatency};
+use super::traffic::Kind;
 use super::{CHAT_PATH, CLIENT_KEY, PROVIDER_HOST};
 
 /// One gateway's figures in one round.
@@ -29,6 +31,8 @@ pub(crate) struct RoundResult {
     pub(crate) cpu_us: f64,
     /// The authz service's CPU µs per request in the closed-loop run.
     pub(crate) svc_cpu_us: f64,
+    /// Body path: the streamed run.
+    pub(crate) stream: Option<StreamLatency>,
 }
 
 /// Every round's results, per gateway, in round order.
@@ -43,11 +47,26 @@ pub(crate) fn measure(opts: &Options, bench: &Bench) -> anyhow::Result<Rounds> {
         for v in order {
             let g = bench.gateway(v)?;
             let lat = latency_run(opts, bench, g, round)?;
-            bench.check_upstream_key(v)?;
+            bench.check_upstream(v, Kind::Chat)?;
             let t = throughput_run(opts, bench, g)?;
-            bench.check_upstream_key(v)?;
+            bench.check_upstream(v, Kind::Chat)?;
+            let stream = match &bench.llm {
+                LlmSide::Body { traffic, .. } => {
+                    let s =
+                        stream_run(opts, bench, g, &traffic.stream.sent, &traffic.sse_answer())?;
+                    bench.check_upstream(v, Kind::Stream)?;
+                    Some(s)
+                }
+                LlmSide::Mock { .. } => None,
+            };
+            let stream_cells = stream.map_or(String::new(), |s| {
+                format!(
+                    " | stream TTFB p50 {:>5.0} µs  p99 {:>5.0} µs  CPU {:>6.1} µs/stream ({} streams)",
+                    s.ttfb_p50_us, s.ttfb_p99_us, s.cpu_us, s.streams
+                )
+            });
             eprintln!(
-                "round {}/{} {:<32} p50 {:>5.0} µs  p99 {:>5.0} µs  CPU {:>5.1} µs/req | closed loop {:>6.0} req/s  CPU {:>5.1} µs/req",
+                "round {}/{} {:<32} p50 {:>5.0} µs  p99 {:>5.0} µs  CPU {:>5.1} µs/req | closed loop {:>6.0} req/s  CPU {:>5.1} µs/req{stream_cells}",
                 round + 1,
                 opts.rounds,
                 v.label(),
@@ -64,6 +83,7 @@ pub(crate) fn measure(opts: &Options, bench: &Bench) -> anyhow::Result<Rounds> {
                 rps: t.rps,
                 cpu_us: t.cpu_us,
                 svc_cpu_us: t.svc_cpu_us,
+                stream,
             };
             rounds.entry(v).or_default().push(r);
         }

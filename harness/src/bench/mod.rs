@@ -1,12 +1,14 @@
 //! The Envoy gateway benchmark behind `tollgate-bench-envoy` (`make bench-envoy`): Tollgate against Envoy's
 //! native filters and against ext_authz, each in a real Envoy 1.40 gateway,
-//! measured in one run on one machine.
+//! measured in one run on one machine. `--body-path` measures the request
+//! and response bodies instead (below).
 //!
 //! ```text
 //! tollgate-bench-envoy [--repo DIR] [--wasm FILE] [--rounds N] [--run-ms MS]
 //!                      [--warmup-ms MS] [--rate RPS] [--rate-clients N]
 //!                      [--connections N] [--concurrency N] [--idle-ms MS]
 //!                      [--tollgate-b FILE]
+//!                      [--body-path [--stream-rate N] [--stream-gap-us US]]
 //!                      [--keep] [--hold] [--no-pin] [--no-spin]
 //! ```
 //!
@@ -21,12 +23,14 @@
 //! `--hold` starts and checks everything, prints where each gateway and its
 //! sidecar entry listen, and waits for Ctrl-C instead of measuring: for
 //! profiling by hand (`perf record -p <gateway pid>`, h2load against an
-//! entry).
+//! entry with the work directory's `body.json`, or `stream.json` on the
+//! body path).
 //!
 //! Topology, all on loopback, every Envoy started with `--concurrency 1`
 //! (gateways: `--concurrency N`):
 //!
 //! ```text
+//! default mode:
 //! h2load --h1 ─HTTP/1.1─▶ client sidecar Envoy ─mTLS, workload SVID─▶ gateway Envoy ─HTTP/1.1─▶ mock LLM
 //!                         (one plain listener                          (1) router only
 //!                          per gateway, keep-alive)                    (2) rbac + credential_injector
@@ -34,6 +38,14 @@
 //!                                                                      (4) Tollgate  ──▶ mock credential service
 //!                                                                      (diag) a no-op wasm filter
 //!                                                                      (diag) Tollgate, audit_log proxy_log
+//!
+//! --body-path:
+//! h2load --h1 (chat) ─┐
+//! stream client (here)┴▶ client sidecar Envoy ─mTLS─▶ gateway Envoy ─HTTP/1.1─▶ body-path upstream (here)
+//!                                                     (1) router only
+//!                                                     (2) Tollgate, body rule, held ──▶ mock credential service
+//!                                                     (3) rbac + lua, body rule
+//!                                                     (ref) Tollgate, header-only rule
 //! ```
 //!
 //! The two diagnostic gateways split Tollgate's cost: what any v8 wasm
@@ -41,18 +53,20 @@
 //! what the `audit_log: proxy_log` option costs (the audit record written
 //! through Envoy's logger, as before it moved to filter state). Every
 //! gateway runs with `wasm:info`, as the mesh configuration deploys
-//! Tollgate, and writes the shipped access log to a file (the audit record
-//! under `"tollgate"`; `null` for the gateways without Tollgate), as the
+//! Tollgate, and writes the shipped access log to a file flushed every
+//! 250 ms (the audit record under `"tollgate"`; `null` for the gateways
+//! without Tollgate, the Lua script's record for the Lua gateway), as the
 //! access log operators already run. `--concurrency N` gives every gateway
 //! N workers (all on the gateway CPU when pinned), so that contention on
 //! shared data between workers is measured too. Before the load runs, every
 //! gateway's idle CPU is sampled for `--idle-ms`. `--tollgate-b FILE` adds a
-//! gateway running another build of Tollgate with the same policy, so that a
-//! filter change is measured against the current build in the same run.
+//! gateway running another build of Tollgate with the same policy (on the
+//! body path: the body rule), so that a filter change is measured against
+//! the current build in the same run.
 //!
 //! Neither h2load nor wrk can present a client certificate, so a sidecar
 //! Envoy originates the mTLS, as an Istio sidecar would; it is the same for
-//! all four gateways. The gateways share the listener rendered by
+//! all gateways. The gateways share the listener rendered by
 //! [`GatewaySpec`] for `make run` (client certificate required, SPIFFE URI
 //! SAN, underscores refused, Envoy-generated request ids), the
 //! upstream cluster and the route; they differ only in their HTTP filters,
@@ -65,36 +79,77 @@
 //! taken per round against the plain proxy, and the table shows medians over
 //! rounds.
 //!
+//! The body path (`--body-path`; `traffic` has the bodies): (a) and (b) send
+//! a 2 KB OpenAI chat request (`"model":"gpt-4o-mini"`, `"max_tokens":5000`)
+//! answered with 4 KB of JSON with `usage`; then (c) the same request with
+//! `"stream":true` (and `stream_options.include_usage`, so no gateway
+//! rewrites the stream) is sent at `--stream-rate` streams/s by the
+//! driver's own client, which times the first byte of each stream's body
+//! (h2load has no per-request time to first byte); each stream is 50 chat
+//! chunks ending with the usage chunk, then `data: [DONE]`, written at
+//! least `--stream-gap-us` apart by an upstream in this process (tokio's
+//! timer rounds a gap up to the next millisecond). The gateways: (2)
+//! Tollgate with a rule that has `models: ["gpt-4o-mini"]` and
+//! `max_output_tokens: 2000` (clamp), held mode
+//! (`allow_on_headers_stop_iteration: true`), so it holds and reads the
+//! body, splices the cap, injects the credential and reads usage from the
+//! answer; (3) the same job with Envoy's rbac and Lua filters (what the
+//! script does, and where it does less than Tollgate: `lua`); and, for
+//! reference, Tollgate with the default mode's rule and
+//! `stream_usage: leave`, which reads no request body (the shipped default,
+//! `stream_usage: inject`, reads the body of every chat request, so the
+//! default mode's Tollgate is not on the header-only path). The table adds
+//! time to first byte (p50, p99, added over the plain proxy) and gateway
+//! CPU per stream, and the targets are issue 8's: body-rule CPU per request
+//! ≤ 1.3× the plain proxy's and below Lua's, added TTFB p50 ≤ 50 µs.
+//!
 //! Layout: `options` (the command line), `gateways` (the variants and their
-//! `GatewaySpec`s, the client sidecar, Tollgate's policy), `noop_wasm` (the
-//! hand-encoded diagnostic module), `authz` (the ext_authz service),
-//! `setup` (starting and checking everything), `load` (h2load runs),
-//! `cpu` (CPU time, pinning, idle spinners), `stats` (percentiles, medians,
-//! per-round ratios), `report` (what is printed), `signals` (interruption
-//! and child processes).
+//! `GatewaySpec`s, the client sidecar, Tollgate's policies), `noop_wasm` (the
+//! hand-encoded diagnostic module), `authz` (the ext_authz service), `lua`
+//! (the Lua gateway's script), `traffic` (the body path's requests and
+//! answers), `upstream` (the body path's upstream), `setup` (starting and
+//! checking everything), `load` (h2load runs), `stream` (the body path's
+//! time-to-first-byte client), `cpu` (CPU time, pinning, idle spinners),
+//! `stats` (percentiles, medians, per-round ratios), `report` (what is
+//! printed), `signals` (interruption and child processes).
 //!
 //! Invariants:
 //! - Before measuring, every gateway is checked: the allowed request reaches
-//!   the mock LLM with the expected credential, and (except for the plain
-//!   proxy) a request outside the policy is refused. After every load run the
-//!   mock's last request must still carry the expected credential.
-//! - A load run with any failed or non-2xx request fails the whole run.
+//!   the upstream with the expected credential, and (except for the plain
+//!   proxy) a request outside the policy is refused. On the body path also:
+//!   both answers reach the client byte for byte; the upstream receives the
+//!   body clamped to `"max_tokens":2000` through the body-rule gateways and
+//!   unchanged through the others; a model off the list is refused by the
+//!   body-rule gateways and forwarded by the others; and each gateway's
+//!   access-log record shows the usage of both answers, the clamp (body
+//!   rule) or no body read (header-only rule). After every load run the
+//!   upstream's last request must still carry the expected credential (and,
+//!   on the body path, the expected body), and the Lua filter's error
+//!   counter must still be zero (it fails open).
+//! - A load run with any failed or non-2xx request fails the whole run; so
+//!   does a stream that is not answered 200 with the upstream's bytes.
 //! - Everything started here stops when the driver exits, on success, error,
 //!   Ctrl-C or SIGTERM: Envoys and h2load are children with
 //!   `PR_SET_PDEATHSIG`, Envoys are stopped on drop, h2load is killed on a
-//!   signal, and the mocks and the authz service live in this process.
+//!   signal, the stream client stops at the next stream on a signal, and the
+//!   mocks, the body-path upstream and the authz service live in this
+//!   process.
 
 mod authz;
 mod cpu;
 mod gateways;
 mod idle;
 mod load;
+mod lua;
 mod noop_wasm;
 mod options;
 mod report;
 mod setup;
 mod signals;
 mod stats;
+mod stream;
+mod traffic;
+mod upstream;
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -105,7 +160,10 @@ use anyhow::Context;
 use cpu::{pin_current_thread, Spinners};
 use load::measure;
 use options::Options;
-use report::{print_gateway_stats, print_header, print_rounds, print_table, print_targets};
+use report::{
+    print_body_table, print_body_targets, print_gateway_stats, print_header, print_rounds,
+    print_table, print_targets,
+};
 use setup::Bench;
 use signals::{stop_on_signal, INTERRUPTED};
 use stats::summarize;
@@ -133,6 +191,7 @@ pub(crate) const CREDS_CLUSTER: &str = "tollgate-credentials";
 pub(crate) const AUTHZ_CLUSTER: &str = "ext_authz";
 pub(crate) const AUTHZ_PREFIX: &str = "/authz";
 pub(crate) const SECRET_NAME: &str = "openai-key";
+/// The default mode's request (the body path's are in `traffic`).
 pub(crate) const BODY: &str =
     r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hi."}],"max_tokens":16}"#;
 
@@ -192,7 +251,7 @@ fn bench_all(opts: &Options, rt: &tokio::runtime::Runtime, bench: &Bench) -> any
     print_header(opts, bench);
     rt.block_on(bench.verify())?;
     if opts.hold {
-        return hold(bench);
+        return hold(opts, bench);
     }
     let idle = idle::measure_idle(opts, bench)?;
     idle::print_idle(&idle, opts.idle_ms);
@@ -201,14 +260,19 @@ fn bench_all(opts: &Options, rt: &tokio::runtime::Runtime, bench: &Bench) -> any
     let fetches = bench.creds.requests().saturating_sub(fetches_before);
     let summary = summarize(&rounds);
     print_rounds(&rounds);
-    print_table(&summary);
-    print_targets(&summary);
+    if opts.body_path {
+        print_body_table(&summary);
+        print_body_targets(&summary, &rounds);
+    } else {
+        print_table(&summary);
+        print_targets(&summary);
+    }
     print_gateway_stats(bench, fetches);
     Ok(())
 }
 
 /// Prints the entry points and waits until SIGINT or SIGTERM.
-fn hold(bench: &Bench) -> anyhow::Result<()> {
+fn hold(opts: &Options, bench: &Bench) -> anyhow::Result<()> {
     for g in &bench.gateways {
         println!(
             "{:<32} entry http://{} (Host {PROVIDER_HOST})  gateway admin http://{}  log {}",
@@ -218,6 +282,11 @@ fn hold(bench: &Bench) -> anyhow::Result<()> {
             g.envoy.log_path().display()
         );
     }
+    println!(
+        "request bodies in {} (body.json{})",
+        opts.work_dir.display(),
+        if opts.body_path { ", stream.json" } else { "" }
+    );
     println!("holding; Ctrl-C stops everything");
     while !INTERRUPTED.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));

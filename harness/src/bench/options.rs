@@ -28,6 +28,14 @@ pub(crate) struct Options {
     pub(crate) idle_ms: u32,
     /// A second Tollgate build measured beside the first (A/B).
     pub(crate) tollgate_b: Option<PathBuf>,
+    /// Measure the body path (a 2 KB chat request, a 4 KB JSON answer and a
+    /// 50-chunk stream; Tollgate's body rule against Lua) instead of the
+    /// header-only gateways.
+    pub(crate) body_path: bool,
+    /// Body path: streamed requests per second of the time-to-first-byte run.
+    pub(crate) stream_rate: u32,
+    /// Body path: microseconds between the upstream's stream chunks.
+    pub(crate) stream_gap_us: u32,
     pub(crate) keep: bool,
     /// Start, check, print the addresses, and wait for a signal.
     pub(crate) hold: bool,
@@ -54,6 +62,9 @@ impl Options {
             concurrency: 1,
             idle_ms: 5000,
             tollgate_b: None,
+            body_path: false,
+            stream_rate: 100,
+            stream_gap_us: 1000,
             keep: false,
             hold: false,
             pin: online_cpus() >= 2,
@@ -76,6 +87,9 @@ impl Options {
                 "--concurrency" => o.concurrency = number(&flag, &value()?)?,
                 "--idle-ms" => o.idle_ms = number(&flag, &value()?)?,
                 "--tollgate-b" => o.tollgate_b = Some(value()?.into()),
+                "--body-path" => o.body_path = true,
+                "--stream-rate" => o.stream_rate = number(&flag, &value()?)?,
+                "--stream-gap-us" => o.stream_gap_us = number(&flag, &value()?)?,
                 "--keep" => o.keep = true,
                 "--hold" => o.hold = true,
                 "--no-pin" => o.pin = false,
@@ -98,6 +112,14 @@ impl Options {
             "--rate must be at least --rate-clients (≥ 1)"
         );
         ensure!(o.connections >= 1, "--connections must be at least 1");
+        ensure!(
+            (1..=10_000).contains(&o.stream_rate),
+            "--stream-rate must be 1 to 10000"
+        );
+        ensure!(
+            o.stream_gap_us <= 1_000_000,
+            "--stream-gap-us must be at most 1000000"
+        );
         ensure!(
             (1..=64).contains(&o.concurrency),
             "--concurrency must be 1 to 64"

@@ -8,8 +8,11 @@ use std::process::Command;
 use super::gateways::Variant;
 use super::load::Rounds;
 use super::options::Options;
-use super::setup::Bench;
-use super::stats::Summary;
+use super::setup::{Bench, LlmSide};
+use super::stats::{paired_median, Summary};
+use super::traffic::{
+    JSON_ANSWER_BYTES, MAX_OUTPUT_TOKENS, MODEL, REQUESTED_MAX_TOKENS, STREAM_CHUNKS,
+};
 use super::{BODY, CHAT_PATH, CLIENT_CPU, GATEWAY_CPU, PROVIDER_HOST};
 
 pub(crate) fn print_header(opts: &Options, bench: &Bench) {
@@ -23,7 +26,13 @@ pub(crate) fn print_header(opts: &Options, bench: &Bench) {
             })
             .unwrap_or_else(|e| format!("unknown ({e})"))
     };
-    println!("Envoy gateways: Tollgate vs native filters vs ext_authz");
+    if opts.body_path {
+        println!(
+            "Envoy gateways, body path: Tollgate's body rule vs the plain proxy vs rbac + lua"
+        );
+    } else {
+        println!("Envoy gateways: Tollgate vs native filters vs ext_authz");
+    }
     println!("  envoy:  {}", version(&bench.envoy_bin, "--version"));
     println!("  h2load: {}", version(Path::new("h2load"), "--version"));
     println!(
@@ -46,20 +55,41 @@ pub(crate) fn print_header(opts: &Options, bench: &Bench) {
         "  background load before the run (/proc/loadavg, before the spinners): {}",
         opts.loadavg_at_start
     );
-    println!(
-        "  request: POST {CHAT_PATH} (non-streaming), {} bytes, Host {PROVIDER_HOST}\n",
-        BODY.len()
-    );
+    match &bench.llm {
+        LlmSide::Body { traffic, .. } => {
+            println!(
+                "  requests: POST {CHAT_PATH}, Host {PROVIDER_HOST}, \"model\":\"{MODEL}\", \"max_tokens\":{REQUESTED_MAX_TOKENS} (body rule: that model only, clamp to {MAX_OUTPUT_TOKENS}, held)"
+            );
+            println!(
+                "    chat: {} bytes, answered with {JSON_ANSWER_BYTES} bytes of JSON with usage (h2load runs)",
+                traffic.chat.sent.len()
+            );
+            println!(
+                "    stream: {} bytes (\"stream\":true, include_usage), answered with {STREAM_CHUNKS} SSE chunks + [DONE], {} bytes, one write every {} µs; {} streams/s, own client (time to first byte)\n",
+                traffic.stream.sent.len(),
+                traffic.sse_answer().len(),
+                opts.stream_gap_us,
+                opts.stream_rate
+            );
+        }
+        LlmSide::Mock { .. } => println!(
+            "  request: POST {CHAT_PATH} (non-streaming), {} bytes, Host {PROVIDER_HOST}\n",
+            BODY.len()
+        ),
+    }
 }
 
 pub(crate) fn print_rounds(rounds: &Rounds) {
-    println!("\nper round (fixed rate: p50 µs / p99 µs / gateway CPU µs per request; closed loop: req/s / gateway CPU µs per request):");
+    println!("\nper round (fixed rate: p50 µs / p99 µs / gateway CPU µs per request; closed loop: req/s / gateway CPU µs per request[; stream: TTFB p50 µs / gateway CPU µs per stream]):");
     for (v, rs) in rounds {
         let cells: Vec<String> = rs
             .iter()
             .map(|r| {
+                let stream = r.stream.map_or(String::new(), |s| {
+                    format!(" {:.0}/{:.1}", s.ttfb_p50_us, s.cpu_us)
+                });
                 format!(
-                    "{:.0}/{:.0}/{:.1} {:.0}/{:.1}",
+                    "{:.0}/{:.0}/{:.1} {:.0}/{:.1}{stream}",
                     r.p50_us, r.p99_us, r.fixed_cpu_us, r.rps, r.cpu_us
                 )
             })
@@ -143,6 +173,106 @@ pub(crate) fn print_targets(summary: &BTreeMap<Variant, Summary>) {
     );
 }
 
+/// The body path's table: the chat request (h2load) and the stream (own
+/// client), each against the plain proxy.
+pub(crate) fn print_body_table(summary: &BTreeMap<Variant, Summary>) {
+    println!("\nmedians over rounds (added and × = over the plain proxy, paired per round):\n");
+    println!("| gateway | chat p50 µs | chat p99 µs | added p50 µs | added p99 µs | gateway CPU µs/req, fixed rate | max req/s | vs plain | gateway CPU µs/req, closed loop | CPU × plain | stream TTFB p50 µs | TTFB p99 µs | added TTFB p50 µs | stream p50 µs, to the end | gateway CPU µs/stream | CPU × plain |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (v, s) in summary {
+        let plain = *v == Variant::Plain;
+        let added = |x: f64| {
+            if plain {
+                "–".to_string()
+            } else {
+                format!("{x:+.0}")
+            }
+        };
+        let times = |x: f64| {
+            if plain {
+                "–".to_string()
+            } else {
+                format!("{x:.2}×")
+            }
+        };
+        let stream = s.stream.map_or("| | | | | |".to_string(), |t| {
+            format!(
+                "{:.0} | {:.0} | {} | {:.0} | {:.1} | {}",
+                t.ttfb_p50_us,
+                t.ttfb_p99_us,
+                added(t.added_ttfb_p50_us),
+                t.total_p50_us,
+                t.cpu_us,
+                times(t.cpu_vs_plain)
+            )
+        });
+        println!(
+            "| {} | {:.0} | {:.0} | {} | {} | {:.1} | {:.0} | {:.0}% | {:.1} | {} | {stream} |",
+            v.label(),
+            s.p50_us,
+            s.p99_us,
+            added(s.added_p50_us),
+            added(s.added_p99_us),
+            s.fixed_cpu_us,
+            s.rps,
+            s.ratio * 100.0,
+            s.cpu_us,
+            times(s.cpu_vs_plain),
+        );
+    }
+}
+
+/// The body path's targets (issue 8).
+pub(crate) fn print_body_targets(summary: &BTreeMap<Variant, Summary>, rounds: &Rounds) {
+    let get = |v| summary.get(&v).copied();
+    let (Some(tollgate), Some(lua)) = (get(Variant::TollgateBody), get(Variant::Lua)) else {
+        return;
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!("\ntargets (issue 8, body path; CPU is the closed-loop chat run's unless said):");
+    println!(
+        "  Tollgate body-rule CPU per request ≤ 1.3× plain's:   {:.2}×  {}",
+        tollgate.cpu_vs_plain,
+        verdict(tollgate.cpu_vs_plain <= 1.3)
+    );
+    let vs_lua = paired_median(rounds, Variant::TollgateBody, Variant::Lua, |t, l| {
+        Some(t.cpu_us / l.cpu_us)
+    })
+    .unwrap_or(f64::NAN);
+    println!(
+        "  Tollgate body-rule CPU per request below lua's:      {:.2}× lua's ({:.1} against {:.1} µs)  {}",
+        vs_lua,
+        tollgate.cpu_us,
+        lua.cpu_us,
+        verdict(vs_lua < 1.0)
+    );
+    if let Some(t) = tollgate.stream {
+        // A median added TTFB below zero is noise around "adds nothing".
+        let added = t.added_ttfb_p50_us.max(0.0);
+        println!(
+            "  Tollgate added TTFB p50 on the stream ≤ 50 µs:        {added:.0} µs  {}",
+            verdict(added <= 50.0)
+        );
+    }
+    let stream_vs_lua = paired_median(rounds, Variant::TollgateBody, Variant::Lua, |t, l| {
+        Some(t.stream?.cpu_us / l.stream?.cpu_us)
+    });
+    if let (Some(t), Some(l), Some(r)) = (tollgate.stream, lua.stream, stream_vs_lua) {
+        println!(
+            "  (for reference, the stream at the fixed rate: Tollgate {:.2}× plain's CPU per stream, lua {:.2}×, Tollgate/lua {r:.2}×; lua adds {:.0} µs TTFB p50)",
+            t.cpu_vs_plain, l.cpu_vs_plain, l.added_ttfb_p50_us
+        );
+    }
+    if let Some(h) = get(Variant::TollgateHeaderOnly) {
+        println!(
+            "  (header-only rule on the same traffic: {:.2}× plain's CPU per request, CPU-bound capacity {:.0}% of plain; added p50 {:+.0} µs)",
+            h.cpu_vs_plain,
+            h.cpu_capacity * 100.0,
+            h.added_p50_us
+        );
+    }
+}
+
 /// Evidence that each gateway did its job during the runs.
 pub(crate) fn print_gateway_stats(bench: &Bench, credential_fetches: usize) {
     println!("\ngateway counters over the whole run:");
@@ -174,6 +304,29 @@ pub(crate) fn print_gateway_stats(bench: &Bench, credential_fetches: usize) {
             .iter()
             .map(|n| format!("{n} {}", g.envoy.stat(n)))
             .collect();
+        println!("  {}: {}", v.slug(), cells.join(", "));
+    }
+    // Body path: every non-zero stat whose name contains one of these.
+    let prefixed: [(Variant, &[&str]); 4] = [
+        (Variant::TollgateBody, &["wasmcustom.tollgate."]),
+        (Variant::TollgateHeaderOnly, &["wasmcustom.tollgate."]),
+        (Variant::TollgateBodyB, &["wasmcustom.tollgate."]),
+        (Variant::Lua, &["http.egress.rbac.", "http.egress.lua."]),
+    ];
+    for (v, filters) in prefixed {
+        let Ok(g) = bench.gateway(v) else { continue };
+        let mut cells = Vec::new();
+        for f in filters {
+            match g.envoy.stats(f) {
+                Ok(stats) => cells.extend(
+                    stats
+                        .iter()
+                        .filter(|(_, x)| *x > 0)
+                        .map(|(n, x)| format!("{n} {x}")),
+                ),
+                Err(e) => cells.push(format!("{f} unavailable ({e})")),
+            }
+        }
         println!("  {}: {}", v.slug(), cells.join(", "));
     }
     println!("  credential-service requests during measurement: {credential_fetches}");
