@@ -659,6 +659,9 @@ impl RequestFlow {
         self.state = State::Replied(reason);
         self.audit.decision = Verdict::Deny;
         self.audit.reason = Some(reason.code());
+        // A streamed request's allow record may already be out: the deny
+        // replaces it.
+        self.published = false;
         reason
     }
 

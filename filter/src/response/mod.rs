@@ -2,9 +2,10 @@
 //! for clients that did not ask for it, and the injected key redacted from
 //! everything that goes back to the client.
 
+pub mod null_usage;
+#[cfg(test)]
+mod recorded_streams;
 pub mod redact;
 pub mod sse;
 pub mod tap;
 pub mod usage;
-#[cfg(test)]
-mod recorded_streams;

@@ -44,22 +44,28 @@ const OPENAI_CHUNK: &str = r#"{"id":"chatcmpl-AbC1","object":"chat.completion.ch
 
 fn openai_chat(drop_usage_chunk: bool) -> Recording {
     let content = [
-        r#""choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
-        r#""choices":[{"index":0,"delta":{"content":"Grüß "},"logprobs":null,"finish_reason":null}],"usage":null}"#,
-        r#""choices":[{"index":0,"delta":{"content":"dich 👋"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
-        r#""choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#,
+        r#""choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]"#,
+        r#""choices":[{"index":0,"delta":{"content":"Grüß "},"logprobs":null,"finish_reason":null}]"#,
+        r#""choices":[{"index":0,"delta":{"content":"dich 👋"},"logprobs":null,"finish_reason":null}]"#,
+        r#""choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]"#,
     ];
-    let usage_chunk = r#""choices":[],"usage":{"prompt_tokens":19,"completion_tokens":6,"total_tokens":25,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#;
-    let event = |rest: &str| format!("data: {OPENAI_CHUNK},{rest}\n\n");
-    let mut client: String = content.iter().map(|c| event(c)).collect();
-    let mut body = client.clone();
+    let usage_chunk = r#""choices":[],"usage":{"prompt_tokens":19,"completion_tokens":6,"total_tokens":25,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#;
+    let event = |rest: &str| format!("data: {OPENAI_CHUNK},{rest}}}\n\n");
+    // With include_usage on, every chunk carries "usage":null and a usage
+    // chunk comes last; without it (what the client asked for), neither.
+    let mut body: String = content
+        .iter()
+        .map(|c| event(&format!("{c},\"usage\":null")))
+        .collect();
     body.push_str(&event(usage_chunk));
     body.push_str("data: [DONE]\n\n");
-    if !drop_usage_chunk {
-        client = body.clone();
+    let client = if drop_usage_chunk {
+        let mut plain: String = content.iter().map(|c| event(c)).collect();
+        plain.push_str("data: [DONE]\n\n");
+        plain
     } else {
-        client.push_str("data: [DONE]\n\n");
-    }
+        body.clone()
+    };
     Recording {
         name: if drop_usage_chunk {
             "openai chat stream, usage chunk removed"

@@ -20,7 +20,8 @@
 //!   [`SseDecoder::oversized`], and is skipped to its end in bounded memory;
 //! - with filtering on, the output is the input minus exactly the raw bytes
 //!   (first line through terminating blank line) of the events the callback
-//!   dropped: bytes outside events go out at once, the bytes of an event are
+//!   dropped, and with the bytes the callback gave in place of those it
+//!   replaced: bytes outside events go out at once, the bytes of an event are
 //!   held only until it completes, an oversized event goes out unchanged, and
 //!   `finish` emits whatever is still held;
 //! - with filtering off nothing is written to `out`: the caller forwards its
@@ -36,15 +37,22 @@ pub struct SseEvent<'a> {
     pub data: &'a [u8],
     /// The last `id:` field of this event, when it had one without a NUL.
     pub id: Option<&'a [u8]>,
+    /// The event's bytes as they came, through its terminating blank line
+    /// (a byte order mark at the start of the stream excluded); `data` lies
+    /// inside it when the event has one data line.
+    pub raw: &'a [u8],
 }
 
 /// What to do with an event's bytes in filtering mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Send the event on unchanged.
     Keep,
     /// Remove the event's bytes from the output.
     Drop,
+    /// Send these bytes instead of the event's [`SseEvent::raw`]; they
+    /// must end the event as the raw bytes did (with its blank line).
+    Replace(Vec<u8>),
 }
 
 const CR: u8 = b'\r';
@@ -323,8 +331,17 @@ impl SseDecoder {
                     Some(event) => on_event(&event),
                     None => Verdict::Keep,
                 };
-                if verdict == Verdict::Keep && self.filtering {
-                    out.extend_from_slice(&self.raw);
+                if self.filtering {
+                    match &verdict {
+                        Verdict::Keep => out.extend_from_slice(&self.raw),
+                        Verdict::Drop => {}
+                        Verdict::Replace(bytes) => {
+                            if at_stream_start && self.raw.starts_with(BOM) {
+                                out.extend_from_slice(BOM);
+                            }
+                            out.extend_from_slice(bytes);
+                        }
+                    }
                 }
                 verdict
             }
@@ -336,7 +353,7 @@ impl SseDecoder {
         self.raw.clear();
         let lf = match (ended_by_cr, verdict) {
             (false, _) => TrailingLf::None,
-            (true, Verdict::Keep) => TrailingLf::Emit,
+            (true, Verdict::Keep | Verdict::Replace(_)) => TrailingLf::Emit,
             (true, Verdict::Drop) => TrailingLf::Discard,
         };
         self.state = State::Between { lf };
@@ -441,7 +458,12 @@ fn parse_event<'a>(
         (1, Some(first)) => first,
         _ => joined.as_slice(),
     };
-    Some(SseEvent { event, data, id })
+    Some(SseEvent {
+        event,
+        data,
+        id,
+        raw,
+    })
 }
 
 /// Helpers for tests that feed streams in every split (used by the usage

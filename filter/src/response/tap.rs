@@ -4,13 +4,15 @@
 //!
 //! Invariants:
 //! - Every chunk goes on as it arrives, except bytes that may still turn
-//!   out to be part of a key (the redactor's held tail) or of a usage-only
-//!   event being removed (the decoder's partial event, only when removing).
+//!   out to be part of a key (the redactor's held tail) or of an event being
+//!   edited (the decoder's partial event, only when removing the usage-only
+//!   event and the `"usage":null` the other OpenAI chunks then carry).
 //! - Redaction is the last stage: nothing reaches the client around it.
 //! - Memory is bounded: an SSE event by [`MAX_EVENT_BYTES`], a JSON body's
 //!   copy by [`MAX_JSON_COPY`] (beyond it usage is not read, and the record
 //!   says so).
 
+use super::null_usage;
 use super::redact::Redactor;
 use super::sse::{SseDecoder, SseEvent, Verdict};
 use super::usage::{self, Dialect, EventKind, StreamUsage, Usage};
@@ -114,6 +116,12 @@ impl ResponseTap {
                         dropped += 1;
                         Verdict::Drop
                     }
+                    // The other chunks lose the `"usage":null` that asking
+                    // for usage added to them.
+                    _ if drop => match null_usage::strip(ev.raw, ev.data) {
+                        Some(bytes) => Verdict::Replace(bytes),
+                        None => Verdict::Keep,
+                    },
                     _ => Verdict::Keep,
                 };
                 decoder.feed(chunk, &mut passed, &mut on_event);

@@ -978,14 +978,21 @@ impl<H: Host> Worker<H> {
                 return self.fail_late(ctx);
             }
             // Held headers still carry the client's Content-Length (in
-            // streamed mode it was removed before they left).
+            // streamed mode it was removed before they left). A body that
+            // came without one (chunked, HTTP/2) goes on without one, so
+            // that its trailers still can.
             let held = !forwarded
                 && self
                     .streams
                     .borrow()
                     .get(&ctx)
                     .is_some_and(|s| s.config.body_mode == BodyMode::Held);
-            if held
+            let sized = held
+                && self
+                    .host
+                    .header(MapType::RequestHeaders, "content-length")
+                    .is_ok_and(|v| v.is_some());
+            if sized
                 && self
                     .host
                     .replace_header(

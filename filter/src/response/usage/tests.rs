@@ -142,6 +142,7 @@ fn event(data: &str) -> SseEvent<'_> {
         event: b"",
         data: data.as_bytes(),
         id: None,
+        raw: data.as_bytes(),
     }
 }
 
