@@ -1,9 +1,12 @@
 """The official SDKs through a Tollgate gateway (driven by tests/tests/envoy_sdks.rs).
 
 Each SDK makes a non-streaming and a streaming call as an allowed workload,
-and one call as a denied workload. Every client sends only a placeholder
-key and presents its workload certificate through an ssl.SSLContext.
-Prints one JSON object per call on stdout; exits non-zero on any surprise.
+and one call as a denied workload; the OpenAI SDK also streams once without
+asking for usage. Every client sends only a placeholder key and presents
+its workload certificate through an ssl.SSLContext. Each allowed call
+carries `x-e2e-call: <sdk>-<call>`, so the test can find it upstream (and
+from there its audit record). Prints one JSON object per call on stdout;
+exits non-zero on any surprise.
 
 Environment: TOLLGATE_GW (https://localhost:PORT), TOLLGATE_CA,
 TOLLGATE_ALLOWED_CERT/KEY, TOLLGATE_DENIED_CERT/KEY, TOLLGATE_PLACEHOLDER.
@@ -35,6 +38,10 @@ def emit(**kw):
     print(json.dumps(kw), flush=True)
 
 
+def tag(sdk, call):
+    return {"x-e2e-call": f"{sdk}-{call}"}
+
+
 def openai_client(who):
     return openai.OpenAI(base_url=GW + "/v1", api_key=PLACEHOLDER, max_retries=0,
                          http_client=httpx.Client(verify=ctx(who), headers={"Host": "api.openai.com"}))
@@ -55,18 +62,32 @@ def gemini_client(who):
 def run_openai():
     c = openai_client("ALLOWED")
     msgs = [{"role": "user", "content": "hello from openai"}]
-    r = c.chat.completions.create(model="gpt-4o-mini", messages=msgs)
-    emit(sdk="openai", call="create", text=r.choices[0].message.content,
+    r = c.chat.completions.create(model="gpt-4o-mini", messages=msgs,
+                                  extra_headers=tag("openai", "create"))
+    emit(sdk="openai", call="create", model="gpt-4o-mini", text=r.choices[0].message.content,
          input_tokens=r.usage.prompt_tokens, output_tokens=r.usage.completion_tokens)
     text, usage = "", None
     for chunk in c.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True,
-                                           stream_options={"include_usage": True}):
+                                           stream_options={"include_usage": True},
+                                           extra_headers=tag("openai", "stream")):
         if chunk.choices and chunk.choices[0].delta.content:
             text += chunk.choices[0].delta.content
         if chunk.usage:
             usage = chunk.usage
-    emit(sdk="openai", call="stream", text=text,
+    emit(sdk="openai", call="stream", model="gpt-4o-mini", text=text,
          input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+    # Without include_usage: the gateway asks for usage upstream; the SDK
+    # must see the stream it asked for (no usage chunk).
+    text, chunks, usage_chunks = "", 0, 0
+    for chunk in c.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True,
+                                           extra_headers=tag("openai", "stream_plain")):
+        chunks += 1
+        if not chunk.choices or chunk.usage is not None:
+            usage_chunks += 1
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+    emit(sdk="openai", call="stream_plain", model="gpt-4o-mini", text=text, chunks=chunks,
+         usage_chunks=usage_chunks)
     try:
         openai_client("DENIED").chat.completions.create(model="gpt-4o-mini", messages=msgs)
         emit(sdk="openai", call="denied", error=None)
@@ -78,13 +99,15 @@ def run_openai():
 def run_anthropic():
     c = anthropic_client("ALLOWED")
     msgs = [{"role": "user", "content": "hello from anthropic"}]
-    r = c.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=msgs)
-    emit(sdk="anthropic", call="create", text=r.content[0].text,
+    r = c.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=msgs,
+                          extra_headers=tag("anthropic", "create"))
+    emit(sdk="anthropic", call="create", model="claude-sonnet-4-5", text=r.content[0].text,
          input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens)
-    with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=msgs) as s:
+    with c.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=msgs,
+                           extra_headers=tag("anthropic", "stream")) as s:
         text = "".join(s.text_stream)
         final = s.get_final_message()
-    emit(sdk="anthropic", call="stream", text=text,
+    emit(sdk="anthropic", call="stream", model="claude-sonnet-4-5", text=text,
          input_tokens=final.usage.input_tokens, output_tokens=final.usage.output_tokens)
     try:
         anthropic_client("DENIED").messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=msgs)
@@ -96,15 +119,21 @@ def run_anthropic():
 
 def run_gemini():
     c = gemini_client("ALLOWED")
-    r = c.models.generate_content(model="gemini-2.0-flash", contents="hello from gemini")
-    emit(sdk="gemini", call="create", text=r.text,
+
+    def tagged(call):
+        return types.GenerateContentConfig(http_options=types.HttpOptions(headers=tag("gemini", call)))
+
+    r = c.models.generate_content(model="gemini-2.0-flash", contents="hello from gemini",
+                                  config=tagged("create"))
+    emit(sdk="gemini", call="create", model="gemini-2.0-flash", text=r.text,
          input_tokens=r.usage_metadata.prompt_token_count,
          output_tokens=r.usage_metadata.candidates_token_count)
     text, usage = "", None
-    for chunk in c.models.generate_content_stream(model="gemini-2.0-flash", contents="hello from gemini"):
+    for chunk in c.models.generate_content_stream(model="gemini-2.0-flash", contents="hello from gemini",
+                                                  config=tagged("stream")):
         text += chunk.text or ""
         usage = chunk.usage_metadata or usage
-    emit(sdk="gemini", call="stream", text=text,
+    emit(sdk="gemini", call="stream", model="gemini-2.0-flash", text=text,
          input_tokens=usage.prompt_token_count, output_tokens=usage.candidates_token_count)
     try:
         gemini_client("DENIED").models.generate_content(model="gemini-2.0-flash", contents="hi")

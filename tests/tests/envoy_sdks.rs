@@ -3,7 +3,10 @@
 //!
 //! For every call: the mock upstream sees exactly the real key; the
 //! placeholder the SDK was given never arrives; a denied call surfaces in
-//! the SDK as an error carrying our reason code.
+//! the SDK as an error carrying our reason code; the audit record in the
+//! access log carries the model and the usage the SDK was told. An OpenAI
+//! stream that did not ask for usage reaches the SDK without a usage chunk,
+//! and is metered all the same.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,6 +16,20 @@ use tollgate_harness::envoy::local_run::PLACEHOLDER_KEY;
 use tollgate_harness::mock::ProviderKind;
 use tollgate_tests::run_envoy::*;
 use tollgate_tests::*;
+
+/// The fixture policy with a model list on the SDKs' rule, so that every
+/// call's body (or Gemini's path) is read and its model audited.
+fn sdk_config() -> Value {
+    let mut c = config();
+    if let Some(rule) = c["rules"]
+        .as_array_mut()
+        .and_then(|r| r.iter_mut().find(|r| r["name"] == "support-chat"))
+    {
+        rule["models"] =
+            serde_json::json!(["gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.0-flash"]);
+    }
+    c
+}
 
 fn python() -> PathBuf {
     let p = std::env::var_os("TOLLGATE_PYTHON")
@@ -25,7 +42,7 @@ fn python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_stream_and_fail_with_our_reason_code() {
     let dir = scratch_dir("sdks");
-    let stack = start_stack(&dir, &config(), |o| o.concurrency = 2).await;
+    let stack = start_stack(&dir, &sdk_config(), |o| o.concurrency = 2).await;
     let certs = dir.join("client-certs");
     let allowed = stack
         .workload_cert(SUPPORT_BOT)
@@ -102,9 +119,13 @@ async fn official_sdks_stream_and_fail_with_our_reason_code() {
         );
     }
 
-    // What the upstream saw: six calls, each with exactly the real key.
+    // What the upstream saw: seven calls, each with exactly the real key.
     let seen = stack.llm.requests();
-    assert_eq!(seen.len(), 6, "3 SDKs x (create + stream) reached upstream");
+    assert_eq!(
+        seen.len(),
+        7,
+        "3 SDKs x (create + stream), and OpenAI's stream without usage, reached upstream"
+    );
     for r in &seen {
         let (header, want) = match r.provider {
             Some(ProviderKind::OpenAi) => ("authorization", format!("Bearer {OPENAI_KEY}")),
@@ -133,6 +154,64 @@ async fn official_sdks_stream_and_fail_with_our_reason_code() {
         );
     }
     assert!(seen.iter().any(|r| r.stream), "streaming calls were made");
+
+    // Each call's audit record: found through the request id Envoy gave it
+    // (forwarded upstream with the call's tag), it carries the model the SDK
+    // asked for and the usage the SDK was told.
+    let audit_of_call = |sdk: &str, call: &str| -> Value {
+        let tag = format!("{sdk}-{call}");
+        let upstream = seen
+            .iter()
+            .find(|r| r.header("x-e2e-call") == Some(tag.as_bytes()))
+            .unwrap_or_else(|| panic!("{tag} never reached upstream"));
+        let id = String::from_utf8_lossy(upstream.header("x-request-id").expect("an id"));
+        access_log_line(&stack, &id)["tollgate"].clone()
+    };
+    let result = |sdk: &str, call: &str| {
+        results
+            .iter()
+            .find(|r| r["sdk"] == sdk && r["call"] == call)
+            .unwrap_or_else(|| panic!("no result for {sdk} {call}"))
+            .clone()
+    };
+    for sdk in ["openai", "anthropic", "gemini"] {
+        for call in ["create", "stream"] {
+            let (a, r) = (audit_of_call(sdk, call), result(sdk, call));
+            assert_eq!(a["decision"], "allow", "{sdk} {call}: {a}");
+            assert_eq!(a["model"], r["model"], "{sdk} {call}: {a}");
+            assert_eq!(a["usage"]["input"], r["input_tokens"], "{sdk} {call}: {a}");
+            assert_eq!(
+                a["usage"]["output"], r["output_tokens"],
+                "{sdk} {call}: {a}"
+            );
+            assert_eq!(a["response_complete"], true, "{sdk} {call}: {a}");
+        }
+    }
+    // OpenAI without include_usage: the SDK saw no usage chunk, every
+    // content chunk (one per word, plus the first and the last), and the
+    // record has the usage of the same stream asked with usage.
+    let (plain, with_usage) = (result("openai", "stream_plain"), result("openai", "stream"));
+    assert_eq!(plain["usage_chunks"], 0, "{plain}");
+    assert_eq!(plain["text"], with_usage["text"], "{plain}");
+    assert_eq!(
+        plain["chunks"].as_u64(),
+        with_usage["output_tokens"].as_u64().map(|n| n + 2),
+        "{plain}"
+    );
+    let a = audit_of_call("openai", "stream_plain");
+    assert_eq!(a["model"], "gpt-4o-mini", "{a}");
+    assert_eq!(a["stream"], true, "{a}");
+    assert_eq!(a["usage"]["input"], with_usage["input_tokens"], "{a}");
+    assert_eq!(a["usage"]["output"], with_usage["output_tokens"], "{a}");
+    let forwarded = seen
+        .iter()
+        .find(|r| r.header("x-e2e-call") == Some(b"openai-stream_plain"))
+        .and_then(|r| r.body_json())
+        .unwrap_or_default();
+    assert_eq!(
+        forwarded["stream_options"]["include_usage"], true,
+        "the gateway asked for usage upstream"
+    );
     let log = stack.envoy.log();
     assert!(
         !log.contains(PLACEHOLDER_KEY),

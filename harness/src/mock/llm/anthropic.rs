@@ -15,7 +15,7 @@
 //! - `model`, `messages` (non-empty) and `max_tokens` are required, as in
 //!   the real API; the reply never exceeds `max_tokens` words.
 //! - Errors are `{"type":"error","error":{"type","message"}}` and never echo
-//!   a credential.
+//!   a credential (unless asked to: `Failure::KeyEchoed`).
 //! - Pure: the request's JSON in, a [`Content`] out.
 
 use serde_json::{json, Map, Value};
@@ -200,6 +200,7 @@ pub(crate) fn error(f: &Failure) -> Content {
             "request_too_large",
             "Request exceeds the maximum allowed number of bytes.".to_owned(),
         ),
+        Failure::KeyEchoed(key) => ("authentication_error", format!("invalid x-api-key: {key}")),
     };
     Content::json(&json!({"type": "error", "error": {"type": kind, "message": message}}))
 }

@@ -15,7 +15,7 @@
 //! - `contents` (non-empty) is required; `generationConfig.maxOutputTokens`
 //!   caps the reply (`finishReason: MAX_TOKENS`).
 //! - Errors are `{"error":{"code","message","status"}}` and never echo a
-//!   credential.
+//!   credential (unless asked to: `Failure::KeyEchoed`).
 //! - Pure: the request's JSON in, a [`Content`] out.
 
 use serde_json::{json, Map, Value};
@@ -213,6 +213,10 @@ pub(crate) fn error(f: &Failure) -> Content {
         Failure::TooLarge => (
             "Request payload size exceeds the limit.".to_owned(),
             "INVALID_ARGUMENT",
+        ),
+        Failure::KeyEchoed(key) => (
+            format!("API key not valid: {key}. Please pass a valid API key."),
+            "UNAUTHENTICATED",
         ),
     };
     Content::json(&json!({"error": {"code": f.status(), "message": message, "status": status}}))

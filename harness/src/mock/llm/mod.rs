@@ -32,7 +32,9 @@
 //!   [`MAX_BODY_BYTES`] a 413, each in the provider's error shape.
 //! - No secret is ever printed: `Debug` of [`LlmRequest`] and [`MockLlm`]
 //!   redacts keys, credential headers and the `key=` query parameter, and
-//!   error bodies never echo a key.
+//!   error bodies never echo a key, except when a request asks for it with
+//!   [`ECHO_KEY_HEADER`] (a provider that echoes the key it was sent, for
+//!   testing the gateway's redaction).
 //! - Recording is bounded: the newest [`DEFAULT_LOG_CAPACITY`] requests (or
 //!   the capacity given to [`MockLlm::with_log_capacity`]) plus counters that
 //!   never wrap in practice. A request is recorded when its reply is decided,
@@ -79,6 +81,15 @@ pub const CHUNK_DELAY_HEADER: &str = "x-mock-chunk-delay-ms";
 pub const DEFAULT_CHUNK_DELAY: Duration = Duration::from_millis(1);
 /// Upper bound on either delay header, so a typo cannot hang a test.
 pub const MAX_HEADER_DELAY: Duration = Duration::from_secs(600);
+/// Request header: answer an accepted request with a 401 that echoes the
+/// credential it presented, in the provider's error body and in the
+/// [`ECHOED_KEY_HEADER`] response header, as some providers' errors do.
+/// The value is the size of the pieces the body is sent in (paced like a
+/// stream, so a piece boundary can fall inside the key); `0` or anything
+/// not a number sends it whole.
+pub const ECHO_KEY_HEADER: &str = "x-mock-echo-key";
+/// Response header of an [`ECHO_KEY_HEADER`] reply: `Bearer {key}`.
+pub const ECHOED_KEY_HEADER: &str = "x-mock-echoed-credential";
 
 /// Request headers whose values `LlmRequest`'s `Debug` redacts.
 const SENSITIVE_HEADERS: &[&str] = &[
@@ -125,6 +136,13 @@ pub struct LlmRequest {
     pub status: u16,
     /// The reply was a stream (SSE, or Gemini's streamed JSON array).
     pub stream: bool,
+    /// The request's trailers (lowercase names, raw values), when it had
+    /// any (HTTP/1.1 chunked trailers).
+    pub trailers: Vec<(String, Vec<u8>)>,
+    /// The body was read to its end. False when the connection broke
+    /// mid-body (e.g. a gateway reset the upstream stream) or the body was
+    /// over [`MAX_BODY_BYTES`]: `body` is then empty.
+    pub body_complete: bool,
 }
 
 impl LlmRequest {
@@ -148,6 +166,14 @@ impl LlmRequest {
     /// The body parsed as JSON, if it is JSON.
     pub fn body_json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
+    }
+
+    /// First value of a trailer, by name (case-insensitive).
+    pub fn trailer(&self, name: &str) -> Option<&[u8]> {
+        self.trailers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -178,6 +204,11 @@ impl fmt::Debug for LlmRequest {
             .field("accepted", &self.accepted)
             .field("status", &self.status)
             .field("stream", &self.stream)
+            .field(
+                "trailers",
+                &self.trailers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("body_complete", &self.body_complete)
             .finish()
     }
 }
@@ -214,6 +245,8 @@ struct Recorded {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    trailers: HeaderMap,
+    body_complete: bool,
     provider: Option<ProviderKind>,
     key: Option<Bytes>,
     key_in_query: bool,
@@ -251,6 +284,12 @@ impl Recorded {
             accepted: self.accepted,
             status: self.status,
             stream: self.stream,
+            trailers: self
+                .trailers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            body_complete: self.body_complete,
         }
     }
 }
@@ -322,6 +361,8 @@ pub(crate) struct Reply {
     pub(crate) chunk_delay: Duration,
     /// Numbers the request id header.
     pub(crate) seq: u64,
+    /// Response headers beyond the ones every reply carries.
+    pub(crate) headers: Vec<(&'static str, Bytes)>,
 }
 
 /// Why a request gets an error reply; each provider renders it in its shape.
@@ -332,6 +373,8 @@ pub(crate) enum Failure {
     NotFound,
     MethodNotAllowed,
     TooLarge,
+    /// An accepted credential, echoed back on request ([`ECHO_KEY_HEADER`]).
+    KeyEchoed(String),
 }
 
 impl Failure {
@@ -342,6 +385,7 @@ impl Failure {
             Failure::NotFound => 404,
             Failure::MethodNotAllowed => 405,
             Failure::TooLarge => 413,
+            Failure::KeyEchoed(_) => 401,
         }
     }
 }
@@ -439,14 +483,16 @@ impl MockLlm {
         Duration::from_micros(self.shared.response_delay_us.load(Ordering::Relaxed))
     }
 
-    /// Decides the reply to one request and records it. Pure apart from the
-    /// log and the id counter; never panics.
+    /// Decides the reply to one request (with its trailers, empty if none)
+    /// and records it. Pure apart from the log and the id counter; never
+    /// panics.
     pub(crate) fn exchange(
         &self,
         method: Method,
         uri: Uri,
         headers: HeaderMap,
         body: BodyRead,
+        trailers: HeaderMap,
     ) -> Reply {
         let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let path = uri.path();
@@ -475,23 +521,47 @@ impl MockLlm {
                 BodyRead::Broken => Err(Failure::BadRequest("could not read the body".into())),
             },
         };
-        let (status, content) = match decided {
-            Ok(content) => (200, content),
-            Err(f) => (f.status(), error_body(provider, &f, &method, path)),
+        // Asked to echo the key: only once it was accepted, so the echo is
+        // of a real credential (the one the gateway injected).
+        let echo_pieces = match (&presented.key, accepted) {
+            (Some(key), true) => headers
+                .get(ECHO_KEY_HEADER)
+                .map(|v| (key, v.to_str().ok().and_then(|v| v.trim().parse().ok()))),
+            _ => None,
+        };
+        let mut extra_headers = vec![];
+        let (status, content) = match (echo_pieces, decided) {
+            (Some((key, piece)), _) => {
+                let f = Failure::KeyEchoed(String::from_utf8_lossy(key).into_owned());
+                let mut echoed = b"Bearer ".to_vec();
+                echoed.extend_from_slice(key);
+                extra_headers.push((ECHOED_KEY_HEADER, Bytes::from(echoed)));
+                let content = match (error_body(provider, &f, &method, path), piece) {
+                    (Content::Json(b), Some(n)) if n > 0 => {
+                        Content::JsonPieces(b.chunks(n).map(Bytes::copy_from_slice).collect())
+                    }
+                    (c, _) => c,
+                };
+                (f.status(), content)
+            }
+            (None, Ok(content)) => (200, content),
+            (None, Err(f)) => (f.status(), error_body(provider, &f, &method, path)),
         };
         let stream = content.is_stream();
 
         let delay = header_ms(&headers, DELAY_HEADER).unwrap_or_else(|| self.response_delay());
         let chunk_delay = header_ms(&headers, CHUNK_DELAY_HEADER).unwrap_or(DEFAULT_CHUNK_DELAY);
-        let body = match body {
-            BodyRead::Complete(b) => b,
-            BodyRead::TooLarge | BodyRead::Broken => Bytes::new(),
+        let (body, body_complete) = match body {
+            BodyRead::Complete(b) => (b, true),
+            BodyRead::TooLarge | BodyRead::Broken => (Bytes::new(), false),
         };
         self.record(Recorded {
             method,
             uri,
             headers,
             body,
+            trailers,
+            body_complete,
             provider,
             key: presented.key,
             key_in_query: presented.in_query,
@@ -506,6 +576,7 @@ impl MockLlm {
             delay,
             chunk_delay,
             seq,
+            headers: extra_headers,
         }
     }
 

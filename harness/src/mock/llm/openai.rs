@@ -17,7 +17,8 @@
 //! - Azure OpenAI differs only in naming the deployment in the path; its
 //!   body's `model` is optional and defaults to the deployment.
 //! - Errors are `{"error":{"message","type","param","code"}}` and never
-//!   echo a credential or the query string.
+//!   echo a credential (unless asked to: `Failure::KeyEchoed`) or the query
+//!   string.
 //! - Pure: the request's JSON in, a [`Content`] out.
 
 use serde::Serialize;
@@ -540,6 +541,11 @@ pub(crate) fn error(f: &Failure, method: &str, path: &str) -> Content {
             "Request too large.".to_owned(),
             "invalid_request_error",
             Value::from("request_too_large"),
+        ),
+        Failure::KeyEchoed(key) => (
+            format!("Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com/account/api-keys."),
+            "invalid_request_error",
+            Value::from("invalid_api_key"),
         ),
     };
     Content::json(&json!({

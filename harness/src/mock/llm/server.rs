@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -117,13 +117,18 @@ async fn serve_connection(stream: TcpStream, mock: MockLlm) {
 
 async fn respond(mock: &MockLlm, req: Request<Incoming>) -> Response<ReplyBody> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(c) => BodyRead::Complete(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => BodyRead::TooLarge,
-        Err(_) => BodyRead::Broken,
+    let (body, trailers) = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(c) => {
+            let trailers = c.trailers().cloned().unwrap_or_default();
+            (BodyRead::Complete(c.to_bytes()), trailers)
+        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            (BodyRead::TooLarge, HeaderMap::new())
+        }
+        Err(_) => (BodyRead::Broken, HeaderMap::new()),
     };
     let too_large = matches!(body, BodyRead::TooLarge);
-    let reply = mock.exchange(parts.method, parts.uri, parts.headers, body);
+    let reply = mock.exchange(parts.method, parts.uri, parts.headers, body, trailers);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -142,6 +147,11 @@ async fn respond(mock: &MockLlm, req: Request<Incoming>) -> Response<ReplyBody> 
         // The rest of the body was never read; the connection cannot be reused.
         h.insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    for (name, value) in &reply.headers {
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            h.insert(*name, v);
+        }
+    }
     let request_id = match reply.provider {
         Some(ProviderKind::OpenAi | ProviderKind::AzureOpenAi) => Some("x-request-id"),
         Some(ProviderKind::Anthropic) => Some("request-id"),
@@ -153,4 +163,112 @@ async fn respond(mock: &MockLlm, req: Request<Incoming>) -> Response<ReplyBody> 
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::{ECHOED_KEY_HEADER, ECHO_KEY_HEADER};
+    use super::*;
+
+    const KEY: &str = "sk-mock-echo-0123456789";
+
+    async fn started() -> (MockLlm, ServedLlm) {
+        let mock = MockLlm::new();
+        mock.accept_key(KEY);
+        let served = mock
+            .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("serve");
+        (mock, served)
+    }
+
+    /// Writes `raw`, then reads until the server closes (every request
+    /// here says `connection: close`).
+    async fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(raw).await.expect("write");
+        let mut out = vec![];
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn chat(extra: &str) -> Vec<u8> {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\nconnection: close\r\n{extra}content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_echo_header_gets_a_401_echoing_the_key_whole_or_in_pieces() {
+        let (mock, served) = started().await;
+        let whole = exchange(served.addr, &chat(&format!("{ECHO_KEY_HEADER}: 0\r\n"))).await;
+        assert!(whole.starts_with("HTTP/1.1 401"), "{whole}");
+        assert!(whole.contains("content-length:"), "one piece: {whole}");
+        assert!(whole.contains(&format!("{ECHOED_KEY_HEADER}: Bearer {KEY}")));
+        assert!(whole.contains(&format!("Incorrect API key provided: {KEY}.")));
+        let split = exchange(served.addr, &chat(&format!("{ECHO_KEY_HEADER}: 5\r\n"))).await;
+        assert!(split.starts_with("HTTP/1.1 401"), "{split}");
+        assert!(split.contains("transfer-encoding: chunked"), "{split}");
+        // Chunks of 5 bytes: the key is cut by chunk framing on the wire.
+        let (_, wire_body) = split.split_once("\r\n\r\n").expect("head");
+        assert!(!wire_body.contains(KEY), "{split}");
+        assert!(wire_body.contains("\r\n5\r\n"), "{split}");
+        let last = mock.last_request().expect("recorded");
+        assert_eq!(
+            (last.status, last.stream, last.accepted),
+            (401, false, true)
+        );
+        // Without the header, errors never echo the key.
+        let plain = exchange(served.addr, &chat("")).await;
+        assert!(plain.starts_with("HTTP/1.1 200") && !plain.contains(KEY));
+    }
+
+    #[tokio::test]
+    async fn trailers_are_recorded_and_a_broken_body_is_marked_incomplete() {
+        let (mock, served) = started().await;
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        let raw = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\nx-trailer: v\r\n\r\n",
+            body.len()
+        );
+        let answer = exchange(served.addr, raw.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let r = mock.last_request().expect("recorded");
+        assert_eq!(r.trailer("x-trailer"), Some(&b"v"[..]));
+        assert!(r.body_complete);
+        assert_eq!(r.body, body.as_bytes());
+
+        // Headers, part of the body, then the connection goes away.
+        let mut s = TcpStream::connect(served.addr).await.expect("connect");
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-length: 100\r\nx-case: broken\r\n\r\n{{\"model\""
+        );
+        s.write_all(head.as_bytes()).await.expect("write");
+        drop(s);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let broken = loop {
+            if let Some(r) = mock
+                .requests()
+                .into_iter()
+                .find(|r| r.header("x-case") == Some(b"broken"))
+            {
+                break r;
+            }
+            assert!(std::time::Instant::now() < deadline, "never recorded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(!broken.body_complete);
+        assert!(broken.body.is_empty());
+        assert!(broken.trailers.is_empty());
+    }
 }

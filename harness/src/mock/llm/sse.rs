@@ -34,6 +34,9 @@ pub(crate) enum Content {
     /// A JSON array streamed element by element (`application/json`), as
     /// Gemini streams without `alt=sse`.
     JsonStream(Vec<Bytes>),
+    /// One JSON document (`application/json`, not a stream) sent in these
+    /// pieces, paced like a stream: a body that reaches the gateway split.
+    JsonPieces(Vec<Bytes>),
 }
 
 impl Content {
@@ -42,13 +45,15 @@ impl Content {
     }
 
     pub(crate) fn is_stream(&self) -> bool {
-        !matches!(self, Content::Json(_))
+        !matches!(self, Content::Json(_) | Content::JsonPieces(_))
     }
 
     pub(crate) fn content_type(&self) -> &'static str {
         match self {
             Content::Sse(_) => "text/event-stream",
-            Content::Json(_) | Content::JsonStream(_) => "application/json",
+            Content::Json(_) | Content::JsonStream(_) | Content::JsonPieces(_) => {
+                "application/json"
+            }
         }
     }
 
@@ -56,7 +61,9 @@ impl Content {
     pub(crate) fn into_body(self, gap: Duration) -> ReplyBody {
         match self {
             Content::Json(b) => ReplyBody::whole(Bytes::from(b)),
-            Content::Sse(pieces) | Content::JsonStream(pieces) => ReplyBody::paced(pieces, gap),
+            Content::Sse(pieces) | Content::JsonStream(pieces) | Content::JsonPieces(pieces) => {
+                ReplyBody::paced(pieces, gap)
+            }
         }
     }
 }
