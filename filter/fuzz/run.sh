@@ -32,7 +32,7 @@ cargo build --locked --release --bins --target "$host"
 # inputs are short by nature.
 max_len() {
     case "$1" in
-        json_body|sse_stream|usage_json) echo 4096 ;;
+        json_body|usage_json) echo 4096 ;;
         *) echo 512 ;;
     esac
 }

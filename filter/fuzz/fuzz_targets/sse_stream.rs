@@ -2,7 +2,8 @@
 //! the same events, verdict calls, output and oversized count as feeding it
 //! whole; keeping every event reproduces the input byte for byte; observe
 //! mode sees the same events and writes nothing; the held bytes never exceed
-//! the bound; dropping events only removes bytes.
+//! the bound; dropping events only removes bytes; replacing every event by
+//! its own raw bytes (`SseEvent::raw`) also reproduces the input.
 //!
 //! Input layout: byte 0 picks the bound, byte 1 the events to drop (bit k of
 //! it drops every event whose index is k mod 8), byte 2 the number of chunk
@@ -17,6 +18,18 @@ type Seen = Vec<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)>;
 
 /// Decodes `stream` fed as `chunks`; returns events, output and oversized.
 fn decode(bound: usize, filtering: bool, drop_mask: u8, chunks: &[&[u8]]) -> (Seen, Vec<u8>, u32) {
+    decode_with(bound, filtering, drop_mask, false, chunks)
+}
+
+/// [`decode`], or with `replace_rest` every event not dropped is replaced by
+/// its own raw bytes.
+fn decode_with(
+    bound: usize,
+    filtering: bool,
+    drop_mask: u8,
+    replace_rest: bool,
+    chunks: &[&[u8]],
+) -> (Seen, Vec<u8>, u32) {
     let mut decoder = SseDecoder::new(bound, filtering);
     let mut seen = Seen::new();
     let mut out = Vec::new();
@@ -29,6 +42,8 @@ fn decode(bound: usize, filtering: bool, drop_mask: u8, chunks: &[&[u8]]) -> (Se
         ));
         if drop_mask & (1 << (index % 8)) != 0 {
             Verdict::Drop
+        } else if replace_rest {
+            Verdict::Replace(ev.raw.to_vec())
         } else {
             Verdict::Keep
         }
@@ -81,6 +96,11 @@ fuzz_target!(|data: &[u8]| {
     let kept = decode(bound, true, 0, &chunks);
     assert_eq!(kept.1, stream, "keeping every event changes nothing");
     assert_eq!(kept.0, whole.0, "verdicts do not change the events seen");
+
+    let replaced = decode_with(bound, true, 0, true, &chunks);
+    assert_eq!(replaced.1, stream, "an event replaced by its raw bytes is unchanged");
+    let dropped_and_replaced = decode_with(bound, true, *drop_mask, true, &chunks);
+    assert_eq!(dropped_and_replaced.1, whole.1);
 
     let observed = decode(bound, false, *drop_mask, &chunks);
     assert_eq!(observed.0, whole.0);

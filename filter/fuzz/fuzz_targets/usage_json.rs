@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         event: b"",
         data,
         id: None,
+        raw: data,
     };
     let is_array = data
         .iter()
