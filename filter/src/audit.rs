@@ -86,6 +86,11 @@ pub struct AuditRecord {
     /// Key echoes removed from the response.
     #[serde(skip_serializing_if = "is_zero")]
     pub key_echo_redacted: u32,
+    /// Why the response was refused (reset) after it left the provider:
+    /// `response_encoded`, a compressed body that could not be checked for
+    /// the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_refused: Option<&'static str>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -536,6 +536,21 @@ impl RequestFlow {
             .exchange
             .as_ref()
             .is_some_and(|e| e.dialect().is_some())
+            || self.redactor.is_some()
+    }
+
+    /// A response being read came with this `content-encoding`: whether it
+    /// must be refused. Tollgate asked for `identity`; a compressed body
+    /// cannot be checked for the injected key (nor read for usage), so it
+    /// never reaches the client. Records the refusal.
+    pub fn refuses_response_encoding(&mut self, encoding: &[u8]) -> bool {
+        let e = encoding.trim_ascii();
+        if e.is_empty() || e.eq_ignore_ascii_case(b"identity") || self.tap.is_none() {
+            return false;
+        }
+        self.audit.response_refused = Some("response_encoded");
+        self.published = false;
+        true
     }
 
     /// The response headers of a forwarded request: starts reading the

@@ -30,6 +30,9 @@ pub enum Counter {
     FetchSuperseded,
     /// The injected key was found in a response and replaced.
     KeyEchoRedacted,
+    /// A response that must be read came compressed although Tollgate asked
+    /// for `identity`: it cannot be checked for the key, so it was reset.
+    ResponseEncodedRefused,
 }
 
 impl Counter {
@@ -53,6 +56,7 @@ impl Counter {
         v.push(Counter::ClientKeySeen);
         v.push(Counter::FetchSuperseded);
         v.push(Counter::KeyEchoRedacted);
+        v.push(Counter::ResponseEncodedRefused);
         v
     }
 
@@ -76,11 +80,12 @@ impl Counter {
             Counter::ClientKeySeen => FETCH + FetchFailure::ALL.len(),
             Counter::FetchSuperseded => FETCH + FetchFailure::ALL.len() + 1,
             Counter::KeyEchoRedacted => FETCH + FetchFailure::ALL.len() + 2,
+            Counter::ResponseEncodedRefused => FETCH + FetchFailure::ALL.len() + 3,
         }
     }
 
     /// The size of a metric-id table indexed by [`Counter::slot`].
-    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 3;
+    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 4;
 
     pub fn name(self) -> String {
         match self {
@@ -96,6 +101,7 @@ impl Counter {
             Counter::ClientKeySeen => "tollgate.client_key_seen".into(),
             Counter::FetchSuperseded => "tollgate.fetch.superseded".into(),
             Counter::KeyEchoRedacted => "tollgate.key_echo_redacted".into(),
+            Counter::ResponseEncodedRefused => "tollgate.response.refused.response_encoded".into(),
         }
     }
 }

@@ -43,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tollgate_harness::envoy::Stack;
 use tollgate_harness::mock::credential_service::Fault;
-use tollgate_harness::mock::llm::{ECHOED_KEY_HEADER, ECHO_KEY_HEADER};
+use tollgate_harness::mock::llm::{CONTENT_ENCODING_HEADER, ECHOED_KEY_HEADER, ECHO_KEY_HEADER};
 use tollgate_harness::mock::{LlmRequest, MockLlm};
 use tollgate_tests::run_envoy::*;
 use tollgate_tests::tls_client::{self, HttpsRequest, HttpsResponse};
@@ -219,6 +219,7 @@ async fn held_mode_and_responses_through_envoy() {
     openai_stream_usage_is_learnt_and_its_chunk_removed(&stack).await;
     anthropic_and_gemini_stream_usage_is_the_last_cumulative_value(&stack).await;
     a_401_echoing_the_key_never_shows_it_to_the_client(&stack).await;
+    a_compressed_response_is_refused_not_passed_unchecked(&stack).await;
     assert_no_leak_in(&stack, &[]);
     // Streamed mode where Envoy's option is set: works as streamed mode.
     let mut stack = stack;
@@ -602,6 +603,62 @@ async fn a_401_echoing_the_key_never_shows_it_to_the_client(stack: &Stack) {
         assert_eq!(a["upstream_status"], 401, "{a}");
         assert_no_leak_in(stack, &[&r]);
     }
+}
+
+/// An upstream that compresses a response although Tollgate asked for
+/// `identity` (here: one that echoes the key) is refused: the stream is
+/// reset, so the body Tollgate cannot check never reaches the client; the
+/// counter and the access-log record say why.
+async fn a_compressed_response_is_refused_not_passed_unchecked(stack: &Stack) {
+    let tag = "encoded";
+    let before = envoy_counters(stack).unwrap();
+    let req = post(
+        OPENAI,
+        CHAT,
+        tag,
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+        &[(ECHO_KEY_HEADER, "0"), (CONTENT_ENCODING_HEADER, "gzip")],
+    );
+    let got = tls_client::send(stack.listen, client_for(stack, SUPPORT_BOT), &req).await;
+    if let Ok(r) = &got {
+        // Whatever Envoy makes of the reset, it is not the provider's
+        // answer, and it holds no key.
+        assert_ne!(r.status, 401, "the unchecked answer reached the client");
+        assert_no_leak_in(stack, &[r]);
+    }
+    let seen = upstream_one(&stack.llm, tag);
+    bearer_only(&seen);
+    assert_eq!(
+        seen.header("accept-encoding"),
+        Some(&b"identity"[..]),
+        "Tollgate asked for an uncompressed answer"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let found = stack
+            .access_log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["tollgate"]["response_refused"] == "response_encoded");
+        if let Some(l) = found {
+            break l["tollgate"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access-log record of the refusal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(record["upstream_status"], 401, "{record}");
+    assert_ne!(record["response_complete"], true, "{record}");
+    let after = envoy_counters(stack).unwrap();
+    assert_eq!(
+        before
+            .changes_under(&after, "tollgate.response.refused")
+            .get("tollgate.response.refused.response_encoded")
+            .copied(),
+        Some(1)
+    );
 }
 
 /// Streamed mode: the clamp still works (the body goes out chunked), and a

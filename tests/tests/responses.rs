@@ -263,3 +263,65 @@ fn a_client_leaving_before_the_usage_chunk_leaves_no_usage() {
     assert!(a["usage"].is_null(), "{a}");
     assert_eq!(a["model"], "gpt-4o-mini", "{a}");
 }
+
+/// Tollgate asks for `identity`; a response that comes compressed anyway
+/// cannot be checked for the injected key, so it never reaches the client:
+/// the stream is reset, counted, and the record says why. An explicit
+/// `identity` passes.
+#[test]
+fn a_compressed_response_is_refused_because_it_cannot_be_checked_for_the_key() {
+    let echo = format!("{{\"error\":\"bad key {OPENAI_KEY}\"}}");
+    for (encoding, refused) in [
+        (&b"gzip"[..], true),
+        (b"br", true),
+        (b" GZIP ", true),
+        (b"identity", false),
+        (b"Identity", false),
+    ] {
+        let mut gw = gw();
+        let before = Counters::snapshot(&gw);
+        let id = chat(&mut gw, r#"{"model":"gpt-4o-mini","messages":[]}"#);
+        let mut headers = JSON_HEADERS.to_vec();
+        headers.push(("content-encoding", encoding));
+        gw.respond(id, 401, &headers, echo.as_bytes());
+        let label = String::from_utf8_lossy(encoding);
+        before.assert_delta(
+            &gw,
+            "tollgate.response.refused.response_encoded",
+            i64::from(refused),
+        );
+        let a = audit(&gw, id);
+        if refused {
+            assert!(gw.was_reset(id), "{label}");
+            assert_eq!(a["response_refused"], "response_encoded", "{label}: {a}");
+            assert_ne!(a["response_complete"], true, "{label}: {a}");
+        } else {
+            let r = gw.response(id).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains(OPENAI_KEY),
+                "{label}"
+            );
+            assert!(a["response_refused"].is_null(), "{label}: {a}");
+        }
+        assert_no_leak(&gw, &[id], &all_keys());
+    }
+}
+
+/// Every response that carries the injected key's risk is asked for
+/// uncompressed, also from a provider whose usage is not read.
+#[test]
+fn a_generic_provider_is_asked_for_identity_too() {
+    let mut gw = gw();
+    let id = gw
+        .request(0)
+        .mtls(true)
+        .peer_uri_san(SUPPORT_BOT)
+        .method("POST")
+        .authority("api.search.example.com")
+        .path("/v1/search")
+        .header("accept-encoding", "gzip, br")
+        .send();
+    gw.settle();
+    let f = gw.outcome(id).expect_forwarded().clone();
+    assert_eq!(f.header_str("accept-encoding").as_deref(), Some("identity"));
+}

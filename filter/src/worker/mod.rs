@@ -1095,6 +1095,19 @@ impl<H: Host> Worker<H> {
         if !s.flow.on_response_headers(status, sse, now) {
             return Action::Continue;
         }
+        let encodings = headers.all(b"content-encoding");
+        if encodings.iter().any(|e| s.flow.refuses_response_encoding(e)) {
+            drop(streams);
+            self.count(Counter::ResponseEncodedRefused);
+            self.log(
+                LogLevel::Warn,
+                format_args!(
+                    "tollgate: response refused (response_encoded): the upstream compressed a response Tollgate asked for as identity; it cannot be checked for the key"
+                ),
+            );
+            let _ = self.host.close_stream();
+            return Action::Pause;
+        }
         let mut edits = Vec::new();
         for (name, value) in headers.iter() {
             if let (Some(redacted), Ok(name)) =

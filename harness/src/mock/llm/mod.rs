@@ -90,6 +90,9 @@ pub const MAX_HEADER_DELAY: Duration = Duration::from_secs(600);
 pub const ECHO_KEY_HEADER: &str = "x-mock-echo-key";
 /// Response header of an [`ECHO_KEY_HEADER`] reply: `Bearer {key}`.
 pub const ECHOED_KEY_HEADER: &str = "x-mock-echoed-credential";
+/// Request header: label the response with this `content-encoding` (the
+/// body is not compressed): an upstream that ignores `accept-encoding`.
+pub const CONTENT_ENCODING_HEADER: &str = "x-mock-content-encoding";
 
 /// Request headers whose values `LlmRequest`'s `Debug` redacts.
 const SENSITIVE_HEADERS: &[&str] = &[
@@ -547,6 +550,9 @@ impl MockLlm {
             (None, Ok(content)) => (200, content),
             (None, Err(f)) => (f.status(), error_body(provider, &f, &method, path)),
         };
+        if let Some(v) = headers.get(CONTENT_ENCODING_HEADER) {
+            extra_headers.push(("content-encoding", Bytes::copy_from_slice(v.as_bytes())));
+        }
         let stream = content.is_stream();
 
         let delay = header_ms(&headers, DELAY_HEADER).unwrap_or_else(|| self.response_delay());
