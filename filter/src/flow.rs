@@ -196,6 +196,9 @@ pub struct RequestFlow {
     ended: bool,
     /// The request's one decision (allow, shadow denial, deny) was counted.
     decision_taken: bool,
+    /// The request's cache hit or miss was counted (at its first lookup; a
+    /// held body makes a second lookup once it has passed).
+    lookup_counted: bool,
 }
 
 impl RequestFlow {
@@ -214,6 +217,7 @@ impl RequestFlow {
             published: false,
             ended: false,
             decision_taken: false,
+            lookup_counted: false,
         }
     }
 
@@ -235,6 +239,12 @@ impl RequestFlow {
     /// The dry-run verdict, if the policy would have denied this request.
     pub fn shadow_denial(&self) -> Option<DenyReason> {
         self.shadow
+    }
+
+    /// Whether this lookup is the request's first, the one its cache hit or
+    /// miss is counted at.
+    pub fn take_first_lookup(&mut self) -> bool {
+        !core::mem::replace(&mut self.lookup_counted, true)
     }
 
     /// The request's decision to count, once: `Some(shadow)` the first time

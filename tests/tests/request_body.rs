@@ -253,6 +253,13 @@ fn a_listed_model_passes_with_its_bytes_untouched_and_is_audited() {
         .header("content-length", &body.len().to_string())
         .send(&mut gw);
     assert_eq!(forwarded_body(&gw, id), body);
+    // Warm now: the held body makes a second lookup once it has passed, but
+    // a request counts one cache hit or miss.
+    let before = Counters::snapshot(&gw);
+    let again = Post::chat(LIMITED, body).send(&mut gw);
+    assert_eq!(forwarded_body(&gw, again), body);
+    before.assert_delta(&gw, "tollgate.cache.hit", 1);
+    before.assert_delta(&gw, "tollgate.cache.miss", 0);
     let a = audit(&gw, id);
     assert_eq!(a["model"], "gpt-4o-mini");
     assert_eq!(a["max_tokens_requested"], 100);

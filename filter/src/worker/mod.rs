@@ -383,6 +383,8 @@ impl<H: Host> Worker<H> {
                     );
                     if via == Via::Own {
                         self.note_interest(&s.flow, now);
+                    }
+                    if via == Via::Own && s.flow.take_first_lookup() {
                         self.count(match &lookup {
                             Ok(cache::Lookup::Ready { .. }) => Counter::CacheHit,
                             _ => Counter::CacheMiss,
