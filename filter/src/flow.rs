@@ -44,6 +44,7 @@ use crate::provider::{canonical_host, Injection, ProviderId};
 use crate::reason::DenyReason;
 use crate::request_path::RequestTarget;
 use crate::response::redact::Redactor;
+use crate::response::redactors::Redactors;
 use crate::response::tap::ResponseTap;
 use crate::spiffe::SpiffeId;
 
@@ -629,7 +630,9 @@ impl RequestFlow {
     }
 
     /// Consumes a cache lookup for the waiting request.
-    pub fn on_lookup(&mut self, lookup: Lookup) -> CredentialStep {
+    /// `redactors` compiles (or hands out the worker's compiled) redactor
+    /// for the key written.
+    pub fn on_lookup(&mut self, lookup: Lookup, redactors: &mut Redactors) -> CredentialStep {
         let State::AwaitingCredential { admission, .. } = &self.state else {
             return CredentialStep::Reply(self.deny(DenyReason::InternalError));
         };
@@ -653,7 +656,7 @@ impl RequestFlow {
                     header: admission.injection.header.clone(),
                     value: admission.injection.value_for(&value),
                 };
-                self.redactor = Redactor::new(value.as_bytes());
+                self.redactor = redactors.for_secret(value.as_bytes());
                 self.state = State::Forwarded {
                     provider: admission.provider,
                 };
@@ -911,12 +914,15 @@ mod tests {
             )
             .is_ok());
         assert_eq!(flow.shadow_denial(), Some(DenyReason::EndpointNotPermitted));
-        let step = flow.on_lookup(Lookup::Ready {
-            value: "sk-real".into(),
-            id: "k1".into(),
-            fingerprint: "fp".into(),
-            refresh_due: false,
-        });
+        let step = flow.on_lookup(
+            Lookup::Ready {
+                value: "sk-real".into(),
+                id: "k1".into(),
+                fingerprint: "fp".into(),
+                refresh_due: false,
+            },
+            &mut Redactors::default(),
+        );
         assert!(matches!(step, CredentialStep::Forward { .. }));
         let line = flow.verdict_record().unwrap();
         assert!(line.contains(r#""decision":"shadow_deny""#), "{line}");
@@ -943,13 +949,20 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap();
-        assert_eq!(flow.on_lookup(Lookup::Wait), CredentialStep::Wait);
-        let step = flow.on_lookup(Lookup::Ready {
-            value: "sk-real-secret".into(),
-            id: "k1".into(),
-            fingerprint: "sha256:abcd".into(),
-            refresh_due: false,
-        });
+        let mut redactors = Redactors::default();
+        assert_eq!(
+            flow.on_lookup(Lookup::Wait, &mut redactors),
+            CredentialStep::Wait
+        );
+        let step = flow.on_lookup(
+            Lookup::Ready {
+                value: "sk-real-secret".into(),
+                id: "k1".into(),
+                fingerprint: "sha256:abcd".into(),
+                refresh_due: false,
+            },
+            &mut redactors,
+        );
         assert_eq!(
             step,
             CredentialStep::Forward {
@@ -985,7 +998,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            flow.on_lookup(Lookup::Fetch { lease: 7 }),
+            flow.on_lookup(Lookup::Fetch { lease: 7 }, &mut Redactors::default()),
             CredentialStep::Fetch { lease: 7 }
         );
         assert_eq!(flow.verdict_record(), None, "no verdict yet");

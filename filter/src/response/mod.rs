@@ -6,6 +6,7 @@ pub mod null_usage;
 #[cfg(test)]
 mod recorded_streams;
 pub mod redact;
+pub mod redactors;
 pub mod sse;
 pub mod tap;
 pub mod usage;

@@ -50,6 +50,7 @@ use crate::flow::{BodyStep, CredentialStep, HeadFacts, RequestFlow};
 use crate::metrics::Counter;
 use crate::reason::DenyReason;
 use crate::reply::deny_reply;
+use crate::response::redactors::Redactors;
 
 /// The tick while a request waits: how quickly a request waiting on another
 /// worker's fetch notices it.
@@ -121,6 +122,8 @@ pub struct Worker<H: Host> {
     last_refresh_check_ms: Cell<u64>,
     tick_ms: Cell<u32>,
     scratch: RefCell<Vec<u32>>,
+    /// Compiled key-echo redactors, one per credential value.
+    redactors: RefCell<Redactors>,
 }
 
 impl<H: Host> Worker<H> {
@@ -141,6 +144,7 @@ impl<H: Host> Worker<H> {
             last_refresh_check_ms: Cell::new(0),
             tick_ms: Cell::new(0),
             scratch: RefCell::new(Vec::with_capacity(16)),
+            redactors: RefCell::new(Redactors::default()),
         }
     }
 
@@ -397,7 +401,7 @@ impl<H: Host> Worker<H> {
                         }
                     }
                     match lookup {
-                        Ok(l) => s.flow.on_lookup(l),
+                        Ok(l) => s.flow.on_lookup(l, &mut self.redactors.borrow_mut()),
                         Err(e) => {
                             self.log(
                                 LogLevel::Error,
@@ -1098,7 +1102,10 @@ impl<H: Host> Worker<H> {
             return Action::Continue;
         }
         let encodings = headers.all(b"content-encoding");
-        if encodings.iter().any(|e| s.flow.refuses_response_encoding(e)) {
+        if encodings
+            .iter()
+            .any(|e| s.flow.refuses_response_encoding(e))
+        {
             drop(streams);
             self.count(Counter::ResponseEncodedRefused);
             self.log(
