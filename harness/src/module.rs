@@ -38,6 +38,11 @@ fn engine() -> &'static wasmtime::Engine {
     ENGINE.get_or_init(|| {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
+        // `TOLLGATE_HARNESS_PERFMAP=1`: write /tmp/perf-<pid>.map so that
+        // `perf report` names the guest's functions (profiling by hand).
+        if std::env::var_os("TOLLGATE_HARNESS_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config).unwrap_or_else(|_| wasmtime::Engine::default());
         let ticker = engine.weak();
         let _ = std::thread::Builder::new()
