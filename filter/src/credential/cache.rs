@@ -250,6 +250,16 @@ fn next_entry(previous: Entry, outcome: &Result<Fetched, FetchFailure>, now_ms: 
             lease: None,
             ..previous
         },
+        // Deleted at the source: no copy of it may serve any longer.
+        Err(FetchFailure::Gone) => Entry {
+            value: None,
+            failure: Some(LastFailure {
+                reason: DenyReason::CredentialUnavailable,
+                at_ms: now_ms,
+            }),
+            lease: None,
+            ..previous
+        },
         Err(_) => Entry {
             failure: Some(LastFailure {
                 reason: DenyReason::CredentialUnavailable,
@@ -405,6 +415,20 @@ mod tests {
         assert_eq!(
             resolve_at(&s, 3, 55_000, 55_000),
             Lookup::Failed(DenyReason::CredentialDenied)
+        );
+    }
+
+    #[test]
+    fn a_deleted_credential_is_dropped_at_once() {
+        let s = MemoryStore::default();
+        resolve_at(&s, 1, 0, 0);
+        stored(complete(&s, K, 1, &fetched("sk-old"), 0).unwrap());
+        assert!(try_acquire(&s, K, 2, 55_000, 3_000).unwrap());
+        stored(complete(&s, K, 2, &Err(FetchFailure::Gone), 55_000).unwrap());
+        // Still within the old value's lifetime, but it is not served.
+        assert_eq!(
+            resolve_at(&s, 3, 55_000, 55_000),
+            Lookup::Failed(DenyReason::CredentialUnavailable)
         );
     }
 

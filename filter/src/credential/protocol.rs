@@ -51,8 +51,12 @@ pub enum FetchFailure {
     Reset,
     /// 504 from the gateway: the call timed out.
     Timeout,
-    /// Any other non-200 status (404, 5xx…).
+    /// Any other non-200 status (404 from tollgate_v1, 5xx…).
     HttpStatus,
+    /// `vault_kv2` answered 404: the secret, or its latest version, was
+    /// deleted or destroyed (or never existed). The credential is gone, so a
+    /// cached copy is dropped too.
+    Gone,
     /// 200, but the body is not what the protocol promises.
     Garbage,
     /// The host refused to dispatch the call (unknown cluster…).
@@ -60,11 +64,12 @@ pub enum FetchFailure {
 }
 
 impl FetchFailure {
-    pub const ALL: [FetchFailure; 6] = [
+    pub const ALL: [FetchFailure; 7] = [
         FetchFailure::Denied,
         FetchFailure::Reset,
         FetchFailure::Timeout,
         FetchFailure::HttpStatus,
+        FetchFailure::Gone,
         FetchFailure::Garbage,
         FetchFailure::DispatchFailed,
     ];
@@ -75,6 +80,7 @@ impl FetchFailure {
             FetchFailure::Reset => "reset",
             FetchFailure::Timeout => "timeout",
             FetchFailure::HttpStatus => "http_error",
+            FetchFailure::Gone => "gone",
             FetchFailure::Garbage => "garbage",
             FetchFailure::DispatchFailed => "dispatch_failed",
         }
@@ -120,6 +126,9 @@ impl CredentialService {
             None => return Err(FetchFailure::Reset),
             Some(200) => {}
             Some(403) => return Err(FetchFailure::Denied),
+            Some(404) if matches!(self.protocol, Protocol::VaultKv2 { .. }) => {
+                return Err(FetchFailure::Gone)
+            }
             Some(504) => return Err(FetchFailure::Timeout),
             Some(_) => return Err(FetchFailure::HttpStatus),
         }
@@ -296,6 +305,20 @@ mod tests {
         assert_eq!(f.value, "sk-v");
         assert_eq!(f.id, "tollgate/openai/cluster.local/ns/a/sa/b@v7");
         assert_eq!(f.lifetime_ms, 300_000);
+    }
+
+    #[test]
+    fn a_vault_404_is_a_deleted_credential() {
+        // OpenBao's answer for a deleted or destroyed latest version.
+        let body = br#"{"data":{"data":null,"metadata":{"version":2,"deletion_time":"2026-11-30T00:00:00Z","destroyed":false}}}"#;
+        assert_eq!(
+            svc(vault()).parse_answer(&key(false), Some(404), body),
+            Err(FetchFailure::Gone)
+        );
+        assert_eq!(
+            svc(vault()).parse_answer(&key(false), Some(404), b""),
+            Err(FetchFailure::Gone)
+        );
     }
 
     #[test]
