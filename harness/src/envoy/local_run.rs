@@ -65,6 +65,7 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
         )),
         remove_on_drop: false,
         mock_domains: vec![],
+        credentials_addr: None,
     };
     let mut stack = Stack::start(opts, creds).await?;
     let allowed = write_workload(&stack, &pki_dir, ALLOWED_WORKLOAD)?;

@@ -8,8 +8,10 @@
 //! - Ports: the mocks bind port 0 and keep their sockets; the listener port
 //!   is chosen free just before Envoy binds it (or given by the caller);
 //!   Envoy's admin port is ephemeral. Stacks can run side by side.
-//! - Credentials only ever come from the given [`MockCredentialService`];
-//!   the mock LLM accepts exactly the values that service handed out.
+//! - Credentials only ever come from the given [`MockCredentialService`]
+//!   (or from [`StackOptions::credentials_addr`] when set; then the caller
+//!   tells the mock LLM which keys to accept); the mock LLM accepts exactly
+//!   the values that service handed out.
 //! - Dropping the stack kills Envoy and aborts both mock servers.
 
 use std::fs;
@@ -66,6 +68,9 @@ pub struct StackOptions {
     /// The mock upstream's route domains (empty: any host); see
     /// [`GatewaySpec::mock_domains`].
     pub mock_domains: Vec<String>,
+    /// Where the credential cluster points instead of the mock credential
+    /// service (e.g. a Vault/OpenBao agent); `None`: the mock.
+    pub credentials_addr: Option<SocketAddr>,
 }
 
 impl StackOptions {
@@ -87,6 +92,7 @@ impl StackOptions {
             access_log: Some(AccessLogSink::File(work_dir.join("access.log"))),
             remove_on_drop: true,
             mock_domains: vec![],
+            credentials_addr: None,
         }
     }
 }
@@ -158,7 +164,7 @@ impl Stack {
             pki.server.cert.clone(),
             pki.server.key.clone(),
             credential_cluster,
-            creds_served.addr,
+            opts.credentials_addr.unwrap_or(creds_served.addr),
             match opts.upstream {
                 UpstreamChoice::Mock => Upstream::Mock(llm_served.addr),
                 UpstreamChoice::Providers => Upstream::Providers {
