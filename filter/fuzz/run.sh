@@ -46,6 +46,6 @@ for t in "${targets[@]}"; do
         echo "fuzz: $t failed; the input is in filter/fuzz/artifacts/" >&2
         exit 1
     fi
-    runs="$(awk '/stat::number_of_executed_units/ {print $2}' "artifacts/$t.log")"
+    runs="$(awk '/stat::number_of_executed_units/ {n = $2} END {print n}' "artifacts/$t.log")"
     echo "  $t: ${runs:-?} runs, no failure" >&2
 done
