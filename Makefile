@@ -91,11 +91,15 @@ check-config:
 # The local egress gateway: Envoy + Tollgate on https://localhost:10443 (mTLS).
 # UPSTREAM=providers routes to the real provider hosts (keys from
 # TOLLGATE_KEY_OPENAI, TOLLGATE_KEY_ANTHROPIC, TOLLGATE_KEY_GEMINI).
-UPSTREAM ?= mock
-LISTEN   ?= 127.0.0.1:10443
+# CREDENTIALS=openbao keeps the keys in a real OpenBao dev server read
+# through `bao agent` (policy mesh-config/local/policy-openbao.json).
+UPSTREAM    ?= mock
+CREDENTIALS ?= mock
+LISTEN      ?= 127.0.0.1:10443
+RUN_POLICY  := $(if $(filter openbao,$(CREDENTIALS)),mesh-config/local/policy-openbao.json,$(POLICY))
 run: venv build
 	$(CARGO) run -q -p tollgate-harness --bin tollgate-harness -- gateway --wasm $(WASM) \
-		--upstream $(UPSTREAM) --listen $(LISTEN) $(POLICY)
+		--upstream $(UPSTREAM) --credentials $(CREDENTIALS) --listen $(LISTEN) $(RUN_POLICY)
 
 # The policy demo in the harness alone (no Envoy).
 demo: build

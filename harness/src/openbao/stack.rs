@@ -244,6 +244,26 @@ impl OpenBaoStack {
         Ok(stack)
     }
 
+    /// For a person at a shell (`make run CREDENTIALS=openbao`): writes
+    /// the dev server's root token to `root-token` in the work directory
+    /// (owner-only) and returns the server's address and that file. The
+    /// token never goes to stdout.
+    pub fn cli_access(&self) -> anyhow::Result<(SocketAddr, PathBuf)> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = self.work_dir.join("root-token");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("creating {}", file.display()))?;
+        f.write_all(self.root_token.as_bytes())
+            .context("writing the root token")?;
+        Ok((self.server_addr, file))
+    }
+
     /// Where the gateway's credential cluster should point: the recording
     /// relay in front of the agent.
     pub fn gateway_addr(&self) -> SocketAddr {
@@ -282,6 +302,20 @@ impl OpenBaoStack {
 
     /// Writes `value` under the configured field as a new version of
     /// `path` (like `bao kv put`); returns the version.
+    /// The current value at `path` (`None` when deleted or absent), read
+    /// with the root token straight from the server.
+    pub fn read(&self, path: &str) -> anyhow::Result<Option<String>> {
+        let (status, body) = self.root_call("GET", &format!("/v1/{KV_MOUNT}/data/{path}"), None)?;
+        if status == 404 {
+            return Ok(None);
+        }
+        let answer = expect_ok((status, body), "reading a KV secret")?;
+        Ok(answer
+            .pointer(&format!("/data/data/{}", self.field))
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+
     pub fn put(&self, path: &str, value: &str) -> anyhow::Result<u64> {
         let mut data = serde_json::Map::new();
         data.insert(self.field.clone(), Value::from(value));
