@@ -21,6 +21,14 @@
 //!   is a real Service or cluster; every provider host is routed through the
 //!   gateway with TLS on both hops), and the WasmPlugin cannot silently miss
 //!   the gateway.
+//! - The Vault / OpenBao agent (`vault-agent.yaml`, the alternative to
+//!   the broker): the `credential_service` its header tells operators to
+//!   use names the agent's Service port and passes `tollgate-harness check`
+//!   in the shipped policy; only the egress gateway's principal may call
+//!   it, only with GET on the KV mount's `data/` paths; its agent
+//!   configuration proxies with a Kubernetes auto-auth token, on the port
+//!   the Service targets, with the role, ServiceAccount and audience the
+//!   Vault-side instructions set up.
 //! - Edge and access log: every gateway configuration (Envoy HCMs and the
 //!   Istio EnvoyFilter) refuses header names with underscores and makes
 //!   Envoy generate the request id exactly as `GatewaySpec` renders it, and
@@ -530,12 +538,16 @@ const SCHEMAS: [(&str, &str, &str); 7] = [
 /// VirtualService schemas are ~100 KB each per version, too large to vendor
 /// by hand; the others are core Kubernetes or small. They get the document
 /// checks and the wiring tests below.
-const WITHOUT_SCHEMA: [(&str, &str); 5] = [
+const WITHOUT_SCHEMA: [(&str, &str); 8] = [
     ("networking.istio.io/v1", "DestinationRule"),
     ("networking.istio.io/v1", "VirtualService"),
     ("security.istio.io/v1", "AuthorizationPolicy"),
     ("v1", "Service"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    // vault-agent.yaml: the agent's identity, configuration and pods.
+    ("v1", "ServiceAccount"),
+    ("v1", "ConfigMap"),
+    ("apps/v1", "Deployment"),
 ];
 
 fn schema_for(api_version: &str, kind: &str) -> Option<Value> {
@@ -547,10 +559,11 @@ fn schema_for(api_version: &str, kind: &str) -> Option<Value> {
     Some(parse_yaml(&text, &rel(&path)))
 }
 
-/// The envelope every document must have; `spec` is checked separately.
-fn envelope_schema() -> Value {
+/// The envelope every document must have; `spec` is checked separately. A
+/// ConfigMap has no `spec` but `data`, a map of strings.
+fn envelope_schema(kind: &str) -> Value {
     let string_map = json!({"type": "object", "additionalProperties": {"type": "string"}});
-    json!({
+    let mut envelope = json!({
         "type": "object",
         "required": ["apiVersion", "kind", "metadata"],
         "properties": {
@@ -568,14 +581,20 @@ fn envelope_schema() -> Value {
             },
             "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
         },
-    })
+    });
+    if kind == "ConfigMap" {
+        let properties = envelope["properties"].as_object_mut().expect("properties");
+        properties.remove("spec");
+        properties.insert("data".to_string(), string_map);
+    }
+    envelope
 }
 
 /// Every problem with one document: envelope, kind, and `spec` against its
 /// vendored schema.
 fn check_doc(doc: &Doc) -> Vec<String> {
     let mut errs = vec![];
-    check_schema(&envelope_schema(), &doc.value, "", &mut errs);
+    check_schema(&envelope_schema(doc.kind()), &doc.value, "", &mut errs);
     let (api, kind) = (doc.api_version(), doc.kind());
     if let Some(schema) = schema_for(api, kind) {
         check_schema(&schema, &doc.value["spec"], "spec", &mut errs);
@@ -1649,4 +1668,558 @@ fn the_held_wasm_config_passes_envoy_validate_with_the_real_module() {
         "{}: the module did not configure:\n{out}",
         ef.label()
     );
+}
+
+// ---------------------------------------------------------------------------
+// The Vault / OpenBao agent (vault-agent.yaml)
+// ---------------------------------------------------------------------------
+//
+// The agent's HCL (in the ConfigMap) and the Vault-side setup and WasmPlugin
+// switch (in the file's header comment) are checked as text: no HCL parser,
+// only exact text and regex assertions on the settings the wiring depends on
+// (the API proxy's auto-auth token, the Kubernetes method and its role and
+// token path, the listener's port, the Vault role's bindings and token TTL,
+// the Vault policy's paths). The one exception is the header's
+// `credential_service:` block, which is YAML: it is uncommented, parsed and
+// put through `tollgate-harness check`. Whether OpenBao accepts the whole
+// agent configuration is not proven here: `bao agent` has no mode that
+// validates a configuration without starting.
+
+const VAULT_AGENT_FILE: &str = "mesh-config/istio/vault-agent.yaml";
+
+/// The documents of `vault-agent.yaml` (one of each kind) and its text.
+struct VaultAgent<'a> {
+    text: String,
+    service_account: &'a Doc,
+    config_map: &'a Doc,
+    deployment: &'a Doc,
+    service: &'a Doc,
+    policy: &'a Doc,
+}
+
+fn the_vault_agent(docs: &[Doc]) -> VaultAgent<'_> {
+    let text = std::fs::read_to_string(root().join(VAULT_AGENT_FILE))
+        .unwrap_or_else(|e| panic!("{VAULT_AGENT_FILE}: {e}"));
+    let one = |kind: &str| {
+        let found: Vec<&Doc> = docs
+            .iter()
+            .filter(|d| d.file == VAULT_AGENT_FILE && d.kind() == kind)
+            .collect();
+        assert_eq!(found.len(), 1, "{VAULT_AGENT_FILE}: expected one {kind}");
+        found[0]
+    };
+    VaultAgent {
+        service_account: one("ServiceAccount"),
+        config_map: one("ConfigMap"),
+        deployment: one("Deployment"),
+        service: one("Service"),
+        policy: one("AuthorizationPolicy"),
+        text,
+    }
+}
+
+impl VaultAgent<'_> {
+    fn pod_labels(&self) -> &Value {
+        &self.deployment.value["spec"]["template"]["metadata"]["labels"]
+    }
+
+    fn pod_spec(&self) -> &Value {
+        &self.deployment.value["spec"]["template"]["spec"]
+    }
+
+    /// The container running `bao agent` / `vault agent`.
+    fn container(&self) -> &Value {
+        let containers = self.pod_spec()["containers"]
+            .as_array()
+            .expect("containers");
+        let agents: Vec<&Value> = containers
+            .iter()
+            .filter(|c| {
+                let words = command_words(c);
+                words.iter().any(|w| w == "agent")
+                    && words.iter().any(|w| w.starts_with("-config="))
+            })
+            .collect();
+        assert_eq!(
+            agents.len(),
+            1,
+            "{}: expected one container running `bao agent -config=...`",
+            self.deployment.label()
+        );
+        agents[0]
+    }
+
+    /// The agent's HCL: the ConfigMap entry its `-config=` names.
+    fn hcl(&self) -> &str {
+        let path = config_arg(self.container());
+        let (dir, key) = path.rsplit_once('/').expect("-config= is a path");
+        let mount = self.mount_at(dir);
+        let cm = &self.config_map;
+        assert_eq!(
+            self.volume(mount)["configMap"]["name"],
+            json!(cm.name()),
+            "{}: {dir} is not the ConfigMap {}",
+            self.deployment.label(),
+            cm.name()
+        );
+        cm.value["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no data.{key}", cm.label()))
+    }
+
+    /// The agent container's volumeMount at `dir` (its volume's name).
+    fn mount_at(&self, dir: &str) -> &str {
+        self.container()["volumeMounts"]
+            .as_array()
+            .expect("volumeMounts")
+            .iter()
+            .find(|m| m["mountPath"] == dir)
+            .and_then(|m| m["name"].as_str())
+            .unwrap_or_else(|| panic!("{}: nothing mounted at {dir}", self.deployment.label()))
+    }
+
+    fn volume(&self, name: &str) -> &Value {
+        self.pod_spec()["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("{}: no volume {name}", self.deployment.label()))
+    }
+
+    /// The Service's single port: (port, targetPort).
+    fn service_port(&self) -> (u64, u64) {
+        let ports = self.service.value["spec"]["ports"]
+            .as_array()
+            .expect("ports");
+        assert_eq!(ports.len(), 1, "{}", self.service.label());
+        let p = &ports[0];
+        assert!(
+            p["name"].as_str().is_some_and(|n| n.starts_with("http")) && p["appProtocol"] == "http",
+            "{}: the port must be declared HTTP for Istio (name http-*, appProtocol http)",
+            self.service.label()
+        );
+        let port = p["port"].as_u64().expect("port");
+        let target = p["targetPort"]
+            .as_u64()
+            .expect("a numeric targetPort (the listener's port)");
+        (port, target)
+    }
+
+    /// `<name>.<namespace>.svc.cluster.local` of the agent's Service.
+    fn fqdn(&self) -> String {
+        format!(
+            "{}.{}.svc.cluster.local",
+            self.service.name(),
+            self.service.namespace()
+        )
+    }
+}
+
+fn command_words(container: &Value) -> Vec<String> {
+    ["command", "args"]
+        .iter()
+        .flat_map(|k| container[*k].as_array().cloned().unwrap_or_default())
+        .filter_map(|w| w.as_str().map(str::to_string))
+        .collect()
+}
+
+fn config_arg(container: &Value) -> String {
+    command_words(container)
+        .iter()
+        .find_map(|w| w.strip_prefix("-config=").map(str::to_string))
+        .expect("-config=")
+}
+
+/// Every label `selector` asks for is on `labels` (and it asks for some).
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+/// The `credential_service:` block the header tells operators to put in the
+/// WasmPlugin: the commented lines after `#  credential_service:` that are
+/// indented deeper, without their `#`, parsed as YAML.
+fn documented_credential_service(text: &str) -> Value {
+    let mut lines = text.lines().skip_while(|l| {
+        !(l.starts_with('#') && l.trim_start_matches('#').trim() == "credential_service:")
+    });
+    let head = lines
+        .next()
+        .unwrap_or_else(|| panic!("{VAULT_AGENT_FILE}: no commented `credential_service:` block"));
+    let key_at = head.find('c').expect("key");
+    let mut yaml = vec![&head[1..]];
+    yaml.extend(
+        lines
+            .take_while(|l| {
+                l.starts_with('#')
+                    && l.len() > key_at + 1
+                    && l[1..=key_at].trim().is_empty()
+                    && !l[key_at + 1..].trim().is_empty()
+            })
+            .map(|l| &l[1..]),
+    );
+    let block = parse_yaml(&yaml.join("\n"), "the documented credential_service");
+    block["credential_service"].clone()
+}
+
+/// The first capture of `re` in `text`, which must match exactly once
+/// (after removing duplicates).
+fn the_one(re: &str, text: &str, what: &str) -> String {
+    let re = regex::Regex::new(re).expect("regex");
+    let found: BTreeSet<String> = re.captures_iter(text).map(|c| c[1].to_string()).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{what}: expected exactly one value for {re}, found {found:?}"
+    );
+    found.into_iter().next().expect("one")
+}
+
+/// Does a Vault/OpenBao ACL path (`+` one segment, a trailing `*` any
+/// suffix) grant `path`?
+fn vault_acl_grants(acl: &str, path: &str) -> bool {
+    let (body, glob) = match acl.strip_suffix('*') {
+        Some(b) => (b, ".*"),
+        None => (acl, ""),
+    };
+    let pattern: Vec<String> = body
+        .split('/')
+        .map(|seg| {
+            if seg == "+" {
+                "[^/]+".to_string()
+            } else {
+                regex::escape(seg)
+            }
+        })
+        .collect();
+    regex::Regex::new(&format!("^{}{glob}$", pattern.join("/")))
+        .expect("acl regex")
+        .is_match(path)
+}
+
+/// The switch the header documents is a valid policy: its cluster is the
+/// agent Service's Istio cluster (`outbound|<port>||<FQDN>`), its authority
+/// the Service's name, its protocol `vault_kv2`; the shipped pluginConfig
+/// with it passes `tollgate-harness check`; and the Vault policy in the
+/// header grants read on every KV path that policy makes Tollgate fetch.
+#[test]
+fn the_documented_switch_to_the_vault_agent_is_a_valid_policy_on_its_service() {
+    let docs = istio_docs();
+    let agent = the_vault_agent(&docs);
+    let (port, _) = agent.service_port();
+    let fqdn = agent.fqdn();
+
+    let cs = documented_credential_service(&agent.text);
+    let cluster = format!("outbound|{port}||{fqdn}");
+    assert_eq!(cs["cluster"], json!(cluster), "{VAULT_AGENT_FILE}");
+    assert_eq!(
+        istio_cluster(&cluster),
+        Some((
+            port,
+            agent.service.name().to_string(),
+            agent.service.namespace().to_string()
+        ))
+    );
+    assert_eq!(cs["authority"], json!(fqdn), "{VAULT_AGENT_FILE}");
+    assert_eq!(cs["protocol"], "vault_kv2", "{VAULT_AGENT_FILE}");
+    let mount = cs["vault"]["mount"].as_str().expect("vault.mount");
+    assert!(cs["vault"]["field"].is_string(), "{VAULT_AGENT_FILE}");
+
+    // The operator's edit, applied to the shipped policy, is accepted.
+    let mut policy = the_wasmplugin(&docs).value["spec"]["pluginConfig"].clone();
+    policy["credential_service"] = cs.clone();
+    let dir = scratch("vault-agent-policy");
+    let (code, out) = harness_check(&policy, &dir, "vault-agent");
+    assert_eq!(code, 0, "{VAULT_AGENT_FILE}: the documented switch: {out}");
+    assert!(out.contains(": ok"), "{out}");
+
+    // What Tollgate then reads, the header's Vault policy grants: the
+    // shared credentials by name, the per-workload ones for a workload of
+    // every rule that uses them.
+    let acl_re = regex::Regex::new(r#"(?m)^#\s+path "([^"]+)""#).expect("regex");
+    let acls: Vec<String> = acl_re
+        .captures_iter(&agent.text)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert!(!acls.is_empty(), "{VAULT_AGENT_FILE}: no Vault policy path");
+    for acl in &acls {
+        assert!(
+            acl.starts_with(&format!("{mount}/data/")),
+            "{VAULT_AGENT_FILE}: {acl:?} is not a data/ path of mount {mount}"
+        );
+    }
+    let granted = |path: &str| acls.iter().any(|a| vault_acl_grants(a, path));
+    for p in policy["providers"].as_array().expect("providers") {
+        let cred = &p["credential"];
+        let name = cred["name"].as_str().expect("credential name");
+        if cred["scope"] != "per_workload" {
+            let path = format!("{mount}/data/{name}");
+            assert!(granted(&path), "{path} is not granted by {acls:?}");
+            continue;
+        }
+        let rules = policy["rules"].as_array().expect("rules");
+        let users = rules.iter().filter(|r| {
+            r["providers"]
+                .as_array()
+                .is_some_and(|a| a.contains(&p["name"]))
+        });
+        for w in users.flat_map(|r| r["workloads"].as_array().cloned().unwrap_or_default()) {
+            let id = w
+                .as_str()
+                .expect("workload")
+                .trim_start_matches("spiffe://");
+            // A pattern `.../ns/<ns>/*` stands for any ServiceAccount there.
+            let id = match id.strip_suffix("/*") {
+                Some(ns) => format!("{ns}/sa/any"),
+                None => id.to_string(),
+            };
+            let path = format!("{mount}/data/{name}/{id}");
+            assert!(granted(&path), "{path} is not granted by {acls:?}");
+        }
+    }
+}
+
+/// The AuthorizationPolicy runs on the agent's pods and lets only the
+/// egress gateway (the principal the broker's policy names, in the
+/// WasmPlugin's namespace and trust domain) read, with GET, under the KV
+/// mount's `data/` prefix; and the shipped NetworkPolicies and mTLS that
+/// name the credential service apply to the agent's pods and port.
+#[test]
+fn only_the_egress_gateway_may_call_the_vault_agent_and_only_to_read_kv_data() {
+    let docs = istio_docs();
+    let agent = the_vault_agent(&docs);
+    let wp = the_wasmplugin(&docs);
+    let (_, target) = agent.service_port();
+    let labels = agent.pod_labels();
+    let ns = agent.deployment.namespace();
+    for d in [
+        agent.service_account,
+        agent.config_map,
+        agent.service,
+        agent.policy,
+    ] {
+        assert_eq!(d.namespace(), ns, "{}", d.label());
+    }
+    assert!(selects(
+        &agent.deployment.value["spec"]["selector"]["matchLabels"],
+        labels
+    ));
+    assert!(
+        selects(&agent.service.value["spec"]["selector"], labels),
+        "{}: does not select the agent's pods",
+        agent.service.label()
+    );
+
+    let ap = &agent.policy.value["spec"];
+    let f = agent.policy.label();
+    assert!(
+        selects(&ap["selector"]["matchLabels"], labels),
+        "{f}: does not select the agent's pods"
+    );
+    assert_eq!(ap["action"], "ALLOW", "{f}");
+    let rules = ap["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 1, "{f}: one rule");
+    let rule = rules[0].as_object().expect("rule");
+    let keys: Vec<&String> = rule.keys().collect();
+    assert_eq!(keys, ["from", "to"], "{f}: no `when`, nothing else");
+
+    let trust_domain = wp.value["spec"]["pluginConfig"]["trust_domains"][0]
+        .as_str()
+        .expect("trust domain");
+    let broker_policy = docs_of(&docs, "AuthorizationPolicy")
+        .into_iter()
+        .find(|d| d.file.ends_with("credential-service.yaml"))
+        .expect("the broker's AuthorizationPolicy");
+    let gateway = &broker_policy.value["spec"]["rules"][0]["from"][0]["source"]["principals"];
+    let principal = gateway[0].as_str().expect("principal");
+    assert!(
+        principal.starts_with(&format!("{trust_domain}/ns/{}/sa/", wp.namespace())),
+        "{principal}"
+    );
+    assert_eq!(
+        rule["from"],
+        json!([{"source": {"principals": [principal]}}]),
+        "{f}: only the egress gateway's identity, as in credential-service.yaml"
+    );
+
+    let mount = documented_credential_service(&agent.text)["vault"]["mount"]
+        .as_str()
+        .expect("mount")
+        .to_string();
+    assert_eq!(
+        rule["to"],
+        json!([{"operation": {"methods": ["GET"], "paths": [format!("/v1/{mount}/data/*")]}}]),
+        "{f}: only GET on the mount's data/ paths"
+    );
+
+    // The shipped NetworkPolicies: the agent admits the gateway on its
+    // port, and the gateway may connect to it.
+    let nps = docs_of(&docs, "NetworkPolicy");
+    let has_port = |rule: &Value| {
+        rule["ports"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["port"] == target))
+    };
+    let inbound = nps
+        .iter()
+        .filter(|d| {
+            d.namespace() == ns && selects(&d.value["spec"]["podSelector"]["matchLabels"], labels)
+        })
+        .collect::<Vec<_>>();
+    assert!(!inbound.is_empty(), "no NetworkPolicy selects the agent");
+    for d in &inbound {
+        let ingress = d.value["spec"]["ingress"].as_array().expect("ingress");
+        assert!(ingress.iter().any(has_port), "{}: port {target}", d.label());
+    }
+    let to_agent = |peer: &Value| {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == ns
+            && selects(&peer["podSelector"]["matchLabels"], labels)
+    };
+    assert!(
+        nps.iter()
+            .filter(|d| d.namespace() == wp.namespace())
+            .flat_map(|d| d.value["spec"]["egress"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default())
+            .any(|r| has_port(&r) && r["to"].as_array().is_some_and(|to| to.iter().any(to_agent))),
+        "the gateway's NetworkPolicy does not let it reach the agent on {target}"
+    );
+    assert!(
+        docs_of(&docs, "PeerAuthentication")
+            .iter()
+            .any(|d| d.namespace() == ns && d.value["spec"]["mtls"]["mode"] == "STRICT"),
+        "no STRICT mTLS in {ns}"
+    );
+}
+
+/// The agent's configuration proxies with its own Kubernetes login: the API
+/// proxy uses the auto-auth token; the Kubernetes method's role is the role
+/// the header tells Vault to create, bound to the agent's ServiceAccount and
+/// namespace and to the audience of the projected token the method reads,
+/// with a token TTL of minutes; the listener is on the Service's targetPort,
+/// in plain HTTP (Istio mTLS protects the hop). The Deployment runs it from
+/// the ConfigMap, as the ServiceAccount, with a sidecar, locked down.
+#[test]
+fn the_vault_agent_proxies_with_its_own_kubernetes_login_on_the_service_port() {
+    let docs = istio_docs();
+    let agent = the_vault_agent(&docs);
+    let (_, target) = agent.service_port();
+    let hcl = agent.hcl();
+    let f = agent.config_map.label();
+    let has = |re: &str| regex::Regex::new(re).expect("regex").is_match(hcl);
+
+    assert!(
+        has(r"(?m)^api_proxy \{\n\s+use_auto_auth_token\s*=\s*true\n\}$"),
+        "{f}: api_proxy {{ use_auto_auth_token = true }}"
+    );
+    let method = the_one(r#"(?m)^\s+method "([a-z_]+)" \{$"#, hcl, &f);
+    assert_eq!(method, "kubernetes", "{f}: the auto_auth method");
+    let role = the_one(r#"(?m)^\s+role\s*=\s*"([^"]+)"$"#, hcl, &f);
+    let token_path = the_one(r#"(?m)^\s+token_path\s*=\s*"([^"]+)"$"#, hcl, &f);
+    let listener = the_one(
+        r#"(?m)^listener "tcp" \{\n\s+address\s*=\s*"0\.0\.0\.0:(\d+)"\n\s+tls_disable\s*=\s*true\n"#,
+        hcl,
+        &f,
+    );
+    assert_eq!(
+        listener,
+        target.to_string(),
+        "{f}: listener port vs targetPort"
+    );
+    assert!(
+        has(r#"(?m)^\s+address\s*=\s*"https://"#),
+        "{f}: the server over TLS"
+    );
+
+    // The Vault side, as the header documents it.
+    let h = VAULT_AGENT_FILE;
+    let documented_role = the_one(r"auth/kubernetes/role/([A-Za-z0-9_-]+)", &agent.text, h);
+    assert_eq!(role, documented_role, "{f}: the role the header creates");
+    let sa = the_one(r"bound_service_account_names=(\S+)", &agent.text, h);
+    assert_eq!(
+        sa,
+        agent.service_account.name(),
+        "{h}: the role's ServiceAccount"
+    );
+    let sa_ns = the_one(r"bound_service_account_namespaces=(\S+)", &agent.text, h);
+    assert_eq!(sa_ns, agent.service_account.namespace(), "{h}");
+    let audience = the_one(r"audience=(\S+)", &agent.text, h);
+    let ttl = the_one(r"token_ttl=(\S+)", &agent.text, h);
+    let minutes: u64 = ttl
+        .strip_suffix('m')
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("{h}: token_ttl={ttl} is not in minutes"));
+    assert!(
+        (1..=15).contains(&minutes),
+        "{h}: token_ttl={ttl}: keep it short"
+    );
+
+    // The Deployment: the agent from the ConfigMap (checked by hcl()), as
+    // the ServiceAccount, reading the projected token the role accepts.
+    let spec = agent.pod_spec();
+    let d = agent.deployment.label();
+    assert_eq!(
+        spec["serviceAccountName"],
+        json!(agent.service_account.name()),
+        "{d}"
+    );
+    let (dir, file) = token_path.rsplit_once('/').expect("token_path");
+    let projected = &agent.volume(agent.mount_at(dir))["projected"]["sources"];
+    assert_eq!(
+        projected,
+        &json!([{"serviceAccountToken": {
+            "audience": audience, "expirationSeconds": 600, "path": file}}]),
+        "{d}: {token_path} is a projected token for audience {audience}"
+    );
+    assert_eq!(
+        agent.pod_labels()["sidecar.istio.io/inject"],
+        "true",
+        "{d}: a sidecar terminates the gateway's mTLS"
+    );
+
+    let c = agent.container();
+    let image = c["image"].as_str().expect("image");
+    let tag = image.rsplit('/').next().unwrap_or(image);
+    assert!(
+        image.contains("@sha256:") || (tag.contains(':') && !tag.ends_with(":latest")),
+        "{d}: pin the image ({image})"
+    );
+    assert!(
+        c["ports"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["containerPort"] == target)),
+        "{d}: container port {target}"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let p = &c[probe];
+        let port = p["tcpSocket"]["port"]
+            .as_u64()
+            .or(p["httpGet"]["port"].as_u64());
+        assert_eq!(port, Some(target), "{d}: {probe} on the listener");
+    }
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true, "{d}");
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{d}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{d}");
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{d}");
+    assert!(c["resources"]["requests"]["cpu"].is_string(), "{d}");
+    assert!(c["resources"]["requests"]["memory"].is_string(), "{d}");
+}
+
+#[test]
+fn the_documented_block_and_the_acl_matcher_behave() {
+    let text = "# x\n#   credential_service:\n#     protocol: vault_kv2\n#     vault: {mount: m}\n#\n#   (other)\n";
+    assert_eq!(
+        documented_credential_service(text),
+        json!({"protocol": "vault_kv2", "vault": {"mount": "m"}})
+    );
+    assert!(vault_acl_grants("m/data/a", "m/data/a"));
+    assert!(!vault_acl_grants("m/data/a", "m/data/ab"));
+    assert!(vault_acl_grants("m/data/a/+/x", "m/data/a/b/x"));
+    assert!(!vault_acl_grants("m/data/a/+/x", "m/data/a/b/c/x"));
+    assert!(vault_acl_grants("m/data/a/*", "m/data/a/b/c"));
+    assert!(!vault_acl_grants("m/data/a.b", "m/data/aXb"));
 }
