@@ -411,3 +411,112 @@ async fn a_revoked_agent_token_is_denied_until_the_agent_reauthenticates() {
     assert_filter_holds_no_token(&bao, &stack);
     assert_no_leak_envoy(&stack, None, &[key]).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// How many fresh credentials each side of the measurement fetches.
+const COLD_SAMPLES: usize = 25;
+
+/// A policy of [`COLD_SAMPLES`] providers `cold-<i>.example`, each with its
+/// own credential (`<prefix><i>`), through `protocol`.
+fn cold_policy(protocol: &str, prefix: &str) -> Value {
+    let providers: Vec<Value> = (0..COLD_SAMPLES)
+        .map(|i| {
+            json!({"name": format!("p{i}"), "kind": "openai", "hosts": [format!("cold-{i}.example")],
+                   "credential": {"name": format!("{prefix}{i}"), "scope": "shared"}})
+        })
+        .collect();
+    let names: Vec<String> = (0..COLD_SAMPLES).map(|i| format!("p{i}")).collect();
+    let mut service = json!({
+        "cluster": CREDS_CLUSTER, "authority": "credentials.local", "protocol": protocol,
+        "timeout": "2s", "ttl": "10m", "refresh_ahead": "1m"
+    });
+    if protocol == "vault_kv2" {
+        service["vault"] = json!({"mount": "secret", "field": "value"});
+    }
+    json!({
+        "mode": "enforce",
+        "trust_domains": ["cluster.local"],
+        "credential_service": service,
+        "providers": providers,
+        "rules": [{"name": "all", "workloads": ["spiffe://cluster.local/ns/support/*"],
+                   "providers": names, "endpoints": ["POST /v1/chat/completions"]}]
+    })
+}
+
+/// Per credential: the first (cold) request's time and the next (cached)
+/// one's, through the gateway; medians of both and of their difference.
+async fn cold_and_warm(stack: &Stack) -> (Duration, Duration, Duration) {
+    let mut cold = vec![];
+    let mut warm = vec![];
+    let mut fetch = vec![];
+    for i in 0..COLD_SAMPLES {
+        let host = format!("cold-{i}.example");
+        let t = Instant::now();
+        let s = ask(stack, SUPPORT_BOT, &host).await;
+        let c = t.elapsed();
+        assert_eq!(s.status, 200, "{s:?}");
+        let t = Instant::now();
+        let s = ask(stack, SUPPORT_BOT, &host).await;
+        let w = t.elapsed();
+        assert_eq!(s.status, 200, "{s:?}");
+        cold.push(c);
+        warm.push(w);
+        fetch.push(c.saturating_sub(w));
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    (median(&mut cold), median(&mut warm), median(&mut fetch))
+}
+
+/// Not a test: the cold-fetch latency through the agent next to the mock
+/// credential service's, for BENCHMARKS.md. Run by hand:
+/// `cargo test -p tollgate-tests --test envoy_openbao -- --ignored --nocapture cold_fetch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand for BENCHMARKS.md"]
+async fn cold_fetch_latency_through_the_agent_and_the_mock() {
+    let dir = scratch_dir("openbao-cold");
+    let bao = OpenBaoStack::start(OpenBaoOptions::for_test(&repo_root(), &dir.join("openbao")))
+        .await
+        .unwrap_or_else(|e| panic!("openbao did not start: {e:#}"));
+    let addr = bao.agent_addr();
+    let agent_stack = start_stack(
+        &dir.join("gw-agent"),
+        &cold_policy("vault_kv2", "tollgate/cold-"),
+        |o| o.credentials_addr = Some(addr),
+    )
+    .await;
+    for i in 0..COLD_SAMPLES {
+        put(
+            &bao,
+            &agent_stack,
+            &format!("tollgate/cold-{i}"),
+            &format!("sk-cold-agent-{i:04}-abcdef0123"),
+        );
+    }
+    let agent = cold_and_warm(&agent_stack).await;
+    drop(agent_stack);
+
+    let mock_stack = start_stack(
+        &dir.join("gw-mock"),
+        &cold_policy("tollgate_v1", "cold-"),
+        |_| {},
+    )
+    .await;
+    for i in 0..COLD_SAMPLES {
+        mock_stack.creds.set_key(
+            &format!("cold-{i}"),
+            &format!("sk-cold-mock-{i:04}-abcdef0123"),
+            &format!("cold-{i}-1"),
+        );
+    }
+    let mock = cold_and_warm(&mock_stack).await;
+    for (what, (cold, warm, fetch)) in [
+        ("bao agent + OpenBao", agent),
+        ("mock credential service", mock),
+    ] {
+        println!(
+            "{what:<26} cold request p50 {cold:>9.2?}  cached request p50 {warm:>9.2?}  cold - cached p50 {fetch:>9.2?}  ({COLD_SAMPLES} credentials)"
+        );
+    }
+}
