@@ -20,6 +20,7 @@
 pub mod abi;
 pub mod bench;
 pub mod call;
+pub mod child;
 pub mod clock;
 pub mod envoy;
 pub mod fault;

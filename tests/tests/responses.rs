@@ -23,6 +23,22 @@ fn chat(gw: &mut Gateway, body: &str) -> StreamId {
     id
 }
 
+/// A streamed Anthropic messages request, forwarded.
+fn anthropic_stream(gw: &mut Gateway) -> StreamId {
+    let id = gw
+        .request(0)
+        .mtls(true)
+        .peer_uri_san(SUPPORT_BOT)
+        .method("POST")
+        .authority("api.anthropic.com")
+        .path("/v1/messages")
+        .header("content-type", "application/json")
+        .body(r#"{"model":"claude-3-5-haiku-latest","max_tokens":100,"stream":true}"#)
+        .send();
+    gw.settle();
+    id
+}
+
 fn audit(gw: &Gateway, id: StreamId) -> serde_json::Value {
     audit_of(gw, id)
 }
@@ -111,17 +127,7 @@ fn a_stream_without_include_usage_reaches_the_client_as_sent_and_usage_is_still_
 #[test]
 fn anthropic_stream_usage_is_the_last_cumulative_value() {
     let mut gw = gw();
-    let id = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.anthropic.com")
-        .path("/v1/messages")
-        .header("content-type", "application/json")
-        .body(r#"{"model":"claude-3-5-haiku-latest","max_tokens":100,"stream":true}"#)
-        .send();
-    gw.settle();
+    let id = anthropic_stream(&mut gw);
     let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n\
 event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":10}}\n\n\
 event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n\
@@ -214,22 +220,16 @@ event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_toke
 event: message_delta\ndata: {\"type\":\"message_d";
     for piece in [1usize, 5, 64, 4096] {
         let mut gw = gw();
-        let id = gw
-            .request(0)
-            .mtls(true)
-            .peer_uri_san(SUPPORT_BOT)
-            .method("POST")
-            .authority("api.anthropic.com")
-            .path("/v1/messages")
-            .header("content-type", "application/json")
-            .body(r#"{"model":"claude-3-5-haiku-latest","max_tokens":100,"stream":true}"#)
-            .send();
-        gw.settle();
+        let id = anthropic_stream(&mut gw);
         gw.respond_partial(
             id,
             200,
             SSE_HEADERS,
-            stream.as_bytes().chunks(piece).map(|c| c.to_vec()).collect(),
+            stream
+                .as_bytes()
+                .chunks(piece)
+                .map(|c| c.to_vec())
+                .collect(),
         );
         assert!(gw.is_live(id), "the response is still arriving");
         gw.cancel(id);

@@ -13,11 +13,12 @@ use super::cpu::CpuWindow;
 use super::gateways::Variant;
 use super::options::Options;
 use super::setup::{Bench, Gateway, LlmSide};
-use super::signals::{check_interrupted, die_with_parent, LOAD_PID};
+use super::signals::{check_interrupted, LOAD_PID};
 use super::stats::percentile;
 use super::stream::{stream_run, StreamLatency};
 use super::traffic::Kind;
 use super::{CHAT_PATH, CLIENT_KEY, PROVIDER_HOST};
+use crate::child::die_with_parent;
 
 /// One gateway's figures in one round.
 #[derive(Clone, Copy, Debug)]

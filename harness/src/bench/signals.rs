@@ -1,6 +1,5 @@
 //! Interruption (SIGINT, SIGTERM) and the children the driver starts.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use anyhow::bail;
@@ -38,16 +37,4 @@ pub(crate) fn check_interrupted() -> anyhow::Result<()> {
         bail!("interrupted");
     }
     Ok(())
-}
-
-/// Asks the kernel to SIGKILL the child when this thread's process dies.
-pub(crate) fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
 }

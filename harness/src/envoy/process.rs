@@ -120,7 +120,7 @@ impl EnvoyProcess {
             let log2 = log.try_clone().map_err(|e| io_err("envoy log", e))?;
             cmd.stdout(log).stderr(log2);
         }
-        die_with_parent(&mut cmd);
+        crate::child::die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| io_err("spawn envoy", e))?;
         let mut proc = Self {
             child: Some(child),
@@ -258,22 +258,10 @@ impl EnvoyProcess {
 
     /// Stops Envoy: SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        crate::child::stop(child, grace);
     }
 }
 
@@ -314,17 +302,5 @@ fn io_err(what: &str, source: io::Error) -> EnvoyError {
     EnvoyError::Io {
         what: what.to_string(),
         source,
-    }
-}
-
-/// Asks the kernel to SIGKILL the child when this process dies.
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
     }
 }

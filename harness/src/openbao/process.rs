@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -35,7 +35,7 @@ impl BaoProcess {
             .env_remove("VAULT_TOKEN")
             .env_remove("BAO_ADDR")
             .env_remove("VAULT_ADDR");
-        die_with_parent(&mut cmd);
+        crate::child::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("spawning {} {}", binary.display(), args.join(" ")))?;
@@ -72,38 +72,15 @@ impl BaoProcess {
 
     /// SIGTERM, then SIGKILL after `grace`; waits for the exit.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        crate::child::stop(child, grace);
     }
 }
 
 impl Drop for BaoProcess {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(3));
-    }
-}
-
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
     }
 }
