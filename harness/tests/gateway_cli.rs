@@ -1,6 +1,8 @@
 //! `make run` as a user runs it: `tollgate-harness gateway` starts Envoy with
 //! Tollgate, prints working snippets, and stops everything on Ctrl-C; and
-//! the `UPSTREAM=providers` configuration is one Envoy accepts.
+//! the `UPSTREAM=providers` configuration is one Envoy accepts; with
+//! `CREDENTIALS=openbao` the keys come through a real `bao agent`, and the
+//! printed rotation command really rotates the key the gateway uses.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -50,9 +52,19 @@ fn curl_after(printed: &str, marker: &str) -> String {
     block
 }
 
-#[test]
-fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
-    let state = std::env::temp_dir().join(format!("tollgate-run-{}", std::process::id()));
+/// `tollgate-harness gateway` as `make run` starts it, with `extra`
+/// arguments, until it has printed `ready_marker`: the child, what it
+/// printed, its state directory and listener port.
+fn start_gateway(
+    policy: &str,
+    extra: &[&str],
+    ready_marker: &str,
+) -> (std::process::Child, String, PathBuf, u16) {
+    let state = std::env::temp_dir().join(format!(
+        "tollgate-run-{}-{}",
+        std::process::id(),
+        extra.join("-")
+    ));
     let _ = std::fs::remove_dir_all(&state);
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-harness"))
@@ -61,7 +73,8 @@ fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
         .arg(wasm())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
         .arg(&state)
-        .arg("mesh-config/local/policy.json")
+        .args(extra)
+        .arg(policy)
         .env_remove("TOLLGATE_KEYS_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -76,13 +89,44 @@ fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
     });
     let mut printed = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !printed.contains("Ctrl-C stops everything") {
+    while !printed.contains(ready_marker) {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("gateway did not come up; printed so far:\n{printed}"));
         printed.push_str(&line);
         printed.push('\n');
     }
+    (child, printed, state, port)
+}
+
+/// Ctrl-C: the gateway and everything it started stop, cleanly, and the
+/// listener port is free again.
+fn stop_gateway(mut child: std::process::Child, port: u16) {
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "gateway did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit on Ctrl-C: {status}");
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "Envoy released the listener port"
+    );
+}
+
+#[test]
+fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
+    let (child, printed, state, port) = start_gateway(
+        "mesh-config/local/policy.json",
+        &[],
+        "Ctrl-C stops everything",
+    );
 
     let allowed = run_curl(&curl_after(&printed, "# curl, as the allowed workload"));
     assert!(
@@ -101,22 +145,7 @@ fn make_run_prints_working_snippets_and_stops_cleanly_on_ctrl_c() {
     );
 
     // Ctrl-C: the gateway, Envoy and the mocks stop; the port is free again.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "gateway did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "clean exit on Ctrl-C: {status}");
-    assert!(
-        TcpListener::bind(("127.0.0.1", port)).is_ok(),
-        "Envoy released the listener port"
-    );
+    stop_gateway(child, port);
     let log = std::fs::read_to_string(state.join("gateway/envoy.log")).unwrap_or_default();
     assert!(!log.contains("sk-demo-"), "no key in Envoy's log");
     // The access log (its path is printed) has one JSON line per request,
@@ -202,4 +231,65 @@ fn the_providers_upstream_configuration_passes_envoy_validation() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn make_run_with_openbao_serves_its_keys_and_the_printed_rotation_works() {
+    let (child, printed, state, port) = start_gateway(
+        "mesh-config/local/policy-openbao.json",
+        &["--credentials", "openbao"],
+        "kv delete",
+    );
+    let allowed = run_curl(&curl_after(&printed, "# curl, as the allowed workload"));
+    assert!(
+        allowed.contains("Hello from the mock"),
+        "allowed curl: {allowed}"
+    );
+    let token = std::fs::read_to_string(state.join("openbao/root-token")).expect("root token file");
+    assert!(
+        !printed.contains(token.trim()),
+        "the root token is never printed"
+    );
+    assert!(!printed.contains("sk-demo-"), "no key is printed");
+
+    // The printed rotation, as a user would paste it.
+    let export = printed
+        .lines()
+        .find(|l| l.trim_start().starts_with("export BAO_ADDR="))
+        .expect("the export line");
+    let put = printed
+        .lines()
+        .find(|l| l.contains(" kv put "))
+        .expect("the kv put line");
+    let rotated = run_curl(&format!("{export}\n{put}\n"));
+    assert!(
+        rotated.contains("version") && rotated.contains('2'),
+        "kv put: {rotated}"
+    );
+
+    // Within refresh_ahead the gateway uses version 2 (the policy's key
+    // is refreshed from 10 s of age), with no failed request meanwhile.
+    let access = state.join("gateway/access.log");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = run_curl(&curl_after(&printed, "# curl, as the allowed workload"));
+        assert!(
+            out.contains("Hello from the mock"),
+            "during rotation: {out}"
+        );
+        let log = std::fs::read_to_string(&access).unwrap_or_default();
+        if log.contains("\"credential_id\":\"openai@v2\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "version 2 never used:\n{log}");
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    stop_gateway(child, port);
+    let log = std::fs::read_to_string(state.join("gateway/envoy.log")).unwrap_or_default();
+    assert!(
+        !log.contains("sk-demo-") && !log.contains("sk-rotated-"),
+        "no key in Envoy's log"
+    );
+    assert!(!log.contains(token.trim()), "no token in Envoy's log");
+    let _ = std::fs::remove_dir_all(&state);
 }
