@@ -589,10 +589,7 @@ fn streamed_mode_sends_headers_first_without_content_length_and_resets_on_denial
             .send(&mut gw);
         // One decision per request, counted when the body completed it.
         before
-            .check_decisions(
-                &Counters::snapshot(&gw),
-                &[("tollgate.decision.allow", 1)],
-            )
+            .check_decisions(&Counters::snapshot(&gw), &[("tollgate.decision.allow", 1)])
             .unwrap();
         let out = gw.outcome(id);
         let f = out.expect_forwarded();
@@ -626,4 +623,39 @@ fn streamed_mode_sends_headers_first_without_content_length_and_resets_on_denial
             "the denied body never went upstream"
         );
     }
+}
+
+/// A 10 MB string in a body: over the default limit it is refused at the
+/// headers (413, nothing read); under a rule that allows 16 MiB it is read
+/// in 64 KiB chunks, checked and clamped, and every other byte reaches the
+/// provider as sent.
+#[test]
+fn a_ten_megabyte_string_is_refused_by_default_and_read_whole_when_allowed() {
+    let content = "a".repeat(10 * 1024 * 1024);
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","max_tokens":5000,"messages":[{{"role":"user","content":"{content}"}}]}}"#
+    );
+    let mut c = limits_config();
+    c["rules"][1]["max_body_bytes"] = (16 * 1024 * 1024).into();
+    let creds = credential_service();
+    let mut gw = gateway(&c, 1, &creds);
+    let id = Post::chat(LIMITED, &body)
+        .header("content-length", &body.len().to_string())
+        .in_chunks_of(64 * 1024)
+        .send(&mut gw);
+    let sent = forwarded_body(&gw, id);
+    assert_eq!(sent.len(), body.len());
+    assert_eq!(sent, body.replacen("5000", "2000", 1));
+    assert_eq!(audit(&gw, id)["clamped"], true);
+
+    // The default limit (512 KiB): refused from the declared length.
+    let mut c = limits_config();
+    c["rules"][1]
+        .as_object_mut()
+        .map(|r| r.remove("max_body_bytes"));
+    let mut gw = gateway(&c, 1, &credential_service());
+    let id = Post::chat(LIMITED, &body)
+        .header("content-length", &body.len().to_string())
+        .send(&mut gw);
+    refused(&gw, id, 413, "body_too_large");
 }
