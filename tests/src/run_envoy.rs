@@ -15,13 +15,20 @@
 //!   `warning` with `wasm:info`), so the scan sees everything an operator's
 //!   gateway would log. At `debug`, Envoy's router prints request headers,
 //!   the injected key among them (tests/tests/envoy_access_log.rs shows it).
+//! - [`Policy::Vault`] scenarios run on stacks whose credential cluster is
+//!   the run's one OpenBao agent (started once, only if the table has such
+//!   scenarios); their fetches are counted at the OpenBao relay from the
+//!   stack's start, and the leak scan includes OpenBao's tokens.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tollgate_harness::envoy::{Stack, StackOptions};
+use tollgate_harness::openbao::OpenBaoStack;
 
-use crate::scenario::{Observed, Policy, Scenario, Temperature, SCENARIO_HEADER};
+use crate::scenario::{
+    vault, CredentialSource, Observed, Policy, Scenario, Source, Temperature, SCENARIO_HEADER,
+};
 use crate::tls_client::{self, ClientIdentity, HttpsRequest};
 use crate::*;
 
@@ -157,12 +164,13 @@ struct Measured {
 /// (for at most 5 s) before it is read.
 async fn measure(
     stack: &Stack,
+    src: Source<'_>,
     sc: &Scenario,
     tag: &str,
     want_fetches: Option<usize>,
 ) -> Result<Measured, String> {
     let before = envoy_counters(stack)?;
-    let fetched_before = stack.creds.requests_for(sc.credential());
+    let fetched_before = src.requests_for(sc.credential());
     let mut headers = sc.req.headers.clone();
     headers.push((SCENARIO_HEADER.into(), tag.as_bytes().to_vec()));
     let req = HttpsRequest {
@@ -173,13 +181,20 @@ async fn measure(
         body: sc.req.body.clone(),
     };
     let (seen, resp) = observe(stack, client_for(stack, sc.req.workload), req, tag).await;
-    let asked = || stack.creds.requests_for(sc.credential()) - fetched_before;
+    let asked = || src.requests_for(sc.credential()) - fetched_before;
     if let Some(n) = want_fetches.filter(|n| *n > 0) {
         poll_until_async(std::time::Duration::from_secs(5), || asked() >= n).await;
     }
     let fetches = asked();
     let after = envoy_counters(stack)?;
-    assert_no_leak_envoy(stack, resp.as_ref(), &all_keys())?;
+    let mut keys = all_keys();
+    keys.extend(vault::vault_keys());
+    let secrets = match src {
+        Source::OpenBao(b) => b.secrets_for_leak_scan(),
+        Source::Mock(_) => vec![],
+    };
+    keys.extend(secrets.iter().map(String::as_str));
+    assert_no_leak_envoy(stack, resp.as_ref(), &keys)?;
     Ok(Measured {
         seen,
         before,
@@ -189,30 +204,60 @@ async fn measure(
 }
 
 /// Runs `sc` at `t` on `stack` (already in the state `t` needs) and judges it.
-async fn run_one(stack: &Stack, sc: &Scenario, t: Temperature, tag: &str) -> Result<(), String> {
-    let m = measure(stack, sc, tag, sc.expected_fetches(t)).await?;
+async fn run_one(
+    stack: &Stack,
+    src: Source<'_>,
+    sc: &Scenario,
+    t: Temperature,
+    tag: &str,
+) -> Result<(), String> {
+    let m = measure(stack, src, sc, tag, sc.expected_fetches(t)).await?;
     sc.judge(t, &m.seen, &m.before, &m.after, m.fetches)
 }
 
 /// Warm: `sc.warm_up()` (must be forwarded), then `sc`'s credential state,
 /// the request under test, and the state reverted.
-async fn run_warm(stack: &Stack, sc: &Scenario, i: usize) -> Result<(), String> {
+async fn run_warm(stack: &Stack, src: Source<'_>, sc: &Scenario, i: usize) -> Result<(), String> {
     let warm = sc.warm_up();
-    let m = measure(stack, &warm, &format!("warm-up-{}-{i}", sc.name), None)
+    let m = measure(stack, src, &warm, &format!("warm-up-{}-{i}", sc.name), None)
         .await
         .map_err(|e| format!("warm-up failed: {e}"))?;
     warm.check(&m.seen)
         .map_err(|e| format!("warm-up failed: {e}"))?;
-    sc.creds.apply(&stack.creds);
+    sc.creds.apply(src);
     let r = run_one(
         stack,
+        src,
         sc,
         Temperature::Warm,
         &format!("{}-warm-{i}", sc.name),
     )
     .await;
-    sc.creds.revert(&stack.creds);
+    sc.creds.revert(src);
     r
+}
+
+/// A stack for `policy`: its credential cluster at `bao`'s agent when the
+/// policy's source is OpenBao (the mock LLM then accepts OpenBao's keys).
+async fn policy_stack(dir: &Path, policy: Policy, bao: Option<&OpenBaoStack>) -> Stack {
+    let addr = bao
+        .filter(|_| policy.source() == CredentialSource::OpenBao)
+        .map(OpenBaoStack::gateway_addr);
+    let stack = start_stack(dir, &policy.config(), |o| o.credentials_addr = addr).await;
+    if addr.is_some() {
+        for k in vault::vault_keys() {
+            stack.llm.accept_key(k);
+        }
+    }
+    stack
+}
+
+/// Where `stack`'s credentials come from under `policy`.
+fn source<'a>(stack: &'a Stack, policy: Policy, bao: Option<&'a OpenBaoStack>) -> Source<'a> {
+    match (policy.source(), bao) {
+        (CredentialSource::OpenBao, Some(b)) => Source::OpenBao(b),
+        _ => Source::Mock(&stack.creds),
+    }
 }
 
 /// Runs every scenario through Envoy, warm and cold.
@@ -233,6 +278,15 @@ async fn run_warm(stack: &Stack, sc: &Scenario, i: usize) -> Result<(), String> 
 /// Envoy start per fetching scenario of the busiest credential.
 pub async fn run_envoy(scenarios: &[Scenario]) -> Vec<Run> {
     let mut out = Vec::new();
+    let bao = if scenarios
+        .iter()
+        .any(|s| s.policy.source() == CredentialSource::OpenBao)
+    {
+        Some(vault::start_openbao(&repo_root(), &scratch_dir("openbao")).await)
+    } else {
+        None
+    };
+    let bao = bao.as_ref();
     let mut policies: Vec<Policy> = vec![];
     for sc in scenarios {
         if !policies.contains(&sc.policy) {
@@ -246,14 +300,10 @@ pub async fn run_envoy(scenarios: &[Scenario]) -> Vec<Run> {
             .filter(|(_, s)| s.policy == policy)
             .collect();
         // Warm.
-        let stack = start_stack(
-            &scratch_dir(&format!("{policy:?}-warm")),
-            &policy.config(),
-            |_| {},
-        )
-        .await;
+        let stack = policy_stack(&scratch_dir(&format!("{policy:?}-warm")), policy, bao).await;
+        let src = source(&stack, policy, bao);
         for (i, sc) in &of_policy {
-            let result = run_warm(&stack, sc, *i).await;
+            let result = run_warm(&stack, src, sc, *i).await;
             out.push(Run {
                 scenario: sc.name,
                 temperature: Temperature::Warm,
@@ -266,27 +316,42 @@ pub async fn run_envoy(scenarios: &[Scenario]) -> Vec<Run> {
         pending.sort_by_key(|(_, s)| !s.expect_fetches_nothing());
         let mut round = 0;
         while !pending.is_empty() {
-            let stack = start_stack(
+            let stack = policy_stack(
                 &scratch_dir(&format!("{policy:?}-cold-{round}")),
-                &policy.config(),
-                |_| {},
+                policy,
+                bao,
             )
             .await;
+            let src = source(&stack, policy, bao);
+            // This stack's fetches: counted from its start (an OpenBao
+            // serves every stack of the run).
+            let at_start: Vec<(&str, usize)> = pending
+                .iter()
+                .map(|(_, s)| (s.credential(), src.requests_for(s.credential())))
+                .collect();
+            let fetched_here = |cred: &str| {
+                let base = at_start
+                    .iter()
+                    .find(|(c, _)| *c == cred)
+                    .map_or(0, |(_, n)| *n);
+                src.requests_for(cred) - base
+            };
             let mut left = vec![];
             for (i, sc) in pending {
-                if stack.creds.requests_for(sc.credential()) > 0 {
+                if fetched_here(sc.credential()) > 0 {
                     left.push((i, sc));
                     continue;
                 }
-                sc.creds.apply(&stack.creds);
+                sc.creds.apply(src);
                 let result = run_one(
                     &stack,
+                    src,
                     sc,
                     Temperature::Cold,
                     &format!("{}-cold-{i}", sc.name),
                 )
                 .await;
-                sc.creds.revert(&stack.creds);
+                sc.creds.revert(src);
                 out.push(Run {
                     scenario: sc.name,
                     temperature: Temperature::Cold,

@@ -4,9 +4,10 @@
 //! difference between the harness and Envoy; one that passes cold and
 //! fails warm (or the reverse) is a cache bug.
 
-use tollgate_tests::run_envoy::{run_envoy, Run};
+use tollgate_tests::run_envoy::{repo_root, run_envoy, scratch_dir, Run};
 use tollgate_tests::run_harness::run_harness;
-use tollgate_tests::scenario::{scenarios, Area, Expect, Policy, Temperature};
+use tollgate_tests::scenario::vault::start_openbao;
+use tollgate_tests::scenario::{scenarios, Area, CredentialSource, Expect, Policy, Temperature};
 
 /// Fails listing every (scenario, temperature) that failed in `runner`.
 fn report(runner: &str, runs: &[Run]) {
@@ -39,6 +40,7 @@ fn the_table_covers_every_area() {
         Area::DryRun,
         Area::CredentialFault,
         Area::RequestBody,
+        Area::VaultKv2,
     ] {
         assert!(
             all.iter().any(|s| s.area == area),
@@ -94,16 +96,29 @@ fn the_table_covers_every_area() {
 #[test]
 fn scenarios_in_the_harness() {
     let all = scenarios();
+    // One OpenBao for the run's `vault_kv2` scenarios; its relay runs on
+    // this runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let bao = all
+        .iter()
+        .any(|s| s.policy.source() == CredentialSource::OpenBao)
+        .then(|| rt.block_on(start_openbao(&repo_root(), &scratch_dir("openbao-harness"))));
     let mut runs = vec![];
     for sc in &all {
         for t in Temperature::BOTH {
             runs.push(Run {
                 scenario: sc.name,
                 temperature: t,
-                result: run_harness(sc, t),
+                result: run_harness(sc, t, bao.as_ref()),
             });
         }
     }
+    drop(bao);
+    drop(rt);
     report("harness", &runs);
 }
 

@@ -90,6 +90,20 @@ impl Recorder {
             .map(|h| h.trim_start_matches(['\r', '\n']).to_string())
             .collect()
     }
+
+    /// How many requests for `path` (exactly, with or without a query) were
+    /// sent with `method`: the OpenBao side of a credential service's
+    /// request count.
+    pub fn requests_to(&self, method: &str, path: &str) -> usize {
+        let start = format!("{method} {path}");
+        self.request_heads()
+            .iter()
+            .filter(|h| {
+                h.strip_prefix(&start)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('?'))
+            })
+            .count()
+    }
 }
 
 impl Drop for Recorder {

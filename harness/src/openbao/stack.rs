@@ -85,6 +85,8 @@ pub struct OpenBaoStack {
     root_token: String,
     secret_id: String,
     field: String,
+    /// The policy's readable paths (see [`OpenBaoOptions::readable`]).
+    readable: Vec<String>,
     work_dir: PathBuf,
     sink: PathBuf,
     /// Every token the agent's sink has held, as observed.
@@ -129,11 +131,7 @@ impl OpenBaoStack {
         })?;
 
         let root = Some(root_token.as_str());
-        let policy: String = opts
-            .readable
-            .iter()
-            .map(|p| format!("path \"{KV_MOUNT}/data/{p}\" {{\n  capabilities = [\"read\"]\n}}\n"))
-            .collect();
+        let policy = acl_policy(&opts.readable, &[]);
         expect_ok(
             call(
                 server_addr,
@@ -236,6 +234,7 @@ impl OpenBaoStack {
             root_token,
             secret_id,
             field: opts.field,
+            readable: opts.readable.clone(),
             work_dir: opts.work_dir,
             sink,
             seen_tokens: Mutex::new(vec![]),
@@ -355,6 +354,31 @@ impl OpenBaoStack {
         .map(drop)
     }
 
+    /// Deletes every version of `path` and its metadata (like `bao kv
+    /// metadata delete`): afterwards the secret does not exist.
+    pub fn delete_all(&self, path: &str) -> anyhow::Result<()> {
+        expect_ok(
+            self.root_call("DELETE", &format!("/v1/{KV_MOUNT}/metadata/{path}"), None)?,
+            "deleting a secret's metadata",
+        )
+        .map(drop)
+    }
+
+    /// Rewrites the agent's ACL policy: the readable paths it started with,
+    /// except `refused` (KV paths, explicitly denied). Takes effect for the
+    /// agent's current token at once; `&[]` restores the policy.
+    pub fn set_refused(&self, refused: &[&str]) -> anyhow::Result<()> {
+        expect_ok(
+            self.root_call(
+                "PUT",
+                &format!("/v1/sys/policies/acl/{POLICY}"),
+                Some(json!({ "policy": acl_policy(&self.readable, refused) })),
+            )?,
+            "rewriting the policy",
+        )
+        .map(drop)
+    }
+
     /// The token the agent holds now (from its file sink).
     pub fn agent_token(&self) -> anyhow::Result<String> {
         let t = fs::read_to_string(&self.sink)
@@ -413,6 +437,19 @@ impl OpenBaoStack {
     ) -> anyhow::Result<(u16, Vec<u8>)> {
         call(self.server_addr, method, path, Some(&self.root_token), body)
     }
+}
+
+/// The agent's ACL policy: read on each of `readable`, deny on each of
+/// `refused` (both KV paths under [`KV_MOUNT`], without `data/`).
+fn acl_policy(readable: &[String], refused: &[&str]) -> String {
+    let rule = |p: &str, cap: &str| {
+        format!("path \"{KV_MOUNT}/data/{p}\" {{\n  capabilities = [\"{cap}\"]\n}}\n")
+    };
+    readable
+        .iter()
+        .map(|p| rule(p, "read"))
+        .chain(refused.iter().map(|p| rule(p, "deny")))
+        .collect()
 }
 
 impl Drop for OpenBaoStack {

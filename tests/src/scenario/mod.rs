@@ -26,6 +26,11 @@
 //!   test (exactly one verdict), and how often the credential service was
 //!   asked for the scenario's credential meanwhile (the proof of the
 //!   temperature, and of the [`Stage`] a refusal came at).
+//! - A policy names its credential source ([`Policy::source`]): the mock
+//!   credential service, or one real OpenBao and agent per table run
+//!   ([`vault`], where the design is explained). Runners apply a
+//!   [`CredentialState`] and count fetches through [`Source`], so the
+//!   judge's rules are the same for both.
 //! - Both runners send a request as an HTTP/1.1 client does: a non-empty
 //!   body with its `content-length`, unless the scenario's headers carry
 //!   `transfer-encoding` (then chunked, without one).
@@ -34,10 +39,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tollgate_harness::mock::{Fault, MockCredentialService};
+use tollgate_harness::openbao::OpenBaoStack;
 
 use crate::*;
 
 mod bodies;
+pub mod vault;
 
 /// What part of the filter a scenario exercises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +58,8 @@ pub enum Area {
     /// The request-body policy: models, output caps, body limits, strict
     /// JSON, and the rewrites (cap clamped or written in, stream usage).
     RequestBody,
+    /// `vault_kv2` against a real OpenBao and `bao agent` ([`vault`]).
+    VaultKv2,
 }
 
 /// The policy a scenario runs under.
@@ -64,10 +73,54 @@ pub enum Policy {
     Bodies,
     /// [`Policy::Bodies`] in `dry_run` mode.
     BodiesDryRun,
+    /// [`vault::config`]: `vault_kv2` credentials from OpenBao.
+    Vault,
+}
+
+/// Where a policy's credentials come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// [`crate::credential_service`] (`tollgate_v1`).
+    Mock,
+    /// One OpenBao server and agent per table run ([`vault`]).
+    OpenBao,
+}
+
+/// A runner's credential service for one gateway: what a
+/// [`CredentialState`] is applied to and fetches are counted at.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Mock(&'a MockCredentialService),
+    OpenBao(&'a OpenBaoStack),
+}
+
+impl Source<'_> {
+    /// How often credential `name` (for OpenBao, its KV path) was asked
+    /// for so far.
+    pub fn requests_for(&self, name: &str) -> usize {
+        match self {
+            Source::Mock(m) => m.requests_for(name),
+            Source::OpenBao(b) => b.recorder().requests_to(
+                "GET",
+                &format!("/v1/{}/data/{name}", tollgate_harness::openbao::KV_MOUNT),
+            ),
+        }
+    }
 }
 
 impl Policy {
+    /// Where this policy's credentials come from.
+    pub fn source(self) -> CredentialSource {
+        match self {
+            Policy::Vault => CredentialSource::OpenBao,
+            _ => CredentialSource::Mock,
+        }
+    }
+
     pub fn config(self) -> Value {
+        if self == Policy::Vault {
+            return vault::config();
+        }
         let mut c = config();
         if matches!(self, Policy::Bodies | Policy::BodiesDryRun) {
             if let Some(rules) = c["rules"].as_array_mut() {
@@ -133,23 +186,45 @@ impl CredentialState {
         !matches!(self, CredentialState::Normal)
     }
 
-    pub fn apply(&self, creds: &MockCredentialService) {
-        match self {
-            CredentialState::Normal => {}
-            CredentialState::Fault(f) => creds.set_fault(f.clone()),
-            CredentialState::Denied(name) => creds.deny(name, None),
-            CredentialState::Missing(name) => creds.remove_key(name),
+    /// Applies the state to `src`. OpenBao: a refused path is denied by
+    /// the agent's ACL policy, a missing one deleted with its metadata;
+    /// faults are the mock's alone (the table has none for OpenBao).
+    pub fn apply(&self, src: Source<'_>) {
+        match (self, src) {
+            (CredentialState::Normal, _) => {}
+            (CredentialState::Fault(f), Source::Mock(creds)) => creds.set_fault(f.clone()),
+            (CredentialState::Denied(name), Source::Mock(creds)) => creds.deny(name, None),
+            (CredentialState::Missing(name), Source::Mock(creds)) => creds.remove_key(name),
+            (CredentialState::Fault(f), Source::OpenBao(_)) => {
+                panic!("no fault {f:?} for OpenBao in the table")
+            }
+            (CredentialState::Denied(path), Source::OpenBao(bao)) => bao
+                .set_refused(&[path])
+                .unwrap_or_else(|e| panic!("refusing {path}: {e:#}")),
+            (CredentialState::Missing(path), Source::OpenBao(bao)) => bao
+                .delete_all(path)
+                .unwrap_or_else(|e| panic!("deleting {path}: {e:#}")),
         }
     }
 
     /// Undoes [`apply`](Self::apply) on a service that started as
-    /// [`crate::credential_service`].
-    pub fn revert(&self, creds: &MockCredentialService) {
-        match self {
-            CredentialState::Normal => {}
-            CredentialState::Fault(_) => creds.clear_fault(),
-            CredentialState::Denied(name) => creds.allow(name, None),
-            CredentialState::Missing(name) => restore_fixture_key(creds, name),
+    /// [`crate::credential_service`] (or [`vault::start_openbao`]).
+    pub fn revert(&self, src: Source<'_>) {
+        match (self, src) {
+            (CredentialState::Normal, _) | (CredentialState::Fault(_), Source::OpenBao(_)) => {}
+            (CredentialState::Fault(_), Source::Mock(creds)) => creds.clear_fault(),
+            (CredentialState::Denied(name), Source::Mock(creds)) => creds.allow(name, None),
+            (CredentialState::Missing(name), Source::Mock(creds)) => {
+                restore_fixture_key(creds, name)
+            }
+            (CredentialState::Denied(path), Source::OpenBao(bao)) => bao
+                .set_refused(&[])
+                .unwrap_or_else(|e| panic!("allowing {path} again: {e:#}")),
+            (CredentialState::Missing(path), Source::OpenBao(bao)) => {
+                let value = vault::seed(path).unwrap_or_else(|| panic!("no seed for {path}"));
+                bao.put(path, value)
+                    .unwrap_or_else(|e| panic!("restoring {path}: {e:#}"));
+            }
         }
     }
 }
@@ -331,9 +406,21 @@ impl Scenario {
     }
 
     /// The provider entry the scenario's host is meant for (see
-    /// [`provider_for`]).
+    /// [`provider_for`]); under [`Policy::Vault`], the entry of
+    /// [`vault::VAULT_PROVIDERS`] for the host, whose credential is the KV
+    /// path [`SUPPORT_BOT`] reads.
     fn provider(&self) -> (&'static str, &'static str, &'static str) {
-        provider_for(&self.req.host)
+        match self.policy.source() {
+            CredentialSource::Mock => provider_for(&self.req.host),
+            CredentialSource::OpenBao => {
+                let host = self.req.host.to_ascii_lowercase();
+                vault::VAULT_PROVIDERS
+                    .iter()
+                    .copied()
+                    .find(|(h, _, _)| *h == host)
+                    .unwrap_or(vault::VAULT_PROVIDERS[0])
+            }
+        }
     }
 
     /// Whether the (cold) outcome comes before the credential step.
@@ -675,6 +762,9 @@ fn provider_for(host: &str) -> (&'static str, &'static str, &'static str) {
 /// Forwarded with credential `cred`'s fixture key, where its provider
 /// expects it.
 fn real_key(cred: &str) -> Expect {
+    if let Some(value) = vault::seed(cred) {
+        return forwarded("authorization", bearer(value));
+    }
     let value = FIXTURE_KEYS
         .iter()
         .find(|(n, _, _)| *n == cred)
@@ -967,5 +1057,6 @@ pub fn scenarios() -> Vec<Scenario> {
         });
     }
     v.extend(bodies::body_scenarios());
+    v.extend(vault::vault_scenarios());
     v
 }
