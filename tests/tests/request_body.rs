@@ -449,9 +449,8 @@ fn only_plain_json_bodies_are_inspected() {
             .header("content-type", "Application/JSON; charset=utf-8"),
     ] {
         let id = ok.send(&mut gw);
-        assert_eq!(
+        assert!(
             forwarded_body(&gw, id).len() > body.len(),
-            true,
             "cap written in"
         );
     }
