@@ -449,10 +449,7 @@ fn only_plain_json_bodies_are_inspected() {
             .header("content-type", "Application/JSON; charset=utf-8"),
     ] {
         let id = ok.send(&mut gw);
-        assert!(
-            forwarded_body(&gw, id).len() > body.len(),
-            "cap written in"
-        );
+        assert!(forwarded_body(&gw, id).len() > body.len(), "cap written in");
     }
 }
 

@@ -98,7 +98,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(kept.0, whole.0, "verdicts do not change the events seen");
 
     let replaced = decode_with(bound, true, 0, true, &chunks);
-    assert_eq!(replaced.1, stream, "an event replaced by its raw bytes is unchanged");
+    assert_eq!(
+        replaced.1, stream,
+        "an event replaced by its raw bytes is unchanged"
+    );
     let dropped_and_replaced = decode_with(bound, true, *drop_mask, true, &chunks);
     assert_eq!(dropped_and_replaced.1, whole.1);
 
