@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tollgate_harness::mock::MockCredentialService;
-use tollgate_harness::{Gateway, LocalReply, Module, Outcome, StreamId};
+use tollgate_harness::{Gateway, LocalReply, Module, Outcome, RequestBuilder, StreamId};
 
 pub use tollgate_harness;
 
@@ -317,6 +317,24 @@ pub fn send(
     send_on(gw, 0, workload, method, authority, path)
 }
 
+/// A request from `workload` (with mTLS) on `worker`, to add headers, a
+/// body or trailers to before sending.
+pub fn request_on<'g>(
+    gw: &'g mut Gateway,
+    worker: usize,
+    workload: &str,
+    method: &str,
+    authority: &str,
+    path: &str,
+) -> RequestBuilder<'g> {
+    gw.request(worker)
+        .mtls(true)
+        .peer_uri_san(workload)
+        .method(method)
+        .authority(authority)
+        .path(path)
+}
+
 /// Sends a request from `workload` (with mTLS) on `worker`.
 pub fn send_on(
     gw: &mut Gateway,
@@ -326,13 +344,7 @@ pub fn send_on(
     authority: &str,
     path: &str,
 ) -> StreamId {
-    gw.request(worker)
-        .mtls(true)
-        .peer_uri_san(workload)
-        .method(method)
-        .authority(authority)
-        .path(path)
-        .send()
+    request_on(gw, worker, workload, method, authority, path).send()
 }
 
 /// The outcome after everything ready has been delivered.

@@ -23,12 +23,7 @@ fn held_gateway(
 }
 
 fn post_chat(gw: &mut Gateway, chunks: Vec<Vec<u8>>) -> StreamId {
-    gw.request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.openai.com")
-        .path(CHAT)
+    request_on(gw, 0, SUPPORT_BOT, "POST", "api.openai.com", CHAT)
         .header("content-type", "application/json")
         .body_chunks(chunks)
         .send()
@@ -64,13 +59,7 @@ fn a_cold_cache_post_is_held_until_its_credential_is_written() {
 #[test]
 fn a_cold_cache_post_with_trailers_is_held_until_its_credential_is_written() {
     let (mut gw, _creds) = held_gateway(&config());
-    let id = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.openai.com")
-        .path(CHAT)
+    let id = request_on(&mut gw, 0, SUPPORT_BOT, "POST", "api.openai.com", CHAT)
         .header("content-type", "application/json")
         .body(CHAT_BODY)
         .trailer("x-checksum", "abc")
@@ -102,13 +91,7 @@ fn a_denied_requests_body_never_goes_upstream_in_either_pause_mode() {
             .allow_on_headers_stop_iteration(allow)
             .build()
             .unwrap_or_else(|e| panic!("gateway did not start: {e:?}"));
-        let id = gw
-            .request(0)
-            .mtls(true)
-            .peer_uri_san(STRANGER)
-            .method("POST")
-            .authority("api.openai.com")
-            .path(CHAT)
+        let id = request_on(&mut gw, 0, STRANGER, "POST", "api.openai.com", CHAT)
             .body_chunks(vec![b"{\"model\":".to_vec(), b"\"x\"}".to_vec()])
             .send();
         gw.settle();
@@ -195,13 +178,7 @@ impl<'a> Post<'a> {
         self
     }
     fn send(self, gw: &mut Gateway) -> StreamId {
-        let mut r = gw
-            .request(0)
-            .mtls(true)
-            .peer_uri_san(self.workload)
-            .method("POST")
-            .authority(self.authority)
-            .path(self.path);
+        let mut r = request_on(gw, 0, self.workload, "POST", self.authority, self.path);
         for (n, v) in &self.headers {
             r = r.header(n, v);
         }
@@ -515,14 +492,7 @@ fn openai_streams_get_include_usage_written_in() {
 #[test]
 fn a_rule_with_models_refuses_a_request_without_a_body() {
     let mut gw = limits_gateway();
-    let id = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(LIMITED)
-        .method("POST")
-        .authority("api.openai.com")
-        .path(CHAT)
-        .send();
+    let id = request_on(&mut gw, 0, LIMITED, "POST", "api.openai.com", CHAT).send();
     gw.settle();
     refused(&gw, id, 403, "model_missing");
 }

@@ -8,13 +8,7 @@ use tollgate_tests::*;
 const CHAT: &str = "/v1/chat/completions";
 
 fn chat(gw: &mut Gateway, body: &str) -> StreamId {
-    let id = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.openai.com")
-        .path(CHAT)
+    let id = request_on(gw, 0, SUPPORT_BOT, "POST", "api.openai.com", CHAT)
         .header("content-type", "application/json")
         .header("accept-encoding", "gzip")
         .body(body)
@@ -25,16 +19,17 @@ fn chat(gw: &mut Gateway, body: &str) -> StreamId {
 
 /// A streamed Anthropic messages request, forwarded.
 fn anthropic_stream(gw: &mut Gateway) -> StreamId {
-    let id = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.anthropic.com")
-        .path("/v1/messages")
-        .header("content-type", "application/json")
-        .body(r#"{"model":"claude-3-5-haiku-latest","max_tokens":100,"stream":true}"#)
-        .send();
+    let id = request_on(
+        gw,
+        0,
+        SUPPORT_BOT,
+        "POST",
+        "api.anthropic.com",
+        "/v1/messages",
+    )
+    .header("content-type", "application/json")
+    .body(r#"{"model":"claude-3-5-haiku-latest","max_tokens":100,"stream":true}"#)
+    .send();
     gw.settle();
     id
 }
@@ -184,16 +179,17 @@ fn a_401_echoing_the_key_never_shows_it_to_the_client() {
 #[test]
 fn usage_seen_before_an_unfinished_final_event_is_kept() {
     let mut gw = gw();
-    let id = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("generativelanguage.googleapis.com")
-        .path("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse")
-        .header("content-type", "application/json")
-        .body(r#"{"contents":[]}"#)
-        .send();
+    let id = request_on(
+        &mut gw,
+        0,
+        SUPPORT_BOT,
+        "POST",
+        "generativelanguage.googleapis.com",
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+    )
+    .header("content-type", "application/json")
+    .body(r#"{"contents":[]}"#)
+    .send();
     gw.settle();
     let part = "data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":8,\"candidatesTokenCount\":3,\"totalTokenCount\":11}}\n\n";
     gw.respond_with(
@@ -312,15 +308,16 @@ fn a_compressed_response_is_refused_because_it_cannot_be_checked_for_the_key() {
 #[test]
 fn a_generic_provider_is_asked_for_identity_too() {
     let mut gw = gw();
-    let id = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(SUPPORT_BOT)
-        .method("POST")
-        .authority("api.search.example.com")
-        .path("/v1/search")
-        .header("accept-encoding", "gzip, br")
-        .send();
+    let id = request_on(
+        &mut gw,
+        0,
+        SUPPORT_BOT,
+        "POST",
+        "api.search.example.com",
+        "/v1/search",
+    )
+    .header("accept-encoding", "gzip, br")
+    .send();
     gw.settle();
     let f = gw.outcome(id).expect_forwarded().clone();
     assert_eq!(f.header_str("accept-encoding").as_deref(), Some("identity"));
