@@ -241,20 +241,16 @@ fn next_entry(previous: Entry, outcome: &Result<Fetched, FetchFailure>, now_ms: 
             failure: None,
             lease: None,
         },
-        Err(FetchFailure::Denied) => Entry {
+        // Refused (403) or deleted at the source (vault 404): no copy of
+        // the value may serve any longer.
+        Err(f @ (FetchFailure::Denied | FetchFailure::Gone)) => Entry {
             value: None,
             failure: Some(LastFailure {
-                reason: DenyReason::CredentialDenied,
-                at_ms: now_ms,
-            }),
-            lease: None,
-            ..previous
-        },
-        // Deleted at the source: no copy of it may serve any longer.
-        Err(FetchFailure::Gone) => Entry {
-            value: None,
-            failure: Some(LastFailure {
-                reason: DenyReason::CredentialUnavailable,
+                reason: if *f == FetchFailure::Denied {
+                    DenyReason::CredentialDenied
+                } else {
+                    DenyReason::CredentialUnavailable
+                },
                 at_ms: now_ms,
             }),
             lease: None,
