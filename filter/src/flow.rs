@@ -27,8 +27,10 @@
 //! - A request is forwarded only with a credential ([`CredentialStep::Forward`]
 //!   carries it); there is no step that forwards without one.
 //! - The audit record is final exactly once, at stream end
-//!   ([`RequestFlow::on_stream_end`]); at the verdict it is published early
-//!   ([`RequestFlow::verdict_record`]) for hosts whose access log runs first.
+//!   ([`RequestFlow::on_stream_end`]). The worker publishes a refused
+//!   request's record at its verdict ([`RequestFlow::verdict_record`]); a
+//!   forwarded request's record, which its response always changes, is
+//!   written once, at stream end.
 //! - dry_run: a policy denial is kept as a typed shadow reason and the
 //!   request continues; identity, upstream, path and credential failures are
 //!   always enforced.
@@ -74,6 +76,8 @@ pub struct HeadFacts<'a> {
     pub content_encodings: &'a [&'a [u8]],
     /// `content-length`, when present and a plain number.
     pub content_length: Option<u64>,
+    /// A `content-length` header is present, whatever its value.
+    pub content_length_sent: bool,
 }
 
 /// The request is admitted pending its credential.
@@ -183,6 +187,8 @@ pub struct RequestFlow {
     body: Body,
     /// Forwarded waits for the body check (held mode).
     held: bool,
+    /// The client sent `content-length`: a held body's rewrite must fix it.
+    length_sent: bool,
     response: ResponsePlan,
     /// Finds the injected key in the response (built when it was written).
     redactor: Option<Redactor>,
@@ -208,6 +214,7 @@ impl RequestFlow {
             state: State::Start,
             body: Body::Unchecked,
             held: true,
+            length_sent: false,
             response: ResponsePlan::default(),
             redactor: None,
             tap: None,
@@ -274,6 +281,7 @@ impl RequestFlow {
         self.audit.client_key_seen = facts.client_key_seen;
         self.audit.request_id = facts.request_id.and_then(|r| printable(r, 128));
         self.held = config.body_mode == BodyMode::Held;
+        self.length_sent = facts.content_length_sent;
         self.started_ms = now_ms;
         match self.admit(config, facts, now_ms, scratch) {
             Ok(admission) => {
@@ -592,16 +600,20 @@ impl RequestFlow {
         Some(v)
     }
 
-    /// One response chunk: the bytes to send instead, and the redactions
-    /// made in them. `None` when the response is not read.
-    pub fn on_response_chunk(&mut self, chunk: &[u8], end: bool) -> Option<(Vec<u8>, u32)> {
+    /// One response chunk: the bytes to send instead (if any change), and
+    /// the redactions made in them. `None` when the response is not read.
+    pub fn on_response_chunk(
+        &mut self,
+        chunk: &[u8],
+        end: bool,
+    ) -> Option<crate::response::tap::Chunk> {
         let tap = self.tap.as_mut()?;
         let r = tap.on_chunk(chunk, end);
         if end {
             self.response_ended = true;
         }
         self.audit.key_echo_redacted = self.audit.key_echo_redacted.saturating_add(r.redactions);
-        Some((r.out, r.redactions))
+        Some(r)
     }
 
     /// Whether a real-looking client key was found (headers or query).
@@ -737,6 +749,14 @@ impl RequestFlow {
         Some(StreamEnd {
             changed_since_verdict: !self.published,
         })
+    }
+
+    /// Whether a held body's rewrite must set `content-length`: the request
+    /// is held (its headers still unsent) and the client sent one. A body
+    /// that came without one (chunked, HTTP/2) goes on without one, so that
+    /// its trailers still can.
+    pub fn rewrite_sets_length(&self) -> bool {
+        self.held && self.length_sent && !self.is_forwarded()
     }
 
     /// Whether the request went upstream (its credential written).

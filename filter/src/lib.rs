@@ -27,6 +27,7 @@ pub mod reply;
 pub mod request_path;
 pub mod response;
 pub mod spiffe;
+pub mod string_run;
 pub mod strip;
 pub mod worker;
 

@@ -128,6 +128,16 @@ impl Faults {
             .sum()
     }
 
+    /// Calls to `import` that matched an installed fault, fired or not: a
+    /// fault that never fires (`times(0)`) makes this a call counter.
+    pub fn seen(&self, import: &str) -> u64 {
+        lock(&self.entries)
+            .iter()
+            .filter(|e| e.import == import)
+            .map(|e| e.seen)
+            .sum()
+    }
+
     /// (import, fired) for every installed fault, in installation order.
     pub fn all_fired(&self) -> Vec<(String, u64)> {
         lock(&self.entries)

@@ -290,6 +290,12 @@ impl Gateway {
         self.shared.faults.fired(import)
     }
 
+    /// How many calls to `import` matched an installed fault, fired or not
+    /// (with `HostFault::times(0)` installed, every call to it).
+    pub fn fault_seen(&self, import: &str) -> u64 {
+        self.shared.faults.seen(import)
+    }
+
     /// (import, times fired) for every installed fault, in installation order.
     pub fn faults_fired(&self) -> Vec<(String, u64)> {
         self.shared.faults.all_fired()
@@ -638,6 +644,13 @@ impl Gateway {
             Some(s) => Some(s.filter_state.clone()),
             None => h.ended.filter_state(id.context),
         }
+    }
+
+    /// Whether stream `id` has not ended yet (no `proxy_on_log` so far).
+    pub fn is_open(&self, id: StreamId) -> bool {
+        self.workers
+            .get(id.worker)
+            .is_some_and(|w| w.store.data().streams.contains_key(&id.context))
     }
 
     /// One filter-state value by its full key, e.g. `"wasm.tollgate.audit"`

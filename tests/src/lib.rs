@@ -409,6 +409,28 @@ pub fn audit_lines(gw: &Gateway) -> Vec<Value> {
         .collect()
 }
 
+/// Ends stream `id` if it is still open, as its upstream or client would: a
+/// forwarded request gets an empty 200 answer, any other is cancelled. A
+/// forwarded request's audit record is written when its stream ends, as in
+/// Envoy, whose access log reads it then.
+pub fn end_stream(gw: &mut Gateway, id: StreamId) {
+    if !gw.is_open(id) {
+        return;
+    }
+    if matches!(gw.outcome(id), Outcome::Forwarded(_)) {
+        gw.respond(id, 200, &[], b"");
+    } else {
+        gw.cancel(id);
+    }
+}
+
+/// [`end_stream`] for every stream of the gateway.
+pub fn end_open_streams(gw: &mut Gateway) {
+    for id in gw.stream_ids() {
+        end_stream(gw, id);
+    }
+}
+
 /// The audit record of one stream (`Null` if it has none).
 pub fn audit_of(gw: &Gateway, id: StreamId) -> Value {
     gw.filter_state(id, AUDIT_KEY)

@@ -43,6 +43,7 @@ fn two_hundred_concurrent_requests_on_two_workers_make_exactly_one_fetch() {
     assert_eq!(creds.requests(), 1, "exactly one fetch for 200 requests");
     assert_eq!(gw.metric("tollgate.fetch.ok"), Some(1));
     assert_eq!(gw.metric("tollgate.decision.allow"), Some(200));
+    end_open_streams(&mut gw);
     assert_eq!(audit_lines(&gw).len(), 200);
     assert_no_leak(&gw, &ids, &all_keys());
 }

@@ -108,6 +108,7 @@ fn ten_thousand_workload_rules_load_and_evaluate() {
         "/v1/chat/completions",
     );
     settle(&mut gw, id).expect_forwarded();
+    end_open_streams(&mut gw);
     assert_eq!(audit_lines(&gw)[0]["rule"], "w9999");
     // Memory each VM holds after configuring (issue 7's target: at most
     // 4 MB; wasm memory never shrinks, so this is the peak of configure;

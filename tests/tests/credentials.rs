@@ -115,6 +115,7 @@ fn a_rotated_key_is_in_use_within_refresh_ahead() {
     let after = chat(&mut gw);
     gw.settle();
     assert_eq!(bearer(&gw, after), format!("Bearer {rotated}"));
+    end_open_streams(&mut gw);
     let audit = audit_lines(&gw);
     assert_eq!(audit.last().unwrap()["credential_id"], "openai-key-2");
     let mut keys = all_keys();
@@ -269,6 +270,7 @@ fn vault_kv2_reads_the_field_through_a_vault_agent_without_a_token() {
     assert_eq!(call.path().as_deref(), Some("/v1/secret/data/openai"));
     assert_eq!(call.header_str("x-vault-request").as_deref(), Some("true"));
     assert_eq!(call.header("x-vault-token"), None);
+    end_open_streams(&mut gw);
     assert_eq!(audit_lines(&gw)[0]["credential_id"], "openai@v1");
     // Rotation bumps the KV version, which the audit trail shows.
     creds.rotate(
@@ -283,6 +285,7 @@ fn vault_kv2_reads_the_field_through_a_vault_agent_without_a_token() {
         bearer(&gw, after),
         "Bearer sk-real-openai-vault-rotated-000111222"
     );
+    end_open_streams(&mut gw);
     assert_eq!(
         audit_lines(&gw).last().unwrap()["credential_id"],
         "openai@v2"

@@ -26,6 +26,7 @@ fn policy_denials_are_shadowed_and_forwarded() {
         out.expect_forwarded().header_str("authorization"),
         Some(format!("Bearer {OPENAI_KEY}"))
     );
+    end_open_streams(&mut gw);
     let a = &audit_lines(&gw)[0];
     assert_eq!(a["decision"], "shadow_deny");
     assert_eq!(a["reason"], "workload_not_permitted");
@@ -56,6 +57,7 @@ fn allowed_requests_are_plain_allows_in_dry_run() {
         "/v1/chat/completions",
     );
     settle(&mut gw, id).expect_forwarded();
+    end_open_streams(&mut gw);
     assert_eq!(audit_lines(&gw)[0]["decision"], "allow");
     assert_eq!(gw.metric("tollgate.decision.allow"), Some(1));
 }

@@ -163,11 +163,62 @@ fn an_audit_record_that_cannot_be_stored_does_not_block_the_request() {
     );
     let id = chat(&mut gw);
     gw.settle();
-    assert!(gw.fault_fired("proxy_set_property") > 0);
     gw.outcome(id).expect_forwarded();
+    // A forwarded request's record is written at its end.
+    end_stream(&mut gw, id);
+    assert!(gw.fault_fired("proxy_set_property") > 0);
     assert!(
         gw.log_text()
             .contains("tollgate: could not store the audit record"),
         "the failure is logged"
     );
+}
+
+/// One filter-state write per request: a forwarded request's record at its
+/// end (its response changes it), a refused request's at its verdict; the
+/// access log sees the final record either way.
+#[test]
+fn each_request_writes_its_audit_record_once() {
+    let (mut gw, _creds) = warm();
+    // A fault that never fires counts the calls.
+    gw.fault("proxy_set_property", HostFault::new(Status::Ok).times(0));
+    let id = chat(&mut gw);
+    gw.settle();
+    gw.outcome(id).expect_forwarded();
+    assert_eq!(
+        gw.fault_seen("proxy_set_property"),
+        0,
+        "nothing at the verdict"
+    );
+    gw.respond(
+        id,
+        200,
+        &[("content-type", b"application/json")],
+        br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+    );
+    assert_eq!(gw.fault_seen("proxy_set_property"), 1);
+    let logged: serde_json::Value =
+        serde_json::from_slice(&gw.access_log_filter_state(id, AUDIT_KEY).unwrap()).unwrap();
+    assert_eq!(logged["decision"], "allow");
+    assert_eq!(logged["usage"]["total"], 7);
+
+    let refused = gw
+        .request(0)
+        .mtls(true)
+        .peer_uri_san(STRANGER)
+        .method("POST")
+        .authority("api.openai.com")
+        .path("/v1/chat/completions")
+        .send();
+    gw.settle();
+    assert_eq!(gw.fault_seen("proxy_set_property"), 2, "at the verdict");
+    end_stream(&mut gw, refused);
+    assert_eq!(
+        gw.fault_seen("proxy_set_property"),
+        2,
+        "not again at the end"
+    );
+    let logged: serde_json::Value =
+        serde_json::from_slice(&gw.access_log_filter_state(refused, AUDIT_KEY).unwrap()).unwrap();
+    assert_eq!(logged["reason"], "workload_not_permitted");
 }

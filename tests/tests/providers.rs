@@ -90,6 +90,7 @@ fn every_client_credential_is_stripped_duplicates_included() {
     let upstream = format!("{:?}", f.headers);
     assert!(!upstream.contains(CLIENT_OPENAI_KEY) && !upstream.contains(CLIENT_GEMINI_KEY));
     // The tripwire fired, and recorded no value.
+    end_open_streams(&mut gw);
     let audit = audit_lines(&gw);
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["client_key_seen"], true);
@@ -138,6 +139,7 @@ fn gemini_key_query_parameter_is_removed_and_the_rest_kept() {
         Some("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse")
     );
     assert_eq!(f.header_str("x-goog-api-key").as_deref(), Some(GEMINI_KEY));
+    end_open_streams(&mut gw);
     assert_eq!(audit_lines(&gw)[0]["client_key_seen"], true);
     assert_no_leak(&gw, &[id], &all_keys());
 }
@@ -181,6 +183,7 @@ fn the_audit_line_names_workload_provider_rule_and_key_id() {
         .header("x-request-id", "req-42")
         .send();
     settle(&mut gw, id).expect_forwarded();
+    end_open_streams(&mut gw);
     let a = &audit_lines(&gw)[0];
     assert_eq!(a["request_id"], "req-42");
     assert_eq!(a["workload"], BATCH_JOB);

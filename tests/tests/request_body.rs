@@ -193,7 +193,9 @@ fn limits_gateway() -> Gateway {
     gateway(&limits_config(), 1, &creds)
 }
 
-fn audit(gw: &Gateway, id: StreamId) -> serde_json::Value {
+/// The record of `id` once its stream ended (the upstream answers 200).
+fn audit(gw: &mut Gateway, id: StreamId) -> serde_json::Value {
+    end_stream(gw, id);
     audit_of(gw, id)
 }
 
@@ -237,7 +239,7 @@ fn a_listed_model_passes_with_its_bytes_untouched_and_is_audited() {
     assert_eq!(forwarded_body(&gw, again), body);
     before.assert_delta(&gw, "tollgate.cache.hit", 1);
     before.assert_delta(&gw, "tollgate.cache.miss", 0);
-    let a = audit(&gw, id);
+    let a = audit(&mut gw, id);
     assert_eq!(a["model"], "gpt-4o-mini");
     assert_eq!(a["max_tokens_requested"], 100);
     assert_eq!(a["max_tokens_effective"], 100);
@@ -257,7 +259,7 @@ fn a_model_off_the_list_is_refused_before_anything_goes_upstream() {
     refused(&gw, id, 403, "model_missing");
     // An escape spells the same name: decoded before matching.
     let id = Post::chat(LIMITED, r#"{"model":"gpt-4o-m\u0069ni"}"#).send(&mut gw);
-    assert_eq!(audit(&gw, id)["model"], "gpt-4o-mini");
+    assert_eq!(audit(&mut gw, id)["model"], "gpt-4o-mini");
     let id = Post::chat(LIMITED, r#"{"model":"gpt-4\u006f"}"#).send(&mut gw);
     refused(&gw, id, 403, "model_not_permitted");
 }
@@ -295,7 +297,7 @@ fn path_models_are_checked_for_gemini_anthropic_and_azure_deployments() {
     )
     .to("api.anthropic.com", "/v1/messages")
     .send(&mut gw);
-    assert_eq!(audit(&gw, id)["model"], "claude-3-5-haiku-latest");
+    assert_eq!(audit(&mut gw, id)["model"], "claude-3-5-haiku-latest");
     let id = Post::chat(LIMITED, r#"{"messages":[]}"#)
         .to(
             "myres.openai.azure.com",
@@ -326,7 +328,7 @@ fn an_output_cap_over_the_limit_is_clamped_and_a_missing_one_written_in() {
         forwarded_body(&gw, id),
         r#"{"model":"gpt-4o-mini", "max_tokens": 2000, "messages":[]}"#
     );
-    let a = audit(&gw, id);
+    let a = audit(&mut gw, id);
     assert_eq!(
         (
             a["max_tokens_requested"].clone(),
@@ -343,7 +345,7 @@ fn an_output_cap_over_the_limit_is_clamped_and_a_missing_one_written_in() {
         forwarded_body(&gw, id),
         r#"{"model":"gpt-4o-mini","messages":[],"max_completion_tokens":2000}"#
     );
-    assert!(audit(&gw, id)["max_tokens_requested"].is_null());
+    assert!(audit(&mut gw, id)["max_tokens_requested"].is_null());
 }
 
 #[test]
@@ -477,7 +479,7 @@ fn openai_streams_get_include_usage_written_in() {
         forwarded_body(&gw, id),
         r#"{"model":"gpt-4o","stream":true,"messages":[],"stream_options":{"include_usage":true}}"#
     );
-    assert_eq!(audit(&gw, id)["stream"], true);
+    assert_eq!(audit(&mut gw, id)["stream"], true);
     let id = Post::chat(
         SUPPORT_BOT,
         r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false}}"#,
@@ -507,7 +509,7 @@ fn dry_run_shadows_body_denials_and_forwards_the_body_as_sent() {
     let body = r#"{"model":"gpt-4o","max_tokens":9999}"#;
     let id = Post::chat(LIMITED, body).send(&mut gw);
     assert_eq!(forwarded_body(&gw, id), body, "nothing clamped in dry_run");
-    let a = audit(&gw, id);
+    let a = audit(&mut gw, id);
     assert_eq!(
         (a["decision"].as_str(), a["reason"].as_str()),
         (Some("shadow_deny"), Some("model_not_permitted"))
@@ -612,7 +614,7 @@ fn a_ten_megabyte_string_is_refused_by_default_and_read_whole_when_allowed() {
     let sent = forwarded_body(&gw, id);
     assert_eq!(sent.len(), body.len());
     assert_eq!(sent, body.replacen("5000", "2000", 1));
-    assert_eq!(audit(&gw, id)["clamped"], true);
+    assert_eq!(audit(&mut gw, id)["clamped"], true);
 
     // The default limit (512 KiB): refused from the declared length.
     let mut c = limits_config();

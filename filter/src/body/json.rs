@@ -605,10 +605,7 @@ impl<'a, 'p> Parser<'a, 'p> {
         let mut escaped = false;
         loop {
             let rest = body.get(i..).unwrap_or_default();
-            let run = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                .unwrap_or(rest.len());
+            let run = crate::string_run::string_run(rest);
             // '"', '\' and control bytes are ASCII, so they never split a
             // valid multi-byte sequence: each run is checked on its own.
             if let Err(e) = core::str::from_utf8(rest.get(..run).unwrap_or_default()) {

@@ -199,10 +199,7 @@ impl<'r> Scanner<'r> {
                 return Err(Stop);
             }
             let avail = self.buf.get(self.pos..self.end).unwrap_or(&[]);
-            match avail
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-            {
+            match Some(crate::string_run::string_run(avail)).filter(|&n| n < avail.len()) {
                 None => {
                     self.scratch.extend_from_slice(avail);
                     self.pos = self.end;

@@ -89,6 +89,30 @@ impl Redactor {
         count
     }
 
+    /// Steps over `chunk` when it can go on exactly as it is: nothing is
+    /// held from earlier chunks, it holds no echo, and it does not end in
+    /// the start of one. Then the redactor has consumed it and the caller
+    /// forwards the chunk itself (no copy); returns true. Otherwise nothing
+    /// changes and the caller must [`Redactor::feed`] it; returns false.
+    pub fn pass(&mut self, chunk: &[u8]) -> bool {
+        if !self.held.is_empty() {
+            return false;
+        }
+        let mut cursor = self.cursor;
+        let mut i = 0;
+        if self
+            .automaton
+            .next_match(&mut cursor.node, chunk, &mut i)
+            .is_some()
+            || self.automaton.hold_len(cursor.node) > 0
+        {
+            return false;
+        }
+        cursor.scanned = cursor.scanned.saturating_add(to_u64(chunk.len()));
+        self.cursor = cursor;
+        true
+    }
+
     /// End of stream: flushes the held-back tail, unchanged (it is a near
     /// miss: a prefix of an echo, never a whole one), and readies the
     /// redactor for a new stream. Returns 0: every match completes in
@@ -102,6 +126,9 @@ impl Redactor {
     /// Whole-value redaction, for header values: returns the redacted copy
     /// and the count (None when nothing matched).
     pub fn redact_value(&self, value: &[u8]) -> Option<(Vec<u8>, u32)> {
+        // Most values hold no echo: look before copying.
+        let (mut node, mut at) = (ROOT, 0);
+        self.automaton.next_match(&mut node, value, &mut at)?;
         let mut copy = value.to_vec();
         let count = self.automaton.scan(&mut Cursor::default(), &mut copy, 0);
         (count > 0).then_some((copy, count))
@@ -424,32 +451,45 @@ impl Automaton {
         let mut masked = usize::try_from(cursor.masked_to.saturating_sub(base)).unwrap_or(0);
         let mut count = 0u32;
         let mut i = scanned;
-        while i < buf.len() {
-            if cursor.node == ROOT {
-                let skip = buf
-                    .get(i..)
-                    .and_then(|rest| rest.iter().position(|&b| self.starts_form(b)));
-                match skip {
-                    Some(skip) => i += skip,
-                    None => break,
-                }
+        while let Some(len) = self.next_match(&mut cursor.node, buf, &mut i) {
+            let from = i.saturating_sub(len).max(masked.min(i));
+            if let Some(matched) = buf.get_mut(from..i) {
+                matched.fill(self.mask);
             }
-            let Some(&byte) = buf.get(i) else { break };
-            cursor.node = step(&self.nodes, &self.edges, cursor.node, byte);
-            i += 1;
-            let len = self.nodes.get(cursor.node).map_or(0, |n| n.match_len);
-            if len > 0 {
-                let from = i.saturating_sub(len).max(masked.min(i));
-                if let Some(matched) = buf.get_mut(from..i) {
-                    matched.fill(self.mask);
-                }
-                masked = i;
-                count = count.saturating_add(1);
-            }
+            masked = i;
+            count = count.saturating_add(1);
         }
         cursor.scanned = base.saturating_add(to_u64(buf.len()));
         cursor.masked_to = base.saturating_add(to_u64(masked));
         count
+    }
+
+    /// Steps from `node` over `buf[*i..]` until a form ends: returns its
+    /// length, with `*i` just past it. None when `buf` ran out first (`*node`
+    /// is then where the stream stands).
+    fn next_match(&self, node: &mut usize, buf: &[u8], i: &mut usize) -> Option<usize> {
+        while *i < buf.len() {
+            if *node == ROOT {
+                let skip = buf
+                    .get(*i..)
+                    .and_then(|rest| rest.iter().position(|&b| self.starts_form(b)));
+                match skip {
+                    Some(skip) => *i += skip,
+                    None => {
+                        *i = buf.len();
+                        break;
+                    }
+                }
+            }
+            let Some(&byte) = buf.get(*i) else { break };
+            *node = step(&self.nodes, &self.edges, *node, byte);
+            *i += 1;
+            let len = self.nodes.get(*node).map_or(0, |n| n.match_len);
+            if len > 0 {
+                return Some(len);
+            }
+        }
+        None
     }
 }
 
@@ -599,12 +639,19 @@ mod tests {
 
     /// Feeds `chunks` in order, then finishes; checks the length invariant
     /// and that nothing is held more than the longest form minus one.
+    /// Feeds `chunks` as the response tap does: a chunk that
+    /// [`Redactor::pass`] takes goes on as it is, the others through
+    /// [`Redactor::feed`].
     fn run(r: &mut Redactor, chunks: &[&[u8]]) -> (Vec<u8>, u32) {
         let mut out = Vec::new();
         let mut count = 0;
         let mut fed = 0;
         for chunk in chunks {
-            count += r.feed(chunk, &mut out);
+            if r.pass(chunk) {
+                out.extend_from_slice(chunk);
+            } else {
+                count += r.feed(chunk, &mut out);
+            }
             fed += chunk.len();
             assert_eq!(out.len() + r.held(), fed);
             assert!(r.held() < r.automaton.longest);
@@ -617,6 +664,31 @@ mod tests {
 
     fn one_shot(secret: &[u8], body: &[u8]) -> (Vec<u8>, u32) {
         run(&mut redactor(secret), &[body])
+    }
+
+    #[test]
+    fn pass_takes_only_chunks_that_go_on_unchanged() {
+        let mut r = redactor(KEY);
+        assert!(r.pass(b"no key here"), "a clean chunk passes");
+        assert!(!r.pass(&[&b"echo: "[..], KEY].concat()), "an echo does not");
+        let prefix = &KEY[..KEY.len() / 2];
+        assert!(
+            !r.pass(&[&b"ends with "[..], prefix].concat()),
+            "a possible start of one does not"
+        );
+        // A refused chunk left the redactor as it was: feeding it now gives
+        // the one-shot output, and a later clean chunk passes again.
+        let mut out = Vec::new();
+        assert_eq!(r.feed(&[&b"echo: "[..], KEY].concat(), &mut out), 1);
+        assert!(r.pass(b" and clean text after"));
+        // With a tail held, nothing passes until it is released.
+        let mut out = Vec::new();
+        r.feed(prefix, &mut out);
+        assert!(r.held() > 0);
+        assert!(!r.pass(b"clean"));
+        r.feed(b"clean", &mut out);
+        assert_eq!(r.held(), 0);
+        assert!(r.pass(b"clean again"));
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -40,10 +40,18 @@ enum Reader {
 /// What one chunk produced.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Chunk {
-    /// The bytes to send on instead of the chunk.
-    pub out: Vec<u8>,
+    /// The bytes to send on instead of the chunk; `None` when the chunk goes
+    /// on exactly as it came (the common case, which then costs no copy).
+    pub out: Option<Vec<u8>>,
     /// Key echoes replaced in it.
     pub redactions: u32,
+}
+
+impl Chunk {
+    /// The bytes sent on for `chunk`, the input that produced this result.
+    pub fn bytes<'a>(&'a self, chunk: &'a [u8]) -> &'a [u8] {
+        self.out.as_deref().unwrap_or(chunk)
+    }
 }
 
 pub struct ResponseTap {
@@ -139,22 +147,35 @@ impl ResponseTap {
                 copy,
                 overflowed,
             } => {
-                if !*overflowed {
-                    if copy.len().saturating_add(chunk.len()) > MAX_JSON_COPY {
-                        *overflowed = true;
-                        *copy = Vec::new();
+                if !*overflowed && copy.len().saturating_add(chunk.len()) > MAX_JSON_COPY {
+                    *overflowed = true;
+                    *copy = Vec::new();
+                }
+                if !*overflowed && end {
+                    // The whole body in one chunk (Envoy's usual delivery of
+                    // a small answer) is read where it is, without a copy.
+                    self.json_usage = if copy.is_empty() {
+                        usage::from_json(*dialect, chunk)
                     } else {
                         copy.extend_from_slice(chunk);
-                    }
-                }
-                if end && !*overflowed {
-                    self.json_usage = usage::from_json(*dialect, copy);
+                        usage::from_json(*dialect, copy)
+                    };
                     *copy = Vec::new();
+                } else if !*overflowed {
+                    copy.extend_from_slice(chunk);
                 }
                 chunk
             }
         };
         self.usage_chunks_dropped += dropped;
+        let unchanged =
+            core::ptr::eq(forwarded, chunk) && self.redactor.as_mut().is_none_or(|r| r.pass(chunk));
+        if unchanged {
+            return Chunk {
+                out: None,
+                redactions: 0,
+            };
+        }
         let mut out = Vec::with_capacity(forwarded.len());
         let mut redactions = 0;
         match &mut self.redactor {
@@ -166,7 +187,10 @@ impl ResponseTap {
             }
             None => out.extend_from_slice(forwarded),
         }
-        Chunk { out, redactions }
+        Chunk {
+            out: Some(out),
+            redactions,
+        }
     }
 
     /// The usage seen so far (a stream cut short keeps what it had).
@@ -198,7 +222,7 @@ mod tests {
         let chunks: Vec<&[u8]> = body.chunks(piece.max(1)).collect();
         for (i, c) in chunks.iter().enumerate() {
             let r = tap.on_chunk(c, i + 1 == chunks.len());
-            out.extend(r.out);
+            out.extend_from_slice(r.bytes(c));
             n += r.redactions;
         }
         (out, n)

@@ -43,6 +43,8 @@ struct Ctx {
     response_headers: Vec<(String, Vec<u8>)>,
     properties: BTreeMap<String, Vec<u8>>,
     filter_state: BTreeMap<String, Vec<u8>>,
+    /// `set_property` calls that succeeded.
+    filter_state_writes: u32,
     replies: Vec<Reply>,
     /// Body buffers by `BodyBuffer as usize`.
     bodies: [Vec<u8>; 2],
@@ -219,6 +221,14 @@ impl FakeHost {
             .and_then(|c| c.filter_state.get(path).cloned())
     }
 
+    /// How many times stream `ctx` wrote filter state.
+    pub fn filter_state_writes(&self, ctx: u32) -> u32 {
+        self.contexts
+            .borrow()
+            .get(&ctx)
+            .map_or(0, |c| c.filter_state_writes)
+    }
+
     pub fn counter(&self, name: &str) -> i64 {
         self.counters
             .borrow()
@@ -353,6 +363,7 @@ impl Host for FakeHost {
         self.check("set_property")?;
         self.with_ctx(|c| {
             c.filter_state.insert(path.to_string(), value.to_vec());
+            c.filter_state_writes += 1;
         })
     }
 

@@ -322,6 +322,7 @@ impl<H: Host> Worker<H> {
             content_types: &content_types,
             content_encodings: &content_encodings,
             content_length,
+            content_length_sent: headers.first(b"content-length").is_some(),
         };
         // 3. Decide.
         let (path, authority, unlength) = {
@@ -551,7 +552,9 @@ impl<H: Host> Worker<H> {
         if !self.with_flow(ctx, |f| f.body_pending()).unwrap_or(false) {
             self.count_decision(ctx);
         }
-        self.publish_verdict(ctx);
+        // Not published here: a forwarded request's response always changes
+        // its record (status, time to first byte, usage), so it is written
+        // once, at stream end (`on_log`).
         self.leave(ctx, current, via);
         Action::Continue
     }
@@ -625,8 +628,8 @@ impl<H: Host> Worker<H> {
             .map(|s| f(&mut s.flow))
     }
 
-    /// Publishes the audit record at the verdict, as filter state (the
-    /// effective context must be `ctx`).
+    /// Publishes the audit record of a refused request at its verdict, as
+    /// filter state (the effective context must be `ctx`).
     fn publish_verdict(&self, ctx: u32) {
         let record = {
             let mut streams = self.streams.borrow_mut();
@@ -984,20 +987,10 @@ impl<H: Host> Worker<H> {
                 return self.fail_late(ctx);
             }
             // Held headers still carry the client's Content-Length (in
-            // streamed mode it was removed before they left). A body that
-            // came without one (chunked, HTTP/2) goes on without one, so
-            // that its trailers still can.
-            let held = !forwarded
-                && self
-                    .streams
-                    .borrow()
-                    .get(&ctx)
-                    .is_some_and(|s| s.config.body_mode == BodyMode::Held);
-            let sized = held
-                && self
-                    .host
-                    .header(MapType::RequestHeaders, "content-length")
-                    .is_ok_and(|v| v.is_some());
+            // streamed mode it was removed before they left).
+            let sized = self
+                .with_flow(ctx, |f| f.rewrite_sets_length())
+                .unwrap_or(false);
             if sized
                 && self
                     .host
@@ -1166,15 +1159,18 @@ impl<H: Host> Worker<H> {
             let _ = self.host.close_stream();
             return Action::Pause;
         };
-        let Some((out, redactions)) = self
+        let Some(result) = self
             .with_flow(ctx, |f| f.on_response_chunk(&chunk, end))
             .flatten()
         else {
             return Action::Continue;
         };
-        if redactions > 0 {
-            self.count_n(Counter::KeyEchoRedacted, i64::from(redactions));
+        if result.redactions > 0 {
+            self.count_n(Counter::KeyEchoRedacted, i64::from(result.redactions));
         }
+        let Some(out) = result.out else {
+            return Action::Continue;
+        };
         if out != chunk
             && self
                 .host

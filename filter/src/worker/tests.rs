@@ -346,13 +346,32 @@ fn the_audit_record_goes_to_filter_state_once_and_never_holds_the_key() {
     let w = worker(&host);
     send(&w, &host, 10);
     answer_key(&w, &host, 0, "sk-secret-value");
-    let at_verdict = host.filter_state(10, AUDIT_PROPERTY).unwrap();
+    // Forwarded: its response will change the record, so nothing is written
+    // at the verdict; the record is written once, at the stream's end.
+    assert_eq!(host.filter_state(10, AUDIT_PROPERTY), None);
     end(&w, &host, 10);
-    assert_eq!(host.filter_state(10, AUDIT_PROPERTY).unwrap(), at_verdict);
-    let text = String::from_utf8(at_verdict).unwrap();
+    assert_eq!(host.filter_state_writes(10), 1);
+    let text = String::from_utf8(host.filter_state(10, AUDIT_PROPERTY).unwrap()).unwrap();
     assert!(text.contains(r#""decision":"allow""#), "{text}");
     assert!(text.contains(r#""host":"api.openai.com""#), "{text}");
     assert!(!text.contains("sk-secret-value"));
+    // Refused: written at the verdict, and not again at the end.
+    host.add_stream(
+        12,
+        &[
+            (":method", b"POST"),
+            (":authority", b"api.openai.com"),
+            (":path", b"/v1/chat/completions"),
+        ],
+        Some(b"spiffe://cluster.local/ns/other/sa/intruder"),
+    );
+    host.enter(12);
+    assert_eq!(w.on_request_headers(12, true), Action::Pause);
+    let at_verdict = host.filter_state(12, AUDIT_PROPERTY).unwrap();
+    assert!(String::from_utf8_lossy(&at_verdict).contains(r#""decision":"deny""#));
+    end(&w, &host, 12);
+    assert_eq!(host.filter_state(12, AUDIT_PROPERTY).unwrap(), at_verdict);
+    assert_eq!(host.filter_state_writes(12), 1);
     assert!(
         host.logs()
             .iter()

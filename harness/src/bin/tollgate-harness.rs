@@ -271,6 +271,12 @@ fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String
         }
         gw.advance(std::time::Duration::from_millis(100));
     }
+    // A forwarded request's record is final at its stream's end (the real
+    // upstream is not called here): end the stream, as a client closing it.
+    let outcome = gw.outcome(id);
+    if matches!(outcome, Outcome::Forwarded(_)) {
+        gw.cancel(id);
+    }
     // The audit record, where Envoy's access log reads it (filter state), or
     // in the log for a policy that sets `audit_log: proxy_log`.
     let audit = gw
@@ -303,7 +309,7 @@ fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String
         );
     }
     let masked = masked_headers(policy);
-    match gw.outcome(id) {
+    match outcome {
         Outcome::Forwarded(f) => {
             println!("upstream headers:");
             for (k, v) in &f.headers {

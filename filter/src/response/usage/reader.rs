@@ -351,9 +351,10 @@ impl Reader<'_> {
         };
         loop {
             let rest = self.rest();
-            let run = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            let run = crate::string_run::string_run(rest);
+            if run == rest.len() {
+                return None;
+            }
             name.extend(rest.get(..run).unwrap_or_default());
             let (byte, len) = match rest.get(run..).unwrap_or_default() {
                 [b'"', ..] => {
