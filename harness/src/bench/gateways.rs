@@ -35,6 +35,10 @@ pub(crate) enum Variant {
     /// Diagnostic: a wasm filter in the same v8 runtime that does nothing,
     /// to split Tollgate's cost into "being a wasm filter" and "its work".
     WasmNoop,
+    /// Body-path diagnostic: a wasm filter in the same v8 runtime that holds
+    /// each request until its body is complete, as held mode does, and does
+    /// nothing else: the floor of any wasm filter that checks whole bodies.
+    WasmNoopHeld,
     /// Diagnostic: Tollgate with `audit_log: proxy_log`, the record written
     /// through Envoy's logger as before filter state: what that option costs.
     TollgateProxyLog,
@@ -58,11 +62,12 @@ impl Variant {
     ];
 
     /// `--body-path`'s gateways (`TollgateBodyB` only with `--tollgate-b`).
-    pub(crate) const BODY_MODE: [Variant; 5] = [
+    pub(crate) const BODY_MODE: [Variant; 6] = [
         Self::Plain,
         Self::TollgateBody,
         Self::Lua,
         Self::TollgateHeaderOnly,
+        Self::WasmNoopHeld,
         Self::TollgateBodyB,
     ];
 
@@ -85,6 +90,7 @@ impl Variant {
             Self::Lua => "3 rbac + lua, body rule",
             Self::TollgateHeaderOnly => "(ref) Tollgate, header-only rule",
             Self::WasmNoop => "(diag) no-op wasm filter, v8",
+            Self::WasmNoopHeld => "(floor) no-op wasm holding the body",
             Self::TollgateProxyLog => "(diag) Tollgate, audit via proxy_log",
             Self::TollgateB => "(diag) Tollgate, build B",
             Self::TollgateBodyB => "(diag) Tollgate build B, body rule",
@@ -102,6 +108,7 @@ impl Variant {
             Self::Lua => "lua",
             Self::TollgateHeaderOnly => "tollgate_header_only",
             Self::WasmNoop => "wasm_noop",
+            Self::WasmNoopHeld => "wasm_noop_held",
             Self::TollgateProxyLog => "tollgate_proxy_log",
             Self::TollgateB => "tollgate_b",
             Self::TollgateBodyB => "tollgate_body_b",
@@ -110,7 +117,12 @@ impl Variant {
 
     /// Whether the gateway enforces the policy (refuses other endpoints).
     pub(crate) fn enforces(self) -> bool {
-        !matches!(self, Self::Plain | Self::WasmNoop)
+        !matches!(self, Self::Plain | Self::WasmNoop | Self::WasmNoopHeld)
+    }
+
+    /// Whether the gateway writes Tollgate's (or the Lua script's) record.
+    pub(crate) fn records(self) -> bool {
+        self.enforces()
     }
 
     /// Whether the gateway enforces the body rule: refuses a model off the
@@ -133,11 +145,14 @@ impl Variant {
     /// The credential the upstream must receive through this gateway.
     pub(crate) fn upstream_key(self) -> &'static str {
         match self {
-            Self::Plain | Self::WasmNoop => CLIENT_KEY,
+            Self::Plain | Self::WasmNoop | Self::WasmNoopHeld => CLIENT_KEY,
             _ => REAL_KEY,
         }
     }
 }
+
+/// The held no-op module's file, beside the no-op module.
+pub(crate) const NOOP_HELD_FILE: &str = "noop_held.wasm";
 
 /// The gateway for `v`: `base` (Tollgate's spec, as `make run` renders it)
 /// with this variant's HTTP filters and what they need. `noop` is the no-op
@@ -165,6 +180,7 @@ pub(crate) fn spec_for(
             spec.extra_clusters = vec![plain_cluster(AUTHZ_CLUSTER, authz)];
         }
         Variant::WasmNoop => spec.wasm = noop.to_path_buf(),
+        Variant::WasmNoopHeld => spec.wasm = noop.with_file_name(NOOP_HELD_FILE),
         Variant::TollgateProxyLog => {
             let mut policy = tollgate_policy();
             policy["audit_log"] = "proxy_log".into();

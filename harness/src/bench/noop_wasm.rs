@@ -3,6 +3,7 @@
 
 /// One exported function of [`noop_wasm`]: its signature (value types) and
 /// its body, without the final `end`.
+#[derive(Clone, Copy)]
 struct WasmFunc {
     export: &'static str,
     params: &'static [u8],
@@ -14,6 +15,21 @@ struct WasmFunc {
 /// returns at once (`Continue`, `true`). Encoded by hand, so the diagnostic
 /// needs no extra crate or toolchain.
 pub(crate) fn noop_wasm() -> Vec<u8> {
+    encode(&noop_funcs(false))
+}
+
+/// The body path's floor: a module that holds each request as Tollgate's
+/// held mode does, and nothing more. Its request headers stop iteration
+/// unless they end the stream; its request body is buffered
+/// (`StopIterationAndBuffer`) until its end, which continues. It is called
+/// for every response chunk and at the stream's log, like Tollgate, and
+/// reads nothing: what any wasm filter that checks whole bodies costs in
+/// Envoy's v8 before doing any work.
+pub(crate) fn noop_held_wasm() -> Vec<u8> {
+    encode(&noop_funcs(true))
+}
+
+fn noop_funcs(held: bool) -> Vec<WasmFunc> {
     const I32: u8 = 0x7f;
     const RETURN_0: &[u8] = &[0x41, 0]; // i32.const 0
     const RETURN_1: &[u8] = &[0x41, 1];
@@ -45,6 +61,27 @@ pub(crate) fn noop_wasm() -> Vec<u8> {
         f("proxy_on_done", &[I32], &[I32], RETURN_1),
         f("proxy_on_delete", &[I32], &[], &[]),
     ];
+    let mut funcs = funcs.to_vec();
+    if held {
+        // local.get 2 (end_of_stream); i32.eqz: 1 (StopIteration /
+        // StopIterationAndBuffer) until the end, then 0 (Continue).
+        const UNTIL_END: &[u8] = &[0x20, 2, 0x45];
+        if let Some(headers) = funcs
+            .iter_mut()
+            .find(|f| f.export == "proxy_on_request_headers")
+        {
+            headers.body = UNTIL_END;
+        }
+        funcs.extend([
+            f("proxy_on_request_body", &[I32, I32, I32], &[I32], UNTIL_END),
+            f("proxy_on_response_body", &[I32, I32, I32], &[I32], RETURN_0),
+            f("proxy_on_log", &[I32], &[], &[]),
+        ]);
+    }
+    funcs
+}
+
+fn encode(funcs: &[WasmFunc]) -> Vec<u8> {
     let n = funcs.len() as u8; // < 128: one-byte LEB128 everywhere below
     let (mut types, mut fidx, mut exports, mut code) = (vec![n], vec![n], vec![n + 1], vec![n]);
     for (i, func) in funcs.iter().enumerate() {
@@ -101,5 +138,28 @@ mod tests {
         assert!(names.contains(&"proxy_abi_version_0_2_1"));
         assert!(names.contains(&"proxy_on_request_headers"));
         assert!(names.contains(&"memory"));
+    }
+
+    #[test]
+    fn held_module_holds_until_the_end_of_the_body() {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, noop_held_wasm()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        for name in ["proxy_on_request_headers", "proxy_on_request_body"] {
+            let f = instance
+                .get_typed_func::<(i32, i32, i32), i32>(&mut store, name)
+                .unwrap();
+            assert_eq!(f.call(&mut store, (2, 10, 0)).unwrap(), 1, "{name}: held");
+            assert_eq!(
+                f.call(&mut store, (2, 10, 1)).unwrap(),
+                0,
+                "{name}: at its end"
+            );
+        }
+        assert!(instance
+            .get_func(&mut store, "proxy_on_response_body")
+            .is_some());
+        assert!(instance.get_func(&mut store, "proxy_on_log").is_some());
     }
 }

@@ -20,9 +20,9 @@ use crate::mock::{MockCredentialService, MockLlm, ServedLlm, ServedMock};
 
 use super::authz::AuthzService;
 use super::cpu::{on_gateway_cpu, pid_running};
-use super::gateways::{sidecar_bootstrap, spec_for, tollgate_policy, Variant};
+use super::gateways::{sidecar_bootstrap, spec_for, tollgate_policy, Variant, NOOP_HELD_FILE};
 use super::lua::LUA_NAMESPACE;
-use super::noop_wasm::noop_wasm;
+use super::noop_wasm::{noop_held_wasm, noop_wasm};
 use super::options::Options;
 use super::signals::check_interrupted;
 use super::traffic::{
@@ -91,6 +91,8 @@ impl Bench {
         }
         let noop = dir.join("noop.wasm");
         std::fs::write(&noop, noop_wasm()).context("writing the no-op wasm module")?;
+        std::fs::write(noop.with_file_name(NOOP_HELD_FILE), noop_held_wasm())
+            .context("writing the held no-op wasm module")?;
 
         let ca = DevCa::generate("Tollgate bench CA")?;
         let pki = dir.join("pki");
@@ -293,7 +295,7 @@ impl Bench {
                 send(&client, g.entry, DENIED_PATH, traffic.chat.sent.clone()).await?;
             let reached = upstream.requests() > seen;
             ensure_refusal(v, v.enforces(), DENIED_PATH, status, reached)?;
-            if v != Variant::Plain {
+            if v.records() {
                 check_records(g, log_start).await?;
             }
         }
