@@ -91,6 +91,15 @@ pub struct AuditRecord {
     /// the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_refused: Option<&'static str>,
+    /// The budgets the request drew on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Box<str>>,
+    /// Tokens held on the rule's token budgets at admission (each budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_reserved: Option<u64>,
+    /// Tokens charged at settlement (each budget); the rest was released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_charged: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {

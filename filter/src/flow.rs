@@ -37,11 +37,13 @@
 
 use crate::audit::{printable, AuditRecord, UsageRecord, Verdict};
 use crate::body::check::{self, BodyOutcome, BodyPlan};
+use crate::budget::ledger::{Refusal, Reservation};
+use crate::budget::Metric;
 use crate::config::{BodyMode, Config, Mode};
 use crate::credential::cache::Lookup;
 use crate::credential::CredentialKey;
 use crate::exchange::Exchange;
-use crate::policy::Decision;
+use crate::policy::{Decision, RuleId};
 use crate::provider::{canonical_host, Injection, ProviderId};
 use crate::reason::DenyReason;
 use crate::request_path::RequestTarget;
@@ -189,6 +191,12 @@ pub struct RequestFlow {
     held: bool,
     /// The client sent `content-length`: a held body's rewrite must fix it.
     length_sent: bool,
+    /// The rule that allowed the request (none under a dry_run shadow).
+    rule: Option<RuleId>,
+    /// Budget reservations to settle at the stream's end.
+    reservations: Vec<Reservation>,
+    /// `retry-after` of a budget refusal.
+    retry_after_s: Option<u64>,
     response: ResponsePlan,
     /// Finds the injected key in the response (built when it was written).
     redactor: Option<Redactor>,
@@ -215,6 +223,9 @@ impl RequestFlow {
             body: Body::Unchecked,
             held: true,
             length_sent: false,
+            rule: None,
+            reservations: Vec::new(),
+            retry_after_s: None,
             response: ResponsePlan::default(),
             redactor: None,
             tap: None,
@@ -350,6 +361,7 @@ impl RequestFlow {
         {
             Decision::Allow(permit) => {
                 self.audit.rule = Some(config.policy.rule_name(permit.rule).into());
+                self.rule = Some(permit.rule);
                 limits = config.policy.limits(permit.rule);
             }
             Decision::Deny(reason) if config.mode == Mode::DryRun && reason.is_policy_verdict() => {
@@ -408,7 +420,13 @@ impl RequestFlow {
             .is_some_and(|l| l.max_output_tokens.is_some())
             && exchange.cap_fields().is_some();
         let usage = config.inject_stream_usage && exchange.usage_needs_stream_option();
-        if !(models_in_body || capped || usage) {
+        // A token budget reserves the body's size: the body must be read.
+        let metered = self.rule.is_some_and(|r| {
+            config.policy.budgets(r).iter().any(|&b| {
+                config.budgets.get(usize::from(b)).map(|b| b.metric) == Some(Metric::Tokens)
+            })
+        });
+        if !(models_in_body || capped || usage || metered) {
             return Ok(false);
         }
         if facts.end_of_stream {
@@ -749,6 +767,103 @@ impl RequestFlow {
         Some(StreamEnd {
             changed_since_verdict: !self.published,
         })
+    }
+
+    /// The rule that allowed the request, if one did.
+    pub fn rule(&self) -> Option<RuleId> {
+        self.rule
+    }
+
+    /// Whether the body is still to be checked (a token budget then
+    /// reserves at its end, when its size is known).
+    pub fn body_pending_check(&self) -> bool {
+        matches!(self.body, Body::Pending { .. })
+    }
+
+    /// The most output tokens the request can cost: the effective cap of
+    /// its body (written in or clamped), else `rule_cap`.
+    pub fn output_tokens_bound(&self, rule_cap: Option<u64>) -> Option<u64> {
+        self.audit.max_tokens_effective.or(rule_cap)
+    }
+
+    /// The caller's SPIFFE ID, once read.
+    pub fn workload(&self) -> Option<&str> {
+        self.audit.workload.as_deref()
+    }
+
+    /// Records a reservation made on budget `name` (to settle at the end).
+    pub fn on_reserved(&mut self, r: Reservation, name: &str, metric: Metric) {
+        self.audit.budgets.push(name.into());
+        if metric == Metric::Tokens {
+            self.audit.tokens_reserved = Some(r.amount);
+        }
+        self.reservations.push(r);
+    }
+
+    /// A budget refused the request: the denial to reply with, or in
+    /// dry_run `Ok` (kept as the shadow; the spend was still counted where
+    /// the store answered).
+    pub fn on_budget_refused(
+        &mut self,
+        config: &Config,
+        metric: Metric,
+        refusal: Refusal,
+    ) -> Result<(), DenyReason> {
+        let (reason, retry) = match (refusal, metric) {
+            (Refusal::Exhausted { retry_after_s }, Metric::Requests) => {
+                (DenyReason::RateLimited, Some(retry_after_s))
+            }
+            (Refusal::Exhausted { retry_after_s }, Metric::Tokens) => {
+                (DenyReason::TokenBudgetExhausted, Some(retry_after_s))
+            }
+            (Refusal::Unavailable, _) => (DenyReason::BudgetUnavailable, None),
+        };
+        if config.mode == Mode::DryRun {
+            return self.policy_denial(true, reason);
+        }
+        self.retry_after_s = retry;
+        Err(self.deny(reason))
+    }
+
+    /// `retry-after` for the reply, when a budget refused the request.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        self.retry_after_s
+    }
+
+    /// At the stream's end (after [`Self::on_stream_end`]): the reservations
+    /// to settle, each with what it spent. A request that never went
+    /// upstream spent nothing; otherwise the provider's usage (input plus
+    /// output); without usage, nothing after an error status, else the
+    /// whole reservation (the client left or the stream broke: the provider
+    /// may have spent it).
+    pub fn take_settlements(&mut self) -> Vec<(Reservation, u64)> {
+        let forwarded = self.is_forwarded();
+        let usage = self.audit.usage.and_then(|u| {
+            u.total.or(match (u.input, u.output) {
+                (None, None) => None,
+                (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
+            })
+        });
+        let failed = self.audit.upstream_status.is_some_and(|s| s >= 400);
+        let out: Vec<(Reservation, u64)> = core::mem::take(&mut self.reservations)
+            .into_iter()
+            .map(|r| {
+                let spent = match (forwarded, usage) {
+                    (false, _) => 0,
+                    (true, Some(n)) => n,
+                    (true, None) if failed => 0,
+                    (true, None) => r.amount,
+                };
+                (r, spent)
+            })
+            .collect();
+        if let Some((_, spent)) = out
+            .iter()
+            .find(|(r, _)| r.charge == crate::budget::ledger::Charge::Hold)
+        {
+            self.audit.tokens_charged = Some(*spent);
+        }
+        out
     }
 
     /// Whether a held body's rewrite must set `content-length`: the request

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod body;
+pub mod budget;
 pub mod config;
 pub mod credential;
 pub mod exchange;

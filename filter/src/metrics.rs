@@ -9,6 +9,9 @@
 //! - `tollgate.fetch.superseded` (a late answer discarded by the lease check)
 //! - `tollgate.client_key_seen`
 //! - `tollgate.key_echo_redacted` (injected keys removed from responses)
+//! - `tollgate.response.refused.response_encoded`
+//! - `tollgate.budget.settle_failed` (a settlement that could not be
+//!   written: its hold stays until the window resets, stricter, never looser)
 
 use crate::credential::protocol::FetchFailure;
 use crate::reason::DenyReason;
@@ -33,6 +36,8 @@ pub enum Counter {
     /// A response that must be read came compressed although Tollgate asked
     /// for `identity`: it cannot be checked for the key, so it was reset.
     ResponseEncodedRefused,
+    /// A budget settlement could not be written.
+    BudgetSettleFailed,
 }
 
 impl Counter {
@@ -57,6 +62,7 @@ impl Counter {
         v.push(Counter::FetchSuperseded);
         v.push(Counter::KeyEchoRedacted);
         v.push(Counter::ResponseEncodedRefused);
+        v.push(Counter::BudgetSettleFailed);
         v
     }
 
@@ -81,11 +87,12 @@ impl Counter {
             Counter::FetchSuperseded => FETCH + FetchFailure::ALL.len() + 1,
             Counter::KeyEchoRedacted => FETCH + FetchFailure::ALL.len() + 2,
             Counter::ResponseEncodedRefused => FETCH + FetchFailure::ALL.len() + 3,
+            Counter::BudgetSettleFailed => FETCH + FetchFailure::ALL.len() + 4,
         }
     }
 
     /// The size of a metric-id table indexed by [`Counter::slot`].
-    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 4;
+    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 5;
 
     pub fn name(self) -> String {
         match self {
@@ -102,6 +109,7 @@ impl Counter {
             Counter::FetchSuperseded => "tollgate.fetch.superseded".into(),
             Counter::KeyEchoRedacted => "tollgate.key_echo_redacted".into(),
             Counter::ResponseEncodedRefused => "tollgate.response.refused.response_encoded".into(),
+            Counter::BudgetSettleFailed => "tollgate.budget.settle_failed".into(),
         }
     }
 }

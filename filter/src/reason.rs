@@ -57,11 +57,17 @@ pub enum DenyReason {
     /// The body never arrived (held mode without Envoy's
     /// `allow_on_headers_stop_iteration`, or a client that stalled).
     BodyTimeout,
+    /// A `requests` budget of the rule is spent for this window.
+    RateLimited,
+    /// A `tokens` budget of the rule cannot hold this request's reservation.
+    TokenBudgetExhausted,
+    /// A budget's record could not be read or written (fail closed).
+    BudgetUnavailable,
 }
 
 impl DenyReason {
     /// Every reason, for metric definition and documentation tests.
-    pub const ALL: [DenyReason; 22] = [
+    pub const ALL: [DenyReason; 25] = [
         DenyReason::IdentityMissing,
         DenyReason::IdentityInvalid,
         DenyReason::TrustDomainUntrusted,
@@ -84,6 +90,9 @@ impl DenyReason {
         DenyReason::BodyUnsupported,
         DenyReason::BodyInvalid,
         DenyReason::BodyTimeout,
+        DenyReason::RateLimited,
+        DenyReason::TokenBudgetExhausted,
+        DenyReason::BudgetUnavailable,
     ];
 
     /// The stable snake_case code.
@@ -111,6 +120,9 @@ impl DenyReason {
             DenyReason::BodyUnsupported => "body_unsupported",
             DenyReason::BodyInvalid => "body_invalid",
             DenyReason::BodyTimeout => "body_timeout",
+            DenyReason::RateLimited => "rate_limited",
+            DenyReason::TokenBudgetExhausted => "token_budget_exhausted",
+            DenyReason::BudgetUnavailable => "budget_unavailable",
         }
     }
 
@@ -126,7 +138,8 @@ impl DenyReason {
             DenyReason::BodyTooLarge => 413,
             DenyReason::BodyUnsupported => 415,
             DenyReason::UpgradeNotSupported => 501,
-            DenyReason::CredentialUnavailable => 503,
+            DenyReason::RateLimited | DenyReason::TokenBudgetExhausted => 429,
+            DenyReason::CredentialUnavailable | DenyReason::BudgetUnavailable => 503,
             DenyReason::InternalError => 500,
             _ => 403,
         }
@@ -195,11 +208,20 @@ impl DenyReason {
                 "Tollgate: the request body is not strict JSON (duplicate keys, invalid UTF-8, trailing data, deep nesting or a malformed token limit)"
             }
             DenyReason::BodyTimeout => "Tollgate: the request body did not arrive in time",
+            DenyReason::RateLimited => {
+                "Tollgate: this workload's request budget for the current window is spent; retry after the time in retry-after"
+            }
+            DenyReason::TokenBudgetExhausted => {
+                "Tollgate: this workload's token budget for the current window cannot hold this request; retry after the time in retry-after"
+            }
+            DenyReason::BudgetUnavailable => {
+                "Tollgate: the budget could not be checked; the request was refused rather than let through unmetered"
+            }
         }
     }
 
-    /// True for verdicts of the access policy proper, the ones dry_run mode
-    /// only logs. Identity, upstream, path and credential failures are always
+    /// True for verdicts of the access policy proper (rules, body rules,
+    /// budgets), the ones dry_run mode only logs. Identity, upstream, path and credential failures are always
     /// enforced: forwarding them would hand a key to an unknown caller or host.
     pub const fn is_policy_verdict(self) -> bool {
         matches!(
@@ -210,6 +232,9 @@ impl DenyReason {
                 | DenyReason::ModelNotPermitted
                 | DenyReason::ModelMissing
                 | DenyReason::MaxTokensExceeded
+                | DenyReason::RateLimited
+                | DenyReason::TokenBudgetExhausted
+                | DenyReason::BudgetUnavailable
         )
     }
 }
@@ -245,7 +270,9 @@ mod tests {
             .iter()
             .filter(|r| r.is_policy_verdict())
             .collect();
-        assert_eq!(shadowable.len(), 6);
+        // The access rules, the body rules and the budgets.
+        assert_eq!(shadowable.len(), 9);
+        assert!(DenyReason::TokenBudgetExhausted.is_policy_verdict());
         assert!(!DenyReason::IdentityMissing.is_policy_verdict());
         assert!(!DenyReason::CredentialUnavailable.is_policy_verdict());
     }

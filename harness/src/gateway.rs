@@ -735,6 +735,17 @@ impl Gateway {
         self.shared_data_with_cas(key).map(|(v, _)| v)
     }
 
+    /// Every shared-data key in this gateway's vm_id namespace, sorted.
+    pub fn shared_data_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = lock(&self.shared.shared_data)
+            .map
+            .get(&self.shared.vm_id)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
     pub fn shared_data_with_cas(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         lock(&self.shared.shared_data)
             .map

@@ -12,6 +12,9 @@ use super::duration::parse_duration_ms;
 use super::error::ConfigErrors;
 use super::raw::*;
 use super::{read, AuditLog, BodyMode, Config, Document, Mode};
+use crate::budget::{
+    Budget, BudgetId, Metric, Scope as BudgetScope, Window, DEFAULT_SLOTS, MAX_SLOTS,
+};
 use crate::credential::service::{CredentialService, Protocol};
 use crate::credential::{validate_credential_name, CredentialRef, Scope};
 use crate::policy::endpoint_pattern::EndpointPattern;
@@ -76,6 +79,7 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
             providers: settings.providers,
             policy: policy.build(),
             strip: settings.strip,
+            budgets: settings.budgets.into_boxed_slice(),
         }),
         _ => Err(meaning),
     }
@@ -92,6 +96,7 @@ struct Settings {
     credential_service: Option<CredentialService>,
     providers: ProviderTable,
     strip: StripSet,
+    budgets: Vec<Budget>,
 }
 
 fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
@@ -136,6 +141,18 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
     for (i, p) in raw.providers.iter().enumerate() {
         compile_provider(i, p, &mut providers, &mut strip, errs);
     }
+    let mut budgets: Vec<Budget> = Vec::new();
+    for (i, b) in raw.budgets.iter().enumerate() {
+        let compiled = compile_budget(i, b, errs);
+        if raw.budgets.iter().take(i).any(|x| x.name == b.name) {
+            errs.push(
+                format!("budgets[{i}].name"),
+                format!("duplicate budget name {:?}", b.name),
+            );
+        } else if let Some(b) = compiled {
+            budgets.push(b);
+        }
+    }
     Settings {
         mode,
         audit_log,
@@ -148,7 +165,87 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
         credential_service,
         providers,
         strip,
+        budgets,
     }
+}
+
+/// The most budgets one configuration may define (ids are u16).
+const MAX_BUDGETS: usize = 1024;
+
+/// Budget `i`: a name of letters, digits, `-`, `_` and `.` (it is part of
+/// shared-data keys), exactly one of `requests` and `tokens` (at least 1),
+/// a window, and `slots` only for `per_workload`.
+fn compile_budget(i: usize, b: &RawBudget, errs: &mut ConfigErrors) -> Option<Budget> {
+    let before = errs.0.len();
+    let path = |f: &str| format!("budgets[{i}].{f}");
+    if i >= MAX_BUDGETS {
+        errs.push(
+            format!("budgets[{i}]"),
+            format!("at most {MAX_BUDGETS} budgets"),
+        );
+    }
+    let name_ok = !b.name.is_empty()
+        && b.name.len() <= 64
+        && b.name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !name_ok {
+        errs.push(path("name"), "1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    let (metric, limit) = match (b.requests, b.tokens) {
+        (Some(n), None) => (Metric::Requests, n),
+        (None, Some(n)) => (Metric::Tokens, n),
+        _ => {
+            errs.push(
+                format!("budgets[{i}]"),
+                "set exactly one of requests and tokens",
+            );
+            (Metric::Requests, 1)
+        }
+    };
+    if limit == 0 {
+        errs.push(
+            path(if metric == Metric::Requests {
+                "requests"
+            } else {
+                "tokens"
+            }),
+            "must be at least 1",
+        );
+    }
+    let window = Window::parse(&b.window);
+    if window.is_none() {
+        errs.push(
+            path("window"),
+            format!(
+                "expected \"minute\", \"hour\", \"day\" or \"month\", got {:?}",
+                b.window
+            ),
+        );
+    }
+    let scope = match (b.scope, b.slots) {
+        (RawScope::Shared, Some(_)) => {
+            errs.push(path("slots"), "only a per_workload budget has slots");
+            BudgetScope::Shared
+        }
+        (RawScope::Shared, None) => BudgetScope::Shared,
+        (RawScope::PerWorkload, slots) => {
+            let slots = slots.unwrap_or(u64::from(DEFAULT_SLOTS));
+            if slots == 0 || slots > u64::from(MAX_SLOTS) {
+                errs.push(path("slots"), format!("must be between 1 and {MAX_SLOTS}"));
+            }
+            BudgetScope::PerWorkload {
+                slots: slots.clamp(1, u64::from(MAX_SLOTS)) as u32,
+            }
+        }
+    };
+    (errs.0.len() == before).then(|| Budget {
+        name: b.name.as_str().into(),
+        metric,
+        limit,
+        window: window.unwrap_or(Window::Minute),
+        scope,
+    })
 }
 
 /// The provider and endpoint lists of the last rule whose lists had no
@@ -273,7 +370,36 @@ fn compile_rule(
         }
     };
     let id = policy.push_sets(&r.name, &pats, providers, endpoints);
-    if let Some(limits) = compile_limits(i, r, errs) {
+    let limits = compile_limits(i, r, errs);
+    if let Some(names) = &r.budgets {
+        let mut ids = Vec::with_capacity(names.len());
+        for (j, name) in names.iter().enumerate() {
+            match settings.budgets.iter().position(|b| *b.name == **name) {
+                Some(b) if ids.contains(&(b as BudgetId)) => errs.push(
+                    format!("rules[{i}].budgets[{j}]"),
+                    format!("budget {name:?} is listed twice"),
+                ),
+                Some(b) => {
+                    let tokens = settings.budgets.get(b).map(|b| b.metric) == Some(Metric::Tokens);
+                    if tokens && r.max_output_tokens.is_none() {
+                        errs.push(
+                            format!("rules[{i}].budgets[{j}]"),
+                            format!(
+                                "token budget {name:?} needs max_output_tokens on the rule: without an output cap a request's tokens cannot be reserved"
+                            ),
+                        );
+                    }
+                    ids.push(b as BudgetId);
+                }
+                None => errs.push(
+                    format!("rules[{i}].budgets[{j}]"),
+                    format!("no budget is named {name:?}"),
+                ),
+            }
+        }
+        policy.set_budgets(id, ids.into_boxed_slice());
+    }
+    if let Some(limits) = limits {
         policy.set_limits(id, limits);
     }
 }
@@ -630,6 +756,86 @@ mod tests {
         )
     }
 
+    fn with_budgets(budgets: &str, rule_fields: &str) -> String {
+        with_rule_fields(rule_fields).replacen(
+            r#""rules": ["#,
+            &format!(r#""budgets": {budgets}, "rules": ["#),
+            1,
+        )
+    }
+
+    #[test]
+    fn budgets_compile_and_rules_name_theirs() {
+        use crate::policy::RuleId;
+        let c = parse(
+            with_budgets(
+                r#"[{"name": "chat-requests", "requests": 600, "window": "minute"},
+                    {"name": "team-tokens", "tokens": 1000000, "window": "month", "scope": "shared"}]"#,
+                r#""max_output_tokens": 2000, "budgets": ["team-tokens", "chat-requests"]"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.budgets.len(), 2);
+        let b = &c.budgets[0];
+        assert_eq!(
+            (b.metric, b.limit, b.window, b.scope),
+            (
+                Metric::Requests,
+                600,
+                Window::Minute,
+                BudgetScope::PerWorkload {
+                    slots: DEFAULT_SLOTS
+                }
+            )
+        );
+        assert_eq!(c.budgets[1].scope, BudgetScope::Shared);
+        assert_eq!(c.policy.budgets(RuleId(0)), &[1, 0]);
+        // Numbers elsewhere in the settings still read as before.
+        assert!(errors(EXAMPLE).is_empty());
+    }
+
+    #[test]
+    fn bad_budgets_are_reported_with_their_paths() {
+        let e = errors(&with_budgets(
+            r#"[{"name": "a b", "requests": 1, "tokens": 2, "window": "week"},
+                {"name": "t", "tokens": 0, "window": "hour", "scope": "shared", "slots": 4},
+                {"name": "p", "requests": 7, "window": "day"},
+                {"name": "q", "requests": 5, "window": "day", "slots": 5000},
+                {"name": "q", "requests": 5, "window": "day"},
+                {"name": "tok", "tokens": 10, "window": "day"}]"#,
+            r#""budgets": ["nope", "tok", "tok"]"#,
+        ));
+        let expected = [
+            "budgets[0].name: 1 to 64 letters, digits, '-', '_' or '.'",
+            "budgets[0]: set exactly one of requests and tokens",
+            "budgets[0].window: expected \"minute\", \"hour\", \"day\" or \"month\", got \"week\"",
+            "budgets[1].tokens: must be at least 1",
+            "budgets[1].slots: only a per_workload budget has slots",
+            "budgets[3].slots: must be between 1 and 4096",
+            "budgets[4].name: duplicate budget name \"q\"",
+            "rules[0].budgets[0]: no budget is named \"nope\"",
+            "rules[0].budgets[1]: token budget \"tok\" needs max_output_tokens on the rule: without an output cap a request's tokens cannot be reserved",
+            "rules[0].budgets[2]: budget \"tok\" is listed twice",
+        ];
+        for x in expected {
+            assert!(e.iter().any(|got| got == x), "missing {x:?} in {e:#?}");
+        }
+        // A shape problem is reported alone, before any meaning.
+        let e = errors(&with_budgets(
+            r#"[{"name": "p", "requests": -1, "window": "day", "extra": 1}]"#,
+            r#""budgets": "p""#,
+        ));
+        assert_eq!(
+            e,
+            [
+                "budgets[0].extra: unknown field `extra`; expected one of name, requests, tokens, window, scope, slots",
+                "budgets[0].requests: expected a non-negative integer",
+                "rules[0].budgets: expected a list, got a string",
+            ]
+        );
+    }
+
     #[test]
     fn rule_limits_compile_with_defaults() {
         use crate::policy::RuleId;
@@ -727,7 +933,7 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(
             e[0],
-            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes"
+            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets"
         );
     }
 

@@ -113,6 +113,8 @@ pub struct Config {
     pub providers: ProviderTable,
     pub policy: Policy,
     pub strip: StripSet,
+    /// Every budget, by [`crate::budget::BudgetId`]; rules name theirs.
+    pub budgets: Box<[crate::budget::Budget]>,
 }
 
 impl Config {

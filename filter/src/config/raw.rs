@@ -21,6 +21,21 @@ pub struct RawConfig {
     pub trust_domains: Vec<String>,
     pub credential_service: RawCredentialService,
     pub providers: Vec<RawProvider>,
+    /// Default none.
+    pub budgets: Vec<RawBudget>,
+}
+
+/// One element of `budgets`.
+#[derive(Debug)]
+pub struct RawBudget {
+    pub name: String,
+    pub requests: Option<u64>,
+    pub tokens: Option<u64>,
+    pub window: String,
+    /// Default `per_workload`.
+    pub scope: RawScope,
+    /// Only for `per_workload`.
+    pub slots: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -128,4 +143,6 @@ pub struct RawRule {
     /// `clamp` (default) or `deny`; only with `max_output_tokens`.
     pub max_output_tokens_action: Option<String>,
     pub max_body_bytes: Option<u64>,
+    /// Names of `budgets` entries; absent: none.
+    pub budgets: Option<Vec<String>>,
 }

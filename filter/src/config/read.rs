@@ -303,8 +303,9 @@ impl<'r> Walker<'r> {
     }
 
     /// Reads one value. It is built only when `keep`; otherwise strings come
-    /// back as `Null` and lists and objects empty. Only the kind of a
-    /// number or boolean is kept.
+    /// back as `Null` and lists and objects empty. Of a number only a
+    /// non-negative integer is kept (any other number reads as -1, which no
+    /// setting accepts); of a boolean only its kind.
     fn walk(&mut self, keep: bool) -> Result<Value, Stop> {
         Ok(match self.sc.kind()? {
             Kind::Object => {
@@ -345,11 +346,15 @@ impl<'r> Walker<'r> {
                     false => Value::Null,
                 }
             }
+            Kind::Number => match self.sc.uint()? {
+                Some(n) if keep => Value::from(n),
+                Some(_) => Value::from(0),
+                None => Value::from(-1),
+            },
             kind => {
                 self.sc.scalar()?;
                 match kind {
                     Kind::Bool => Value::Bool(false),
-                    Kind::Number => Value::from(0),
                     _ => Value::Null,
                 }
             }
@@ -454,7 +459,7 @@ struct RuleReader {
     unknown: Vec<String>,
 }
 
-const RULE_FIELDS: [&str; 8] = [
+const RULE_FIELDS: [&str; 9] = [
     "name",
     "workloads",
     "providers",
@@ -463,6 +468,7 @@ const RULE_FIELDS: [&str; 8] = [
     "max_output_tokens",
     "max_output_tokens_action",
     "max_body_bytes",
+    "budgets",
 ];
 
 impl RuleReader {
@@ -490,6 +496,7 @@ impl RuleReader {
         self.rule.max_output_tokens = None;
         self.rule.max_output_tokens_action = None;
         self.rule.max_body_bytes = None;
+        self.rule.budgets = None;
         let mut name: Slot<Kind> = None;
         let mut lists: [Slot<ListProblem>; 3] = [None, None, None];
         // Problems of optional members: (member, path below the rule,
@@ -514,21 +521,27 @@ impl RuleReader {
                 "workloads" => (&mut self.rule.workloads, 0),
                 "providers" => (&mut self.rule.providers, 1),
                 "endpoints" => (&mut self.rule.endpoints, 2),
-                "models" => {
-                    optional.retain(|(f, _, _)| *f != "models");
-                    let mut models = self.rule.models.take().unwrap_or_default();
-                    match str_list_into(sc, &mut models)? {
-                        Ok(()) => self.rule.models = Some(models),
+                "models" | "budgets" => {
+                    let field = if key == "models" { "models" } else { "budgets" };
+                    optional.retain(|(f, _, _)| *f != field);
+                    let slot = if field == "models" {
+                        &mut self.rule.models
+                    } else {
+                        &mut self.rule.budgets
+                    };
+                    let mut items = slot.take().unwrap_or_default();
+                    match str_list_into(sc, &mut items)? {
+                        Ok(()) => *slot = Some(items),
                         Err(ListProblem::NotList(k)) => optional.push((
-                            "models",
-                            "models".into(),
+                            field,
+                            field.into(),
                             format!("expected a list, got {}", k.name()),
                         )),
-                        Err(ListProblem::Items(items)) => {
-                            for (j, k) in items {
+                        Err(ListProblem::Items(bad)) => {
+                            for (j, k) in bad {
                                 optional.push((
-                                    "models",
-                                    format!("models[{j}]"),
+                                    field,
+                                    format!("{field}[{j}]"),
                                     format!("expected a string, got {}", k.name()),
                                 ));
                             }
@@ -713,6 +726,7 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
             "trust_domains",
             "credential_service",
             "providers",
+            "budgets",
             "rules",
         ],
         errs,
@@ -772,11 +786,16 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
         errs,
         read_provider,
     );
+    let budgets = match present(m, "budgets") {
+        None => Some(Vec::new()),
+        Some(v) => list(Some(v), "budgets", errs, read_budget),
+    };
     if let RulesFound::Wrong(v) = rules {
         wrong_type(&v, "rules", "a list", errs);
         return None;
     }
     Some(RawConfig {
+        budgets: budgets?,
         mode: mode?,
         audit_log: audit_log?,
         body_mode: body_mode?,
@@ -881,6 +900,51 @@ fn read_provider(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawPr
         hosts: hosts?,
         credential: credential?,
         header: header?,
+    })
+}
+
+fn read_budget(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawBudget> {
+    let m = obj(v, path, errs)?;
+    known(
+        m,
+        path,
+        &["name", "requests", "tokens", "window", "scope", "slots"],
+        errs,
+    );
+    let name = req_str(m, path, "name", errs);
+    let window = req_str(m, path, "window", errs);
+    let mut count = |field: &str| match present(m, field) {
+        None => Some(None),
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(Some(n)),
+            None => {
+                errs.push(at(path, field), "expected a non-negative integer");
+                None
+            }
+        },
+    };
+    let requests = count("requests");
+    let tokens = count("tokens");
+    let slots = count("slots");
+    let scope = match m.get("scope") {
+        None => Some(RawScope::PerWorkload),
+        Some(v) => enum_of(
+            v,
+            &at(path, "scope"),
+            &[
+                ("shared", RawScope::Shared),
+                ("per_workload", RawScope::PerWorkload),
+            ],
+            errs,
+        ),
+    };
+    Some(RawBudget {
+        name: name?,
+        requests: requests?,
+        tokens: tokens?,
+        window: window?,
+        scope: scope?,
+        slots: slots?,
     })
 }
 
@@ -1194,7 +1258,7 @@ mod tests {
             "credential_service.vault.mount: expected a string, got a number",
             "providers[0].hosts: missing required field",
             "providers[0].kind: unknown value `mistral`; expected one of openai, anthropic, gemini, azure_openai, generic",
-            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes",
+            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets",
             "rules[0].workloads[1]: expected a string, got a number",
             "rules[0].endpoints: expected a list, got an object",
         ] {
@@ -1224,8 +1288,8 @@ mod tests {
         assert_eq!(
             e,
             [
-                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, rules",
-                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, rules"
+                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, rules",
+                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, rules"
             ]
         );
     }
@@ -1306,8 +1370,8 @@ mod tests {
             [
                 "rules[0].zz: duplicate field `zz`",
                 "rules[0].endpoints: duplicate field `endpoints`",
-                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes",
-                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes",
+                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets",
+                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets",
                 "rules[0].name: expected a string, got a number",
                 "rules[0].workloads: missing required field",
                 "rules[0].endpoints[0]: expected a string, got a number",

@@ -46,6 +46,8 @@ struct Rule {
     endpoints: u32,
     /// Models, output cap, body size; `None` for a header-only rule.
     limits: Option<Box<ExchangeLimits>>,
+    /// The budgets its requests draw on (indices into `Config::budgets`).
+    budgets: Box<[crate::budget::BudgetId]>,
 }
 
 /// A permit: which rule allowed the request.
@@ -81,6 +83,11 @@ impl Policy {
         self.rules
             .get(id.0 as usize)
             .and_then(|r| r.limits.as_deref())
+    }
+
+    /// The budgets the rule's requests draw on (none: empty).
+    pub fn budgets(&self, id: RuleId) -> &[crate::budget::BudgetId] {
+        self.rules.get(id.0 as usize).map_or(&[], |r| &r.budgets)
     }
 
     pub fn len(&self) -> usize {
@@ -211,6 +218,7 @@ impl PolicyBuilder {
             providers,
             endpoints,
             limits: None,
+            budgets: Box::new([]),
         };
         let hash = self.hasher.hash_one(name);
         let (rules, hasher) = (&self.rules, &self.hasher);
@@ -225,6 +233,13 @@ impl PolicyBuilder {
     pub fn set_limits(&mut self, id: RuleId, limits: ExchangeLimits) {
         if let Some(r) = self.rules.get_mut(id.0 as usize) {
             r.limits = Some(Box::new(limits));
+        }
+    }
+
+    /// Gives rule `id` the budgets its requests draw on.
+    pub fn set_budgets(&mut self, id: RuleId, budgets: Box<[crate::budget::BudgetId]>) {
+        if let Some(r) = self.rules.get_mut(id.0 as usize) {
+            r.budgets = budgets;
         }
     }
 

@@ -27,6 +27,7 @@
 //! - Everything registered for a stream (its flow, its place in `waiting`)
 //!   is released when the stream ends, however it ends.
 
+mod budgets;
 pub mod host;
 
 #[cfg(any(test, feature = "fake-host"))]
@@ -51,6 +52,7 @@ use crate::metrics::Counter;
 use crate::reason::DenyReason;
 use crate::reply::deny_reply;
 use crate::response::redactors::Redactors;
+use budgets::Phase;
 
 /// The tick while a request waits: how quickly a request waiting on another
 /// worker's fetch notices it.
@@ -227,6 +229,19 @@ impl<H: Host> Worker<H> {
                 }
             }
         }
+        // Budget records exist before the first request can reserve (shared
+        // data has no create-if-absent: see budget::ledger).
+        for b in config.budgets.iter() {
+            if let Err(e) = crate::budget::ledger::ensure_records(&Shared(&self.host), b) {
+                self.log(
+                    LogLevel::Error,
+                    format_args!(
+                        "tollgate: budget {:?}: records not created at configuration ({e:?}); they are created at first use",
+                        &*b.name
+                    ),
+                );
+            }
+        }
         *self.config.borrow_mut() = Some(Rc::new(config));
         if self.host.set_tick_ms(TICK_IDLE_MS).is_err() {
             self.log(
@@ -245,7 +260,7 @@ impl<H: Host> Worker<H> {
         let Some(config) = self.config() else {
             // An unconfigured VM (Envoy would not start it): fail closed.
             self.count(Counter::Deny(DenyReason::InternalError));
-            self.send_reply(DenyReason::InternalError);
+            self.send_reply(DenyReason::InternalError, None);
             return Action::Pause;
         };
         let mut flow = RequestFlow::new(config.mode);
@@ -356,6 +371,8 @@ impl<H: Host> Worker<H> {
                 return Err(flow.on_host_failure());
             }
         }
+        // 5. Budgets due now (requests; tokens when no body will be read).
+        self.reserve_budgets(config, flow, Phase::Admission, now)?;
         Ok(now)
     }
 
@@ -592,18 +609,24 @@ impl<H: Host> Worker<H> {
         let _ = self.with_flow(ctx, |f| f.take_decision());
         self.count(Counter::Deny(reason));
         self.publish_verdict(ctx);
-        self.send_reply(reason);
+        let retry_after = self.with_flow(ctx, |f| f.retry_after_s()).flatten();
+        self.send_reply(reason, retry_after);
         self.leave(ctx, current, via);
         Action::Pause
     }
 
     /// Sends the deny reply on the effective stream; if the host refuses it,
     /// resets the stream, so that a refused request never hangs.
-    fn send_reply(&self, reason: DenyReason) {
+    fn send_reply(&self, reason: DenyReason, retry_after_s: Option<u64>) {
         let r = deny_reply(reason);
+        let retry = retry_after_s.map(|s| s.to_string());
+        let mut headers: Vec<(&str, &str)> = r.headers.to_vec();
+        if let Some(retry) = &retry {
+            headers.push(("retry-after", retry));
+        }
         if let Err(e) = self
             .host
-            .send_reply(r.status, &r.details, r.body.as_bytes(), &r.headers)
+            .send_reply(r.status, &r.details, r.body.as_bytes(), &headers)
         {
             self.log(
                 LogLevel::Error,
@@ -972,6 +995,21 @@ impl<H: Host> Worker<H> {
             Ok(rewrite) => rewrite,
             Err(reason) => return self.reply(ctx, ctx, Via::Own, reason),
         };
+        // Token budgets hold the checked body's size plus its output cap.
+        let len = rewrite.as_ref().map_or(body.len(), Vec::len) as u64;
+        let reserved = {
+            let mut streams = self.streams.borrow_mut();
+            match streams.get_mut(&ctx) {
+                Some(s) => {
+                    let config = s.config.clone();
+                    self.reserve_budgets(&config, &mut s.flow, Phase::Body { len }, now)
+                }
+                None => Ok(()),
+            }
+        };
+        if let Err(reason) = reserved {
+            return self.reply(ctx, ctx, Via::Own, reason);
+        }
         let forwarded = self.with_flow(ctx, |f| f.is_forwarded()).unwrap_or(false);
         if forwarded {
             // Streamed mode: the headers left before the body; the body's
@@ -1198,6 +1236,8 @@ impl<H: Host> Worker<H> {
             let Some(end) = s.flow.on_stream_end(self.host.now_ms().ok()) else {
                 return;
             };
+            let config = s.config.clone();
+            self.settle_budgets(&config, &mut s.flow);
             let sink = s.config.audit_log;
             let wanted =
                 sink.to_proxy_log() || (sink.to_filter_state() && end.changed_since_verdict);
@@ -1217,6 +1257,12 @@ impl<H: Host> Worker<H> {
         if self.unmark_waiting(ctx) {
             self.count(Counter::Abandoned);
         }
-        self.streams.borrow_mut().remove(&ctx);
+        let removed = self.streams.borrow_mut().remove(&ctx);
+        // A stream deleted without `on_log` still settles its budgets.
+        if let Some(mut s) = removed {
+            if s.flow.on_stream_end(self.host.now_ms().ok()).is_some() {
+                self.settle_budgets(&s.config, &mut s.flow);
+            }
+        }
     }
 }

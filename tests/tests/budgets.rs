@@ -1,0 +1,322 @@
+//! Budgets on the real `.wasm` (issue 9, the local tier): reserve before a
+//! request leaves, settle when its stream ends, exact across workers, with
+//! 429 and `retry-after` when a budget is spent.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tollgate_harness::mock::MockCredentialService;
+use tollgate_harness::{Gateway, HostFault, Outcome, Status, StreamId};
+use tollgate_tests::*;
+
+const CHAT: &str = "/v1/chat/completions";
+const OTHER_BOT: &str = "spiffe://cluster.local/ns/support/sa/other";
+const JSON: &[(&str, &[u8])] = &[("content-type", b"application/json")];
+
+/// The fixture policy with `budgets` defined and `rule` (fields merged
+/// into `support-chat`).
+fn with_budgets(budgets: Value, rule: Value) -> Value {
+    let mut c = config();
+    c["budgets"] = budgets;
+    if let (Some(r), Some(extra)) = (c["rules"][0].as_object_mut(), rule.as_object()) {
+        for (k, v) in extra {
+            r.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+/// A gateway whose cache holds the OpenAI key, warmed through the rule
+/// without budgets (`batch-embeddings`), so no budget has moved.
+fn warm_gateway_with(cfg: &Value, workers: usize, creds: &MockCredentialService) -> Gateway {
+    let mut gw = gateway(cfg, workers, creds);
+    let id = send(
+        &mut gw,
+        BATCH_JOB,
+        "POST",
+        "api.openai.com",
+        "/v1/embeddings",
+    );
+    gw.settle();
+    gw.outcome(id).expect_forwarded();
+    gw.respond(id, 200, JSON, b"{}");
+    gw
+}
+
+fn chat(gw: &mut Gateway, worker: usize, workload: &str, body: &str) -> StreamId {
+    request_on(gw, worker, workload, "POST", "api.openai.com", CHAT)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+}
+
+fn usage_answer(prompt: u64, completion: u64) -> Vec<u8> {
+    format!(
+        r#"{{"id":"c1","choices":[],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
+        prompt + completion
+    )
+    .into_bytes()
+}
+
+/// (used, held) of a budget record's single account.
+fn balance(gw: &Gateway, key: &str) -> (u64, u64) {
+    let bytes = gw.shared_data(key).unwrap_or_default();
+    let mut sum = (0, 0);
+    // 1 byte version, 8 bytes window, then (subject, used, held) × n.
+    for account in bytes.get(9..).unwrap_or_default().chunks_exact(24) {
+        let word = |at: usize| u64::from_le_bytes(account[at..at + 8].try_into().unwrap());
+        sum.0 += word(8);
+        sum.1 += word(16);
+    }
+    sum
+}
+
+#[test]
+fn a_request_budget_admits_its_limit_per_workload_then_429_until_the_window_resets() {
+    let cfg = with_budgets(
+        json!([{"name": "chat-rpm", "requests": 3, "window": "minute"}]),
+        json!({"budgets": ["chat-rpm"]}),
+    );
+    let creds = credential_service();
+    let mut gw = gateway(&cfg, 1, &creds);
+    for _ in 0..3 {
+        let id = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+        gw.settle();
+        gw.outcome(id).expect_forwarded();
+        gw.respond(id, 200, JSON, b"{}");
+    }
+    gw.advance(Duration::from_secs(20));
+    let before = Counters::snapshot(&gw);
+    let refused = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+    gw.settle();
+    let reply = assert_denied(&gw, &before, refused, 429, "rate_limited");
+    // The harness clock starts on a minute boundary; 20 s have passed.
+    assert_eq!(reply.header_str("retry-after").as_deref(), Some("40"));
+    // Another workload of the same rule has its own budget.
+    let other = chat(&mut gw, 0, OTHER_BOT, "{}");
+    gw.settle();
+    gw.outcome(other).expect_forwarded();
+    // The next window admits again.
+    gw.advance(Duration::from_secs(40));
+    let again = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+    gw.settle();
+    gw.outcome(again).expect_forwarded();
+    end_open_streams(&mut gw);
+    let a = audit_of(&gw, again);
+    assert_eq!(a["budgets"], json!(["chat-rpm"]), "{a}");
+    assert_eq!(gw.trap(), None);
+}
+
+#[test]
+fn tokens_are_held_at_admission_and_settled_to_the_usage() {
+    let cfg = with_budgets(
+        json!([{"name": "team-tokens", "tokens": 1000, "window": "hour", "scope": "shared"}]),
+        json!({"max_output_tokens": 200, "budgets": ["team-tokens"]}),
+    );
+    let creds = credential_service();
+    let mut gw = gateway(&cfg, 1, &creds);
+    let key = "tollgate/v1/budget/team-tokens";
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    // The reservation: the forwarded body's bytes (the cap written in)
+    // plus the cap.
+    let first = chat(&mut gw, 0, SUPPORT_BOT, body);
+    gw.settle();
+    let sent = gw.outcome(first).expect_forwarded().body.len() as u64;
+    assert!(sent > body.len() as u64, "max_tokens written in");
+    let hold = sent + 200;
+    assert_eq!(balance(&gw, key), (0, hold));
+    // Held, not yet settled: the next requests fit while the sum does.
+    let fits = (1000 / hold) as usize;
+    let mut live = vec![first];
+    for _ in 1..fits {
+        let id = chat(&mut gw, 0, SUPPORT_BOT, body);
+        gw.settle();
+        gw.outcome(id).expect_forwarded();
+        live.push(id);
+    }
+    let before = Counters::snapshot(&gw);
+    let refused = chat(&mut gw, 0, OTHER_BOT, body);
+    gw.settle();
+    let reply = assert_denied(&gw, &before, refused, 429, "token_budget_exhausted");
+    assert_eq!(reply.header_str("retry-after").as_deref(), Some("3600"));
+    assert_eq!(
+        balance(&gw, key),
+        (0, hold * fits as u64),
+        "the refusal holds nothing"
+    );
+    // Settled to the usage: 12 + 30 tokens each; the rest is released.
+    for id in &live {
+        gw.respond(*id, 200, JSON, &usage_answer(12, 30));
+    }
+    assert_eq!(balance(&gw, key), (42 * fits as u64, 0));
+    let a = audit_of(&gw, first);
+    assert_eq!(
+        (a["tokens_reserved"].as_u64(), a["tokens_charged"].as_u64()),
+        (Some(hold), Some(42)),
+        "{a}"
+    );
+    let admitted = chat(&mut gw, 0, OTHER_BOT, body);
+    gw.settle();
+    gw.outcome(admitted).expect_forwarded();
+}
+
+#[test]
+fn without_usage_an_error_releases_and_a_broken_exchange_is_charged_its_hold() {
+    let cfg = with_budgets(
+        json!([{"name": "t", "tokens": 100000, "window": "day", "scope": "shared"}]),
+        json!({"max_output_tokens": 100, "budgets": ["t"]}),
+    );
+    let creds = credential_service();
+    let mut gw = gateway(&cfg, 1, &creds);
+    let key = "tollgate/v1/budget/t";
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":50}"#;
+    // The provider's error, no usage: nothing charged.
+    let failed = chat(&mut gw, 0, SUPPORT_BOT, body);
+    gw.settle();
+    gw.respond(failed, 429, JSON, br#"{"error":{"message":"slow down"}}"#);
+    assert_eq!(balance(&gw, key), (0, 0));
+    // The client leaves mid-answer: the hold is charged.
+    let left = chat(&mut gw, 0, SUPPORT_BOT, body);
+    gw.settle();
+    let hold = body.len() as u64 + 50;
+    assert_eq!(balance(&gw, key), (0, hold));
+    gw.respond_partial(left, 200, JSON, vec![b"{\"choices\":[".to_vec()]);
+    gw.cancel(left);
+    assert_eq!(balance(&gw, key), (hold, 0));
+    assert_eq!(audit_of(&gw, left)["tokens_charged"], hold);
+    // A refusal after admission (another rule's check) holds nothing either.
+    let off = chat(&mut gw, 0, SUPPORT_BOT, "not json");
+    gw.settle();
+    assert!(matches!(gw.outcome(off), Outcome::LocalReply(_)));
+    assert_eq!(balance(&gw, key), (hold, 0));
+}
+
+/// 500 requests at once over two workers against a token budget that
+/// holds a tenth of them: the holds never pass the budget, and once every
+/// admitted request is answered, what was charged is exactly their usage.
+#[test]
+fn five_hundred_concurrent_requests_on_two_workers_never_overshoot() {
+    let cfg = with_budgets(
+        json!([{"name": "burst", "tokens": 1, "window": "hour", "scope": "shared"}]),
+        json!({"max_output_tokens": 100, "budgets": ["burst"]}),
+    );
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":100}"#;
+    let hold = body.len() as u64 + 100;
+    let mut cfg = cfg;
+    cfg["budgets"][0]["tokens"] = json!(hold * 50);
+    let creds = credential_service();
+    let mut gw = warm_gateway_with(&cfg, 2, &creds);
+    let key = "tollgate/v1/budget/burst";
+    let ids: Vec<StreamId> = (0..500)
+        .map(|i| {
+            let workload = format!("spiffe://cluster.local/ns/support/sa/w{i}");
+            chat(&mut gw, i % 2, &workload, body)
+        })
+        .collect();
+    gw.settle();
+    let admitted: Vec<StreamId> = ids
+        .iter()
+        .copied()
+        .filter(|id| matches!(gw.outcome(*id), Outcome::Forwarded(_)))
+        .collect();
+    assert_eq!(admitted.len(), 50, "exactly the budget's worth");
+    assert_eq!(balance(&gw, key), (0, hold * 50));
+    assert_eq!(
+        gw.metric("tollgate.decision.deny.token_budget_exhausted"),
+        Some(450)
+    );
+    for (n, id) in admitted.iter().enumerate() {
+        gw.respond(*id, 200, JSON, &usage_answer(10, n as u64));
+    }
+    let usage: u64 = (0..50).map(|n| 10 + n).sum();
+    assert_eq!(balance(&gw, key), (usage, 0));
+    assert_eq!(gw.trap(), None);
+}
+
+#[test]
+fn dry_run_counts_records_the_shadow_and_forwards() {
+    let mut cfg = with_budgets(
+        json!([{"name": "chat-rpm", "requests": 1, "window": "minute"}]),
+        json!({"budgets": ["chat-rpm"]}),
+    );
+    cfg["mode"] = json!("dry_run");
+    let creds = credential_service();
+    let mut gw = gateway(&cfg, 1, &creds);
+    let first = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+    let second = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+    gw.settle();
+    gw.outcome(second).expect_forwarded();
+    end_open_streams(&mut gw);
+    assert_eq!(audit_of(&gw, first)["decision"], "allow");
+    let a = audit_of(&gw, second);
+    assert_eq!(
+        (a["decision"].as_str(), a["reason"].as_str()),
+        (Some("shadow_deny"), Some("rate_limited")),
+        "{a}"
+    );
+    assert_eq!(
+        gw.metric("tollgate.decision.shadow_deny.rate_limited"),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_budget_that_cannot_be_written_refuses_and_the_vm_lives_on() {
+    let cfg = with_budgets(
+        json!([{"name": "chat-rpm", "requests": 100, "window": "minute"}]),
+        json!({"budgets": ["chat-rpm"]}),
+    );
+    let creds = credential_service();
+    let mut gw = warm_gateway_with(&cfg, 1, &creds);
+    // The credential is cached: only the budget writes shared data now.
+    gw.fault(
+        "proxy_set_shared_data",
+        HostFault::new(Status::InternalFailure),
+    );
+    let before = Counters::snapshot(&gw);
+    let id = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+    gw.settle();
+    let reply = assert_denied(&gw, &before, id, 503, "budget_unavailable");
+    assert_eq!(reply.header_str("retry-after"), None);
+    gw.clear_faults();
+    let ok = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+    gw.settle();
+    gw.outcome(ok).expect_forwarded();
+    assert_eq!(gw.trap(), None);
+}
+
+/// 2,000 distinct SPIFFE IDs against a per-workload budget: the shared-data
+/// keys are the policy's (8 slots), not one per workload; IDs outside the
+/// policy write nothing.
+#[test]
+fn per_workload_budgets_keep_a_bounded_key_set() {
+    let cfg = with_budgets(
+        json!([{"name": "per-wl", "requests": 5, "window": "minute", "slots": 8}]),
+        json!({"budgets": ["per-wl"]}),
+    );
+    let creds = credential_service();
+    let mut gw = warm_gateway_with(&cfg, 1, &creds);
+    let budget_keys = |gw: &Gateway| {
+        gw.shared_data_keys()
+            .into_iter()
+            .filter(|k| k.starts_with("tollgate/v1/budget/"))
+            .count()
+    };
+    assert_eq!(budget_keys(&gw), 8, "created at configuration");
+    for i in 0..2000 {
+        let inside = format!("spiffe://cluster.local/ns/support/sa/w{i}");
+        let outside = format!("spiffe://cluster.local/ns/elsewhere/sa/w{i}");
+        let a = chat(&mut gw, 0, &inside, "{}");
+        let b = chat(&mut gw, 0, &outside, "{}");
+        gw.settle();
+        assert!(matches!(gw.outcome(b), Outcome::LocalReply(_)));
+        // 16 live accounts per slot: beyond 128 workloads in one window
+        // the slots are full and refuse (budget_unavailable).
+        if i < 64 {
+            gw.outcome(a).expect_forwarded();
+        }
+        gw.cancel(a);
+        gw.cancel(b);
+    }
+    assert_eq!(budget_keys(&gw), 8);
+}
