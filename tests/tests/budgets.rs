@@ -320,3 +320,70 @@ fn per_workload_budgets_keep_a_bounded_key_set() {
     }
     assert_eq!(budget_keys(&gw), 8);
 }
+
+const SSE: &[(&str, &[u8])] = &[("content-type", b"text/event-stream")];
+
+/// Streams settle to the usage the provider reported, read from the stream
+/// itself: an OpenAI stream whose client did not ask for usage (Tollgate
+/// asked), Anthropic's and Gemini's cumulative counts taken once (the last
+/// value), not summed.
+#[test]
+fn streams_are_charged_their_real_usage_once() {
+    let cfg = with_budgets(
+        json!([{"name": "t", "tokens": 1000000, "window": "day", "scope": "shared"}]),
+        json!({"max_output_tokens": 500, "budgets": ["t"]}),
+    );
+    let key = "tollgate/v1/budget/t";
+    let cases: [(&str, &str, &str, String, u64); 3] = [
+        (
+            "api.openai.com",
+            CHAT,
+            r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#,
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+             data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":12,\"total_tokens\":21}}\n\n\
+             data: [DONE]\n\n"
+                .replace("             ", ""),
+            21,
+        ),
+        (
+            "api.anthropic.com",
+            "/v1/messages",
+            r#"{"model":"claude-3-5-haiku-latest","max_tokens":100,"stream":true,"messages":[]}"#,
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n\
+             event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":10}}\n\n\
+             event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n\
+             event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+                .replace("             ", ""),
+            35,
+        ),
+        (
+            "generativelanguage.googleapis.com",
+            "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+            r#"{"contents":[]}"#,
+            "data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":8,\"candidatesTokenCount\":3,\"totalTokenCount\":11}}\n\n\
+             data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":8,\"candidatesTokenCount\":9,\"totalTokenCount\":17}}\n\n"
+                .replace("             ", ""),
+            17,
+        ),
+    ];
+    for (authority, path, body, stream, usage) in cases {
+        let creds = credential_service();
+        let mut gw = gateway(&cfg, 1, &creds);
+        let id = request_on(&mut gw, 0, SUPPORT_BOT, "POST", authority, path)
+            .header("content-type", "application/json")
+            .body(body)
+            .send();
+        gw.settle();
+        gw.outcome(id).expect_forwarded();
+        let (_, held) = balance(&gw, key);
+        assert!(held > usage, "{authority}: held {held}");
+        gw.respond_chunks(
+            id,
+            200,
+            SSE,
+            stream.as_bytes().chunks(7).map(|c| c.to_vec()).collect(),
+        );
+        assert_eq!(balance(&gw, key), (usage, 0), "{authority}");
+        assert_eq!(audit_of(&gw, id)["tokens_charged"], usage, "{authority}");
+    }
+}
