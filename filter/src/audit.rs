@@ -100,6 +100,16 @@ pub struct AuditRecord {
     /// Tokens charged at settlement (each budget); the rest was released.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_charged: Option<u64>,
+    /// Micro-dollars held on the rule's cost budgets at admission.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_reserved_micros: Option<u64>,
+    /// Micro-dollars charged at settlement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_charged_micros: Option<u64>,
+    /// The workload's usual prompt size (bytes), when its prompt guard
+    /// found this one far above it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_anomaly_baseline: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -38,6 +38,7 @@
 use crate::audit::{printable, AuditRecord, UsageRecord, Verdict};
 use crate::body::check::{self, BodyOutcome, BodyPlan};
 use crate::budget::ledger::{Refusal, Reservation};
+use crate::budget::price::Price;
 use crate::budget::Metric;
 use crate::config::{BodyMode, Config, Mode};
 use crate::credential::cache::Lookup;
@@ -194,7 +195,9 @@ pub struct RequestFlow {
     /// The rule that allowed the request (none under a dry_run shadow).
     rule: Option<RuleId>,
     /// Budget reservations to settle at the stream's end.
-    reservations: Vec<Reservation>,
+    reservations: Vec<(Reservation, Metric)>,
+    /// The model's price, when a `cost` budget was reserved.
+    price: Option<Price>,
     /// `retry-after` of a budget refusal.
     retry_after_s: Option<u64>,
     response: ResponsePlan,
@@ -225,6 +228,7 @@ impl RequestFlow {
             length_sent: false,
             rule: None,
             reservations: Vec::new(),
+            price: None,
             retry_after_s: None,
             response: ResponsePlan::default(),
             redactor: None,
@@ -423,8 +427,11 @@ impl RequestFlow {
         // A token budget reserves the body's size: the body must be read.
         let metered = self.rule.is_some_and(|r| {
             config.policy.budgets(r).iter().any(|&b| {
-                config.budgets.get(usize::from(b)).map(|b| b.metric) == Some(Metric::Tokens)
-            })
+                config
+                    .budgets
+                    .get(usize::from(b))
+                    .is_some_and(|b| b.metric.needs_bound())
+            }) || config.policy.guard(r).is_some()
         });
         if !(models_in_body || capped || usage || metered) {
             return Ok(false);
@@ -791,13 +798,25 @@ impl RequestFlow {
         self.audit.workload.as_deref()
     }
 
+    /// The model the provider reads, when Tollgate could read it.
+    pub fn model(&self) -> Option<&str> {
+        self.audit.model.as_deref()
+    }
+
+    /// The model's price, for settling a `cost` budget.
+    pub fn set_price(&mut self, price: Price) {
+        self.price = Some(price);
+    }
+
     /// Records a reservation made on budget `name` (to settle at the end).
     pub fn on_reserved(&mut self, r: Reservation, name: &str, metric: Metric) {
         self.audit.budgets.push(name.into());
-        if metric == Metric::Tokens {
-            self.audit.tokens_reserved = Some(r.amount);
+        match metric {
+            Metric::Tokens => self.audit.tokens_reserved = Some(r.amount),
+            Metric::Cost => self.audit.cost_reserved_micros = Some(r.amount),
+            Metric::Requests => {}
         }
-        self.reservations.push(r);
+        self.reservations.push((r, metric));
     }
 
     /// A budget refused the request: the denial to reply with, or in
@@ -816,6 +835,10 @@ impl RequestFlow {
             (Refusal::Exhausted { retry_after_s }, Metric::Tokens) => {
                 (DenyReason::TokenBudgetExhausted, Some(retry_after_s))
             }
+            (Refusal::Exhausted { retry_after_s }, Metric::Cost) => {
+                (DenyReason::CostBudgetExhausted, Some(retry_after_s))
+            }
+            (Refusal::PriceUnknown, _) => (DenyReason::PriceUnknown, None),
             (Refusal::Unavailable, _) => (DenyReason::BudgetUnavailable, None),
         };
         if config.mode == Mode::DryRun {
@@ -825,6 +848,24 @@ impl RequestFlow {
         Err(self.deny(reason))
     }
 
+    /// The prompt guard found this prompt far above `baseline` bytes:
+    /// `deny` refuses it (dry_run: shadows it); `record` only notes it.
+    pub fn on_prompt_anomaly(
+        &mut self,
+        config: &Config,
+        baseline: u64,
+        deny: bool,
+    ) -> Result<(), DenyReason> {
+        self.audit.prompt_anomaly_baseline = Some(baseline);
+        if !deny {
+            return Ok(());
+        }
+        if config.mode == Mode::DryRun {
+            return self.policy_denial(true, DenyReason::PromptAnomaly);
+        }
+        Err(self.deny(DenyReason::PromptAnomaly))
+    }
+
     /// `retry-after` for the reply, when a budget refused the request.
     pub fn retry_after_s(&self) -> Option<u64> {
         self.retry_after_s
@@ -832,36 +873,49 @@ impl RequestFlow {
 
     /// At the stream's end (after [`Self::on_stream_end`]): the reservations
     /// to settle, each with what it spent. A request that never went
-    /// upstream spent nothing; otherwise the provider's usage (input plus
-    /// output); without usage, nothing after an error status, else the
-    /// whole reservation (the client left or the stream broke: the provider
-    /// may have spent it).
+    /// upstream spent nothing; otherwise the provider's usage (tokens: input
+    /// plus output; cost: each priced, cache reads at their price); without
+    /// usage, nothing after an error status, else the whole reservation (the
+    /// client left or the stream broke: the provider may have spent it).
     pub fn take_settlements(&mut self) -> Vec<(Reservation, u64)> {
         let forwarded = self.is_forwarded();
-        let usage = self.audit.usage.and_then(|u| {
-            u.total.or(match (u.input, u.output) {
-                (None, None) => None,
-                (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
-            })
-        });
+        let usage = self
+            .audit
+            .usage
+            .filter(|u| u.total.is_some() || u.input.is_some() || u.output.is_some());
         let failed = self.audit.upstream_status.is_some_and(|s| s >= 400);
-        let out: Vec<(Reservation, u64)> = core::mem::take(&mut self.reservations)
-            .into_iter()
-            .map(|r| {
-                let spent = match (forwarded, usage) {
-                    (false, _) => 0,
-                    (true, Some(n)) => n,
-                    (true, None) if failed => 0,
-                    (true, None) => r.amount,
-                };
-                (r, spent)
-            })
-            .collect();
-        if let Some((_, spent)) = out
-            .iter()
-            .find(|(r, _)| r.charge == crate::budget::ledger::Charge::Hold)
-        {
-            self.audit.tokens_charged = Some(*spent);
+        let price = self.price;
+        let spent_of = |metric: Metric, held: u64| -> u64 {
+            let Some(u) = usage else {
+                return if failed { 0 } else { held };
+            };
+            // Only a total: priced as output, the dearer kind.
+            let (input, output) = match (u.input, u.output, u.total) {
+                (None, None, Some(total)) => (0, total),
+                (i, o, _) => (i.unwrap_or(0), o.unwrap_or(0)),
+            };
+            match metric {
+                Metric::Tokens => u.total.unwrap_or(input.saturating_add(output)),
+                // Reserving needed a price; without one, charge the hold.
+                Metric::Cost => {
+                    price.map_or(held, |p| p.cost(input, u.cached_input.unwrap_or(0), output))
+                }
+                Metric::Requests => 0,
+            }
+        };
+        let mut out = Vec::with_capacity(self.reservations.len());
+        for (r, metric) in core::mem::take(&mut self.reservations) {
+            let spent = if forwarded {
+                spent_of(metric, r.amount)
+            } else {
+                0
+            };
+            match metric {
+                Metric::Tokens => self.audit.tokens_charged = Some(spent),
+                Metric::Cost => self.audit.cost_charged_micros = Some(spent),
+                Metric::Requests => {}
+            }
+            out.push((r, spent));
         }
         out
     }

@@ -12,6 +12,8 @@
 //! - `tollgate.response.refused.response_encoded`
 //! - `tollgate.budget.settle_failed` (a settlement that could not be
 //!   written: its hold stays until the window resets, stricter, never looser)
+//! - `tollgate.prompt_anomaly.recorded` (a guard in `record` mode let an
+//!   anomalous prompt through)
 
 use crate::credential::protocol::FetchFailure;
 use crate::reason::DenyReason;
@@ -38,6 +40,8 @@ pub enum Counter {
     ResponseEncodedRefused,
     /// A budget settlement could not be written.
     BudgetSettleFailed,
+    /// A prompt guard with `action: record` let an anomalous prompt through.
+    PromptAnomalyRecorded,
 }
 
 impl Counter {
@@ -63,6 +67,7 @@ impl Counter {
         v.push(Counter::KeyEchoRedacted);
         v.push(Counter::ResponseEncodedRefused);
         v.push(Counter::BudgetSettleFailed);
+        v.push(Counter::PromptAnomalyRecorded);
         v
     }
 
@@ -88,11 +93,12 @@ impl Counter {
             Counter::KeyEchoRedacted => FETCH + FetchFailure::ALL.len() + 2,
             Counter::ResponseEncodedRefused => FETCH + FetchFailure::ALL.len() + 3,
             Counter::BudgetSettleFailed => FETCH + FetchFailure::ALL.len() + 4,
+            Counter::PromptAnomalyRecorded => FETCH + FetchFailure::ALL.len() + 5,
         }
     }
 
     /// The size of a metric-id table indexed by [`Counter::slot`].
-    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 5;
+    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 6;
 
     pub fn name(self) -> String {
         match self {
@@ -110,6 +116,7 @@ impl Counter {
             Counter::KeyEchoRedacted => "tollgate.key_echo_redacted".into(),
             Counter::ResponseEncodedRefused => "tollgate.response.refused.response_encoded".into(),
             Counter::BudgetSettleFailed => "tollgate.budget.settle_failed".into(),
+            Counter::PromptAnomalyRecorded => "tollgate.prompt_anomaly.recorded".into(),
         }
     }
 }

@@ -63,11 +63,17 @@ pub enum DenyReason {
     TokenBudgetExhausted,
     /// A budget's record could not be read or written (fail closed).
     BudgetUnavailable,
+    /// A `cost` budget of the rule cannot hold this request's reservation.
+    CostBudgetExhausted,
+    /// The rule has a `cost` budget and the request's model has no price.
+    PriceUnknown,
+    /// The prompt is far above the workload's usual size (prompt guard).
+    PromptAnomaly,
 }
 
 impl DenyReason {
     /// Every reason, for metric definition and documentation tests.
-    pub const ALL: [DenyReason; 25] = [
+    pub const ALL: [DenyReason; 28] = [
         DenyReason::IdentityMissing,
         DenyReason::IdentityInvalid,
         DenyReason::TrustDomainUntrusted,
@@ -93,6 +99,9 @@ impl DenyReason {
         DenyReason::RateLimited,
         DenyReason::TokenBudgetExhausted,
         DenyReason::BudgetUnavailable,
+        DenyReason::CostBudgetExhausted,
+        DenyReason::PriceUnknown,
+        DenyReason::PromptAnomaly,
     ];
 
     /// The stable snake_case code.
@@ -123,6 +132,9 @@ impl DenyReason {
             DenyReason::RateLimited => "rate_limited",
             DenyReason::TokenBudgetExhausted => "token_budget_exhausted",
             DenyReason::BudgetUnavailable => "budget_unavailable",
+            DenyReason::CostBudgetExhausted => "cost_budget_exhausted",
+            DenyReason::PriceUnknown => "price_unknown",
+            DenyReason::PromptAnomaly => "prompt_anomaly",
         }
     }
 
@@ -138,7 +150,9 @@ impl DenyReason {
             DenyReason::BodyTooLarge => 413,
             DenyReason::BodyUnsupported => 415,
             DenyReason::UpgradeNotSupported => 501,
-            DenyReason::RateLimited | DenyReason::TokenBudgetExhausted => 429,
+            DenyReason::RateLimited
+            | DenyReason::TokenBudgetExhausted
+            | DenyReason::CostBudgetExhausted => 429,
             DenyReason::CredentialUnavailable | DenyReason::BudgetUnavailable => 503,
             DenyReason::InternalError => 500,
             _ => 403,
@@ -217,6 +231,15 @@ impl DenyReason {
             DenyReason::BudgetUnavailable => {
                 "Tollgate: the budget could not be checked; the request was refused rather than let through unmetered"
             }
+            DenyReason::CostBudgetExhausted => {
+                "Tollgate: this workload's spend budget for the current window cannot hold this request; retry after the time in retry-after"
+            }
+            DenyReason::PriceUnknown => {
+                "Tollgate: the request's model has no price in the gateway's policy, so its cost cannot be metered"
+            }
+            DenyReason::PromptAnomaly => {
+                "Tollgate: the prompt is far larger than this workload usually sends"
+            }
         }
     }
 
@@ -235,6 +258,9 @@ impl DenyReason {
                 | DenyReason::RateLimited
                 | DenyReason::TokenBudgetExhausted
                 | DenyReason::BudgetUnavailable
+                | DenyReason::CostBudgetExhausted
+                | DenyReason::PriceUnknown
+                | DenyReason::PromptAnomaly
         )
     }
 }
@@ -271,7 +297,7 @@ mod tests {
             .filter(|r| r.is_policy_verdict())
             .collect();
         // The access rules, the body rules and the budgets.
-        assert_eq!(shadowable.len(), 9);
+        assert_eq!(shadowable.len(), 12);
         assert!(DenyReason::TokenBudgetExhausted.is_policy_verdict());
         assert!(!DenyReason::IdentityMissing.is_policy_verdict());
         assert!(!DenyReason::CredentialUnavailable.is_policy_verdict());

@@ -7,7 +7,9 @@
 //! The body path (issue 8), split into its parts: a 2 KB chat request under
 //! a rule with a model list and a clamped cap (read, checked, spliced,
 //! Content-Length fixed), answered with no body, then with 4 KB of JSON
-//! (usage read, key echoes looked for).
+//! (usage read, key echoes looked for); then the same with a request and
+//! a token budget on the rule (reserved at admission and at the body,
+//! settled at the end: issue 9's local tier).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate_tests::scenario::Policy;
@@ -36,9 +38,30 @@ fn answer_4k() -> Vec<u8> {
     .into_bytes()
 }
 
+/// [`Policy::Bodies`] with, on the chat rule, a per-workload request budget
+/// and a per-workload token budget that never run out.
+fn bodies_with_budgets() -> serde_json::Value {
+    let mut c = Policy::Bodies.config();
+    c["budgets"] = serde_json::json!([
+        {"name": "rpm", "requests": 1_000_000_000_000u64, "window": "minute"},
+        {"name": "tokens", "tokens": 1_000_000_000_000_000u64, "window": "minute"}
+    ]);
+    if let Some(rules) = c["rules"].as_array_mut() {
+        for r in rules.iter_mut().filter(|r| r["name"] == "chatbot-clamp") {
+            r["budgets"] = serde_json::json!(["rpm", "tokens"]);
+        }
+    }
+    c
+}
+
 fn body_path(c: &mut Criterion) {
+    body_path_with(c, "harness_body_path", Policy::Bodies.config());
+    body_path_with(c, "harness_body_path_budgets", bodies_with_budgets());
+}
+
+fn body_path_with(c: &mut Criterion, group: &str, config: serde_json::Value) {
     let creds = credential_service();
-    let mut gw = gateway(&Policy::Bodies.config(), 1, &creds);
+    let mut gw = gateway(&config, 1, &creds);
     let body = chat_2k();
     let answer = answer_4k();
     let json: &[(&str, &[u8])] = &[("content-type", b"application/json")];
@@ -62,7 +85,7 @@ fn body_path(c: &mut Criterion) {
     assert!(sent.contains(r#""max_tokens":2000"#), "clamped: {sent}");
     gw.respond(warm, 200, json, &answer);
 
-    let mut g = c.benchmark_group("harness_body_path");
+    let mut g = c.benchmark_group(group);
     g.bench_function("chat_2k_clamped_empty_answer", |b| {
         b.iter(|| {
             let id = send(&mut gw);

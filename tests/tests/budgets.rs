@@ -387,3 +387,119 @@ fn streams_are_charged_their_real_usage_once() {
         assert_eq!(audit_of(&gw, id)["tokens_charged"], usage, "{authority}");
     }
 }
+
+/// A spend budget in micro-dollars: the hold prices the body's bytes as
+/// input and the cap as output; the charge prices the usage, cache reads
+/// at their own price, rounded up; a model without a price is refused.
+#[test]
+fn cost_budgets_price_the_hold_and_the_usage_and_refuse_unpriced_models() {
+    let mut cfg = with_budgets(
+        json!([{"name": "spend", "cost": "0.0005", "window": "month", "scope": "shared"}]),
+        json!({"max_output_tokens": 200, "budgets": ["spend"]}),
+    );
+    cfg["prices"] = json!([
+        {"model": "gpt-4o-mini", "input": "0.15", "cached_input": "0.075", "output": "0.60"}
+    ]);
+    let creds = credential_service();
+    let mut gw = gateway(&cfg, 1, &creds);
+    let key = "tollgate/v1/budget/spend";
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":200,"messages":[]}"#;
+    let price_of = |input: u64, cached: u64, output: u64| -> u64 {
+        ((input - cached) * 150_000 + cached * 75_000 + output * 600_000).div_ceil(1_000_000)
+    };
+    let hold = price_of(body.len() as u64, 0, 200);
+    let id = chat(&mut gw, 0, SUPPORT_BOT, body);
+    gw.settle();
+    gw.outcome(id).expect_forwarded();
+    assert_eq!(balance(&gw, key), (0, hold));
+    // 500 micro-dollars hold 3 such requests, not 4.
+    assert_eq!(500 / hold, 3, "hold {hold}");
+    let two: Vec<StreamId> = (0..2)
+        .map(|_| {
+            let id = chat(&mut gw, 0, SUPPORT_BOT, body);
+            gw.settle();
+            id
+        })
+        .collect();
+    let before = Counters::snapshot(&gw);
+    let refused = chat(&mut gw, 0, SUPPORT_BOT, body);
+    gw.settle();
+    let reply = assert_denied(&gw, &before, refused, 429, "cost_budget_exhausted");
+    assert!(reply.header_str("retry-after").is_some());
+    // Settled to the usage: 12 in (4 cached), 30 out.
+    let answer = br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+    for id in std::iter::once(id).chain(two) {
+        gw.respond(id, 200, JSON, answer);
+    }
+    let charge = price_of(12, 4, 30);
+    assert_eq!(balance(&gw, key), (3 * charge, 0));
+    let a = audit_of(&gw, id);
+    assert_eq!(
+        (
+            a["cost_reserved_micros"].as_u64(),
+            a["cost_charged_micros"].as_u64()
+        ),
+        (Some(hold), Some(charge)),
+        "{a}"
+    );
+    // A model without a price: nothing could be reserved, so refused.
+    let before = Counters::snapshot(&gw);
+    let unpriced = chat(
+        &mut gw,
+        0,
+        SUPPORT_BOT,
+        r#"{"model":"gpt-4o","messages":[]}"#,
+    );
+    gw.settle();
+    assert_denied(&gw, &before, unpriced, 403, "price_unknown");
+    assert_eq!(balance(&gw, key), (3 * charge, 0));
+}
+
+/// The anomaly guard: a workload that steadily sends ~100-byte prompts,
+/// then a 1,000× prompt: refused with `prompt_anomaly`, however often it
+/// is tried (refusals do not train the baseline); a usual prompt still
+/// passes; a workload still warming up is not judged; `record` forwards
+/// and counts.
+#[test]
+fn a_thousandfold_prompt_after_a_steady_baseline_is_refused() {
+    let mut cfg = with_budgets(json!([]), json!({"prompt_guard": "steady"}));
+    cfg["prompt_guards"] =
+        json!([{"name": "steady", "factor": 20, "min_bytes": 4096, "warmup": 5}]);
+    let creds = credential_service();
+    let mut gw = warm_gateway_with(&cfg, 1, &creds);
+    let usual = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"How do I reset my password, please?"}]}"#;
+    let huge = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(usual.len() * 1000)
+    );
+    for _ in 0..5 {
+        let id = chat(&mut gw, 0, SUPPORT_BOT, usual);
+        gw.settle();
+        gw.outcome(id).expect_forwarded();
+        gw.respond(id, 200, JSON, b"{}");
+    }
+    for _ in 0..20 {
+        let before = Counters::snapshot(&gw);
+        let id = chat(&mut gw, 0, SUPPORT_BOT, &huge);
+        gw.settle();
+        assert_denied(&gw, &before, id, 403, "prompt_anomaly");
+        assert_eq!(audit_of(&gw, id)["prompt_anomaly_baseline"], usual.len());
+    }
+    let id = chat(&mut gw, 0, SUPPORT_BOT, usual);
+    gw.settle();
+    gw.outcome(id).expect_forwarded();
+    // Another workload has no baseline yet: not judged while warming up.
+    let id = chat(&mut gw, 0, OTHER_BOT, &huge);
+    gw.settle();
+    gw.outcome(id).expect_forwarded();
+
+    cfg["prompt_guards"][0]["action"] = json!("record");
+    assert!(gw.reconfigure(0, cfg.to_string()));
+    let id = chat(&mut gw, 0, SUPPORT_BOT, &huge);
+    gw.settle();
+    gw.outcome(id).expect_forwarded();
+    assert_eq!(gw.metric("tollgate.prompt_anomaly.recorded"), Some(1));
+    end_stream(&mut gw, id);
+    assert_eq!(audit_of(&gw, id)["prompt_anomaly_baseline"], usual.len());
+    assert_eq!(gw.trap(), None);
+}

@@ -48,6 +48,9 @@ pub enum Refusal {
     /// The store failed, the record was unreadable or full, or contention
     /// outlasted the attempts.
     Unavailable,
+    /// A `cost` budget, and the model has no price: nothing could be
+    /// reserved, so nothing is admitted.
+    PriceUnknown,
 }
 
 /// Reserves `amount` on `budget` for `subject` at `now_s`. `force` records

@@ -4,6 +4,8 @@
 //! A budget is reserved before a request leaves and settled after its
 //! stream ends ([`ledger`]):
 //! - `requests`: 1 is charged at admission;
+//! - `cost` (micro-dollars): like `tokens`, each bound priced by the
+//!   model's [`price::Price`] (a model without one is refused);
 //! - `tokens`: the request's upper bound (its body's bytes, which no
 //!   tokenizer exceeds, plus the rule's effective output cap) is held at
 //!   admission, and at the stream's end replaced by the usage the provider
@@ -21,7 +23,9 @@
 //!   one of its fixed number of slots: the key set is bounded by the
 //!   policy, whatever SPIFFE IDs arrive, and only admitted workloads write.
 
+pub mod baseline;
 pub mod ledger;
+pub mod price;
 pub mod record;
 pub mod window;
 
@@ -40,6 +44,16 @@ pub enum Metric {
     Requests,
     /// Input plus output tokens.
     Tokens,
+    /// Micro-dollars, by the configuration's `prices`.
+    Cost,
+}
+
+impl Metric {
+    /// Whether requests drawing on it must have their body read and an
+    /// output cap (the bound that is reserved).
+    pub const fn needs_bound(self) -> bool {
+        matches!(self, Metric::Tokens | Metric::Cost)
+    }
 }
 
 /// Who draws on one budget.

@@ -12,6 +12,8 @@ use super::duration::parse_duration_ms;
 use super::error::ConfigErrors;
 use super::raw::*;
 use super::{read, AuditLog, BodyMode, Config, Document, Mode};
+use crate::budget::baseline::{Guard, GuardAction};
+use crate::budget::price::{parse_micros, Price, PriceTable};
 use crate::budget::{
     Budget, BudgetId, Metric, Scope as BudgetScope, Window, DEFAULT_SLOTS, MAX_SLOTS,
 };
@@ -80,6 +82,8 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
             policy: policy.build(),
             strip: settings.strip,
             budgets: settings.budgets.into_boxed_slice(),
+            prices: settings.prices,
+            guards: settings.guards.into_boxed_slice(),
         }),
         _ => Err(meaning),
     }
@@ -97,6 +101,8 @@ struct Settings {
     providers: ProviderTable,
     strip: StripSet,
     budgets: Vec<Budget>,
+    prices: PriceTable,
+    guards: Vec<Guard>,
 }
 
 fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
@@ -141,6 +147,24 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
     for (i, p) in raw.providers.iter().enumerate() {
         compile_provider(i, p, &mut providers, &mut strip, errs);
     }
+    let mut prices = PriceTable::default();
+    for (i, p) in raw.prices.iter().enumerate() {
+        if let Some(price) = compile_price(i, p, errs) {
+            prices.0.push(price);
+        }
+    }
+    let mut guards: Vec<Guard> = Vec::new();
+    for (i, g) in raw.prompt_guards.iter().enumerate() {
+        let compiled = compile_guard(i, g, errs);
+        if raw.prompt_guards.iter().take(i).any(|x| x.name == g.name) {
+            errs.push(
+                format!("prompt_guards[{i}].name"),
+                format!("duplicate prompt guard name {:?}", g.name),
+            );
+        } else if let Some(g) = compiled {
+            guards.push(g);
+        }
+    }
     let mut budgets: Vec<Budget> = Vec::new();
     for (i, b) in raw.budgets.iter().enumerate() {
         let compiled = compile_budget(i, b, errs);
@@ -166,7 +190,91 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
         providers,
         strip,
         budgets,
+        prices,
+        guards,
     }
+}
+
+/// Price `i`: a model pattern and amounts in USD per million tokens.
+fn compile_price(i: usize, p: &RawPrice, errs: &mut ConfigErrors) -> Option<(ModelPattern, Price)> {
+    let before = errs.0.len();
+    let model =
+        ModelPattern::parse(&p.model).map_err(|e| errs.push(format!("prices[{i}].model"), e));
+    let mut money = |f: &str, text: &str| {
+        let n = parse_micros(text);
+        if n.is_none() {
+            errs.push(
+                format!("prices[{i}].{f}"),
+                format!("expected USD per million tokens with at most six decimals, such as \"0.15\", got {text:?}"),
+            );
+        }
+        n.unwrap_or(0)
+    };
+    let input = money("input", &p.input);
+    let output = money("output", &p.output);
+    let cached_input = match &p.cached_input {
+        Some(c) => money("cached_input", c),
+        None => input,
+    };
+    let model = model.ok()?;
+    (errs.0.len() == before).then_some((
+        model,
+        Price {
+            input,
+            cached_input,
+            output,
+        },
+    ))
+}
+
+/// Prompt guard `i`: defaults factor 20, min_bytes 16,384, warmup 20,
+/// action `deny`, slots 64.
+fn compile_guard(i: usize, g: &RawGuard, errs: &mut ConfigErrors) -> Option<Guard> {
+    let before = errs.0.len();
+    let path = |f: &str| format!("prompt_guards[{i}].{f}");
+    if !budget_name_ok(&g.name) {
+        errs.push(path("name"), "1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    let factor = g.factor.unwrap_or(20);
+    if !(2..=1_000_000).contains(&factor) {
+        errs.push(path("factor"), "must be between 2 and 1000000");
+    }
+    let warmup = g.warmup.unwrap_or(20);
+    if !(1..=1_000_000).contains(&warmup) {
+        errs.push(path("warmup"), "must be between 1 and 1000000");
+    }
+    let slots = g.slots.unwrap_or(u64::from(DEFAULT_SLOTS));
+    if slots == 0 || slots > u64::from(MAX_SLOTS) {
+        errs.push(path("slots"), format!("must be between 1 and {MAX_SLOTS}"));
+    }
+    let action = match g.action.as_deref() {
+        None | Some("deny") => GuardAction::Deny,
+        Some("record") => GuardAction::Record,
+        Some(other) => {
+            errs.push(
+                path("action"),
+                format!("expected \"deny\" or \"record\", got {other:?}"),
+            );
+            GuardAction::Deny
+        }
+    };
+    (errs.0.len() == before).then(|| Guard {
+        name: g.name.as_str().into(),
+        factor,
+        min_bytes: g.min_bytes.unwrap_or(16_384),
+        warmup,
+        action,
+        slots: slots as u32,
+    })
+}
+
+/// A budget's or guard's name: it is part of shared-data keys.
+fn budget_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// The most budgets one configuration may define (ids are u16).
@@ -184,34 +292,34 @@ fn compile_budget(i: usize, b: &RawBudget, errs: &mut ConfigErrors) -> Option<Bu
             format!("at most {MAX_BUDGETS} budgets"),
         );
     }
-    let name_ok = !b.name.is_empty()
-        && b.name.len() <= 64
-        && b.name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    let name_ok = budget_name_ok(&b.name);
     if !name_ok {
         errs.push(path("name"), "1 to 64 letters, digits, '-', '_' or '.'");
     }
-    let (metric, limit) = match (b.requests, b.tokens) {
-        (Some(n), None) => (Metric::Requests, n),
-        (None, Some(n)) => (Metric::Tokens, n),
+    let cost = b.cost.as_deref().map(|c| match parse_micros(c) {
+        Some(n) => n,
+        None => {
+            errs.push(
+                path("cost"),
+                format!("expected USD with at most six decimals, such as \"25.00\", got {c:?}"),
+            );
+            1
+        }
+    });
+    let (metric, limit, field) = match (b.requests, b.tokens, cost) {
+        (Some(n), None, None) => (Metric::Requests, n, "requests"),
+        (None, Some(n), None) => (Metric::Tokens, n, "tokens"),
+        (None, None, Some(n)) => (Metric::Cost, n, "cost"),
         _ => {
             errs.push(
                 format!("budgets[{i}]"),
-                "set exactly one of requests and tokens",
+                "set exactly one of requests, tokens and cost",
             );
-            (Metric::Requests, 1)
+            (Metric::Requests, 1, "requests")
         }
     };
     if limit == 0 {
-        errs.push(
-            path(if metric == Metric::Requests {
-                "requests"
-            } else {
-                "tokens"
-            }),
-            "must be at least 1",
-        );
+        errs.push(path(field), "must be more than 0");
     }
     let window = Window::parse(&b.window);
     if window.is_none() {
@@ -380,12 +488,15 @@ fn compile_rule(
                     format!("budget {name:?} is listed twice"),
                 ),
                 Some(b) => {
-                    let tokens = settings.budgets.get(b).map(|b| b.metric) == Some(Metric::Tokens);
-                    if tokens && r.max_output_tokens.is_none() {
+                    let bounded = settings
+                        .budgets
+                        .get(b)
+                        .is_some_and(|b| b.metric.needs_bound());
+                    if bounded && r.max_output_tokens.is_none() {
                         errs.push(
                             format!("rules[{i}].budgets[{j}]"),
                             format!(
-                                "token budget {name:?} needs max_output_tokens on the rule: without an output cap a request's tokens cannot be reserved"
+                                "budget {name:?} needs max_output_tokens on the rule: without an output cap a request's tokens cannot be reserved"
                             ),
                         );
                     }
@@ -398,6 +509,15 @@ fn compile_rule(
             }
         }
         policy.set_budgets(id, ids.into_boxed_slice());
+    }
+    if let Some(name) = &r.prompt_guard {
+        match settings.guards.iter().position(|g| *g.name == **name) {
+            Some(g) => policy.set_guard(id, g as u16),
+            None => errs.push(
+                format!("rules[{i}].prompt_guard"),
+                format!("no prompt guard is named {name:?}"),
+            ),
+        }
     }
     if let Some(limits) = limits {
         policy.set_limits(id, limits);
@@ -796,6 +916,73 @@ mod tests {
     }
 
     #[test]
+    fn prices_and_cost_budgets_read_money_exactly() {
+        let doc = with_budgets(
+            r#"[{"name": "spend", "cost": "25.50", "window": "month"}]"#,
+            r#""max_output_tokens": 100, "budgets": ["spend"]"#,
+        )
+        .replacen(
+            r#""budgets": ["#,
+            r#""prices": [{"model": "gpt-4o-mini", "input": "0.15", "output": 1},
+                          {"model": "claude-*", "input": "0.8", "cached_input": "0.08", "output": "4"}],
+               "budgets": ["#,
+            1,
+        );
+        let c = parse(doc.as_bytes()).unwrap();
+        assert_eq!(
+            (c.budgets[0].metric, c.budgets[0].limit),
+            (Metric::Cost, 25_500_000)
+        );
+        let p = c.prices.for_model("gpt-4o-mini").unwrap();
+        assert_eq!(
+            (p.input, p.cached_input, p.output),
+            (150_000, 150_000, 1_000_000)
+        );
+        let p = c.prices.for_model("claude-3-5-haiku").unwrap();
+        assert_eq!(
+            (p.input, p.cached_input, p.output),
+            (800_000, 80_000, 4_000_000)
+        );
+        let bad = errors(
+            &doc.replace(r#""0.15""#, r#""0.1234567""#)
+                .replace(r#""25.50""#, r#""1e3""#),
+        );
+        assert!(bad.contains(&"prices[0].input: expected USD per million tokens with at most six decimals, such as \"0.15\", got \"0.1234567\"".to_string()), "{bad:#?}");
+        assert!(bad.contains(&"budgets[0].cost: expected USD with at most six decimals, such as \"25.00\", got \"1e3\"".to_string()), "{bad:#?}");
+    }
+
+    #[test]
+    fn prompt_guards_compile_with_defaults_and_report_problems() {
+        use crate::policy::RuleId;
+        let doc = with_budgets("[]", r#""prompt_guard": "g""#).replacen(
+            r#""budgets": ["#,
+            r#""prompt_guards": [{"name": "g"}, {"name": "h", "factor": 5, "min_bytes": 1, "warmup": 3, "action": "record", "slots": 2}],
+               "budgets": ["#,
+            1,
+        );
+        let c = parse(doc.as_bytes()).unwrap();
+        assert_eq!(c.policy.guard(RuleId(0)), Some(0));
+        let g = &c.guards[0];
+        assert_eq!(
+            (g.factor, g.min_bytes, g.warmup, g.action, g.slots),
+            (20, 16_384, 20, GuardAction::Deny, DEFAULT_SLOTS)
+        );
+        assert_eq!(c.guards[1].action, GuardAction::Record);
+        let bad = errors(
+            &doc.replace(r#""factor": 5"#, r#""factor": 1"#)
+                .replace(r#""action": "record""#, r#""action": "block""#)
+                .replace(r#""prompt_guard": "g""#, r#""prompt_guard": "nope""#),
+        );
+        for x in [
+            "prompt_guards[1].factor: must be between 2 and 1000000",
+            "prompt_guards[1].action: expected \"deny\" or \"record\", got \"block\"",
+            "rules[0].prompt_guard: no prompt guard is named \"nope\"",
+        ] {
+            assert!(bad.iter().any(|e| e == x), "missing {x:?} in {bad:#?}");
+        }
+    }
+
+    #[test]
     fn bad_budgets_are_reported_with_their_paths() {
         let e = errors(&with_budgets(
             r#"[{"name": "a b", "requests": 1, "tokens": 2, "window": "week"},
@@ -808,14 +995,14 @@ mod tests {
         ));
         let expected = [
             "budgets[0].name: 1 to 64 letters, digits, '-', '_' or '.'",
-            "budgets[0]: set exactly one of requests and tokens",
+            "budgets[0]: set exactly one of requests, tokens and cost",
             "budgets[0].window: expected \"minute\", \"hour\", \"day\" or \"month\", got \"week\"",
-            "budgets[1].tokens: must be at least 1",
+            "budgets[1].tokens: must be more than 0",
             "budgets[1].slots: only a per_workload budget has slots",
             "budgets[3].slots: must be between 1 and 4096",
             "budgets[4].name: duplicate budget name \"q\"",
             "rules[0].budgets[0]: no budget is named \"nope\"",
-            "rules[0].budgets[1]: token budget \"tok\" needs max_output_tokens on the rule: without an output cap a request's tokens cannot be reserved",
+            "rules[0].budgets[1]: budget \"tok\" needs max_output_tokens on the rule: without an output cap a request's tokens cannot be reserved",
             "rules[0].budgets[2]: budget \"tok\" is listed twice",
         ];
         for x in expected {
@@ -829,7 +1016,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "budgets[0].extra: unknown field `extra`; expected one of name, requests, tokens, window, scope, slots",
+                "budgets[0].extra: unknown field `extra`; expected one of name, requests, tokens, cost, window, scope, slots",
                 "budgets[0].requests: expected a non-negative integer",
                 "rules[0].budgets: expected a list, got a string",
             ]
@@ -933,7 +1120,7 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(
             e[0],
-            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets"
+            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard"
         );
     }
 

@@ -115,6 +115,10 @@ pub struct Config {
     pub strip: StripSet,
     /// Every budget, by [`crate::budget::BudgetId`]; rules name theirs.
     pub budgets: Box<[crate::budget::Budget]>,
+    /// Model prices for `cost` budgets.
+    pub prices: crate::budget::price::PriceTable,
+    /// Prompt-size anomaly guards; rules name theirs.
+    pub guards: Box<[crate::budget::baseline::Guard]>,
 }
 
 impl Config {

@@ -23,6 +23,33 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     /// Default none.
     pub budgets: Vec<RawBudget>,
+    /// Default none.
+    pub prices: Vec<RawPrice>,
+    /// Default none.
+    pub prompt_guards: Vec<RawGuard>,
+}
+
+/// One element of `prompt_guards`.
+#[derive(Debug)]
+pub struct RawGuard {
+    pub name: String,
+    pub factor: Option<u64>,
+    pub min_bytes: Option<u64>,
+    pub warmup: Option<u64>,
+    /// `deny` (default) or `record`.
+    pub action: Option<String>,
+    pub slots: Option<u64>,
+}
+
+/// One element of `prices`: USD per million tokens, as written (a decimal
+/// string or an integer).
+#[derive(Debug)]
+pub struct RawPrice {
+    pub model: String,
+    pub input: String,
+    /// Default: the input price.
+    pub cached_input: Option<String>,
+    pub output: String,
 }
 
 /// One element of `budgets`.
@@ -31,6 +58,8 @@ pub struct RawBudget {
     pub name: String,
     pub requests: Option<u64>,
     pub tokens: Option<u64>,
+    /// USD, as written (a decimal string or an integer).
+    pub cost: Option<String>,
     pub window: String,
     /// Default `per_workload`.
     pub scope: RawScope,
@@ -145,4 +174,6 @@ pub struct RawRule {
     pub max_body_bytes: Option<u64>,
     /// Names of `budgets` entries; absent: none.
     pub budgets: Option<Vec<String>>,
+    /// The name of a `prompt_guards` entry; absent: none.
+    pub prompt_guard: Option<String>,
 }

@@ -459,7 +459,7 @@ struct RuleReader {
     unknown: Vec<String>,
 }
 
-const RULE_FIELDS: [&str; 9] = [
+const RULE_FIELDS: [&str; 10] = [
     "name",
     "workloads",
     "providers",
@@ -469,6 +469,7 @@ const RULE_FIELDS: [&str; 9] = [
     "max_output_tokens_action",
     "max_body_bytes",
     "budgets",
+    "prompt_guard",
 ];
 
 impl RuleReader {
@@ -497,6 +498,7 @@ impl RuleReader {
         self.rule.max_output_tokens_action = None;
         self.rule.max_body_bytes = None;
         self.rule.budgets = None;
+        self.rule.prompt_guard = None;
         let mut name: Slot<Kind> = None;
         let mut lists: [Slot<ListProblem>; 3] = [None, None, None];
         // Problems of optional members: (member, path below the rule,
@@ -516,6 +518,26 @@ impl RuleReader {
                         }
                         _ => Err(sc.skip()?),
                     });
+                    continue;
+                }
+                "prompt_guard" => {
+                    optional.retain(|(f, _, _)| *f != "prompt_guard");
+                    self.rule.prompt_guard = match sc.kind()? {
+                        Kind::String => Some(sc.string()?.to_owned()),
+                        Kind::Null => {
+                            sc.scalar()?;
+                            None
+                        }
+                        k => {
+                            sc.skip()?;
+                            optional.push((
+                                "prompt_guard",
+                                "prompt_guard".into(),
+                                format!("expected a string, got {}", k.name()),
+                            ));
+                            None
+                        }
+                    };
                     continue;
                 }
                 "workloads" => (&mut self.rule.workloads, 0),
@@ -727,6 +749,8 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
             "credential_service",
             "providers",
             "budgets",
+            "prices",
+            "prompt_guards",
             "rules",
         ],
         errs,
@@ -790,12 +814,22 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
         None => Some(Vec::new()),
         Some(v) => list(Some(v), "budgets", errs, read_budget),
     };
+    let prices = match present(m, "prices") {
+        None => Some(Vec::new()),
+        Some(v) => list(Some(v), "prices", errs, read_price),
+    };
+    let prompt_guards = match present(m, "prompt_guards") {
+        None => Some(Vec::new()),
+        Some(v) => list(Some(v), "prompt_guards", errs, read_guard),
+    };
     if let RulesFound::Wrong(v) = rules {
         wrong_type(&v, "rules", "a list", errs);
         return None;
     }
     Some(RawConfig {
         budgets: budgets?,
+        prices: prices?,
+        prompt_guards: prompt_guards?,
         mode: mode?,
         audit_log: audit_log?,
         body_mode: body_mode?,
@@ -908,7 +942,9 @@ fn read_budget(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawBudg
     known(
         m,
         path,
-        &["name", "requests", "tokens", "window", "scope", "slots"],
+        &[
+            "name", "requests", "tokens", "cost", "window", "scope", "slots",
+        ],
         errs,
     );
     let name = req_str(m, path, "name", errs);
@@ -926,6 +962,10 @@ fn read_budget(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawBudg
     let requests = count("requests");
     let tokens = count("tokens");
     let slots = count("slots");
+    let cost = match present(m, "cost") {
+        None => Some(None),
+        Some(v) => amount(v, &at(path, "cost"), errs).map(Some),
+    };
     let scope = match m.get("scope") {
         None => Some(RawScope::PerWorkload),
         Some(v) => enum_of(
@@ -942,10 +982,85 @@ fn read_budget(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawBudg
         name: name?,
         requests: requests?,
         tokens: tokens?,
+        cost: cost?,
         window: window?,
         scope: scope?,
         slots: slots?,
     })
+}
+
+fn read_guard(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawGuard> {
+    let m = obj(v, path, errs)?;
+    known(
+        m,
+        path,
+        &["name", "factor", "min_bytes", "warmup", "action", "slots"],
+        errs,
+    );
+    let name = req_str(m, path, "name", errs);
+    let mut count = |field: &str| match present(m, field) {
+        None => Some(None),
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(Some(n)),
+            None => {
+                errs.push(at(path, field), "expected a non-negative integer");
+                None
+            }
+        },
+    };
+    let factor = count("factor");
+    let min_bytes = count("min_bytes");
+    let warmup = count("warmup");
+    let slots = count("slots");
+    let action = match present(m, "action") {
+        None => Some(None),
+        Some(v) => string(v, &at(path, "action"), errs).map(Some),
+    };
+    Some(RawGuard {
+        name: name?,
+        factor: factor?,
+        min_bytes: min_bytes?,
+        warmup: warmup?,
+        action: action?,
+        slots: slots?,
+    })
+}
+
+fn read_price(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawPrice> {
+    let m = obj(v, path, errs)?;
+    known(m, path, &["model", "input", "cached_input", "output"], errs);
+    let model = req_str(m, path, "model", errs);
+    let input = req(m, path, "input", errs).and_then(|v| amount(v, &at(path, "input"), errs));
+    let output = req(m, path, "output", errs).and_then(|v| amount(v, &at(path, "output"), errs));
+    let cached_input = match present(m, "cached_input") {
+        None => Some(None),
+        Some(v) => amount(v, &at(path, "cached_input"), errs).map(Some),
+    };
+    Some(RawPrice {
+        model: model?,
+        input: input?,
+        cached_input: cached_input?,
+        output: output?,
+    })
+}
+
+/// An amount of money: a decimal string (`"0.15"`) or a non-negative
+/// integer, kept as text for `compile` to read exactly.
+fn amount(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) if n.as_u64().is_some() => Some(n.to_string()),
+        _ => {
+            errs.push(
+                path,
+                format!(
+                    "expected a decimal string such as \"0.15\" or a non-negative integer, got {}",
+                    kind(v)
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn read_credential(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawCredentialRef> {
@@ -1258,7 +1373,7 @@ mod tests {
             "credential_service.vault.mount: expected a string, got a number",
             "providers[0].hosts: missing required field",
             "providers[0].kind: unknown value `mistral`; expected one of openai, anthropic, gemini, azure_openai, generic",
-            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets",
+            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard",
             "rules[0].workloads[1]: expected a string, got a number",
             "rules[0].endpoints: expected a list, got an object",
         ] {
@@ -1288,8 +1403,8 @@ mod tests {
         assert_eq!(
             e,
             [
-                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, rules",
-                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, rules"
+                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rules",
+                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rules"
             ]
         );
     }
@@ -1370,8 +1485,8 @@ mod tests {
             [
                 "rules[0].zz: duplicate field `zz`",
                 "rules[0].endpoints: duplicate field `endpoints`",
-                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets",
-                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets",
+                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard",
+                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard",
                 "rules[0].name: expected a string, got a number",
                 "rules[0].workloads: missing required field",
                 "rules[0].endpoints[0]: expected a string, got a number",

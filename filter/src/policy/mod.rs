@@ -48,6 +48,8 @@ struct Rule {
     limits: Option<Box<ExchangeLimits>>,
     /// The budgets its requests draw on (indices into `Config::budgets`).
     budgets: Box<[crate::budget::BudgetId]>,
+    /// Its prompt guard (an index into `Config::guards`).
+    guard: Option<u16>,
 }
 
 /// A permit: which rule allowed the request.
@@ -88,6 +90,11 @@ impl Policy {
     /// The budgets the rule's requests draw on (none: empty).
     pub fn budgets(&self, id: RuleId) -> &[crate::budget::BudgetId] {
         self.rules.get(id.0 as usize).map_or(&[], |r| &r.budgets)
+    }
+
+    /// The rule's prompt guard, if it has one.
+    pub fn guard(&self, id: RuleId) -> Option<u16> {
+        self.rules.get(id.0 as usize).and_then(|r| r.guard)
     }
 
     pub fn len(&self) -> usize {
@@ -219,6 +226,7 @@ impl PolicyBuilder {
             endpoints,
             limits: None,
             budgets: Box::new([]),
+            guard: None,
         };
         let hash = self.hasher.hash_one(name);
         let (rules, hasher) = (&self.rules, &self.hasher);
@@ -233,6 +241,13 @@ impl PolicyBuilder {
     pub fn set_limits(&mut self, id: RuleId, limits: ExchangeLimits) {
         if let Some(r) = self.rules.get_mut(id.0 as usize) {
             r.limits = Some(Box::new(limits));
+        }
+    }
+
+    /// Gives rule `id` a prompt guard.
+    pub fn set_guard(&mut self, id: RuleId, guard: u16) {
+        if let Some(r) = self.rules.get_mut(id.0 as usize) {
+            r.guard = Some(guard);
         }
     }
 

@@ -6,6 +6,7 @@
 
 use super::host::{Host, Shared};
 use super::{LogLevel, Worker};
+use crate::budget::baseline;
 use crate::budget::ledger::{self, Charge};
 use crate::budget::Metric;
 use crate::config::{Config, Mode};
@@ -15,11 +16,12 @@ use crate::reason::DenyReason;
 
 /// Which of a rule's budgets a step reserves.
 pub(super) enum Phase {
-    /// The headers were admitted: `requests` budgets, and `tokens` budgets
-    /// when no body will be read (the output cap is then the bound).
+    /// The headers were admitted: `requests` budgets, and `tokens` and
+    /// `cost` budgets when no body will be read (the output cap is then
+    /// the bound).
     Admission,
-    /// The body passed its check: `tokens` budgets, bounded by its length
-    /// plus the output cap.
+    /// The body passed its check: `tokens` and `cost` budgets, bounded by
+    /// its length plus the output cap (cost: each priced for the model).
     Body { len: u64 },
 }
 
@@ -55,13 +57,33 @@ impl<H: Host> Worker<H> {
             let Some(budget) = config.budgets.get(usize::from(id)) else {
                 continue;
             };
-            let (amount, charge) = match (budget.metric, &phase) {
-                (Metric::Requests, Phase::Admission) => (1, Charge::Now),
-                (Metric::Tokens, Phase::Admission) if !flow.body_pending_check() => {
-                    (output, Charge::Hold)
-                }
-                (Metric::Tokens, Phase::Body { len }) => (len.saturating_add(output), Charge::Hold),
+            // The input bound: the body's bytes (none when no body is read).
+            let input = match (budget.metric.needs_bound(), &phase) {
+                (false, Phase::Admission) => 0,
+                (true, Phase::Admission) if !flow.body_pending_check() => 0,
+                (true, Phase::Body { len }) => *len,
                 _ => continue,
+            };
+            let (amount, charge) = match budget.metric {
+                Metric::Requests => (1, Charge::Now),
+                Metric::Tokens => (input.saturating_add(output), Charge::Hold),
+                Metric::Cost => {
+                    let price = flow.model().and_then(|m| config.prices.for_model(m));
+                    match price {
+                        Some(p) => {
+                            flow.set_price(p);
+                            (p.cost(input, 0, output), Charge::Hold)
+                        }
+                        None => {
+                            flow.on_budget_refused(
+                                config,
+                                budget.metric,
+                                ledger::Refusal::PriceUnknown,
+                            )?;
+                            continue;
+                        }
+                    }
+                }
             };
             let (reserved, shadow) = ledger::reserve(
                 &store,
@@ -94,6 +116,69 @@ impl<H: Host> Worker<H> {
             }
         }
         Ok(())
+    }
+
+    /// Judges a checked body of `size` bytes by the rule's prompt guard.
+    /// `Ok(true)`: a usual prompt, to be learnt once every check passed
+    /// ([`Self::learn_prompt`]). A store failure disables the guard for
+    /// this request (logged); budgets are what fail closed on spend.
+    pub(super) fn guard_prompt(
+        &self,
+        config: &Config,
+        flow: &mut RequestFlow,
+        size: u64,
+    ) -> Result<bool, DenyReason> {
+        let Some(guard) = flow
+            .rule()
+            .and_then(|r| config.policy.guard(r))
+            .and_then(|g| config.guards.get(usize::from(g)))
+        else {
+            return Ok(false);
+        };
+        let Some(workload) = flow.workload().map(str::to_owned) else {
+            return Ok(false);
+        };
+        match baseline::check(&Shared(&self.host), guard, &workload, size) {
+            Ok(baseline::Verdict::Usual) => Ok(true),
+            Ok(baseline::Verdict::Anomaly { baseline }) => {
+                let deny = guard.action == baseline::GuardAction::Deny;
+                if !deny {
+                    self.count(Counter::PromptAnomalyRecorded);
+                }
+                flow.on_prompt_anomaly(config, baseline, deny)?;
+                Ok(false)
+            }
+            Err(e) => {
+                self.log(
+                    LogLevel::Error,
+                    format_args!(
+                        "tollgate: prompt guard {:?} could not read its baseline ({e:?}); not applied to this request",
+                        &*guard.name
+                    ),
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    /// Adds an admitted prompt of `size` bytes to the workload's baseline.
+    pub(super) fn learn_prompt(&self, config: &Config, flow: &RequestFlow, size: u64) {
+        let guard = flow
+            .rule()
+            .and_then(|r| config.policy.guard(r))
+            .and_then(|g| config.guards.get(usize::from(g)));
+        let (Some(guard), Some(workload)) = (guard, flow.workload()) else {
+            return;
+        };
+        if let Err(e) = baseline::learn(&Shared(&self.host), guard, workload, size) {
+            self.log(
+                LogLevel::Warn,
+                format_args!(
+                    "tollgate: prompt guard {:?}: baseline not updated ({e:?})",
+                    &*guard.name
+                ),
+            );
+        }
     }
 
     /// Settles what the ended stream reserved (`flow.on_stream_end` first).

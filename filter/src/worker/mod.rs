@@ -995,19 +995,29 @@ impl<H: Host> Worker<H> {
             Ok(rewrite) => rewrite,
             Err(reason) => return self.reply(ctx, ctx, Via::Own, reason),
         };
-        // Token budgets hold the checked body's size plus its output cap.
+        // The prompt guard judges the body as sent; token and cost budgets
+        // hold the checked body's size plus its output cap; a prompt that
+        // passed everything joins the workload's baseline.
         let len = rewrite.as_ref().map_or(body.len(), Vec::len) as u64;
-        let reserved = {
+        let checked = {
             let mut streams = self.streams.borrow_mut();
             match streams.get_mut(&ctx) {
                 Some(s) => {
                     let config = s.config.clone();
-                    self.reserve_budgets(&config, &mut s.flow, Phase::Body { len }, now)
+                    let size = body.len() as u64;
+                    self.guard_prompt(&config, &mut s.flow, size)
+                        .and_then(|learn| {
+                            self.reserve_budgets(&config, &mut s.flow, Phase::Body { len }, now)?;
+                            if learn {
+                                self.learn_prompt(&config, &s.flow, size);
+                            }
+                            Ok(())
+                        })
                 }
                 None => Ok(()),
             }
         };
-        if let Err(reason) = reserved {
+        if let Err(reason) = checked {
             return self.reply(ctx, ctx, Via::Own, reason);
         }
         let forwarded = self.with_flow(ctx, |f| f.is_forwarded()).unwrap_or(false);

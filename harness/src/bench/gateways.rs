@@ -35,6 +35,10 @@ pub(crate) enum Variant {
     /// Diagnostic: a wasm filter in the same v8 runtime that does nothing,
     /// to split Tollgate's cost into "being a wasm filter" and "its work".
     WasmNoop,
+    /// Body path: the body rule plus a per-workload request budget and a
+    /// per-workload token budget that never run out (issue 9's local tier:
+    /// reserved at admission and at the body, settled at the stream's end).
+    TollgateBodyBudgets,
     /// Body-path diagnostic: a wasm filter in the same v8 runtime that holds
     /// each request until its body is complete, as held mode does, and does
     /// nothing else: the floor of any wasm filter that checks whole bodies.
@@ -62,9 +66,10 @@ impl Variant {
     ];
 
     /// `--body-path`'s gateways (`TollgateBodyB` only with `--tollgate-b`).
-    pub(crate) const BODY_MODE: [Variant; 6] = [
+    pub(crate) const BODY_MODE: [Variant; 7] = [
         Self::Plain,
         Self::TollgateBody,
+        Self::TollgateBodyBudgets,
         Self::Lua,
         Self::TollgateHeaderOnly,
         Self::WasmNoopHeld,
@@ -87,6 +92,7 @@ impl Variant {
             Self::ExtAuthz => "3 ext_authz (HTTP, Rust svc)",
             Self::Tollgate => "4 Tollgate (cached key)",
             Self::TollgateBody => "2 Tollgate, body rule (held)",
+            Self::TollgateBodyBudgets => "(issue 9) Tollgate, body rule + budgets",
             Self::Lua => "3 rbac + lua, body rule",
             Self::TollgateHeaderOnly => "(ref) Tollgate, header-only rule",
             Self::WasmNoop => "(diag) no-op wasm filter, v8",
@@ -105,6 +111,7 @@ impl Variant {
             Self::ExtAuthz => "ext_authz",
             Self::Tollgate => "tollgate",
             Self::TollgateBody => "tollgate_body",
+            Self::TollgateBodyBudgets => "tollgate_body_budgets",
             Self::Lua => "lua",
             Self::TollgateHeaderOnly => "tollgate_header_only",
             Self::WasmNoop => "wasm_noop",
@@ -128,7 +135,10 @@ impl Variant {
     /// Whether the gateway enforces the body rule: refuses a model off the
     /// list and clamps `max_tokens` to the cap.
     pub(crate) fn checks_body(self) -> bool {
-        matches!(self, Self::TollgateBody | Self::Lua | Self::TollgateBodyB)
+        matches!(
+            self,
+            Self::TollgateBody | Self::TollgateBodyBudgets | Self::Lua | Self::TollgateBodyB
+        )
     }
 
     /// Whether this is a build of Tollgate under test with `--tollgate-b`.
@@ -188,6 +198,15 @@ pub(crate) fn spec_for(
         }
         Variant::TollgateBody | Variant::TollgateBodyB => {
             spec.policy_json = tollgate_body_policy().to_string();
+        }
+        Variant::TollgateBodyBudgets => {
+            let mut policy = tollgate_body_policy();
+            policy["budgets"] = json!([
+                {"name": "rpm", "requests": 1_000_000_000_000u64, "window": "minute"},
+                {"name": "tokens", "tokens": 1_000_000_000_000_000u64, "window": "minute"}
+            ]);
+            policy["rules"][0]["budgets"] = json!(["rpm", "tokens"]);
+            spec.policy_json = policy.to_string();
         }
         Variant::TollgateHeaderOnly => {
             let mut policy = tollgate_policy();

@@ -263,6 +263,15 @@ pub(crate) fn print_body_targets(summary: &BTreeMap<Variant, Summary>, rounds: &
             t.cpu_vs_plain, l.cpu_vs_plain, l.added_ttfb_p50_us
         );
     }
+    let budgets = paired_median(rounds, Variant::TollgateBodyBudgets, Variant::TollgateBody, |b, t| {
+        Some(b.cpu_us - t.cpu_us)
+    });
+    if let Some(added) = budgets {
+        println!(
+            "  (issue 9) local-tier budgets add ≤ 10 µs of gateway CPU per request over the body rule: {added:+.1} µs  {}",
+            verdict(added <= 10.0)
+        );
+    }
     if let Some(h) = get(Variant::TollgateHeaderOnly) {
         println!(
             "  (header-only rule on the same traffic: {:.2}× plain's CPU per request, CPU-bound capacity {:.0}% of plain; added p50 {:+.0} µs)",
@@ -307,9 +316,10 @@ pub(crate) fn print_gateway_stats(bench: &Bench, credential_fetches: usize) {
         println!("  {}: {}", v.slug(), cells.join(", "));
     }
     // Body path: every non-zero stat whose name contains one of these.
-    let prefixed: [(Variant, &[&str]); 4] = [
+    let prefixed: [(Variant, &[&str]); 5] = [
         (Variant::TollgateBody, &["wasmcustom.tollgate."]),
         (Variant::TollgateHeaderOnly, &["wasmcustom.tollgate."]),
+        (Variant::TollgateBodyBudgets, &["wasmcustom.tollgate."]),
         (Variant::TollgateBodyB, &["wasmcustom.tollgate."]),
         (Variant::Lua, &["http.egress.rbac.", "http.egress.lua."]),
     ];
