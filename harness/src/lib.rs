@@ -33,6 +33,7 @@ pub mod module;
 pub mod openbao;
 pub mod outcome;
 pub mod pairs;
+pub mod spend;
 pub mod state;
 pub mod stream;
 pub mod upstream;

@@ -139,3 +139,49 @@ fn the_demo_runs_and_never_shows_a_key() {
         "the client's ?key= was echoed: {out}"
     );
 }
+
+/// `spend` over an access log as `make run`'s Envoy writes it: each
+/// workload's forwarded and refused requests, tokens and cost in the
+/// latest window, biggest spender first; a bad window is refused.
+#[test]
+fn spend_reports_each_workload_in_the_latest_window() {
+    let dir = std::env::temp_dir().join(format!("tollgate-spend-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let log = dir.join("access.log");
+    let line = |t: &str, record: &str| {
+        format!(r#"{{"start_time":"{t}","status":200,"tollgate":{record}}}"#)
+    };
+    let text = [
+        line("2026-11-29T23:59:59.000Z", r#"{"decision":"allow","workload":"spiffe://cluster.local/ns/a/sa/old","tokens_charged":999}"#),
+        line("2026-11-30T01:00:00.000Z", r#"{"decision":"allow","workload":"spiffe://cluster.local/ns/a/sa/big","tokens_charged":700,"cost_charged_micros":2500000,"budgets":["spend"]}"#),
+        line("2026-11-30T02:00:00.000Z", r#"{"decision":"deny","reason":"cost_budget_exhausted","workload":"spiffe://cluster.local/ns/a/sa/big"}"#),
+        line("2026-11-30T03:00:00.000Z", r#"{"decision":"allow","workload":"spiffe://cluster.local/ns/a/sa/small","usage":{"input":5,"output":6,"total":11}}"#),
+        r#"{"start_time":"2026-11-30T03:00:01.000Z","status":400,"tollgate":null}"#.to_string(),
+    ]
+    .join("\n");
+    std::fs::write(&log, text).expect("write log");
+    let path = log.to_string_lossy().to_string();
+    let (code, out) = cli(&["spend", &path]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("window 2026-11-30 (day, UTC): 2 workload(s)"),
+        "{out}"
+    );
+    let big = out.find("sa/big").expect("big row");
+    let small = out.find("sa/small").expect("small row");
+    assert!(big < small, "biggest spender first: {out}");
+    assert!(
+        out.contains("2.500000") && out.contains("cost_budget_exhausted×1"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("sa/old"),
+        "yesterday is another window: {out}"
+    );
+    let (code, out) = cli(&["spend", "--window", "day", "--at", "2026-11-29", &path]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sa/old") && out.contains("999"), "{out}");
+    let (code, out) = cli(&["spend", "--window", "week", &path]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("minute, hour, day or month"), "{out}");
+}

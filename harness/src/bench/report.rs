@@ -263,9 +263,12 @@ pub(crate) fn print_body_targets(summary: &BTreeMap<Variant, Summary>, rounds: &
             t.cpu_vs_plain, l.cpu_vs_plain, l.added_ttfb_p50_us
         );
     }
-    let budgets = paired_median(rounds, Variant::TollgateBodyBudgets, Variant::TollgateBody, |b, t| {
-        Some(b.cpu_us - t.cpu_us)
-    });
+    let budgets = paired_median(
+        rounds,
+        Variant::TollgateBodyBudgets,
+        Variant::TollgateBody,
+        |b, t| Some(b.cpu_us - t.cpu_us),
+    );
     if let Some(added) = budgets {
         println!(
             "  (issue 9) local-tier budgets add ≤ 10 µs of gateway CPU per request over the body rule: {added:+.1} µs  {}",

@@ -7,7 +7,12 @@
 //! tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]
 //! tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao]
 //!                         [--concurrency N] [--state-dir DIR] POLICY.json
+//! tollgate-harness spend  [--window minute|hour|day|month] [--at PREFIX] ACCESS.log
 //! ```
+//!
+//! `spend` reports each workload's spend in one UTC window (by default the
+//! day of the log's latest line) from Envoy's access log: see
+//! `tollgate_harness::spend`.
 //!
 //! `gateway` is `make run`: the real Envoy from the project venv with
 //! Tollgate, an mTLS listener, the mock credential service and (unless
@@ -35,6 +40,7 @@ fn main() -> ExitCode {
         Some("decide") => decide(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("gateway") => gateway(&args[1..]),
+        Some("spend") => spend(&args[1..]),
         _ => Err(usage()),
     };
     match result {
@@ -47,7 +53,51 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao] [--concurrency N] [--state-dir DIR] POLICY.json".into()
+    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao] [--concurrency N] [--state-dir DIR] POLICY.json\n  tollgate-harness spend  [--window minute|hour|day|month] [--at PREFIX] ACCESS.log".into()
+}
+
+/// Each workload's spend in one window, from an access log.
+fn spend(args: &[String]) -> Result<ExitCode, String> {
+    let mut window = "day".to_string();
+    let mut at = None;
+    let mut log = None;
+    // `--wasm` is accepted (every command takes it) and not needed.
+    let rest = opts(args)?.rest;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--window" => {
+                window = it
+                    .next()
+                    .ok_or("--window needs minute, hour, day or month")?
+                    .clone()
+            }
+            "--at" => {
+                at = Some(
+                    it.next()
+                        .ok_or("--at needs a start_time prefix, e.g. 2026-11-30")?
+                        .clone(),
+                )
+            }
+            _ if log.is_none() && !a.starts_with("--") => log = Some(PathBuf::from(a)),
+            other => return Err(format!("unexpected argument {other:?}\n{}", usage())),
+        }
+    }
+    let len = tollgate_harness::spend::prefix_len(&window)
+        .ok_or_else(|| format!("--window must be minute, hour, day or month, not {window:?}"))?;
+    if at.as_ref().is_some_and(|a: &String| a.len() != len) {
+        return Err(format!(
+            "--at for a {window} window is {len} characters (e.g. {})",
+            &"2026-11-30T06:22"[..len]
+        ));
+    }
+    let log = log.ok_or_else(usage)?;
+    let file =
+        std::fs::File::open(&log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+    let r = tollgate_harness::spend::report(std::io::BufReader::new(file), len, at.as_deref())
+        .map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+    print!("{}", tollgate_harness::spend::render(&r, &window));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Options common to all commands, plus what is left.
