@@ -14,6 +14,9 @@
 //!   written: its hold stays until the window resets, stricter, never looser)
 //! - `tollgate.prompt_anomaly.recorded` (a guard in `record` mode let an
 //!   anomalous prompt through)
+//!
+//! And one gauge, defined by the worker: `tollgate.budget.reservations_outstanding`
+//! (token and cost holds of streams not yet settled).
 
 use crate::credential::protocol::FetchFailure;
 use crate::reason::DenyReason;

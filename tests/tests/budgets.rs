@@ -144,11 +144,19 @@ fn tokens_are_held_at_admission_and_settled_to_the_usage() {
         (0, hold * fits as u64),
         "the refusal holds nothing"
     );
+    assert_eq!(
+        gw.metric("tollgate.budget.reservations_outstanding"),
+        Some(fits as u64)
+    );
     // Settled to the usage: 12 + 30 tokens each; the rest is released.
     for id in &live {
         gw.respond(*id, 200, JSON, &usage_answer(12, 30));
     }
     assert_eq!(balance(&gw, key), (42 * fits as u64, 0));
+    assert_eq!(
+        gw.metric("tollgate.budget.reservations_outstanding"),
+        Some(0)
+    );
     let a = audit_of(&gw, first);
     assert_eq!(
         (a["tokens_reserved"].as_u64(), a["tokens_charged"].as_u64()),

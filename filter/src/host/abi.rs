@@ -301,6 +301,13 @@ pub fn define_counter(name: &str) -> Result<u32, Status> {
     Ok(id)
 }
 
+pub fn define_gauge(name: &str) -> Result<u32, Status> {
+    let mut id = 0u32;
+    // SAFETY: in-pointer to a live str, out-pointer to a live local.
+    check(unsafe { proxy_define_metric(1, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
 pub fn increment(id: u32, by: i64) {
     // SAFETY: plain value call.
     let _ = unsafe { proxy_increment_metric(id, by) };

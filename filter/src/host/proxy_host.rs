@@ -109,6 +109,10 @@ impl Host for ProxyHost {
         abi::define_counter(name).map_err(err)
     }
 
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError> {
+        abi::define_gauge(name).map_err(err)
+    }
+
     fn increment(&self, id: u32, by: i64) {
         abi::increment(id, by);
     }

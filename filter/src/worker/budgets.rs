@@ -97,6 +97,9 @@ impl<H: Host> Worker<H> {
             );
             let refusal = match reserved {
                 Ok(r) => {
+                    if r.charge == Charge::Hold {
+                        self.outstanding(1);
+                    }
                     flow.on_reserved(r, &budget.name, budget.metric);
                     shadow
                 }
@@ -188,6 +191,9 @@ impl<H: Host> Worker<H> {
             let Some(budget) = config.budgets.get(usize::from(r.budget)) else {
                 continue;
             };
+            if r.charge == Charge::Hold {
+                self.outstanding(-1);
+            }
             if let Err(e) = ledger::settle(&store, budget, &r, spent) {
                 self.count(Counter::BudgetSettleFailed);
                 self.log(

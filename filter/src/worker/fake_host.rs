@@ -461,6 +461,11 @@ impl Host for FakeHost {
         Ok((counters.len() - 1) as u32)
     }
 
+    /// Kept with the counters (a gauge is a counter that may go down).
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError> {
+        self.define_counter(name)
+    }
+
     fn increment(&self, id: u32, by: i64) {
         if let Some((_, v)) = self.counters.borrow_mut().get_mut(id as usize) {
             *v += by;

@@ -110,6 +110,8 @@ pub trait Host {
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
 
     fn define_counter(&self, name: &str) -> Result<u32, HostError>;
+    /// A gauge: [`Host::increment`] adds to it (negative to subtract).
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError>;
     fn increment(&self, id: u32, by: i64);
     fn log(&self, level: LogLevel, message: &str);
 }
@@ -206,6 +208,9 @@ impl<H: Host> Host for &H {
     }
     fn define_counter(&self, name: &str) -> Result<u32, HostError> {
         (**self).define_counter(name)
+    }
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError> {
+        (**self).define_gauge(name)
     }
     fn increment(&self, id: u32, by: i64) {
         (**self).increment(id, by)

@@ -113,6 +113,9 @@ pub struct Worker<H: Host> {
     config: RefCell<Option<Rc<Config>>>,
     /// Metric ids by `Counter::slot`.
     counters: RefCell<Vec<Option<u32>>>,
+    /// `tollgate.budget.reservations_outstanding`: held reservations of
+    /// streams not yet settled (a gauge, shared by every worker).
+    outstanding: Cell<Option<u32>>,
     /// Lease ids are `lease_base + n`: unique per fetch across workers.
     lease_base: u64,
     lease_seq: Cell<u64>,
@@ -137,6 +140,7 @@ impl<H: Host> Worker<H> {
             root,
             config: RefCell::new(None),
             counters: RefCell::new(vec![None; Counter::SLOTS]),
+            outstanding: Cell::new(None),
             lease_base,
             lease_seq: Cell::new(0),
             streams: RefCell::new(HashMap::new()),
@@ -174,6 +178,13 @@ impl<H: Host> Worker<H> {
 
     fn count(&self, c: Counter) {
         self.count_n(c, 1);
+    }
+
+    /// Moves the outstanding-reservations gauge by `by`.
+    fn outstanding(&self, by: i64) {
+        if let Some(id) = self.outstanding.get() {
+            self.host.increment(id, by);
+        }
     }
 
     fn count_n(&self, c: Counter, n: i64) {
@@ -228,6 +239,13 @@ impl<H: Host> Worker<H> {
                     *slot = self.host.define_counter(&c.name()).ok();
                 }
             }
+        }
+        if self.outstanding.get().is_none() {
+            self.outstanding.set(
+                self.host
+                    .define_gauge("tollgate.budget.reservations_outstanding")
+                    .ok(),
+            );
         }
         // Budget records exist before the first request can reserve (shared
         // data has no create-if-absent: see budget::ledger).
