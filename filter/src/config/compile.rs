@@ -153,30 +153,20 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
             prices.0.push(price);
         }
     }
-    let mut guards: Vec<Guard> = Vec::new();
-    for (i, g) in raw.prompt_guards.iter().enumerate() {
-        let compiled = compile_guard(i, g, errs);
-        if raw.prompt_guards.iter().take(i).any(|x| x.name == g.name) {
-            errs.push(
-                format!("prompt_guards[{i}].name"),
-                format!("duplicate prompt guard name {:?}", g.name),
-            );
-        } else if let Some(g) = compiled {
-            guards.push(g);
-        }
-    }
-    let mut budgets: Vec<Budget> = Vec::new();
-    for (i, b) in raw.budgets.iter().enumerate() {
-        let compiled = compile_budget(i, b, errs);
-        if raw.budgets.iter().take(i).any(|x| x.name == b.name) {
-            errs.push(
-                format!("budgets[{i}].name"),
-                format!("duplicate budget name {:?}", b.name),
-            );
-        } else if let Some(b) = compiled {
-            budgets.push(b);
-        }
-    }
+    let guards = compile_named(
+        &raw.prompt_guards,
+        ("prompt_guards", "prompt guard"),
+        |g| &g.name,
+        errs,
+        compile_guard,
+    );
+    let budgets = compile_named(
+        &raw.budgets,
+        ("budgets", "budget"),
+        |b| &b.name,
+        errs,
+        compile_budget,
+    );
     Settings {
         mode,
         audit_log,
@@ -225,6 +215,31 @@ fn compile_price(i: usize, p: &RawPrice, errs: &mut ConfigErrors) -> Option<(Mod
             output,
         },
     ))
+}
+
+/// Compiles each entry of a list whose entries rules name (`budgets`,
+/// `prompt_guards`); a name used again is reported at the later entry,
+/// which is left out. `(section, what)` name the list in messages.
+fn compile_named<R, T>(
+    list: &[R],
+    (section, what): (&str, &str),
+    name: impl Fn(&R) -> &String,
+    errs: &mut ConfigErrors,
+    compile: impl Fn(usize, &R, &mut ConfigErrors) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let compiled = compile(i, r, errs);
+        if list.iter().take(i).any(|x| name(x) == name(r)) {
+            errs.push(
+                format!("{section}[{i}].name"),
+                format!("duplicate {what} name {:?}", name(r)),
+            );
+        } else if let Some(c) = compiled {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Prompt guard `i`: defaults factor 20, min_bytes 16,384, warmup 20,

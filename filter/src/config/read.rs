@@ -949,16 +949,7 @@ fn read_budget(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawBudg
     );
     let name = req_str(m, path, "name", errs);
     let window = req_str(m, path, "window", errs);
-    let mut count = |field: &str| match present(m, field) {
-        None => Some(None),
-        Some(v) => match v.as_u64() {
-            Some(n) => Some(Some(n)),
-            None => {
-                errs.push(at(path, field), "expected a non-negative integer");
-                None
-            }
-        },
-    };
+    let mut count = |field: &str| opt_uint(m, path, field, errs);
     let requests = count("requests");
     let tokens = count("tokens");
     let slots = count("slots");
@@ -998,16 +989,7 @@ fn read_guard(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawGuard
         errs,
     );
     let name = req_str(m, path, "name", errs);
-    let mut count = |field: &str| match present(m, field) {
-        None => Some(None),
-        Some(v) => match v.as_u64() {
-            Some(n) => Some(Some(n)),
-            None => {
-                errs.push(at(path, field), "expected a non-negative integer");
-                None
-            }
-        },
-    };
+    let mut count = |field: &str| opt_uint(m, path, field, errs);
     let factor = count("factor");
     let min_bytes = count("min_bytes");
     let warmup = count("warmup");
@@ -1042,6 +1024,21 @@ fn read_price(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawPrice
         cached_input: cached_input?,
         output: output?,
     })
+}
+
+/// An optional non-negative integer member: `Some(None)` when absent (or
+/// null), `None` (reported) when it is anything else.
+fn opt_uint(m: &Obj, path: &str, field: &str, errs: &mut ConfigErrors) -> Option<Option<u64>> {
+    match present(m, field) {
+        None => Some(None),
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(Some(n)),
+            None => {
+                errs.push(at(path, field), "expected a non-negative integer");
+                None
+            }
+        },
+    }
 }
 
 /// An amount of money: a decimal string (`"0.15"`) or a non-negative
