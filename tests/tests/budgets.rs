@@ -532,3 +532,38 @@ fn a_thousandfold_prompt_after_a_steady_baseline_is_refused() {
     assert_eq!(audit_of(&gw, id)["prompt_anomaly_baseline"], usual.len());
     assert_eq!(gw.trap(), None);
 }
+
+/// Streamed body mode (a stock Istio WasmPlugin): the headers leave before
+/// the body is read, so a token budget is reserved at the body's end; a
+/// refusal is then the client's answer (Envoy resets the upstream stream,
+/// which never got the body) and holds nothing.
+#[test]
+fn in_streamed_mode_a_refusal_at_the_body_resets_upstream_and_holds_nothing() {
+    let mut cfg = with_budgets(
+        json!([{"name": "t", "tokens": 1, "window": "hour", "scope": "shared"}]),
+        json!({"max_output_tokens": 100, "budgets": ["t"]}),
+    );
+    cfg["body_mode"] = json!("streamed");
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":100}"#;
+    let hold = body.len() as u64 + 100;
+    cfg["budgets"][0]["tokens"] = json!(hold);
+    let creds = credential_service();
+    let mut gw = warm_gateway_with(&cfg, 1, &creds);
+    let key = "tollgate/v1/budget/t";
+    let first = chat(&mut gw, 0, SUPPORT_BOT, body);
+    gw.settle();
+    gw.outcome(first).expect_forwarded();
+    assert_eq!(balance(&gw, key), (0, hold));
+    let before = Counters::snapshot(&gw);
+    let second = chat(&mut gw, 0, SUPPORT_BOT, body);
+    gw.settle();
+    // Its headers had left; the refusal is the client's answer.
+    assert_denied(&gw, &before, second, 429, "token_budget_exhausted");
+    assert_eq!(
+        balance(&gw, key),
+        (0, hold),
+        "the refused request holds nothing"
+    );
+    gw.respond(first, 200, JSON, &usage_answer(3, 4));
+    assert_eq!(balance(&gw, key), (7, 0));
+}
