@@ -781,12 +781,6 @@ impl RequestFlow {
         self.rule
     }
 
-    /// Whether the body is still to be checked (a token budget then
-    /// reserves at its end, when its size is known).
-    pub fn body_pending_check(&self) -> bool {
-        matches!(self.body, Body::Pending { .. })
-    }
-
     /// The most output tokens the request can cost: the effective cap of
     /// its body (written in or clamped), else `rule_cap`.
     pub fn output_tokens_bound(&self, rule_cap: Option<u64>) -> Option<u64> {

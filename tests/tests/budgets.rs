@@ -238,7 +238,7 @@ fn five_hundred_concurrent_requests_on_two_workers_never_overshoot() {
     }
     let usage: u64 = (0..50).map(|n| 10 + n).sum();
     assert_eq!(balance(&gw, key), (usage, 0));
-    assert_eq!(gw.trap(), None);
+    assert_no_leak(&gw, &ids, &all_keys());
 }
 
 #[test]
@@ -530,7 +530,7 @@ fn a_thousandfold_prompt_after_a_steady_baseline_is_refused() {
     assert_eq!(gw.metric("tollgate.prompt_anomaly.recorded"), Some(1));
     end_stream(&mut gw, id);
     assert_eq!(audit_of(&gw, id)["prompt_anomaly_baseline"], usual.len());
-    assert_eq!(gw.trap(), None);
+    assert_no_leak(&gw, &gw.stream_ids(), &all_keys());
 }
 
 /// Streamed body mode (a stock Istio WasmPlugin): the headers leave before

@@ -202,14 +202,15 @@ fn each_request_writes_its_audit_record_once() {
     assert_eq!(logged["decision"], "allow");
     assert_eq!(logged["usage"]["total"], 7);
 
-    let refused = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(STRANGER)
-        .method("POST")
-        .authority("api.openai.com")
-        .path("/v1/chat/completions")
-        .send();
+    let refused = request_on(
+        &mut gw,
+        0,
+        STRANGER,
+        "POST",
+        "api.openai.com",
+        "/v1/chat/completions",
+    )
+    .send();
     gw.settle();
     assert_eq!(gw.fault_seen("proxy_set_property"), 2, "at the verdict");
     end_stream(&mut gw, refused);

@@ -79,11 +79,12 @@ pub struct Budget {
 pub type BudgetId = u16;
 
 impl Budget {
-    /// The subject whose account a request of `workload` draws on.
-    pub fn subject(&self, workload: &str) -> u64 {
+    /// The subject whose account a request draws on, given
+    /// [`subject_of`] its workload (hashed once per request step).
+    pub fn subject(&self, workload_hash: u64) -> u64 {
         match self.scope {
             Scope::Shared => 0,
-            Scope::PerWorkload { .. } => subject_of(workload),
+            Scope::PerWorkload { .. } => workload_hash,
         }
     }
 

@@ -520,26 +520,6 @@ impl RuleReader {
                     });
                     continue;
                 }
-                "prompt_guard" => {
-                    optional.retain(|(f, _, _)| *f != "prompt_guard");
-                    self.rule.prompt_guard = match sc.kind()? {
-                        Kind::String => Some(sc.string()?.to_owned()),
-                        Kind::Null => {
-                            sc.scalar()?;
-                            None
-                        }
-                        k => {
-                            sc.skip()?;
-                            optional.push((
-                                "prompt_guard",
-                                "prompt_guard".into(),
-                                format!("expected a string, got {}", k.name()),
-                            ));
-                            None
-                        }
-                    };
-                    continue;
-                }
                 "workloads" => (&mut self.rule.workloads, 0),
                 "providers" => (&mut self.rule.providers, 1),
                 "endpoints" => (&mut self.rule.endpoints, 2),
@@ -611,9 +591,17 @@ impl RuleReader {
                     }
                     continue;
                 }
-                "max_output_tokens_action" => {
-                    optional.retain(|(f, _, _)| *f != "max_output_tokens_action");
-                    self.rule.max_output_tokens_action = match sc.kind()? {
+                "max_output_tokens_action" | "prompt_guard" => {
+                    let (field, slot) = if key == "prompt_guard" {
+                        ("prompt_guard", &mut self.rule.prompt_guard)
+                    } else {
+                        (
+                            "max_output_tokens_action",
+                            &mut self.rule.max_output_tokens_action,
+                        )
+                    };
+                    optional.retain(|(f, _, _)| *f != field);
+                    *slot = match sc.kind()? {
                         Kind::String => Some(sc.string()?.to_owned()),
                         Kind::Null => {
                             sc.scalar()?;
@@ -622,8 +610,8 @@ impl RuleReader {
                         k => {
                             sc.skip()?;
                             optional.push((
-                                "max_output_tokens_action",
-                                "max_output_tokens_action".into(),
+                                field,
+                                field.into(),
                                 format!("expected a string, got {}", k.name()),
                             ));
                             None

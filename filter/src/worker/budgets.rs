@@ -8,7 +8,7 @@ use super::host::{Host, Shared};
 use super::{LogLevel, Worker};
 use crate::budget::baseline;
 use crate::budget::ledger::{self, Charge};
-use crate::budget::Metric;
+use crate::budget::{subject_of, Metric};
 use crate::config::{Config, Mode};
 use crate::flow::RequestFlow;
 use crate::metrics::Counter;
@@ -53,6 +53,7 @@ impl<H: Host> Worker<H> {
             .map(|c| u64::from(c.limit));
         let output = flow.output_tokens_bound(rule_cap).unwrap_or(0);
         let store = Shared(&self.host);
+        let hash = subject_of(&workload);
         for &id in ids {
             let Some(budget) = config.budgets.get(usize::from(id)) else {
                 continue;
@@ -60,7 +61,7 @@ impl<H: Host> Worker<H> {
             // The input bound: the body's bytes (none when no body is read).
             let input = match (budget.metric.needs_bound(), &phase) {
                 (false, Phase::Admission) => 0,
-                (true, Phase::Admission) if !flow.body_pending_check() => 0,
+                (true, Phase::Admission) if !flow.body_pending() => 0,
                 (true, Phase::Body { len }) => *len,
                 _ => continue,
             };
@@ -89,7 +90,7 @@ impl<H: Host> Worker<H> {
                 &store,
                 budget,
                 id,
-                budget.subject(&workload),
+                budget.subject(hash),
                 amount,
                 charge,
                 now_ms / 1000,
