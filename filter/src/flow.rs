@@ -37,6 +37,7 @@
 
 use crate::audit::{printable, AuditRecord, UsageRecord, Verdict};
 use crate::body::check::{self, BodyOutcome, BodyPlan};
+use crate::budget::global;
 use crate::budget::ledger::{Refusal, Reservation};
 use crate::budget::price::Price;
 use crate::budget::Metric;
@@ -196,6 +197,11 @@ pub struct RequestFlow {
     rule: Option<RuleId>,
     /// Budget reservations to settle at the stream's end.
     reservations: Vec<(Reservation, Metric)>,
+    /// Global reservations to ask the rate-limit service for.
+    global_due: Vec<global::Item>,
+    /// Global reservations held, with the service's hold ids (empty: a
+    /// service that keeps no holds), to settle at the stream's end.
+    global_held: Vec<(global::Item, Box<str>)>,
     /// The model's price, when a `cost` budget was reserved.
     price: Option<Price>,
     /// `retry-after` of a budget refusal.
@@ -228,6 +234,8 @@ impl RequestFlow {
             length_sent: false,
             rule: None,
             reservations: Vec::new(),
+            global_due: Vec::new(),
+            global_held: Vec::new(),
             price: None,
             retry_after_s: None,
             response: ResponsePlan::default(),
@@ -804,13 +812,37 @@ impl RequestFlow {
 
     /// Records a reservation made on budget `name` (to settle at the end).
     pub fn on_reserved(&mut self, r: Reservation, name: &str, metric: Metric) {
+        self.note_reserved(name, metric, r.amount);
+        self.reservations.push((r, metric));
+    }
+
+    /// Notes a reservation on a global budget, asked of the rate-limit
+    /// service once every local step passed ([`Self::take_global_due`]).
+    pub fn defer_global(&mut self, item: global::Item, name: &str) {
+        self.note_reserved(name, item.metric, item.amount);
+        self.global_due.push(item);
+    }
+
+    /// The global reservations to ask for now (emptied).
+    pub fn take_global_due(&mut self) -> Vec<global::Item> {
+        core::mem::take(&mut self.global_due)
+    }
+
+    /// The service granted `items`, with its hold ids in order.
+    pub fn on_global_held(&mut self, items: Vec<global::Item>, holds: &[Box<str>]) {
+        for (i, item) in items.into_iter().enumerate() {
+            let hold = holds.get(i).cloned().unwrap_or_default();
+            self.global_held.push((item, hold));
+        }
+    }
+
+    fn note_reserved(&mut self, name: &str, metric: Metric, amount: u64) {
         self.audit.budgets.push(name.into());
         match metric {
-            Metric::Tokens => self.audit.tokens_reserved = Some(r.amount),
-            Metric::Cost => self.audit.cost_reserved_micros = Some(r.amount),
+            Metric::Tokens => self.audit.tokens_reserved = Some(amount),
+            Metric::Cost => self.audit.cost_reserved_micros = Some(amount),
             Metric::Requests => {}
         }
-        self.reservations.push((r, metric));
     }
 
     /// A budget refused the request: the denial to reply with, or in
@@ -872,46 +904,66 @@ impl RequestFlow {
     /// usage, nothing after an error status, else the whole reservation (the
     /// client left or the stream broke: the provider may have spent it).
     pub fn take_settlements(&mut self) -> Vec<(Reservation, u64)> {
-        let forwarded = self.is_forwarded();
+        let mut out = Vec::with_capacity(self.reservations.len());
+        for (r, metric) in core::mem::take(&mut self.reservations) {
+            let spent = self.spent(metric, r.amount);
+            out.push((r, spent));
+        }
+        out
+    }
+
+    /// As [`Self::take_settlements`], for the global holds: each with its
+    /// hold id and what it spent. A request counts on a `requests` budget
+    /// whatever became of it, as a local one is charged at admission.
+    pub fn take_global_settlements(&mut self) -> Vec<(global::Item, Box<str>, u64)> {
+        let mut out = Vec::with_capacity(self.global_held.len());
+        for (item, hold) in core::mem::take(&mut self.global_held) {
+            let spent = match item.metric {
+                Metric::Requests => item.amount,
+                m => self.spent(m, item.amount),
+            };
+            out.push((item, hold, spent));
+        }
+        out
+    }
+
+    /// What a reservation of `held` on a `metric` budget spent (see
+    /// [`Self::take_settlements`]); noted in the audit record.
+    fn spent(&mut self, metric: Metric, held: u64) -> u64 {
+        if !self.is_forwarded() {
+            return self.note_charged(metric, 0);
+        }
         let usage = self
             .audit
             .usage
             .filter(|u| u.total.is_some() || u.input.is_some() || u.output.is_some());
-        let failed = self.audit.upstream_status.is_some_and(|s| s >= 400);
-        let price = self.price;
-        let spent_of = |metric: Metric, held: u64| -> u64 {
-            let Some(u) = usage else {
-                return if failed { 0 } else { held };
-            };
-            // Only a total: priced as output, the dearer kind.
-            let (input, output) = match (u.input, u.output, u.total) {
-                (None, None, Some(total)) => (0, total),
-                (i, o, _) => (i.unwrap_or(0), o.unwrap_or(0)),
-            };
-            match metric {
-                Metric::Tokens => u.total.unwrap_or(input.saturating_add(output)),
-                // Reserving needed a price; without one, charge the hold.
-                Metric::Cost => {
-                    price.map_or(held, |p| p.cost(input, u.cached_input.unwrap_or(0), output))
-                }
-                Metric::Requests => 0,
-            }
+        let Some(u) = usage else {
+            let failed = self.audit.upstream_status.is_some_and(|s| s >= 400);
+            return self.note_charged(metric, if failed { 0 } else { held });
         };
-        let mut out = Vec::with_capacity(self.reservations.len());
-        for (r, metric) in core::mem::take(&mut self.reservations) {
-            let spent = if forwarded {
-                spent_of(metric, r.amount)
-            } else {
-                0
-            };
-            match metric {
-                Metric::Tokens => self.audit.tokens_charged = Some(spent),
-                Metric::Cost => self.audit.cost_charged_micros = Some(spent),
-                Metric::Requests => {}
-            }
-            out.push((r, spent));
+        // Only a total: priced as output, the dearer kind.
+        let (input, output) = match (u.input, u.output, u.total) {
+            (None, None, Some(total)) => (0, total),
+            (i, o, _) => (i.unwrap_or(0), o.unwrap_or(0)),
+        };
+        let spent = match metric {
+            Metric::Tokens => u.total.unwrap_or(input.saturating_add(output)),
+            // Reserving needed a price; without one, charge the hold.
+            Metric::Cost => self
+                .price
+                .map_or(held, |p| p.cost(input, u.cached_input.unwrap_or(0), output)),
+            Metric::Requests => 0,
+        };
+        self.note_charged(metric, spent)
+    }
+
+    fn note_charged(&mut self, metric: Metric, spent: u64) -> u64 {
+        match metric {
+            Metric::Tokens => self.audit.tokens_charged = Some(spent),
+            Metric::Cost => self.audit.cost_charged_micros = Some(spent),
+            Metric::Requests => {}
         }
-        out
+        spent
     }
 
     /// Whether a held body's rewrite must set `content-length`: the request

@@ -14,6 +14,11 @@
 //!   written: its hold stays until the window resets, stricter, never looser)
 //! - `tollgate.prompt_anomaly.recorded` (a guard in `record` mode let an
 //!   anomalous prompt through)
+//! - `tollgate.budget.global_fail_open` (admitted without the rate-limit
+//!   service, which could not answer, under `failure_mode: fail_open`)
+//! - `tollgate.budget.global_settle_failed` (a settlement the rate-limit
+//!   service never took, after its retries: the service's hold expires
+//!   uncharged)
 //!
 //! And one gauge, defined by the worker: `tollgate.budget.reservations_outstanding`
 //! (token and cost holds of streams not yet settled).
@@ -45,6 +50,10 @@ pub enum Counter {
     BudgetSettleFailed,
     /// A prompt guard with `action: record` let an anomalous prompt through.
     PromptAnomalyRecorded,
+    /// Admitted without the rate-limit service (`fail_open`).
+    GlobalFailOpen,
+    /// A global settlement lost after its retries.
+    GlobalSettleFailed,
 }
 
 impl Counter {
@@ -71,6 +80,8 @@ impl Counter {
         v.push(Counter::ResponseEncodedRefused);
         v.push(Counter::BudgetSettleFailed);
         v.push(Counter::PromptAnomalyRecorded);
+        v.push(Counter::GlobalFailOpen);
+        v.push(Counter::GlobalSettleFailed);
         v
     }
 
@@ -97,11 +108,13 @@ impl Counter {
             Counter::ResponseEncodedRefused => FETCH + FetchFailure::ALL.len() + 3,
             Counter::BudgetSettleFailed => FETCH + FetchFailure::ALL.len() + 4,
             Counter::PromptAnomalyRecorded => FETCH + FetchFailure::ALL.len() + 5,
+            Counter::GlobalFailOpen => FETCH + FetchFailure::ALL.len() + 6,
+            Counter::GlobalSettleFailed => FETCH + FetchFailure::ALL.len() + 7,
         }
     }
 
     /// The size of a metric-id table indexed by [`Counter::slot`].
-    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 6;
+    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 8;
 
     pub fn name(self) -> String {
         match self {
@@ -120,6 +133,8 @@ impl Counter {
             Counter::ResponseEncodedRefused => "tollgate.response.refused.response_encoded".into(),
             Counter::BudgetSettleFailed => "tollgate.budget.settle_failed".into(),
             Counter::PromptAnomalyRecorded => "tollgate.prompt_anomaly.recorded".into(),
+            Counter::GlobalFailOpen => "tollgate.budget.global_fail_open".into(),
+            Counter::GlobalSettleFailed => "tollgate.budget.global_settle_failed".into(),
         }
     }
 }

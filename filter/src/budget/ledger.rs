@@ -196,7 +196,7 @@ pub fn balance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::{Metric, Scope, Window};
+    use crate::budget::{Metric, Scope, Tier, Window};
     use crate::credential::cache::MemoryStore;
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -210,6 +210,7 @@ mod tests {
             limit,
             window: Window::Minute,
             scope,
+            tier: Tier::Local,
         }
     }
 

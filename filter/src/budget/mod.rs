@@ -24,6 +24,7 @@
 //!   policy, whatever SPIFFE IDs arrive, and only admitted workloads write.
 
 pub mod baseline;
+pub mod global;
 pub mod ledger;
 pub mod price;
 pub mod record;
@@ -65,6 +66,15 @@ pub enum Scope {
     Shared,
 }
 
+/// Where a budget's account lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// This Envoy's shared data: exact across its workers ([`ledger`]).
+    Local,
+    /// The rate-limit service: exact across gateway replicas ([`global`]).
+    Global,
+}
+
 /// One compiled budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
@@ -73,6 +83,7 @@ pub struct Budget {
     pub limit: u64,
     pub window: Window,
     pub scope: Scope,
+    pub tier: Tier,
 }
 
 /// Index of a budget in the configuration's table.

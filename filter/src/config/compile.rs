@@ -13,9 +13,10 @@ use super::error::ConfigErrors;
 use super::raw::*;
 use super::{read, AuditLog, BodyMode, Config, Document, Mode};
 use crate::budget::baseline::{Guard, GuardAction};
+use crate::budget::global;
 use crate::budget::price::{parse_micros, Price, PriceTable};
 use crate::budget::{
-    Budget, BudgetId, Metric, Scope as BudgetScope, Window, DEFAULT_SLOTS, MAX_SLOTS,
+    Budget, BudgetId, Metric, Scope as BudgetScope, Tier, Window, DEFAULT_SLOTS, MAX_SLOTS,
 };
 use crate::credential::service::{CredentialService, Protocol};
 use crate::credential::{validate_credential_name, CredentialRef, Scope};
@@ -84,6 +85,7 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
             budgets: settings.budgets.into_boxed_slice(),
             prices: settings.prices,
             guards: settings.guards.into_boxed_slice(),
+            rate_limit_service: settings.rate_limit_service,
         }),
         _ => Err(meaning),
     }
@@ -103,6 +105,7 @@ struct Settings {
     budgets: Vec<Budget>,
     prices: PriceTable,
     guards: Vec<Guard>,
+    rate_limit_service: Option<global::Service>,
 }
 
 fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
@@ -167,7 +170,22 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
         errs,
         compile_budget,
     );
+    let rate_limit_service = raw
+        .rate_limit_service
+        .as_ref()
+        .and_then(|s| compile_rate_limit_service(s, errs));
+    if raw.rate_limit_service.is_none() {
+        for (i, b) in raw.budgets.iter().enumerate() {
+            if b.tier.as_deref() == Some("global") {
+                errs.push(
+                    format!("budgets[{i}].tier"),
+                    "a global budget needs rate_limit_service",
+                );
+            }
+        }
+    }
     Settings {
+        rate_limit_service,
         mode,
         audit_log,
         body_mode: match raw.body_mode {
@@ -362,12 +380,91 @@ fn compile_budget(i: usize, b: &RawBudget, errs: &mut ConfigErrors) -> Option<Bu
             }
         }
     };
-    (errs.0.len() == before).then(|| Budget {
+    let tier = match b.tier.as_deref() {
+        None | Some("local") => Tier::Local,
+        Some("global") => Tier::Global,
+        Some(other) => {
+            errs.push(
+                path("tier"),
+                format!("expected \"local\" or \"global\", got {other:?}"),
+            );
+            Tier::Local
+        }
+    };
+    let budget = Budget {
         name: b.name.as_str().into(),
         metric,
         limit,
         window: window.unwrap_or(Window::Minute),
         scope,
+        tier,
+    };
+    if tier == Tier::Global {
+        if b.slots.is_some() {
+            errs.push(
+                path("slots"),
+                "slots apply to the local tier; the rate-limit service keeps one account per workload",
+            );
+        }
+        if limit > 0 && global::limit_units(&budget).is_none() {
+            errs.push(
+                path(field),
+                match metric {
+                    Metric::Cost => "a global cost budget must be between 0.001 and 4294967.295 USD (the protocol carries tenths of a cent in 32 bits)",
+                    _ => "a global budget's limit must fit the protocol's 32 bits (at most 4294967295)",
+                },
+            );
+        }
+    }
+    (errs.0.len() == before).then_some(budget)
+}
+
+/// The default per-call timeout of the rate-limit service.
+const RATE_LIMIT_TIMEOUT: &str = "250ms";
+
+fn compile_rate_limit_service(
+    s: &RawRateLimitService,
+    errs: &mut ConfigErrors,
+) -> Option<global::Service> {
+    let at = "rate_limit_service";
+    let before = errs.0.len();
+    if s.cluster.trim().is_empty() {
+        errs.push(
+            format!("{at}.cluster"),
+            "the gateway cluster of the rate-limit service is required",
+        );
+    }
+    let domain = s.domain.as_deref().unwrap_or("tollgate");
+    if domain.is_empty() || domain.len() > 128 {
+        errs.push(format!("{at}.domain"), "1 to 128 characters");
+    }
+    let timeout = duration_field(
+        s.timeout.as_deref(),
+        RATE_LIMIT_TIMEOUT,
+        &format!("{at}.timeout"),
+        errs,
+    );
+    if let Some(t) = timeout {
+        if t == 0 || t > MAX_TIMEOUT_MS {
+            errs.push(format!("{at}.timeout"), "must be between 1ms and 60s");
+        }
+    }
+    let fail_open = match s.failure_mode.as_deref() {
+        None | Some("fail_closed") => false,
+        Some("fail_open") => true,
+        Some(other) => {
+            errs.push(
+                format!("{at}.failure_mode"),
+                format!("expected \"fail_closed\" or \"fail_open\", got {other:?}"),
+            );
+            false
+        }
+    };
+    (errs.0.len() == before).then(|| global::Service {
+        cluster: s.cluster.as_str().into(),
+        domain: domain.into(),
+        timeout_ms: timeout.unwrap_or(250) as u32,
+        fail_open,
     })
 }
 
@@ -1031,10 +1128,56 @@ mod tests {
         assert_eq!(
             e,
             [
-                "budgets[0].extra: unknown field `extra`; expected one of name, requests, tokens, cost, window, scope, slots",
+                "budgets[0].extra: unknown field `extra`; expected one of name, requests, tokens, cost, window, scope, slots, tier",
                 "budgets[0].requests: expected a non-negative integer",
                 "rules[0].budgets: expected a list, got a string",
             ]
+        );
+    }
+
+    #[test]
+    fn global_budgets_need_a_rate_limit_service_and_a_32_bit_limit() {
+        let budgets = r#"[{"name": "g", "tokens": 5000000000, "window": "day", "tier": "global", "slots": 4},
+                {"name": "c", "cost": "0.0005", "window": "day", "tier": "global"},
+                {"name": "x", "requests": 5, "window": "day", "tier": "planet"}]"#;
+        let e = errors(&with_budgets(
+            budgets,
+            r#""max_output_tokens": 10, "budgets": ["g"]"#,
+        ));
+        for x in [
+            "budgets[0].slots: slots apply to the local tier; the rate-limit service keeps one account per workload",
+            "budgets[0].tokens: a global budget's limit must fit the protocol's 32 bits (at most 4294967295)",
+            "budgets[1].cost: a global cost budget must be between 0.001 and 4294967.295 USD (the protocol carries tenths of a cent in 32 bits)",
+            "budgets[2].tier: expected \"local\" or \"global\", got \"planet\"",
+            "budgets[0].tier: a global budget needs rate_limit_service",
+        ] {
+            assert!(e.iter().any(|got| got == x), "missing {x:?} in {e:#?}");
+        }
+        let ok = with_budgets(
+            r#"[{"name": "g", "tokens": 20000000, "window": "day", "tier": "global", "scope": "shared"}]"#,
+            r#""max_output_tokens": 10, "budgets": ["g"]"#,
+        )
+        .replacen(
+            r#""budgets": ["#,
+            r#""rate_limit_service": {"cluster": "rls", "failure_mode": "fail_open"}, "budgets": ["#,
+            1,
+        );
+        let c = parse(ok.as_bytes()).unwrap();
+        assert_eq!(c.budgets[0].tier, Tier::Global);
+        let svc = c.rate_limit_service.unwrap();
+        assert_eq!(
+            (&*svc.cluster, &*svc.domain, svc.timeout_ms, svc.fail_open),
+            ("rls", "tollgate", 250, true)
+        );
+        let bad = ok.replace(
+            r#""failure_mode": "fail_open""#,
+            r#""failure_mode": "open", "timeout": "0s""#,
+        );
+        let e = errors(&bad);
+        assert!(e.contains(&"rate_limit_service.failure_mode: expected \"fail_closed\" or \"fail_open\", got \"open\"".to_string()), "{e:#?}");
+        assert!(
+            e.contains(&"rate_limit_service.timeout: must be between 1ms and 60s".to_string()),
+            "{e:#?}"
         );
     }
 

@@ -119,6 +119,8 @@ pub struct Config {
     pub prices: crate::budget::price::PriceTable,
     /// Prompt-size anomaly guards; rules name theirs.
     pub guards: Box<[crate::budget::baseline::Guard]>,
+    /// Where `global` budgets are kept (set when any budget is global).
+    pub rate_limit_service: Option<crate::budget::global::Service>,
 }
 
 impl Config {

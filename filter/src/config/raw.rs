@@ -27,6 +27,20 @@ pub struct RawConfig {
     pub prices: Vec<RawPrice>,
     /// Default none.
     pub prompt_guards: Vec<RawGuard>,
+    /// Needed by `global` budgets only.
+    pub rate_limit_service: Option<RawRateLimitService>,
+}
+
+/// `rate_limit_service`: where `global` budgets are kept.
+#[derive(Debug)]
+pub struct RawRateLimitService {
+    pub cluster: String,
+    /// Default `tollgate`.
+    pub domain: Option<String>,
+    /// Default `250ms`.
+    pub timeout: Option<String>,
+    /// `fail_closed` (default) or `fail_open`.
+    pub failure_mode: Option<String>,
 }
 
 /// One element of `prompt_guards`.
@@ -65,6 +79,8 @@ pub struct RawBudget {
     pub scope: RawScope,
     /// Only for `per_workload`.
     pub slots: Option<u64>,
+    /// `local` (default) or `global`.
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]

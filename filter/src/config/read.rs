@@ -739,6 +739,7 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
             "budgets",
             "prices",
             "prompt_guards",
+            "rate_limit_service",
             "rules",
         ],
         errs,
@@ -810,11 +811,16 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
         None => Some(Vec::new()),
         Some(v) => list(Some(v), "prompt_guards", errs, read_guard),
     };
+    let rate_limit_service = match present(m, "rate_limit_service") {
+        None => Some(None),
+        Some(v) => read_rate_limit_service(v, "rate_limit_service", errs).map(Some),
+    };
     if let RulesFound::Wrong(v) = rules {
         wrong_type(&v, "rules", "a list", errs);
         return None;
     }
     Some(RawConfig {
+        rate_limit_service: rate_limit_service?,
         budgets: budgets?,
         prices: prices?,
         prompt_guards: prompt_guards?,
@@ -875,6 +881,30 @@ fn read_service(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawCre
     })
 }
 
+fn read_rate_limit_service(
+    v: &Value,
+    path: &str,
+    errs: &mut ConfigErrors,
+) -> Option<RawRateLimitService> {
+    let m = obj(v, path, errs)?;
+    known(
+        m,
+        path,
+        &["cluster", "domain", "timeout", "failure_mode"],
+        errs,
+    );
+    let cluster = req_str(m, path, "cluster", errs);
+    let domain = opt_str(m, path, "domain", errs);
+    let timeout = opt_str(m, path, "timeout", errs);
+    let failure_mode = opt_str(m, path, "failure_mode", errs);
+    Some(RawRateLimitService {
+        cluster: cluster?,
+        domain: domain?,
+        timeout: timeout?,
+        failure_mode: failure_mode?,
+    })
+}
+
 fn read_vault(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawVault> {
     let m = obj(v, path, errs)?;
     known(m, path, &["mount", "field"], errs);
@@ -931,7 +961,7 @@ fn read_budget(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawBudg
         m,
         path,
         &[
-            "name", "requests", "tokens", "cost", "window", "scope", "slots",
+            "name", "requests", "tokens", "cost", "window", "scope", "slots", "tier",
         ],
         errs,
     );
@@ -945,6 +975,7 @@ fn read_budget(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawBudg
         None => Some(None),
         Some(v) => amount(v, &at(path, "cost"), errs).map(Some),
     };
+    let tier = opt_str(m, path, "tier", errs);
     let scope = match m.get("scope") {
         None => Some(RawScope::PerWorkload),
         Some(v) => enum_of(
@@ -965,6 +996,7 @@ fn read_budget(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawBudg
         window: window?,
         scope: scope?,
         slots: slots?,
+        tier: tier?,
     })
 }
 
@@ -1388,8 +1420,8 @@ mod tests {
         assert_eq!(
             e,
             [
-                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rules",
-                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rules"
+                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rate_limit_service, rules",
+                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rate_limit_service, rules"
             ]
         );
     }

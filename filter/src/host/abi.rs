@@ -19,6 +19,7 @@ pub const NOT_FOUND: u32 = 1;
 pub const BUFFER_HTTP_REQUEST_BODY: u32 = 0;
 pub const BUFFER_HTTP_RESPONSE_BODY: u32 = 1;
 pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
+pub const BUFFER_GRPC_RECEIVE: u32 = 5;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 const STREAM_HTTP_REQUEST: u32 = 0;
 
@@ -66,6 +67,21 @@ extern "C" {
         body_size: usize,
         trailers: *const u8,
         trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_grpc_call(
+        service: *const u8,
+        service_size: usize,
+        service_name: *const u8,
+        service_name_size: usize,
+        method: *const u8,
+        method_size: usize,
+        initial_metadata: *const u8,
+        initial_metadata_size: usize,
+        message: *const u8,
+        message_size: usize,
         timeout_ms: u32,
         token: *mut u32,
     ) -> u32;
@@ -226,6 +242,37 @@ pub fn http_call(cluster: &str, headers: &[(&str, &str)], timeout_ms: u32) -> Re
             0,
             trailers.as_ptr(),
             trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
+}
+
+/// A unary gRPC call to `cluster` (Envoy reads a plain cluster name as an
+/// `envoy_grpc` service); the token.
+pub fn grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    let metadata = encode_pairs(&[]);
+    let mut token = 0u32;
+    // SAFETY: in-pointers to live slices, out-pointer to a live local.
+    check(unsafe {
+        proxy_grpc_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            metadata.as_ptr(),
+            metadata.len(),
+            message.as_ptr(),
+            message.len(),
             timeout_ms,
             &mut token,
         )

@@ -148,6 +148,21 @@ pub extern "C" fn proxy_on_http_call_response(
 }
 
 #[no_mangle]
+pub extern "C" fn proxy_on_grpc_receive(context_id: u32, token: u32, size: usize) {
+    // Rate-limit calls are dispatched from the root context too.
+    if let Some(w) = root(context_id).or_else(|| stream(context_id)) {
+        w.on_grpc_receive(token, size);
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_grpc_close(context_id: u32, token: u32, status: u32) {
+    if let Some(w) = root(context_id).or_else(|| stream(context_id)) {
+        w.on_grpc_close(token, status);
+    }
+}
+
+#[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, eos: u32) -> u32 {
     match stream(context_id) {
         Some(w) => action(w.on_request_headers(context_id, eos != 0)),

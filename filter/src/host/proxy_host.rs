@@ -83,6 +83,21 @@ impl Host for ProxyHost {
         abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, max).map_err(err)
     }
 
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError> {
+        abi::grpc_call(cluster, service, method, message, timeout_ms).map_err(err)
+    }
+
+    fn grpc_message(&self, max: usize) -> Result<Vec<u8>, HostError> {
+        abi::get_buffer(abi::BUFFER_GRPC_RECEIVE, 0, max).map_err(err)
+    }
+
     fn resume_request(&self) -> Result<(), HostError> {
         abi::resume_request().map_err(err)
     }

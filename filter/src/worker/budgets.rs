@@ -8,7 +8,7 @@ use super::host::{Host, Shared};
 use super::{LogLevel, Worker};
 use crate::budget::baseline;
 use crate::budget::ledger::{self, Charge};
-use crate::budget::{subject_of, Metric};
+use crate::budget::{global, subject_of, Metric, Tier};
 use crate::config::{Config, Mode};
 use crate::flow::RequestFlow;
 use crate::metrics::Counter;
@@ -59,10 +59,15 @@ impl<H: Host> Worker<H> {
                 continue;
             };
             // The input bound: the body's bytes (none when no body is read).
+            // Global budgets are asked for in one call, at the request's
+            // last step (its body's end when one is read).
+            let global = budget.tier == Tier::Global;
             let input = match (budget.metric.needs_bound(), &phase) {
+                (_, Phase::Admission) if global && flow.body_pending() => continue,
                 (false, Phase::Admission) => 0,
                 (true, Phase::Admission) if !flow.body_pending() => 0,
                 (true, Phase::Body { len }) => *len,
+                (false, Phase::Body { .. }) if global => 0,
                 _ => continue,
             };
             let (amount, charge) = match budget.metric {
@@ -86,6 +91,17 @@ impl<H: Host> Worker<H> {
                     }
                 }
             };
+            if global {
+                let item = global::Item {
+                    budget: id,
+                    metric: budget.metric,
+                    subject: hash,
+                    window_start: budget.window.start(now_ms / 1000),
+                    amount,
+                };
+                flow.defer_global(item, &budget.name);
+                continue;
+            }
             let (reserved, shadow) = ledger::reserve(
                 &store,
                 budget,
@@ -186,7 +202,9 @@ impl<H: Host> Worker<H> {
     }
 
     /// Settles what the ended stream reserved (`flow.on_stream_end` first).
-    pub(super) fn settle_budgets(&self, config: &Config, flow: &mut RequestFlow) {
+    /// `current`: the context whose callback runs.
+    pub(super) fn settle_budgets(&self, config: &Config, flow: &mut RequestFlow, current: u32) {
+        self.settle_global(config, flow, current);
         let store = Shared(&self.host);
         for (r, spent) in flow.take_settlements() {
             let Some(budget) = config.budgets.get(usize::from(r.budget)) else {

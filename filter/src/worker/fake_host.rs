@@ -28,6 +28,19 @@ pub struct Dispatched {
     pub timeout_ms: u32,
 }
 
+/// One dispatched gRPC call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcDispatched {
+    pub token: u32,
+    /// The effective context when it was dispatched (the call's owner).
+    pub owner: u32,
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    pub message: Vec<u8>,
+    pub timeout_ms: u32,
+}
+
 /// A local reply sent on a context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -62,6 +75,8 @@ pub struct FakeHost {
     contexts: RefCell<BTreeMap<u32, Ctx>>,
     effective: Cell<u32>,
     calls: RefCell<Vec<Dispatched>>,
+    grpc_calls: RefCell<Vec<GrpcDispatched>>,
+    grpc_message: RefCell<Vec<u8>>,
     next_token: Cell<u32>,
     call_status: RefCell<Option<Vec<u8>>>,
     call_body: RefCell<Vec<u8>>,
@@ -167,6 +182,16 @@ impl FakeHost {
     }
 
     // ---- observing ----
+
+    /// gRPC calls dispatched so far.
+    pub fn grpc_calls(&self) -> Vec<GrpcDispatched> {
+        self.grpc_calls.borrow().clone()
+    }
+
+    /// Sets the message the next `grpc_message` reads.
+    pub fn set_grpc_message(&self, message: &[u8]) {
+        *self.grpc_message.borrow_mut() = message.to_vec();
+    }
 
     pub fn calls(&self) -> Vec<Dispatched> {
         self.calls.borrow().clone()
@@ -387,6 +412,35 @@ impl Host for FakeHost {
             timeout_ms,
         });
         Ok(token)
+    }
+
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError> {
+        self.check("dispatch_grpc")?;
+        let token = self.next_token.get() + 1;
+        self.next_token.set(token);
+        self.grpc_calls.borrow_mut().push(GrpcDispatched {
+            token,
+            owner: self.effective.get(),
+            cluster: cluster.to_string(),
+            service: service.to_string(),
+            method: method.to_string(),
+            message: message.to_vec(),
+            timeout_ms,
+        });
+        Ok(token)
+    }
+
+    fn grpc_message(&self, max: usize) -> Result<Vec<u8>, HostError> {
+        self.check("grpc_message")?;
+        let m = self.grpc_message.borrow();
+        Ok(m.get(..max.min(m.len())).unwrap_or_default().to_vec())
     }
 
     fn body(&self, which: BodyBuffer, max: usize) -> Result<Vec<u8>, HostError> {

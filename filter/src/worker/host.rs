@@ -88,6 +88,19 @@ pub trait Host {
         headers: &[(&str, &str)],
         timeout_ms: u32,
     ) -> Result<u32, HostError>;
+    /// Dispatches a unary gRPC call from the effective context; the token.
+    /// Its answer comes to that context: `on_grpc_receive` (the message,
+    /// read with [`Host::grpc_message`]) or `on_grpc_close` (a status).
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError>;
+    /// Up to `max` bytes of the gRPC message being delivered.
+    fn grpc_message(&self, max: usize) -> Result<Vec<u8>, HostError>;
     /// Up to `max` bytes of the stream's body buffer, from its start.
     fn body(&self, which: BodyBuffer, max: usize) -> Result<Vec<u8>, HostError>;
     /// Replaces the whole body buffer (`len` bytes now) with `new`.
@@ -187,6 +200,19 @@ impl<H: Host> Host for &H {
     }
     fn call_response_body(&self, max: usize) -> Result<Vec<u8>, HostError> {
         (**self).call_response_body(max)
+    }
+    fn dispatch_grpc(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError> {
+        (**self).dispatch_grpc(cluster, service, method, message, timeout_ms)
+    }
+    fn grpc_message(&self, max: usize) -> Result<Vec<u8>, HostError> {
+        (**self).grpc_message(max)
     }
     fn resume_request(&self) -> Result<(), HostError> {
         (**self).resume_request()

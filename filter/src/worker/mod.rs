@@ -28,10 +28,13 @@
 //!   is released when the stream ends, however it ends.
 
 mod budgets;
+mod global;
 pub mod host;
 
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake_host;
+#[cfg(test)]
+mod global_tests;
 #[cfg(test)]
 mod tests;
 
@@ -129,6 +132,10 @@ pub struct Worker<H: Host> {
     scratch: RefCell<Vec<u32>>,
     /// Compiled key-echo redactors, one per credential value.
     redactors: RefCell<Redactors>,
+    /// Rate-limit calls in flight (global budgets), by token.
+    global_calls: RefCell<Vec<(u32, global::GlobalCall)>>,
+    /// Settlements to try again at the next tick.
+    global_retries: RefCell<Vec<global::Retry>>,
 }
 
 impl<H: Host> Worker<H> {
@@ -151,6 +158,8 @@ impl<H: Host> Worker<H> {
             tick_ms: Cell::new(0),
             scratch: RefCell::new(Vec::with_capacity(16)),
             redactors: RefCell::new(Redactors::default()),
+            global_calls: RefCell::new(Vec::new()),
+            global_retries: RefCell::new(Vec::new()),
         }
     }
 
@@ -290,7 +299,10 @@ impl<H: Host> Worker<H> {
             .borrow_mut()
             .insert(ctx, Stream { flow, config });
         match head {
-            Ok(now) => self.advance(ctx, ctx, Via::Own, now),
+            Ok(now) => match self.start_global(ctx, now) {
+                Some(action) => action,
+                None => self.advance(ctx, ctx, Via::Own, now),
+            },
             Err(reason) => self.reply(ctx, ctx, Via::Own, reason),
         }
     }
@@ -897,6 +909,7 @@ impl<H: Host> Worker<H> {
             self.wake(None, now);
         }
         self.expire_bodies(now);
+        self.global_pass(now);
         self.refresh_pass(now);
         let wanted = if self.waiting.borrow().is_empty() {
             TICK_IDLE_MS
@@ -1039,11 +1052,6 @@ impl<H: Host> Worker<H> {
             return self.reply(ctx, ctx, Via::Own, reason);
         }
         let forwarded = self.with_flow(ctx, |f| f.is_forwarded()).unwrap_or(false);
-        if forwarded {
-            // Streamed mode: the headers left before the body; the body's
-            // verdict completes the decision.
-            self.count_decision(ctx);
-        }
         if let Some(new) = rewrite {
             if self
                 .host
@@ -1070,7 +1078,14 @@ impl<H: Host> Worker<H> {
                 return self.fail_late(ctx);
             }
         }
+        // Global budgets: paused until the rate-limit service answers.
+        if let Some(action) = self.start_global(ctx, now) {
+            return action;
+        }
         if forwarded {
+            // Streamed mode: the headers left before the body; the body's
+            // verdict completes the decision.
+            self.count_decision(ctx);
             return Action::Continue;
         }
         self.advance(ctx, ctx, Via::Own, now)
@@ -1265,7 +1280,7 @@ impl<H: Host> Worker<H> {
                 return;
             };
             let config = s.config.clone();
-            self.settle_budgets(&config, &mut s.flow);
+            self.settle_budgets(&config, &mut s.flow, ctx);
             let sink = s.config.audit_log;
             let wanted =
                 sink.to_proxy_log() || (sink.to_filter_state() && end.changed_since_verdict);
@@ -1289,7 +1304,7 @@ impl<H: Host> Worker<H> {
         // A stream deleted without `on_log` still settles its budgets.
         if let Some(mut s) = removed {
             if s.flow.on_stream_end(self.host.now_ms().ok()).is_some() {
-                self.settle_budgets(&s.config, &mut s.flow);
+                self.settle_budgets(&s.config, &mut s.flow, ctx);
             }
         }
     }
