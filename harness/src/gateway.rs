@@ -9,9 +9,12 @@
 //!   `settle` / `advance`, never inside the callback that dispatched them.
 //! - `advance` fires ticks and delayed deliveries in virtual-time order
 //!   (deliveries before ticks at the same instant), then settles.
+//! - HTTP and gRPC calls share one pending list per worker: `settle`,
+//!   `advance` and `pending_calls` treat both alike, and `settle` waits for
+//!   every real (remote) call in flight, each bounded by its timeout.
 
 use crate::abi;
-use crate::call::CallHandler;
+use crate::call::{CallHandler, GrpcHandler};
 use crate::clock::{Clock, DEFAULT_START_UNIX_SECS};
 use crate::fault::HostFault;
 use crate::logs::{LogLevel, LogLine};
@@ -19,7 +22,8 @@ use crate::module::Module;
 use crate::outcome::{Outcome, Response};
 use crate::pairs::Pairs;
 use crate::state::{
-    lock, CallRecord, Cluster, Completion, GatewayShared, MetricKind, PendingKind, WorkerHost,
+    lock, CallDelivery, CallRecord, Cluster, Completion, Delivery, GatewayShared, GrpcCallRecord,
+    MetricKind, PendingKind, WorkerHost,
 };
 use crate::stream::{headers, FilterState};
 use crate::upstream::{Upstream, MAX_REAL_TIMEOUT};
@@ -151,6 +155,18 @@ impl GatewayBuilder {
         self.clusters.insert(name.into(), Cluster::Http(addr));
         self
     }
+    /// Answer gRPC calls to cluster `name` in-process (see `crate::call::GrpcResponse`).
+    pub fn cluster_grpc_handler(mut self, name: &str, h: GrpcHandler) -> Self {
+        self.clusters.insert(name.into(), Cluster::GrpcHandler(h));
+        self
+    }
+    /// Send gRPC calls to cluster `name` to a real gRPC server speaking
+    /// plaintext HTTP/2 (prior knowledge, no TLS), as Envoy's gRPC client
+    /// does (see `crate::upstream`).
+    pub fn cluster_grpc(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.clusters.insert(name.into(), Cluster::Grpc(addr));
+        self
+    }
     /// The virtual clock's start (default 2026-01-01T00:00:00Z).
     pub fn start_time(mut self, t: SystemTime) -> Self {
         self.start = t;
@@ -167,7 +183,7 @@ impl GatewayBuilder {
         let needs_runtime = self
             .clusters
             .values()
-            .any(|c| matches!(c, Cluster::Http(_)));
+            .any(|c| matches!(c, Cluster::Http(_) | Cluster::Grpc(_)));
         let upstream = if needs_runtime {
             Some(Upstream::new(done_tx).map_err(|e| StartError::Host(e.to_string()))?)
         } else {
@@ -188,6 +204,7 @@ impl GatewayBuilder {
             metrics: Mutex::default(),
             logs: Mutex::default(),
             calls: Mutex::default(),
+            grpc_calls: Mutex::default(),
             traps: Mutex::default(),
             upstream,
             faults: crate::fault::Faults::default(),
@@ -381,7 +398,7 @@ impl Gateway {
         best.map(|(_, w, _, t)| (w, t))
     }
 
-    fn take_in_process(&mut self, worker: usize, token: u32) -> Option<crate::state::Delivery> {
+    fn take_in_process(&mut self, worker: usize, token: u32) -> Option<CallDelivery> {
         let p = self.workers[worker]
             .store
             .data_mut()
@@ -389,7 +406,10 @@ impl Gateway {
             .iter_mut()
             .find(|p| p.token == token)?;
         match &mut p.kind {
-            PendingKind::InProcess { delivery, .. } => Some(std::mem::take(delivery)),
+            PendingKind::InProcess { delivery, .. } => Some(std::mem::replace(
+                delivery,
+                CallDelivery::Http(Delivery::default()),
+            )),
             PendingKind::Remote { .. } => None,
         }
     }
@@ -689,9 +709,15 @@ impl Gateway {
             .unwrap_or(false)
     }
 
-    /// Every call dispatched so far, in dispatch order.
+    /// Every HTTP call dispatched so far, in dispatch order.
     pub fn calls(&self) -> Vec<CallRecord> {
         lock(&self.shared.calls).clone()
+    }
+
+    /// Every gRPC call dispatched so far (cancelled ones included), in
+    /// dispatch order.
+    pub fn grpc_calls(&self) -> Vec<GrpcCallRecord> {
+        lock(&self.shared.grpc_calls).clone()
     }
 
     pub fn logs(&self) -> Vec<LogLine> {
@@ -784,7 +810,8 @@ impl Gateway {
             .and_then(|w| w.store.data().tick_period)
     }
 
-    /// Calls dispatched but not yet delivered, as (worker, owner context, token).
+    /// Calls (HTTP and gRPC) dispatched but not yet delivered nor cancelled,
+    /// as (worker, owner context, token).
     pub fn pending_calls(&self) -> Vec<(usize, u32, u32)> {
         self.workers
             .iter()

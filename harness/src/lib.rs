@@ -11,6 +11,7 @@
 //!   memory), `pairs` (header-map encoding), `clock` (virtual time),
 //!   `upstream` (real-HTTP clusters), `state` (what host functions share);
 //! - `call` (in-process call handlers), `mock` (mock services);
+//! - `ratelimit` (Envoy's rate-limit gRPC service on limitador and Redis);
 //! - `envoy` (a real Envoy: PKI, configuration, process, local stack) and
 //!   `bench` (`make bench-envoy`'s driver).
 //!
@@ -33,6 +34,7 @@ pub mod module;
 pub mod openbao;
 pub mod outcome;
 pub mod pairs;
+pub mod ratelimit;
 pub mod spend;
 pub mod state;
 pub mod stream;

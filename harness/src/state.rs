@@ -9,8 +9,20 @@
 //!   `after` and applied once the current callback has returned, as Envoy's
 //!   `addAfterVmCallAction` does.
 //! - `effective` is reset to the callback's own context at every callback.
+//! - Callout tokens are Envoy's (proxy-wasm-cpp-host `WasmBase::next*Id`):
+//!   per VM, typed by their low two bits, HTTP calls `4, 8, 12, ...`, unary
+//!   gRPC calls `5, 9, 13, ...` (2 would be gRPC streams, which this host
+//!   does not open). So an HTTP and a gRPC call never share a token, and a
+//!   token tells which kind of call it names (`CalloutKind::of`).
+//! - Every pending call (`pending`) is delivered at most once, by
+//!   `Worker::deliver`, and never inside a hostcall; a cancelled or
+//!   orphaned call is removed from `pending` and leaves no callback behind.
+//! - The gRPC receive buffer and the status message exist only during the
+//!   `proxy_on_grpc_receive` / `proxy_on_grpc_close` (or failed
+//!   `proxy_on_http_call_response`) callback that set them; the status code
+//!   stays until the next close, as on Envoy's root context.
 
-use crate::call::{CallHandler, CallRequest};
+use crate::call::{CallHandler, CallRequest, GrpcHandler, GrpcRequest};
 use crate::clock::Clock;
 use crate::logs::{LogLevel, LogStore};
 use crate::outcome::LocalReply;
@@ -27,11 +39,52 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where a cluster's calls go.
+/// Where a cluster's calls go. One namespace, as Envoy's clusters: an HTTP
+/// call to a gRPC cluster, or a gRPC call to an HTTP cluster, is accepted
+/// (the cluster exists) and fails upstream (see `abi::http_call`,
+/// `abi::grpc`).
 #[derive(Clone)]
 pub enum Cluster {
+    /// HTTP calls answered in-process.
     Handler(CallHandler),
+    /// HTTP calls to a real HTTP/1.1 server.
     Http(SocketAddr),
+    /// Unary gRPC calls answered in-process.
+    GrpcHandler(GrpcHandler),
+    /// Unary gRPC calls to a real gRPC server (plaintext HTTP/2, prior knowledge).
+    Grpc(SocketAddr),
+}
+
+/// Which kind of call a token names, by its low two bits (Envoy's
+/// `WasmBase::CalloutType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalloutKind {
+    Http,
+    GrpcCall,
+    GrpcStream,
+    /// No call ever has such a token.
+    None,
+}
+
+impl CalloutKind {
+    pub fn of(token: u32) -> Self {
+        match token & 3 {
+            0 => CalloutKind::Http,
+            1 => CalloutKind::GrpcCall,
+            2 => CalloutKind::GrpcStream,
+            _ => CalloutKind::None,
+        }
+    }
+}
+
+/// One dispatched gRPC call, as recorded for `Gateway::grpc_calls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCallRecord {
+    pub worker: usize,
+    /// The context that owns the call (the effective context at dispatch).
+    pub context_id: u32,
+    pub token: u32,
+    pub request: GrpcRequest,
 }
 
 /// One dispatched call, as recorded for `Gateway::calls`.
@@ -70,9 +123,46 @@ impl Delivery {
     }
 }
 
+/// How a unary gRPC call ended, as the guest will see it: status 0 is
+/// `proxy_on_grpc_receive` with `message`; anything else is
+/// `proxy_on_grpc_close` with `status` and `status_message`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcDelivery {
+    pub status: u32,
+    pub message: Vec<u8>,
+    pub status_message: Vec<u8>,
+}
+
+impl GrpcDelivery {
+    pub fn ok(message: Vec<u8>) -> Self {
+        GrpcDelivery {
+            status: 0,
+            message,
+            status_message: Vec::new(),
+        }
+    }
+    pub fn close(status: u32, status_message: &str) -> Self {
+        GrpcDelivery {
+            status,
+            message: Vec::new(),
+            status_message: status_message.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// What a pending call delivers; its kind matches its token's `CalloutKind`.
+#[derive(Debug, Clone)]
+pub enum CallDelivery {
+    Http(Delivery),
+    Grpc(GrpcDelivery),
+}
+
 pub enum PendingKind {
     /// Answered in-process; reaches the guest at virtual time `due`.
-    InProcess { due: Duration, delivery: Delivery },
+    InProcess {
+        due: Duration,
+        delivery: CallDelivery,
+    },
     /// In flight to a real server; completes through the gateway's channel.
     Remote { abort: tokio::task::AbortHandle },
 }
@@ -93,11 +183,11 @@ pub enum AfterAction {
     LocalReply(u32, LocalReply),
 }
 
-/// A completed real-HTTP call.
+/// A completed call to a real server (HTTP or gRPC).
 pub struct Completion {
     pub worker: usize,
     pub token: u32,
-    pub delivery: Delivery,
+    pub delivery: CallDelivery,
 }
 
 #[derive(Default)]
@@ -164,9 +254,10 @@ pub struct GatewayShared {
     pub metrics: Mutex<Metrics>,
     pub logs: Mutex<LogStore>,
     pub calls: Mutex<Vec<CallRecord>>,
+    pub grpc_calls: Mutex<Vec<GrpcCallRecord>>,
     /// Messages of guest traps, in order.
     pub traps: Mutex<Vec<String>>,
-    /// Runtime handle and completion channel for real-HTTP clusters.
+    /// Runtime handle and completion channel for real-HTTP and gRPC clusters.
     pub upstream: Option<crate::upstream::Upstream>,
     /// Host-call faults the test installed.
     pub faults: crate::fault::Faults,
@@ -203,6 +294,13 @@ pub struct WorkerHost {
     pub after: Vec<AfterAction>,
     /// The call response being delivered (`proxy_on_http_call_response`).
     pub call_response: Option<Delivery>,
+    /// The gRPC message being delivered (`proxy_on_grpc_receive`): the
+    /// `GrpcReceiveBuffer`, which reads as empty otherwise.
+    pub grpc_receive: Option<Vec<u8>>,
+    /// What `proxy_get_status` returns: the code of the last failed call
+    /// (kept), and its message (only during that failure's callback).
+    pub status_code: u32,
+    pub status_message: Vec<u8>,
     pub vm_config: Vec<u8>,
     pub plugin_config: Vec<u8>,
     /// True during `proxy_on_configure`, when the plugin configuration is readable.
@@ -210,7 +308,10 @@ pub struct WorkerHost {
     pub root_properties: HashMap<Vec<u8>, Vec<u8>>,
     pub tick_period: Option<Duration>,
     pub next_tick: Option<Duration>,
-    pub next_token: u32,
+    /// The last HTTP call token handed out (0: none yet).
+    pub last_http_token: u32,
+    /// The last gRPC call token handed out (1: none yet).
+    pub last_grpc_token: u32,
     pub next_seq: u64,
     pub pending: Vec<PendingCall>,
     pub rng: u64,
@@ -241,13 +342,17 @@ impl WorkerHost {
             ended: EndedStreams::default(),
             after: Vec::new(),
             call_response: None,
+            grpc_receive: None,
+            status_code: 0,
+            status_message: Vec::new(),
             vm_config,
             plugin_config,
             configuring: false,
             root_properties: HashMap::new(),
             tick_period: None,
             next_tick: None,
-            next_token: 1,
+            last_http_token: 0,
+            last_grpc_token: 1,
             next_seq: 0,
             pending: Vec::new(),
             scratch: Vec::new(),
@@ -265,6 +370,18 @@ impl WorkerHost {
     /// Shared-borrow twin of `effective_stream`.
     pub fn effective_stream_ref(&self) -> Option<&Stream> {
         self.streams.get(&self.effective).filter(|s| s.live)
+    }
+
+    /// The next HTTP call token: 4, 8, 12, ... (Envoy's `nextHttpCallId`).
+    pub fn next_http_token(&mut self) -> u32 {
+        self.last_http_token = self.last_http_token.wrapping_add(4);
+        self.last_http_token
+    }
+
+    /// The next unary gRPC call token: 5, 9, 13, ... (Envoy's `nextGrpcCallId`).
+    pub fn next_grpc_token(&mut self) -> u32 {
+        self.last_grpc_token = self.last_grpc_token.wrapping_add(4);
+        self.last_grpc_token
     }
 
     pub fn is_known_context(&self, id: u32) -> bool {

@@ -15,6 +15,16 @@
 //!   response callbacks (as Envoy encodes local replies through the filter
 //!   chain), then the stream is finished with on_log, on_done, on_delete.
 //! - Finishing a stream cancels the calls it owns, silently.
+//! - A call's answer is delivered once, to the context that owns it, after
+//!   the hostcall that dispatched it has returned: HTTP with
+//!   `proxy_on_http_call_response`; gRPC status 0 with
+//!   `proxy_on_grpc_receive` (the message readable as `GrpcReceiveBuffer`),
+//!   any other status with `proxy_on_grpc_close` (code and message readable
+//!   with `proxy_get_status`). A reset HTTP call (zero headers) also sets
+//!   the status to BrokenConnection `reset`, as Envoy's `onHttpCallFailure`.
+//!   What the callback could read is cleared when it returns, before its
+//!   deferred actions run. Without an owner or an exported callback the
+//!   answer is dropped.
 //! - A trap kills the VM: every live stream gets a 503 `wasm_fail_stream`
 //!   local reply, pending calls and ticks stop, later requests get a 503
 //!   `wasm_vm_failed` reply without reaching the guest.
@@ -25,7 +35,9 @@ use crate::logs::LogLevel;
 use crate::module::Module;
 use crate::outcome::LocalReply;
 use crate::pairs::Pairs;
-use crate::state::{lock, AfterAction, Delivery, PendingKind, WorkerHost};
+use crate::state::{
+    lock, AfterAction, CallDelivery, Delivery, GrpcDelivery, PendingKind, WorkerHost,
+};
 use crate::stream::{response_of, Direction, Stream, UpstreamResponse};
 use std::collections::HashMap;
 use wasmtime::{InstancePre, Store, TypedFunc};
@@ -41,6 +53,12 @@ pub enum StartFailure {
 /// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
 type CallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
+/// `proxy_on_grpc_receive(context, token, size)`, `proxy_on_grpc_close(context, token, code)`.
+type GrpcFn = TypedFunc<(i32, i32, i32), ()>;
+
+/// Envoy's `WasmResult::BrokenConnection`, the status of a reset HTTP call.
+const BROKEN_CONNECTION: u32 = 11;
+
 struct Exports {
     context_create: TypedFunc<(i32, i32), ()>,
     vm_start: Option<TypedFunc<(i32, i32), i32>>,
@@ -54,6 +72,8 @@ struct Exports {
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     http_call_response: Option<CallResponseFn>,
+    grpc_receive: Option<GrpcFn>,
+    grpc_close: Option<GrpcFn>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -161,6 +181,8 @@ impl Worker {
             response_body: typed(&instance, &mut store, "proxy_on_response_body")?,
             response_trailers: typed(&instance, &mut store, "proxy_on_response_trailers")?,
             http_call_response: typed(&instance, &mut store, "proxy_on_http_call_response")?,
+            grpc_receive: typed(&instance, &mut store, "proxy_on_grpc_receive")?,
+            grpc_close: typed(&instance, &mut store, "proxy_on_grpc_close")?,
             done: typed(&instance, &mut store, "proxy_on_done")?,
             log: typed(&instance, &mut store, "proxy_on_log")?,
             delete: typed(&instance, &mut store, "proxy_on_delete")?,
@@ -286,6 +308,8 @@ impl Worker {
         let host = self.store.data_mut();
         host.after.clear();
         host.call_response = None;
+        host.grpc_receive = None;
+        host.status_message.clear();
         host.tick_period = None;
         host.next_tick = None;
         for p in host.pending.drain(..) {
@@ -693,9 +717,9 @@ impl Worker {
         self.finish_callback(ctx, None);
     }
 
-    /// Delivers a call response to the owning context (dropped if it is gone).
-    pub fn deliver(&mut self, token: u32, delivery: Delivery) {
-        let ex = self.ex.clone();
+    /// Delivers a call's answer to the owning context (dropped if the call
+    /// is no longer pending, e.g. cancelled, or its context is gone).
+    pub fn deliver(&mut self, token: u32, delivery: CallDelivery) {
         let host = self.store.data_mut();
         let Some(i) = host.pending.iter().position(|p| p.token == token) else {
             return;
@@ -704,7 +728,22 @@ impl Worker {
         if !host.is_known_context(owner) {
             return;
         }
+        match delivery {
+            CallDelivery::Http(d) => self.deliver_http(owner, token, d),
+            CallDelivery::Grpc(d) => self.deliver_grpc(owner, token, d),
+        }
+    }
+
+    fn deliver_http(&mut self, owner: u32, token: u32, delivery: Delivery) {
+        let ex = self.ex.clone();
+        let reset = delivery.headers.is_empty();
+        if reset {
+            let h = self.store.data_mut();
+            h.status_code = BROKEN_CONNECTION;
+            h.status_message = b"reset".to_vec();
+        }
         let Some(f) = ex.http_call_response.as_ref() else {
+            self.store.data_mut().status_message.clear();
             return;
         };
         let (nh, nb, nt) = (
@@ -716,7 +755,41 @@ impl Worker {
         let r = self.guest(owner, "proxy_on_http_call_response", |st| {
             f.call(st, (owner as i32, token as i32, nh, nb, nt))
         });
-        self.store.data_mut().call_response = None;
+        let h = self.store.data_mut();
+        h.call_response = None;
+        h.status_message.clear();
+        if r.is_some() {
+            self.finish_callback(owner, None);
+        }
+    }
+
+    fn deliver_grpc(&mut self, owner: u32, token: u32, delivery: GrpcDelivery) {
+        let ex = self.ex.clone();
+        let r = if delivery.status == 0 {
+            let Some(f) = ex.grpc_receive.as_ref() else {
+                return;
+            };
+            let size = delivery.message.len() as i32;
+            self.store.data_mut().grpc_receive = Some(delivery.message);
+            let r = self.guest(owner, "proxy_on_grpc_receive", |st| {
+                f.call(st, (owner as i32, token as i32, size))
+            });
+            self.store.data_mut().grpc_receive = None;
+            r
+        } else {
+            let Some(f) = ex.grpc_close.as_ref() else {
+                return;
+            };
+            let code = delivery.status;
+            let h = self.store.data_mut();
+            h.status_code = code;
+            h.status_message = delivery.status_message;
+            let r = self.guest(owner, "proxy_on_grpc_close", |st| {
+                f.call(st, (owner as i32, token as i32, code as i32))
+            });
+            self.store.data_mut().status_message.clear();
+            r
+        };
         if r.is_some() {
             self.finish_callback(owner, None);
         }

@@ -1213,6 +1213,69 @@ fn the_credential_cluster_is_a_real_service_port() {
     assert!(authority.starts_with(&format!("{svc}.{ns}")), "{authority}");
 }
 
+/// Global budgets: the rate-limit cluster is a Service port declared gRPC
+/// (HTTP/2 for Istio), only the gateway may call it, and the gateway's
+/// NetworkPolicy lets it out to that port.
+#[test]
+fn the_rate_limit_cluster_is_a_real_grpc_service_port_open_to_the_gateway_only() {
+    let docs = istio_docs();
+    let wp = the_wasmplugin(&docs);
+    let config = &wp.value["spec"]["pluginConfig"];
+    let budgets = config["budgets"].as_array().expect("budgets");
+    assert!(
+        budgets.iter().any(|b| b["tier"] == "global"),
+        "the shipped policy shows a global budget"
+    );
+    let cluster = config["rate_limit_service"]["cluster"]
+        .as_str()
+        .expect("rate_limit_service.cluster");
+    let (port, svc, ns) = istio_cluster(cluster).unwrap_or_else(|| {
+        panic!("{cluster:?} is not outbound|<port>||<svc>.<ns>.svc.cluster.local")
+    });
+    let service = docs_of(&docs, "Service")
+        .into_iter()
+        .find(|d| d.name() == svc && d.namespace() == ns)
+        .unwrap_or_else(|| panic!("no Service {ns}/{svc} for {cluster}"));
+    let ports = service.value["spec"]["ports"].as_array().expect("ports");
+    let p = ports
+        .iter()
+        .find(|p| p["port"] == port)
+        .unwrap_or_else(|| panic!("Service {ns}/{svc} has no port {port}"));
+    assert!(
+        p["name"].as_str().is_some_and(|n| n.starts_with("grpc")) && p["appProtocol"] == "grpc",
+        "the rate-limit port must be declared gRPC for Istio (HTTP/2)"
+    );
+    let policy = docs_of(&docs, "AuthorizationPolicy")
+        .into_iter()
+        .find(|d| d.file.ends_with("ratelimit-service.yaml"))
+        .expect("the rate-limit service's AuthorizationPolicy");
+    assert_eq!(policy.namespace(), ns);
+    let selector = &service.value["spec"]["selector"];
+    assert_eq!(&policy.value["spec"]["selector"]["matchLabels"], selector);
+    assert_eq!(
+        policy.value["spec"]["rules"][0]["to"],
+        json!([{"operation": {"methods": ["POST"],
+            "paths": ["/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"]}}])
+    );
+    let target = p["targetPort"].clone();
+    let gateway_out = docs_of(&docs, "NetworkPolicy")
+        .into_iter()
+        .find(|d| d.name() == "egress-gateway")
+        .expect("the gateway's NetworkPolicy");
+    let egress = gateway_out.value["spec"]["egress"]
+        .as_array()
+        .expect("egress");
+    assert!(
+        egress
+            .iter()
+            .any(|e| e["to"][0]["podSelector"]["matchLabels"] == *selector
+                && e["ports"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|x| x["port"] == target))),
+        "the gateway may connect to the rate-limit pods on {target}"
+    );
+}
+
 #[test]
 fn every_provider_host_goes_through_the_gateway_with_tls_on_both_hops() {
     let docs = istio_docs();

@@ -222,7 +222,7 @@ fn a_call_dispatched_under_the_root_context_outlives_the_stream() {
     // The host owns the call by the effective (root) context, so the stream's
     // end does not cancel it...
     assert_eq!(gw.calls()[0].context_id, 1);
-    assert_eq!(gw.pending_calls(), vec![(0, 1, 1)]);
+    assert_eq!(gw.pending_calls(), vec![(0, 1, 4)]);
     gw.settle();
     assert!(gw.pending_calls().is_empty());
     // ...but the Rust SDK routes responses by the context that was active when
@@ -232,7 +232,7 @@ fn a_call_dispatched_under_the_root_context_outlives_the_stream() {
 }
 
 #[test]
-fn tokens_are_unique_and_increasing() {
+fn http_call_tokens_are_envoys_4_8_12() {
     let mut gw = gw("")
         .cluster_handler("vault", ok_with("t"))
         .build()
@@ -241,7 +241,8 @@ fn tokens_are_unique_and_increasing() {
         gw.request(0).header("x-probe", "call:vault").send();
     }
     let tokens: Vec<u32> = gw.calls().iter().map(|c| c.token).collect();
-    assert_eq!(tokens, vec![1, 2, 3]);
+    // Envoy's `nextHttpCallId`: the low two bits 0 mark an HTTP call.
+    assert_eq!(tokens, vec![4, 8, 12]);
     gw.settle();
     assert_no_trap(&gw);
 }

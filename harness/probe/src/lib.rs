@@ -8,6 +8,18 @@
 //! - the request header `x-probe`: `;`-separated operations run in
 //!   `on_http_request_headers`, e.g. `add:x-a=1;call:vault;log:warn:hello`.
 //!
+//! gRPC operations: `grpc:<cluster>:<service>:<method>:<message>` dispatches
+//! a unary call (metadata from `x-probe-grpc-metadata: k=v,k=v`, timeout
+//! from `x-probe-timeout`, default 1000 ms) and pauses the request until the
+//! answer, which it copies into the request headers `x-probe-grpc-status`,
+//! `x-probe-grpc-message` and `x-probe-grpc-status-message` before resuming;
+//! `grpc-async:...` dispatches without pausing; `grpc-cancel:<token|last>`
+//! and `grpc-close:<token|last>` cancel a call (`last`: this context's last
+//! dispatch); `grpc-status` and `grpc-buffer` read `proxy_get_status` and
+//! the gRPC receive buffer outside any gRPC callback. Every answer is logged
+//! as `probe grpc response: token=.. status=.. size=.. message=..
+//! get_status=<code>:<message>`.
+//!
 //! Invariants:
 //! - Every operation that can fail logs its outcome as `probe <op> <arg>: <Status>`
 //!   (or a value), using the raw imports so a non-Ok status is observed, never
@@ -58,6 +70,16 @@ extern "C" {
         -> u32;
     #[link_name = "proxy_log"]
     fn proxy_log_raw(level: u32, msg: usize, len: usize) -> u32;
+    fn proxy_grpc_cancel(token: u32) -> u32;
+    fn proxy_grpc_close(token: u32) -> u32;
+    fn proxy_get_status(code: *mut u32, msg: *mut *mut u8, msg_len: *mut usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        kind: u32,
+        start: usize,
+        max: usize,
+        data: *mut *mut u8,
+        len: *mut usize,
+    ) -> u32;
     fn proxy_call_foreign_function(
         n: *const u8,
         nl: usize,
@@ -73,6 +95,37 @@ const REQUEST_TRAILERS: u32 = 1;
 const RESPONSE_HEADERS: u32 = 2;
 const REQUEST_BODY: u32 = 0;
 const RESPONSE_BODY: u32 = 1;
+const GRPC_RECEIVE_BUFFER: u32 = 5;
+
+/// `proxy_get_status` through the raw import: (status, code, message).
+fn grpc_status_now() -> (u32, u32, String) {
+    let (mut code, mut p, mut l) = (0u32, std::ptr::null_mut(), 0usize);
+    // SAFETY: out-params are live locals. The returned buffer (if any) is
+    // leaked, which is fine in a probe.
+    let s = unsafe { proxy_get_status(&mut code, &mut p, &mut l) };
+    let msg = if p.is_null() || l == 0 {
+        String::new()
+    } else {
+        // SAFETY: the host wrote `l` bytes at `p`, allocated by our allocator.
+        String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(p, l) }).into_owned()
+    };
+    (s, code, msg)
+}
+
+/// `proxy_grpc_cancel` / `proxy_grpc_close` through the raw imports, so
+/// every status is observed (the SDK panics on some).
+fn grpc_cancel(op: &str, token: u32) -> u32 {
+    // SAFETY: plain value calls.
+    let s = unsafe {
+        if op == "grpc-close" {
+            proxy_grpc_close(token)
+        } else {
+            proxy_grpc_cancel(token)
+        }
+    };
+    info(&format!("probe {op} {token}: {}", status_name(s)));
+    s
+}
 
 /// `proxy_set_property(path, value)` with the path bytes verbatim.
 fn set_prop(arg: &str) -> u32 {
@@ -105,6 +158,7 @@ fn status_name(s: u32) -> String {
         7 => "Empty".into(),
         8 => "CasMismatch".into(),
         10 => "InternalFailure".into(),
+        11 => "BrokenConnection".into(),
         other => format!("Status({other})"),
     }
 }
@@ -346,6 +400,8 @@ impl RootContext for ProbeRoot {
             root: self.id,
             ops: Vec::new(),
             waiting_call: false,
+            waiting_grpc: false,
+            last_grpc: 0,
             body_calls: 0,
             response_body_calls: 0,
         }))
@@ -361,6 +417,10 @@ struct Probe {
     root: u32,
     ops: Vec<(String, String)>,
     waiting_call: bool,
+    /// A `grpc` operation holds the request until its answer.
+    waiting_grpc: bool,
+    /// The token of this context's last gRPC dispatch (0: none).
+    last_grpc: u32,
     /// Request / response body callbacks so far.
     body_calls: usize,
     response_body_calls: usize,
@@ -404,6 +464,71 @@ impl Probe {
                     self.waiting_call = true;
                     return Action::Pause;
                 }
+            }
+            "grpc" | "grpc-async" => {
+                let mut parts = arg.splitn(4, ':');
+                let cluster = parts.next().unwrap_or_default();
+                let service = parts.next().unwrap_or_default();
+                let method = parts.next().unwrap_or_default();
+                let message = parts.next().unwrap_or_default();
+                let timeout = self
+                    .get_http_request_header("x-probe-timeout")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(1000);
+                let metadata_text = self
+                    .get_http_request_header("x-probe-grpc-metadata")
+                    .unwrap_or_default();
+                let metadata: Vec<(&str, &[u8])> = metadata_text
+                    .split(',')
+                    .filter(|e| !e.is_empty())
+                    .map(|e| {
+                        let (k, v) = kv(e);
+                        (k, v.as_bytes())
+                    })
+                    .collect();
+                // The SDK's dispatcher must learn the token to route the
+                // answer here (it panics only on statuses Envoy never returns).
+                match hostcalls::dispatch_grpc_call(
+                    cluster,
+                    service,
+                    method,
+                    metadata,
+                    Some(message.as_bytes()),
+                    Duration::from_millis(timeout),
+                ) {
+                    Ok(token) => {
+                        info(&format!("probe grpc {cluster}: token={token}"));
+                        self.last_grpc = token;
+                        if op == "grpc" {
+                            self.waiting_grpc = true;
+                            return Action::Pause;
+                        }
+                    }
+                    Err(s) => info(&format!("probe grpc {cluster}: {}", status_name(s as u32))),
+                }
+            }
+            "grpc-cancel" | "grpc-close" => {
+                let token = if arg == "last" {
+                    self.last_grpc
+                } else {
+                    arg.parse().unwrap_or(0)
+                };
+                grpc_cancel(op, token);
+            }
+            "grpc-status" => {
+                let (s, code, msg) = grpc_status_now();
+                info(&format!(
+                    "probe grpc-status: {} code={code} message={msg}",
+                    status_name(s)
+                ));
+            }
+            "grpc-buffer" => {
+                let (mut p, mut l) = (std::ptr::null_mut(), 0usize);
+                // SAFETY: out-params are live locals.
+                let s = unsafe {
+                    proxy_get_buffer_bytes(GRPC_RECEIVE_BUFFER, 0, usize::MAX >> 1, &mut p, &mut l)
+                };
+                info(&format!("probe grpc-buffer: {} size={l}", status_name(s)));
             }
             "call-root" => {
                 effective(self.root);
@@ -616,6 +741,29 @@ impl Probe {
 }
 
 impl Context for Probe {
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, size: usize) {
+        let message = self
+            .get_grpc_call_response_body(0, size)
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&message).into_owned();
+        let (_, code, status_message) = grpc_status_now();
+        info(&format!(
+            "probe grpc response: token={token} status={status_code} size={size} \
+             message={text} get_status={code}:{status_message}"
+        ));
+        if self.waiting_grpc {
+            self.waiting_grpc = false;
+            for (k, v) in [
+                ("x-probe-grpc-status", status_code.to_string()),
+                ("x-probe-grpc-message", text),
+                ("x-probe-grpc-status-message", status_message),
+            ] {
+                header_op("replace", REQUEST_HEADERS, &format!("{k}={v}"));
+            }
+            info(&format!("probe resume: {}", status_name(resume_request())));
+        }
+    }
+
     fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _: usize) {
         self.waiting_call = false;
         let status = self

@@ -10,6 +10,10 @@
 //! - The call response body exists only during `proxy_on_http_call_response`;
 //!   the plugin configuration only during `proxy_on_configure`; the VM
 //!   configuration always. Otherwise NotFound.
+//! - The gRPC receive buffer (type 5) holds the message during
+//!   `proxy_on_grpc_receive`, from any context of the VM, and reads as
+//!   empty (Ok) otherwise, as Envoy's root-context `grpc_receive_buffer_`
+//!   does. It is not writable (NotFound).
 //! - Writes follow Envoy's `Buffer::copyFrom`: start 0 replaces the first
 //!   `size` bytes (prepends when size is 0); start at or past the end appends;
 //!   anything else is BadArgument.
@@ -31,6 +35,7 @@ pub fn define(l: &mut Linker<WorkerHost>, name: &str) -> anyhow::Result<bool> {
 const HTTP_REQUEST_BODY: i32 = 0;
 const HTTP_RESPONSE_BODY: i32 = 1;
 const HTTP_CALL_RESPONSE_BODY: i32 = 4;
+const GRPC_RECEIVE_BUFFER: i32 = 5;
 const VM_CONFIGURATION: i32 = 6;
 const PLUGIN_CONFIGURATION: i32 = 7;
 
@@ -62,9 +67,10 @@ fn with_buffer<R>(
             .as_ref()
             .map(|d| f(&d.body))
             .ok_or(Status::NotFound),
+        GRPC_RECEIVE_BUFFER => Ok(f(host.grpc_receive.as_deref().unwrap_or_default())),
         VM_CONFIGURATION => Ok(f(&host.vm_config)),
         PLUGIN_CONFIGURATION if host.configuring => Ok(f(&host.plugin_config)),
-        2 | 3 | 5 | 7 | 8 => Err(Status::NotFound),
+        2 | 3 | 7 | 8 => Err(Status::NotFound),
         _ => Err(Status::BadArgument),
     }
 }

@@ -3,7 +3,8 @@
 //! Invariants (Envoy's `Context::httpCall`):
 //! - BadArgument for a negative timeout, an unknown cluster, malformed pair
 //!   encodings, or headers lacking `:method`, `:path` or `:authority`.
-//! - Tokens are per worker, start at 1 and only increase.
+//! - Tokens are Envoy's `nextHttpCallId`: per worker, 4, 8, 12, ... (the
+//!   low two bits 0 mark an HTTP call; see `crate::state::CalloutKind`).
 //! - The call belongs to the effective context at dispatch; its response is
 //!   delivered later (never inside this hostcall) to that context, and is
 //!   dropped silently if that HTTP context is gone by then.
@@ -11,14 +12,20 @@
 //!   time, and a delay beyond the (non-zero) timeout becomes Envoy's local
 //!   504 `upstream request timeout`, delivered at the timeout.
 //! - A non-empty body gets a `content-length` header, as Envoy adds one.
+//! - A gRPC cluster is a cluster too: a call to a `cluster_grpc` server is
+//!   sent to it over HTTP/1.1 like any real call (and fails as that server
+//!   fails); a call to a `cluster_grpc_handler` cluster gets the `503`
+//!   connect-error reply, as there is no HTTP server behind it.
 
 use super::{mem, ok, HostResult, Status};
 use crate::call::CallRequest;
 use crate::memory;
 use crate::pairs::{self, Pairs};
-use crate::state::{lock, CallRecord, Cluster, Delivery, PendingCall, PendingKind, WorkerHost};
+use crate::state::{
+    lock, CallDelivery, CallRecord, Cluster, Delivery, PendingCall, PendingKind, WorkerHost,
+};
 use crate::stream::headers;
-use crate::upstream::TIMEOUT_BODY;
+use crate::upstream::{CONNECT_ERROR_BODY, TIMEOUT_BODY};
 use std::time::Duration;
 use wasmtime::{Caller, Linker};
 
@@ -110,8 +117,7 @@ fn http_call(
     mem!(memory::write_u32(&mut c, token_ptr as u32, 0));
 
     let host = c.data_mut();
-    let token = host.next_token;
-    host.next_token += 1;
+    let token = host.next_http_token();
     let seq = host.next_seq;
     host.next_seq += 1;
     let owner = host.effective;
@@ -134,10 +140,14 @@ fn http_call(
             let (delay, delivery) = in_process_delivery(&response, request.timeout);
             PendingKind::InProcess {
                 due: host.shared.clock.elapsed() + delay,
-                delivery,
+                delivery: CallDelivery::Http(delivery),
             }
         }
-        Cluster::Http(addr) => {
+        Cluster::GrpcHandler(_) => PendingKind::InProcess {
+            due: host.shared.clock.elapsed(),
+            delivery: CallDelivery::Http(Delivery::local(503, CONNECT_ERROR_BODY)),
+        },
+        Cluster::Http(addr) | Cluster::Grpc(addr) => {
             let Some(upstream) = host.shared.upstream.as_ref() else {
                 return ok(Status::InternalFailure);
             };

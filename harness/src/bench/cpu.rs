@@ -23,7 +23,7 @@ impl CpuWindow {
         Ok(Self {
             requests: g.envoy.stat("http.egress.downstream_rq_completed"),
             gateway_ns: process_cpu_ns(g.pid)?,
-            service_ns: thread_cpu_ns(service_tid(bench, g))?,
+            service_ns: thread_cpu_ns(service_tid(bench, g))? + rls_cpu_ns(bench, g)?,
         })
     }
 
@@ -40,7 +40,19 @@ impl CpuWindow {
 }
 
 pub(crate) fn service_tid(bench: &Bench, g: &Gateway) -> Option<i32> {
-    (g.variant == Variant::ExtAuthz).then_some(bench.authz.tid)
+    match g.variant {
+        Variant::ExtAuthz => Some(bench.authz.tid),
+        Variant::TollgateBodyGlobal => bench.rls.as_ref().map(|r| r.tid),
+        _ => None,
+    }
+}
+
+/// Redis's CPU time, for the global-tier gateway (0 for the others).
+fn rls_cpu_ns(bench: &Bench, g: &Gateway) -> anyhow::Result<u64> {
+    match (g.variant, bench.rls.as_ref().and_then(|r| r.redis.pid())) {
+        (Variant::TollgateBodyGlobal, Some(pid)) => process_cpu_ns(pid),
+        _ => Ok(0),
+    }
 }
 
 /// On-CPU time of every thread of `pid`, ns (`/proc/PID/task/*/schedstat`).

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::envoy::bootstrap::{plain_cluster, socket};
+use crate::envoy::bootstrap::{grpc_cluster, plain_cluster, socket};
 use crate::envoy::{ClientCertDetails, GatewaySpec, HttpFilters, PemFiles};
 
 use super::lua::lua_filter;
@@ -39,6 +39,10 @@ pub(crate) enum Variant {
     /// per-workload token budget that never run out (issue 9's local tier:
     /// reserved at admission and at the body, settled at the stream's end).
     TollgateBodyBudgets,
+    /// Body path: the same two budgets in the global tier (issue 9): each
+    /// request asks the rate-limit service (here, on Redis) to hold them,
+    /// and settles them there when its stream ends.
+    TollgateBodyGlobal,
     /// Body-path diagnostic: a wasm filter in the same v8 runtime that holds
     /// each request until its body is complete, as held mode does, and does
     /// nothing else: the floor of any wasm filter that checks whole bodies.
@@ -66,10 +70,11 @@ impl Variant {
     ];
 
     /// `--body-path`'s gateways (`TollgateBodyB` only with `--tollgate-b`).
-    pub(crate) const BODY_MODE: [Variant; 7] = [
+    pub(crate) const BODY_MODE: [Variant; 8] = [
         Self::Plain,
         Self::TollgateBody,
         Self::TollgateBodyBudgets,
+        Self::TollgateBodyGlobal,
         Self::Lua,
         Self::TollgateHeaderOnly,
         Self::WasmNoopHeld,
@@ -93,6 +98,7 @@ impl Variant {
             Self::Tollgate => "4 Tollgate (cached key)",
             Self::TollgateBody => "2 Tollgate, body rule (held)",
             Self::TollgateBodyBudgets => "(issue 9) Tollgate, body rule + budgets",
+            Self::TollgateBodyGlobal => "(issue 9) Tollgate, body + global budgets",
             Self::Lua => "3 rbac + lua, body rule",
             Self::TollgateHeaderOnly => "(ref) Tollgate, header-only rule",
             Self::WasmNoop => "(diag) no-op wasm filter, v8",
@@ -112,6 +118,7 @@ impl Variant {
             Self::Tollgate => "tollgate",
             Self::TollgateBody => "tollgate_body",
             Self::TollgateBodyBudgets => "tollgate_body_budgets",
+            Self::TollgateBodyGlobal => "tollgate_body_global",
             Self::Lua => "lua",
             Self::TollgateHeaderOnly => "tollgate_header_only",
             Self::WasmNoop => "wasm_noop",
@@ -137,7 +144,11 @@ impl Variant {
     pub(crate) fn checks_body(self) -> bool {
         matches!(
             self,
-            Self::TollgateBody | Self::TollgateBodyBudgets | Self::Lua | Self::TollgateBodyB
+            Self::TollgateBody
+                | Self::TollgateBodyBudgets
+                | Self::TollgateBodyGlobal
+                | Self::Lua
+                | Self::TollgateBodyB
         )
     }
 
@@ -161,17 +172,22 @@ impl Variant {
     }
 }
 
+/// The rate-limit service's cluster in the global-tier gateway.
+pub(crate) const RLS_CLUSTER: &str = "ratelimit";
+
 /// The held no-op module's file, beside the no-op module.
 pub(crate) const NOOP_HELD_FILE: &str = "noop_held.wasm";
 
 /// The gateway for `v`: `base` (Tollgate's spec, as `make run` renders it)
 /// with this variant's HTTP filters and what they need. `noop` is the no-op
-/// module, `authz` the ext_authz service.
+/// module, `authz` the ext_authz service, `rls` the rate-limit service
+/// (body path only).
 pub(crate) fn spec_for(
     v: Variant,
     base: &GatewaySpec,
     noop: &Path,
     authz: SocketAddr,
+    rls: Option<SocketAddr>,
 ) -> GatewaySpec {
     let mut spec = base.clone();
     match v {
@@ -207,6 +223,20 @@ pub(crate) fn spec_for(
             ]);
             policy["rules"][0]["budgets"] = json!(["rpm", "tokens"]);
             spec.policy_json = policy.to_string();
+        }
+        Variant::TollgateBodyGlobal => {
+            let mut policy = tollgate_body_policy();
+            policy["rate_limit_service"] = json!({"cluster": RLS_CLUSTER, "timeout": "1s"});
+            // The protocol carries limits in 32 bits.
+            policy["budgets"] = json!([
+                {"name": "rpm", "requests": u32::MAX, "window": "minute", "tier": "global"},
+                {"name": "tokens", "tokens": u32::MAX, "window": "minute", "tier": "global"}
+            ]);
+            policy["rules"][0]["budgets"] = json!(["rpm", "tokens"]);
+            spec.policy_json = policy.to_string();
+            if let Some(rls) = rls {
+                spec.extra_clusters = vec![grpc_cluster(RLS_CLUSTER, rls)];
+            }
         }
         Variant::TollgateHeaderOnly => {
             let mut policy = tollgate_policy();

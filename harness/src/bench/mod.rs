@@ -143,6 +143,7 @@ mod load;
 mod lua;
 mod noop_wasm;
 mod options;
+mod ratelimit;
 mod report;
 mod setup;
 mod signals;

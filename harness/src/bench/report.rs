@@ -275,6 +275,18 @@ pub(crate) fn print_body_targets(summary: &BTreeMap<Variant, Summary>, rounds: &
             verdict(added <= 10.0)
         );
     }
+    let global = paired_median(
+        rounds,
+        Variant::TollgateBodyGlobal,
+        Variant::TollgateBodyBudgets,
+        |g, l| Some(g.cpu_us - l.cpu_us),
+    );
+    if let (Some(added), Some(g)) = (global, get(Variant::TollgateBodyGlobal)) {
+        println!(
+            "  (issue 9) the global tier against the local tier: {added:+.1} µs of gateway CPU per request, {:.1} µs in the rate-limit service and Redis, added p50 {:+.0} µs over plain (two gRPC calls per request: hold, settle)",
+            g.svc_cpu_us, g.added_p50_us
+        );
+    }
     if let Some(h) = get(Variant::TollgateHeaderOnly) {
         println!(
             "  (header-only rule on the same traffic: {:.2}× plain's CPU per request, CPU-bound capacity {:.0}% of plain; added p50 {:+.0} µs)",
@@ -319,10 +331,11 @@ pub(crate) fn print_gateway_stats(bench: &Bench, credential_fetches: usize) {
         println!("  {}: {}", v.slug(), cells.join(", "));
     }
     // Body path: every non-zero stat whose name contains one of these.
-    let prefixed: [(Variant, &[&str]); 5] = [
+    let prefixed: [(Variant, &[&str]); 6] = [
         (Variant::TollgateBody, &["wasmcustom.tollgate."]),
         (Variant::TollgateHeaderOnly, &["wasmcustom.tollgate."]),
         (Variant::TollgateBodyBudgets, &["wasmcustom.tollgate."]),
+        (Variant::TollgateBodyGlobal, &["wasmcustom.tollgate."]),
         (Variant::TollgateBodyB, &["wasmcustom.tollgate."]),
         (Variant::Lua, &["http.egress.rbac.", "http.egress.lua."]),
     ];

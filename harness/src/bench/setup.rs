@@ -24,6 +24,7 @@ use super::gateways::{sidecar_bootstrap, spec_for, tollgate_policy, Variant, NOO
 use super::lua::LUA_NAMESPACE;
 use super::noop_wasm::{noop_held_wasm, noop_wasm};
 use super::options::Options;
+use super::ratelimit::RateLimitSide;
 use super::signals::check_interrupted;
 use super::traffic::{
     Kind, Traffic, JSON_USAGE, MAX_OUTPUT_TOKENS, MODEL, REQUESTED_MAX_TOKENS, STREAM_USAGE,
@@ -69,6 +70,8 @@ pub(crate) struct Bench {
     pub(crate) _sidecar: EnvoyProcess,
     pub(crate) gateways: Vec<Gateway>,
     pub(crate) authz: AuthzService,
+    /// The global tier's rate-limit service and Redis (body path only).
+    pub(crate) rls: Option<RateLimitSide>,
     pub(crate) llm: LlmSide,
     pub(crate) creds: MockCredentialService,
     pub(crate) _creds_served: ServedMock,
@@ -135,6 +138,11 @@ impl Bench {
             LlmSide::Body { upstream, .. } => upstream.addr,
         };
         let authz = AuthzService::start()?;
+        let rls = if opts.body_path {
+            Some(RateLimitSide::start()?)
+        } else {
+            None
+        };
 
         let mut base = GatewaySpec::tollgate(
             loopback,
@@ -152,7 +160,7 @@ impl Bench {
         let mut routes = Vec::new();
         for &v in Variant::all(opts.body_path) {
             check_interrupted()?;
-            let mut spec = spec_for(v, &base, &noop, authz.addr);
+            let mut spec = spec_for(v, &base, &noop, authz.addr, rls.as_ref().map(|r| r.addr));
             if v.is_build_b() {
                 match &opts.tollgate_b {
                     Some(wasm) => spec.wasm = wasm.clone(),
@@ -205,6 +213,7 @@ impl Bench {
             _sidecar: sidecar,
             gateways,
             authz,
+            rls,
             llm,
             creds,
             _creds_served: creds_served,

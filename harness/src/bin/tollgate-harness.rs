@@ -8,6 +8,7 @@
 //! tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao]
 //!                         [--concurrency N] [--state-dir DIR] POLICY.json
 //! tollgate-harness spend  [--window minute|hour|day|month] [--at PREFIX] ACCESS.log
+//! tollgate-harness ratelimit [--listen ADDR] [--redis URL] [--hold-ttl 900s] [--timeout 250ms]
 //! ```
 //!
 //! `spend` reports each workload's spend in one UTC window (by default the
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("gateway") => gateway(&args[1..]),
         Some("spend") => spend(&args[1..]),
+        Some("ratelimit") => ratelimit(&args[1..]),
         _ => Err(usage()),
     };
     match result {
@@ -53,7 +55,55 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao] [--concurrency N] [--state-dir DIR] POLICY.json\n  tollgate-harness spend  [--window minute|hour|day|month] [--at PREFIX] ACCESS.log".into()
+    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao] [--concurrency N] [--state-dir DIR] POLICY.json\n  tollgate-harness spend  [--window minute|hour|day|month] [--at PREFIX] ACCESS.log\n  tollgate-harness ratelimit [--listen ADDR] [--redis URL] [--hold-ttl 900s] [--timeout 250ms]".into()
+}
+
+/// Envoy's rate-limit gRPC service (h2c) on limitador and Redis, until
+/// Ctrl-C: see `tollgate_harness::ratelimit`.
+fn ratelimit(args: &[String]) -> Result<ExitCode, String> {
+    use tollgate_harness::ratelimit::{parse_duration, serve_with_shutdown, RateLimitConfig};
+    let mut config = RateLimitConfig::default();
+    let mut listen = "127.0.0.1:8081".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |what: &str| it.next().cloned().ok_or(format!("{a} needs {what}"));
+        let mut duration = |what: &str| {
+            let v = val(what)?;
+            parse_duration(&v).ok_or(format!("{a}: {v:?} is not a duration like 250ms or 900s"))
+        };
+        match a.as_str() {
+            "--listen" => listen = val("an address")?,
+            "--redis" => config.redis_url = val("a URL like redis://127.0.0.1:6379")?,
+            "--hold-ttl" => config.hold_ttl = duration("a duration")?,
+            "--timeout" => config.timeout = duration("a duration")?,
+            other => return Err(format!("unexpected argument {other:?}\n{}", usage())),
+        }
+    }
+    let listen: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("--listen: {listen:?} is not an address like 127.0.0.1:8081"))?;
+    tollgate_harness::ratelimit::TollgateRateLimit::new(&config)
+        .map_err(|e| format!("ratelimit: {e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("--listen {listen}: {e}"))?;
+        println!(
+            "ratelimit: grpc://{listen} (h2c), redis {}, hold TTL {:?}, timeout {:?}; Ctrl-C stops",
+            config.redis_url, config.hold_ttl, config.timeout
+        );
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        serve_with_shutdown(listener, config, ctrl_c)
+            .await
+            .map_err(|e| format!("ratelimit: {e}"))
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Each workload's spend in one window, from an access log.

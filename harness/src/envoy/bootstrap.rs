@@ -510,6 +510,19 @@ pub(crate) fn plain_cluster(name: &str, addr: SocketAddr) -> Value {
     })
 }
 
+/// A plaintext HTTP/2 cluster (a gRPC service such as the rate-limit
+/// service) at `addr`.
+pub fn grpc_cluster(name: &str, addr: SocketAddr) -> Value {
+    let mut c = plain_cluster(name, addr);
+    c["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}
+        }
+    });
+    c
+}
+
 fn tls_cluster(name: &str, host: &str, ca_bundle: &PathBuf) -> Value {
     json!({
         "name": name,

@@ -89,6 +89,7 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
         remove_on_drop: false,
         mock_domains: vec![],
         credentials_addr: bao.as_ref().map(OpenBaoStack::agent_addr),
+        extra_clusters: vec![],
     };
     let mut stack = Stack::start(opts, creds).await?;
     for (_, value) in &keys {

@@ -71,6 +71,9 @@ pub struct StackOptions {
     /// Where the credential cluster points instead of the mock credential
     /// service (e.g. a Vault/OpenBao agent); `None`: the mock.
     pub credentials_addr: Option<SocketAddr>,
+    /// More clusters for the bootstrap (e.g. the rate-limit service's,
+    /// [`super::bootstrap::grpc_cluster`]).
+    pub extra_clusters: Vec<serde_json::Value>,
 }
 
 impl StackOptions {
@@ -93,6 +96,7 @@ impl StackOptions {
             remove_on_drop: true,
             mock_domains: vec![],
             credentials_addr: None,
+            extra_clusters: vec![],
         }
     }
 }
@@ -180,6 +184,8 @@ impl Stack {
         spec.access_log = opts.access_log.clone();
         spec.concurrency = opts.concurrency;
         spec.mock_domains = opts.mock_domains.clone();
+        spec.extra_clusters
+            .extend(opts.extra_clusters.iter().cloned());
         if opts.watched_listener {
             write_atomically(&lds_path, &spec.lds_file())?;
         }

@@ -1,0 +1,219 @@
+//! The global tier on the real `.wasm` (issue 9): budgets kept by a
+//! rate-limit service on Redis, shared by gateway replicas. Two gateways
+//! (two workers each), each with its own rate-limit service, share one
+//! `redis-server`; the balances are read back through the protocol itself.
+//! Needs `redis-server` (`make redis`).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tollgate_harness::mock::MockCredentialService;
+use tollgate_harness::ratelimit::RedisServer;
+use tollgate_harness::{Gateway, Outcome, StreamId};
+use tollgate_tests::global_tier::{Tier, HOUR_0};
+use tollgate_tests::*;
+
+const CHAT: &str = "/v1/chat/completions";
+const JSON: &[(&str, &[u8])] = &[("content-type", b"application/json")];
+const RLS: &str = "ratelimit";
+const BODY: &str = r#"{"model":"gpt-4o-mini","max_tokens":100}"#;
+const CAP: u64 = 100;
+
+fn global_config(budgets: Value, rule: Value, failure_mode: &str) -> Value {
+    let mut c = config();
+    c["rate_limit_service"] =
+        json!({"cluster": RLS, "timeout": "3s", "failure_mode": failure_mode});
+    c["budgets"] = budgets;
+    if let (Some(r), Some(extra)) = (c["rules"][0].as_object_mut(), rule.as_object()) {
+        for (k, v) in extra {
+            r.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+/// A gateway replica whose cache holds the OpenAI key (warmed through the
+/// rule without budgets), calling rate-limit service `rls`.
+fn replica(cfg: &Value, workers: usize, creds: &MockCredentialService, rls: SocketAddr) -> Gateway {
+    let mut gw = Gateway::builder(module())
+        .allow_on_headers_stop_iteration(true)
+        .workers(workers)
+        .plugin_config(cfg.to_string())
+        .cluster_handler(CREDS_CLUSTER, creds.handler())
+        .cluster_grpc(RLS, rls)
+        .build()
+        .unwrap();
+    let id = send(
+        &mut gw,
+        BATCH_JOB,
+        "POST",
+        "api.openai.com",
+        "/v1/embeddings",
+    );
+    gw.settle();
+    gw.outcome(id).expect_forwarded();
+    gw.respond(id, 200, JSON, b"{}");
+    gw
+}
+
+fn chat(gw: &mut Gateway, worker: usize, workload: &str, body: &str) -> StreamId {
+    request_on(gw, worker, workload, "POST", "api.openai.com", CHAT)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+}
+
+fn usage_answer(prompt: u64, completion: u64) -> Vec<u8> {
+    format!(
+        r#"{{"id":"c1","choices":[],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
+        prompt + completion
+    )
+    .into_bytes()
+}
+
+/// 500 requests at once, over two gateways of two workers each, against a
+/// global token budget that holds a tenth of them: exactly 50 are admitted
+/// (the holds never pass the budget), every other is a 429 with
+/// `retry-after`, and once the admitted ones are answered, what the service
+/// charged is exactly their usage.
+#[test]
+fn two_replicas_sharing_redis_admit_exactly_what_fits_and_charge_the_usage() {
+    let tier = Tier::start(2);
+    let hold = BODY.len() as u64 + CAP;
+    let limit = hold * 50;
+    let cfg = global_config(
+        json!([{"name": "fleet", "tokens": limit, "window": "hour", "scope": "shared", "tier": "global"}]),
+        json!({"max_output_tokens": CAP, "budgets": ["fleet"]}),
+        "fail_closed",
+    );
+    let creds = credential_service();
+    let mut replicas: Vec<Gateway> = tier
+        .services
+        .iter()
+        .map(|s| replica(&cfg, 2, &creds, s.addr()))
+        .collect();
+    let mut ids: Vec<(usize, StreamId)> = Vec::new();
+    for i in 0..500 {
+        let r = i % 2;
+        let workload = format!("spiffe://cluster.local/ns/support/sa/w{i}");
+        ids.push((r, chat(&mut replicas[r], (i / 2) % 2, &workload, BODY)));
+    }
+    for gw in replicas.iter_mut() {
+        gw.settle();
+    }
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for (r, id) in &ids {
+        match replicas[*r].outcome(*id) {
+            Outcome::Forwarded(_) => admitted.push((*r, *id)),
+            Outcome::LocalReply(reply) => {
+                if reply.status != 429 {
+                    let log = replicas[*r].log_text();
+                    let lines: Vec<&str> = log
+                        .lines()
+                        .filter(|l| l.contains("rate-limit"))
+                        .take(5)
+                        .collect();
+                    panic!("{}: {lines:#?}", String::from_utf8_lossy(&reply.body));
+                }
+                assert_eq!(reply.header_str("retry-after").as_deref(), Some("3600"));
+                assert!(String::from_utf8_lossy(&reply.body).contains("token_budget_exhausted"));
+                refused += 1;
+            }
+            other => panic!("request {id:?} on replica {r}: {other:?}"),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (50, 450));
+    assert!(
+        !tier.fits("fleet", HOUR_0, limit as u32, 1),
+        "the holds fill the budget"
+    );
+    // Answered with a usage of 12 + 30: the service charges exactly that.
+    for (r, id) in &admitted {
+        replicas[*r].respond(*id, 200, JSON, &usage_answer(12, 30));
+    }
+    for gw in replicas.iter_mut() {
+        gw.settle();
+        assert_eq!(gw.metric("tollgate.budget.global_settle_failed"), Some(0));
+        assert_eq!(
+            gw.metric("tollgate.budget.reservations_outstanding"),
+            Some(0)
+        );
+        assert_eq!(gw.trap(), None);
+    }
+    let left = limit - 50 * 42;
+    assert!(
+        tier.fits("fleet", HOUR_0, limit as u32, left),
+        "charged exactly the usage"
+    );
+    assert!(
+        !tier.fits("fleet", HOUR_0, limit as u32, left + 1),
+        "and not less"
+    );
+    let a = audit_of(&replicas[admitted[0].0], admitted[0].1);
+    assert_eq!(a["budgets"], json!(["fleet"]), "{a}");
+    assert_eq!(
+        (a["tokens_reserved"].as_u64(), a["tokens_charged"].as_u64()),
+        (Some(hold), Some(42)),
+        "{a}"
+    );
+}
+
+/// Redis killed mid-run: with `fail_closed` (the default) requests are
+/// refused with 503 `budget_unavailable` and counted; with `fail_open` they
+/// are admitted and counted; none hangs; once Redis is back on its port,
+/// budgets are enforced again.
+#[test]
+fn redis_killed_mid_run_fails_closed_or_open_counted_and_nothing_hangs() {
+    let mut tier = Tier::start(1);
+    let budgets = json!([{"name": "rpm", "requests": 100, "window": "minute", "scope": "shared", "tier": "global"}]);
+    let rule = json!({"budgets": ["rpm"]});
+    let creds = credential_service();
+    let rls = tier.services[0].addr();
+    let mut closed = replica(
+        &global_config(budgets.clone(), rule.clone(), "fail_closed"),
+        1,
+        &creds,
+        rls,
+    );
+    let mut open = replica(&global_config(budgets, rule, "fail_open"), 1, &creds, rls);
+    for gw in [&mut closed, &mut open] {
+        let id = chat(gw, 0, SUPPORT_BOT, "{}");
+        gw.settle();
+        gw.outcome(id).expect_forwarded();
+        gw.respond(id, 200, JSON, b"{}");
+    }
+    let port = tier.redis.addr();
+    tier.redis.kill();
+    let started = Instant::now();
+    let before = Counters::snapshot(&closed);
+    let refused = chat(&mut closed, 0, SUPPORT_BOT, "{}");
+    closed.settle();
+    assert_denied(&closed, &before, refused, 503, "budget_unavailable");
+    let admitted = chat(&mut open, 0, SUPPORT_BOT, "{}");
+    open.settle();
+    open.outcome(admitted).expect_forwarded();
+    assert_eq!(open.metric("tollgate.budget.global_fail_open"), Some(1));
+    assert_eq!(closed.metric("tollgate.budget.global_fail_open"), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no request hangs"
+    );
+    open.respond(admitted, 200, JSON, b"{}");
+    // Redis back on its port: enforced again.
+    tier.redis = RedisServer::start_on(port).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let id = chat(&mut closed, 0, SUPPORT_BOT, "{}");
+        closed.settle();
+        if matches!(closed.outcome(id), Outcome::Forwarded(_)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service did not recover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    end_open_streams(&mut closed);
+    end_open_streams(&mut open);
+    assert_eq!(closed.trap(), None);
+}
