@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::Value;
-use tollgate_harness::mock::MockCredentialService;
+use tollgate_harness::mock::{MockCredentialService, MockRateLimit};
 use tollgate_harness::{Gateway, Module, Outcome, StartError};
 
 const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/tollgate.wasm";
@@ -199,10 +199,14 @@ fn start(
     if let Some(field) = policy["credential_service"]["vault"]["field"].as_str() {
         creds.set_vault_field(field);
     }
-    Gateway::builder(module)
+    let mut builder = Gateway::builder(module)
         .plugin_config(policy_text.as_bytes().to_vec())
-        .cluster_handler(&cluster, creds.handler())
-        .build()
+        .cluster_handler(&cluster, creds.handler());
+    // Global budgets: an in-memory rate-limit service (no Redis needed here).
+    if let Some(rls) = policy["rate_limit_service"]["cluster"].as_str() {
+        builder = builder.cluster_grpc_handler(rls, MockRateLimit::new().handler());
+    }
+    builder.build()
 }
 
 fn check(args: &[String]) -> Result<ExitCode, String> {

@@ -12,6 +12,11 @@
 //! (`mesh-config/local/policy-openbao.json`); the mock LLM accepts whatever
 //! OpenBao holds, so a `bao kv put` shows a rotation end to end.
 //!
+//! When the policy names a `rate_limit_service` (global budgets), a private
+//! `redis-server` and the rate-limit service ([`crate::ratelimit`]) are
+//! started first, on free loopback ports, and the gateway gets an HTTP/2
+//! cluster of that name; all stop with the gateway.
+//!
 //! Invariants: snippets carry only a placeholder key, never a real one;
 //! an invalid policy edit is reported and the running policy keeps serving;
 //! OpenBao's root token goes to an owner-only file, never to stdout.
@@ -47,6 +52,37 @@ pub const DENIED_WORKLOAD: (&str, &str) =
 /// The key clients send: the gateway throws it away.
 pub const PLACEHOLDER_KEY: &str = "placeholder-not-a-key";
 
+/// Redis and the rate-limit service, for a policy with global budgets.
+struct GlobalTier {
+    /// The policy's `rate_limit_service.cluster`.
+    cluster: String,
+    service: crate::ratelimit::RateLimitServer,
+    redis: crate::ratelimit::RedisServer,
+}
+
+/// Starts Redis and the rate-limit service if the policy names one.
+async fn start_global_tier(policy_text: &str) -> anyhow::Result<Option<GlobalTier>> {
+    let policy: serde_json::Value =
+        serde_json::from_str(policy_text).context("the policy is not JSON")?;
+    let Some(cluster) = policy["rate_limit_service"]["cluster"].as_str() else {
+        return Ok(None);
+    };
+    let redis = crate::ratelimit::RedisServer::start().context("starting redis-server")?;
+    let config = crate::ratelimit::RateLimitConfig {
+        redis_url: redis.url(),
+        ..crate::ratelimit::RateLimitConfig::default()
+    };
+    let service =
+        crate::ratelimit::RateLimitServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+            .await
+            .context("starting the rate-limit service")?;
+    Ok(Some(GlobalTier {
+        cluster: cluster.to_string(),
+        service,
+        redis,
+    }))
+}
+
 /// Options for [`run`].
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -71,6 +107,7 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
         Credentials::Mock => None,
         Credentials::OpenBao => Some(start_openbao(&o, &keys).await?),
     };
+    let global = start_global_tier(&policy_text).await?;
     let opts = StackOptions {
         repo_root: o.repo_root.clone(),
         work_dir: o.state_dir.join("gateway"),
@@ -89,7 +126,10 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
         remove_on_drop: false,
         mock_domains: vec![],
         credentials_addr: bao.as_ref().map(OpenBaoStack::agent_addr),
-        extra_clusters: vec![],
+        extra_clusters: global
+            .as_ref()
+            .map(|g| vec![super::bootstrap::grpc_cluster(&g.cluster, g.service.addr())])
+            .unwrap_or_default(),
     };
     let mut stack = Stack::start(opts, creds).await?;
     for (_, value) in &keys {
@@ -112,6 +152,14 @@ pub async fn run(o: RunOptions, creds: MockCredentialService) -> anyhow::Result<
 
     if let Some(bao) = &bao {
         print_openbao(bao, &o, &keys)?;
+    }
+    if let Some(g) = &global {
+        println!(
+            "Global budgets: rate-limit service on {} (cluster {:?}), Redis on {}; both stop with the gateway.",
+            g.service.addr(),
+            g.cluster,
+            g.redis.url()
+        );
     }
 
     let mut last = mtime(&o.policy);

@@ -14,6 +14,7 @@
 pub mod credential_service;
 mod keys_env;
 pub mod llm;
+pub mod ratelimit;
 mod served;
 mod time;
 
@@ -23,4 +24,5 @@ pub use credential_service::{
 };
 pub use keys_env::{KeysError, DEMO_KEY_NAMES, KEYS_FILE_VAR, KEY_VAR_PREFIX};
 pub use llm::{LlmRequest, MockLlm, ProviderKind, ServedLlm};
+pub use ratelimit::MockRateLimit;
 pub use served::ServedMock;
