@@ -134,6 +134,8 @@ fn two_replicas_sharing_redis_admit_exactly_what_fits_and_charge_the_usage() {
         replicas[*r].respond(*id, 200, JSON, &usage_answer(12, 30));
     }
     for gw in replicas.iter_mut() {
+        // Settlements are batched per worker until the next tick.
+        gw.advance(Duration::from_millis(50));
         gw.settle();
         assert_eq!(gw.metric("tollgate.budget.global_settle_failed"), Some(0));
         assert_eq!(

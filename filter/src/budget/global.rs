@@ -132,45 +132,57 @@ pub fn subject_entry(b: &Budget, subject: u64) -> String {
 /// A `RateLimitRequest` for `domain`.
 pub fn encode_request(domain: &str, descriptors: &[Descriptor<'_>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + 128 * descriptors.len());
-    put_bytes(&mut out, 1, domain.as_bytes());
+    put_domain(&mut out, domain);
     for d in descriptors {
-        let mut m = Vec::with_capacity(128);
-        let window = d.window_start.to_string();
-        let subject = subject_entry(d.budget, d.subject);
-        let mut entries: [(&str, &str); 4] = [
-            ("tollgate_budget", &d.budget.name),
-            ("subject", &subject),
-            ("window", &window),
-            ("", ""),
-        ];
-        let n = match d.kind {
-            Hits::Commit { reservation } => {
-                entries[3] = ("reservation", reservation);
-                4
-            }
-            Hits::Reserve | Hits::Adjust { .. } => 3,
-        };
-        for (k, v) in entries.iter().take(n) {
-            let mut e = Vec::with_capacity(k.len() + v.len() + 4);
-            put_bytes(&mut e, 1, k.as_bytes());
-            put_bytes(&mut e, 2, v.as_bytes());
-            put_bytes(&mut m, 1, &e);
-        }
-        let mut limit = Vec::with_capacity(12);
-        put_varint_field(&mut limit, 1, u64::from(limit_units(d.budget).unwrap_or(0)));
-        put_varint_field(&mut limit, 2, unit(d.budget.window));
-        put_bytes(&mut m, 2, &limit);
-        let mut hits = Vec::with_capacity(11);
-        if d.hits > 0 {
-            put_varint_field(&mut hits, 1, d.hits);
-        }
-        put_bytes(&mut m, 3, &hits);
-        if matches!(d.kind, Hits::Adjust { negative: true }) {
-            put_varint_field(&mut m, 4, 1);
-        }
-        put_bytes(&mut out, 2, &m);
+        put_descriptor(&mut out, d);
     }
     out
+}
+
+/// Appends a request's `domain` field. A request is its domain followed by
+/// its descriptors, in any number of [`put_descriptor`] calls: settlements
+/// of many streams are batched so.
+pub fn put_domain(out: &mut Vec<u8>, domain: &str) {
+    put_bytes(out, 1, domain.as_bytes());
+}
+
+/// Appends one `descriptors` field.
+pub fn put_descriptor(out: &mut Vec<u8>, d: &Descriptor<'_>) {
+    let mut m = Vec::with_capacity(128);
+    let window = d.window_start.to_string();
+    let subject = subject_entry(d.budget, d.subject);
+    let mut entries: [(&str, &str); 4] = [
+        ("tollgate_budget", &d.budget.name),
+        ("subject", &subject),
+        ("window", &window),
+        ("", ""),
+    ];
+    let n = match d.kind {
+        Hits::Commit { reservation } => {
+            entries[3] = ("reservation", reservation);
+            4
+        }
+        Hits::Reserve | Hits::Adjust { .. } => 3,
+    };
+    for (k, v) in entries.iter().take(n) {
+        let mut e = Vec::with_capacity(k.len() + v.len() + 4);
+        put_bytes(&mut e, 1, k.as_bytes());
+        put_bytes(&mut e, 2, v.as_bytes());
+        put_bytes(&mut m, 1, &e);
+    }
+    let mut limit = Vec::with_capacity(12);
+    put_varint_field(&mut limit, 1, u64::from(limit_units(d.budget).unwrap_or(0)));
+    put_varint_field(&mut limit, 2, unit(d.budget.window));
+    put_bytes(&mut m, 2, &limit);
+    let mut hits = Vec::with_capacity(11);
+    if d.hits > 0 {
+        put_varint_field(&mut hits, 1, d.hits);
+    }
+    put_bytes(&mut m, 3, &hits);
+    if matches!(d.kind, Hits::Adjust { negative: true }) {
+        put_varint_field(&mut m, 4, 1);
+    }
+    put_bytes(out, 2, &m);
 }
 
 /// What the service answered.

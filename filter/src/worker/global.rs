@@ -13,8 +13,13 @@
 //!   (503), unless `failure_mode: fail_open`, which admits and counts
 //!   `tollgate.budget.global_fail_open`. dry_run records the denial as a
 //!   shadow and forwards.
+//! - Settlements are batched per worker and sent from the tick (fast while
+//!   any wait, so within about 20 ms) or at once when 64 have gathered:
+//!   one call carries many streams' settlements. Until then their holds
+//!   stay held: stricter, never looser.
 //! - A settlement that fails is retried from the tick, a few times, then
-//!   counted (`tollgate.budget.global_settle_failed`) and logged.
+//!   counted (`tollgate.budget.global_settle_failed`) and logged. (A retry
+//!   after a call that the service did apply charges twice: stricter.)
 
 use std::rc::Rc;
 
@@ -28,6 +33,8 @@ use crate::metrics::Counter;
 
 /// Settlement attempts before one is given up (counted and logged).
 const SETTLE_ATTEMPTS: u8 = 3;
+/// Settlement descriptors sent at once without waiting for the tick.
+const SETTLE_BATCH: usize = 64;
 /// Rate-limit answers larger than this are garbage.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -44,6 +51,15 @@ pub(super) enum GlobalCall {
     },
     /// A settlement (or the release of holds nobody will use).
     Settlement { message: Vec<u8>, attempts: u8 },
+}
+
+/// Settlements gathered until the next tick, as encoded descriptors.
+pub(super) struct SettleBatch {
+    cluster: Box<str>,
+    domain: Box<str>,
+    timeout_ms: u32,
+    descriptors: Vec<u8>,
+    count: usize,
 }
 
 /// A settlement waiting for the tick to try again.
@@ -334,8 +350,47 @@ impl<H: Host> Worker<H> {
         if descriptors.is_empty() {
             return;
         }
-        let message = global::encode_request(&svc.domain, &descriptors);
-        self.send_settlement(&svc.cluster, svc.timeout_ms, current, message, 0);
+        // Batched: one call per tick (or per SETTLE_BATCH descriptors)
+        // carries the settlements of every stream that ended meanwhile.
+        let other = self
+            .settle_batch
+            .borrow()
+            .as_ref()
+            .is_some_and(|b| *b.cluster != *svc.cluster || *b.domain != *svc.domain);
+        if other {
+            self.flush_settlements(current);
+        }
+        let full = {
+            let mut batch = self.settle_batch.borrow_mut();
+            let b = batch.get_or_insert_with(|| SettleBatch {
+                cluster: svc.cluster.clone(),
+                domain: svc.domain.clone(),
+                timeout_ms: svc.timeout_ms,
+                descriptors: Vec::with_capacity(4096),
+                count: 0,
+            });
+            for d in &descriptors {
+                global::put_descriptor(&mut b.descriptors, d);
+            }
+            b.count += descriptors.len();
+            b.count >= SETTLE_BATCH
+        };
+        if full {
+            self.flush_settlements(current);
+        } else {
+            self.tick_soon();
+        }
+    }
+
+    /// Sends the batched settlements now.
+    pub(super) fn flush_settlements(&self, current: u32) {
+        let Some(b) = self.settle_batch.borrow_mut().take() else {
+            return;
+        };
+        let mut message = Vec::with_capacity(b.descriptors.len() + b.domain.len() + 4);
+        global::put_domain(&mut message, &b.domain);
+        message.extend_from_slice(&b.descriptors);
+        self.send_settlement(&b.cluster, b.timeout_ms, current, message, 0);
     }
 
     fn send_settlement(
@@ -395,6 +450,7 @@ impl<H: Host> Worker<H> {
     /// From the tick: retries failed settlements, and fails admissions whose
     /// answer is overdue (a call the host cancelled).
     pub(super) fn global_pass(&self, now: u64) {
+        self.flush_settlements(self.root);
         let retries = core::mem::take(&mut *self.global_retries.borrow_mut());
         for r in retries {
             self.send_settlement(&r.cluster, r.timeout_ms, self.root, r.message, r.attempts);

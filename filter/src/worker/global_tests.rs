@@ -112,9 +112,14 @@ fn a_request_waits_for_the_service_and_its_hold_is_committed_from_the_root() {
     deliver(&w, &host, calls[0].token, &answer(1, &["hold-1"]));
     assert_eq!(host.calls().len(), 1, "admitted: on to the credential");
     assert_eq!(host.counter("tollgate.budget.reservations_outstanding"), 1);
-    // The stream ends: the settlement names the hold, from the root.
+    // The stream ends: the settlement is batched for the tick, which comes
+    // soon; it names the hold and is sent from the root.
     host.enter(10);
     w.on_log(10);
+    assert_eq!(host.grpc_calls().len(), 1, "batched until the tick");
+    assert_eq!(host.tick_ms(), TICK_FAST_MS);
+    host.enter(ROOT);
+    w.on_tick();
     let calls = host.grpc_calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1].owner, ROOT, "a settlement outlives its stream");
@@ -200,6 +205,7 @@ fn holds_granted_to_a_stream_that_left_are_released() {
     w.on_delete(10);
     let token = host.grpc_calls()[0].token;
     deliver(&w, &host, token, &answer(1, &["hold-9"]));
+    w.on_tick();
     let calls = host.grpc_calls();
     assert_eq!(calls.len(), 2, "the late hold is settled");
     assert!(contains(&calls[1].message, b"hold-9"));
@@ -217,6 +223,8 @@ fn failed_settlements_are_retried_from_the_tick_then_counted() {
     deliver(&w, &host, host.grpc_calls()[0].token, &answer(1, &["h"]));
     host.enter(10);
     w.on_log(10);
+    host.enter(ROOT);
+    w.on_tick();
     for attempt in 1..=3 {
         let call = host.grpc_calls().last().unwrap().clone();
         assert!(contains(&call.message, b"h"));
@@ -242,4 +250,31 @@ fn dry_run_forwards_a_global_refusal_as_a_shadow() {
         1,
         "forwarded: its credential is fetched"
     );
+}
+
+#[test]
+fn the_settlements_of_many_streams_travel_in_one_call() {
+    let host = FakeHost::new();
+    let w = worker(&host, "fail_closed", "enforce");
+    for ctx in 10..13 {
+        assert_eq!(send(&w, &host, ctx), Action::Pause);
+        let token = host.grpc_calls().last().unwrap().token;
+        deliver(&w, &host, token, &answer(1, &[&format!("hold-{ctx}")]));
+    }
+    for ctx in 10..13 {
+        host.enter(ctx);
+        w.on_log(ctx);
+    }
+    host.enter(ROOT);
+    w.on_tick();
+    let calls = host.grpc_calls();
+    assert_eq!(calls.len(), 4, "three admissions, one settlement");
+    for ctx in 10..13 {
+        assert!(contains(
+            &calls[3].message,
+            format!("hold-{ctx}").as_bytes()
+        ));
+    }
+    w.on_tick();
+    assert_eq!(host.grpc_calls().len(), 4, "nothing left to send");
 }

@@ -136,6 +136,8 @@ pub struct Worker<H: Host> {
     global_calls: RefCell<Vec<(u32, global::GlobalCall)>>,
     /// Settlements to try again at the next tick.
     global_retries: RefCell<Vec<global::Retry>>,
+    /// Settlements gathered for the next tick.
+    settle_batch: RefCell<Option<global::SettleBatch>>,
 }
 
 impl<H: Host> Worker<H> {
@@ -160,6 +162,7 @@ impl<H: Host> Worker<H> {
             redactors: RefCell::new(Redactors::default()),
             global_calls: RefCell::new(Vec::new()),
             global_retries: RefCell::new(Vec::new()),
+            settle_batch: RefCell::new(None),
         }
     }
 
@@ -538,6 +541,13 @@ impl<H: Host> Worker<H> {
         waiting.len() != before
     }
 
+    /// Makes the next tick come soon (work queued for it).
+    fn tick_soon(&self) {
+        if self.tick_ms.get() != TICK_FAST_MS {
+            self.set_tick(TICK_FAST_MS);
+        }
+    }
+
     fn set_tick(&self, ms: u32) {
         if self.host.set_tick_ms(ms).is_ok() {
             self.tick_ms.set(ms);
@@ -911,7 +921,8 @@ impl<H: Host> Worker<H> {
         self.expire_bodies(now);
         self.global_pass(now);
         self.refresh_pass(now);
-        let wanted = if self.waiting.borrow().is_empty() {
+        let wanted = if self.waiting.borrow().is_empty() && self.global_retries.borrow().is_empty()
+        {
             TICK_IDLE_MS
         } else {
             TICK_FAST_MS
