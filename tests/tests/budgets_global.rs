@@ -219,3 +219,101 @@ fn redis_killed_mid_run_fails_closed_or_open_counted_and_nothing_hangs() {
     end_open_streams(&mut open);
     assert_eq!(closed.trap(), None);
 }
+
+/// A global request budget per workload: its limit, then 429 with
+/// `retry-after` to the end of the UTC minute, then admitted again in the
+/// next minute (a new window id, a new count); another workload has its
+/// own; and the global tier writes nothing to Envoy's shared data.
+#[test]
+fn a_global_window_resets_and_retry_after_is_the_rest_of_it() {
+    let tier = Tier::start(1);
+    let cfg = global_config(
+        json!([{"name": "rpm", "requests": 2, "window": "minute", "tier": "global"}]),
+        json!({"budgets": ["rpm"]}),
+        "fail_closed",
+    );
+    let creds = credential_service();
+    let mut gw = replica(&cfg, 1, &creds, tier.services[0].addr());
+    let keys_before = gw.shared_data_keys();
+    for _ in 0..2 {
+        let id = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+        gw.settle();
+        gw.outcome(id).expect_forwarded();
+        gw.respond(id, 200, JSON, b"{}");
+    }
+    gw.advance(Duration::from_secs(15));
+    gw.settle();
+    let before = Counters::snapshot(&gw);
+    let refused = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+    gw.settle();
+    let reply = assert_denied(&gw, &before, refused, 429, "rate_limited");
+    // The clock started on a minute boundary; 15 s have passed.
+    assert_eq!(reply.header_str("retry-after").as_deref(), Some("45"));
+    let other = chat(
+        &mut gw,
+        0,
+        "spiffe://cluster.local/ns/support/sa/other",
+        "{}",
+    );
+    gw.settle();
+    gw.outcome(other).expect_forwarded();
+    gw.advance(Duration::from_secs(45));
+    gw.settle();
+    let again = chat(&mut gw, 0, SUPPORT_BOT, "{}");
+    gw.settle();
+    gw.outcome(again).expect_forwarded();
+    end_open_streams(&mut gw);
+    gw.advance(Duration::from_millis(50));
+    gw.settle();
+    assert_eq!(
+        gw.shared_data_keys(),
+        keys_before,
+        "no shared data for global budgets"
+    );
+    assert_eq!(gw.trap(), None);
+}
+
+/// Streamed body mode: the headers leave first, so the global hold is asked
+/// for at the body's end while the body waits; admitted, the body follows
+/// the headers; refused, the client gets the 429 (Envoy resets upstream).
+#[test]
+fn in_streamed_mode_the_body_waits_for_the_service() {
+    let tier = Tier::start(1);
+    let hold = BODY.len() as u64 + CAP;
+    let mut cfg = global_config(
+        json!([{"name": "fleet", "tokens": hold, "window": "hour", "scope": "shared", "tier": "global"}]),
+        json!({"max_output_tokens": CAP, "budgets": ["fleet"]}),
+        "fail_closed",
+    );
+    cfg["body_mode"] = json!("streamed");
+    let creds = credential_service();
+    let mut gw = Gateway::builder(module())
+        .workers(1)
+        .plugin_config(cfg.to_string())
+        .cluster_handler(CREDS_CLUSTER, creds.handler())
+        .cluster_grpc(RLS, tier.services[0].addr())
+        .build()
+        .unwrap();
+    let first = chat(&mut gw, 0, SUPPORT_BOT, BODY);
+    gw.settle();
+    let sent = gw.outcome(first).expect_forwarded().body.clone();
+    assert_eq!(
+        sent,
+        BODY.as_bytes(),
+        "the body followed once the hold was granted"
+    );
+    assert!(!tier.fits("fleet", HOUR_0, hold as u32, 1), "held");
+    let before = Counters::snapshot(&gw);
+    let second = chat(&mut gw, 0, SUPPORT_BOT, BODY);
+    gw.settle();
+    assert_denied(&gw, &before, second, 429, "token_budget_exhausted");
+    gw.respond(first, 200, JSON, &usage_answer(3, 4));
+    gw.advance(Duration::from_millis(50));
+    gw.settle();
+    assert!(
+        tier.fits("fleet", HOUR_0, hold as u32, hold - 7),
+        "settled to 7 tokens"
+    );
+    assert!(!tier.fits("fleet", HOUR_0, hold as u32, hold - 6));
+    assert_eq!(gw.trap(), None);
+}

@@ -13,30 +13,31 @@
 //! - The values live only here and in the redactors, in the worker's
 //!   memory, like the credential cache they come from; nothing logs them.
 
-use hashbrown::HashMap;
-
 use super::redact::Redactor;
 
 /// The most credential values a worker keeps a redactor for.
 pub const MAX_REDACTORS: usize = 64;
 
+/// A short list, searched in order: a worker serves a handful of
+/// credentials, and another map type would cost the module more than the
+/// search costs a request.
 #[derive(Default)]
 pub struct Redactors {
-    by_value: HashMap<Box<[u8]>, Redactor>,
+    by_value: Vec<(Box<[u8]>, Redactor)>,
 }
 
 impl Redactors {
     /// A fresh redactor for `secret`, compiled once per value. `None` when
     /// the secret is too short to redact safely (see [`Redactor::new`]).
     pub fn for_secret(&mut self, secret: &[u8]) -> Option<Redactor> {
-        if let Some(r) = self.by_value.get(secret) {
+        if let Some((_, r)) = self.by_value.iter().find(|(v, _)| **v == *secret) {
             return Some(r.clone());
         }
         let r = Redactor::new(secret)?;
         if self.by_value.len() >= MAX_REDACTORS {
             self.by_value.clear();
         }
-        self.by_value.insert(secret.into(), r.clone());
+        self.by_value.push((secret.into(), r.clone()));
         Some(r)
     }
 

@@ -125,8 +125,11 @@ pub struct Worker<H: Host> {
     streams: RefCell<HashMap<u32, Stream>>,
     /// Streams paused for a credential, by context id.
     waiting: RefCell<Vec<u32>>,
-    fetches: RefCell<HashMap<u32, InFlight>>,
-    interest: RefCell<HashMap<String, Interest>>,
+    /// By call token. A few at a time (one per credential being fetched):
+    /// a list, which costs the module less than another map type.
+    fetches: RefCell<Vec<(u32, InFlight)>>,
+    /// By cache key; one per credential in use.
+    interest: RefCell<Vec<(String, Interest)>>,
     last_refresh_check_ms: Cell<u64>,
     tick_ms: Cell<u32>,
     scratch: RefCell<Vec<u32>>,
@@ -154,8 +157,8 @@ impl<H: Host> Worker<H> {
             lease_seq: Cell::new(0),
             streams: RefCell::new(HashMap::new()),
             waiting: RefCell::new(Vec::new()),
-            fetches: RefCell::new(HashMap::new()),
-            interest: RefCell::new(HashMap::new()),
+            fetches: RefCell::new(Vec::new()),
+            interest: RefCell::new(Vec::new()),
             last_refresh_check_ms: Cell::new(0),
             tick_ms: Cell::new(0),
             scratch: RefCell::new(Vec::with_capacity(16)),
@@ -507,16 +510,16 @@ impl<H: Host> Worker<H> {
     fn note_interest(&self, flow: &RequestFlow, now: u64) {
         let Some(a) = flow.admission() else { return };
         let mut interest = self.interest.borrow_mut();
-        match interest.get_mut(&a.cache_key) {
-            Some(i) => i.last_used_ms = now,
+        match interest.iter_mut().find(|(k, _)| *k == a.cache_key) {
+            Some((_, i)) => i.last_used_ms = now,
             None => {
-                interest.insert(
+                interest.push((
                     a.cache_key.clone(),
                     Interest {
                         credential: a.credential.clone(),
                         last_used_ms: now,
                     },
-                );
+                ));
             }
         }
     }
@@ -741,7 +744,7 @@ impl<H: Host> Worker<H> {
         }
         match dispatched {
             Ok(token) => {
-                self.fetches.borrow_mut().insert(
+                self.fetches.borrow_mut().push((
                     token,
                     InFlight {
                         cache_key: key.to_string(),
@@ -750,7 +753,7 @@ impl<H: Host> Worker<H> {
                         lease,
                         deadline_ms: now.saturating_add(svc.lease_ms().saturating_mul(2)),
                     },
-                );
+                ));
                 true
             }
             Err(status) => {
@@ -783,7 +786,12 @@ impl<H: Host> Worker<H> {
 
     /// A credential-service answer arrived (in the root context).
     pub fn on_http_call_response(&self, token: u32, num_headers: usize, body_size: usize) {
-        let Some(f) = self.fetches.borrow_mut().remove(&token) else {
+        let found = {
+            let mut fetches = self.fetches.borrow_mut();
+            let i = fetches.iter().position(|(t, _)| *t == token);
+            i.map(|i| fetches.swap_remove(i).1)
+        };
+        let Some(f) = found else {
             self.log(
                 LogLevel::Warn,
                 format_args!("tollgate: answer for an unknown call token {token}"),
@@ -967,20 +975,22 @@ impl<H: Host> Worker<H> {
         // A call whose answer can no longer come (cancelled with a stream it
         // had to be dispatched from, when the root could not be made
         // effective) must not block refreshes of its credential forever.
-        self.fetches.borrow_mut().retain(|_, f| f.deadline_ms > now);
+        self.fetches
+            .borrow_mut()
+            .retain(|(_, f)| f.deadline_ms > now);
         let Some(config) = self.config() else { return };
         let svc = &config.credential_service;
         let forget_after = svc.ttl_ms.max(600_000);
         self.interest
             .borrow_mut()
-            .retain(|_, i| now.saturating_sub(i.last_used_ms) < forget_after);
+            .retain(|(_, i)| now.saturating_sub(i.last_used_ms) < forget_after);
         let store = Shared(&self.host);
         let due: Vec<(String, CredentialKey)> = {
             let fetches = self.fetches.borrow();
             self.interest
                 .borrow()
                 .iter()
-                .filter(|(key, _)| !fetches.values().any(|f| &f.cache_key == *key))
+                .filter(|(key, _)| !fetches.iter().any(|(_, f)| f.cache_key == *key))
                 .filter(|(key, _)| match cache::read_entry(&store, key) {
                     Ok(Some(e)) => {
                         cache::refresh_wanted(&e, now, svc.refresh_ahead_ms, REFRESH_RETRY_MS)
