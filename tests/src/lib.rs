@@ -477,3 +477,50 @@ pub fn assert_no_leak(gw: &Gateway, streams: &[StreamId], keys: &[&str]) {
         }
     }
 }
+
+/// Budget tests' helpers (the local tier's `budgets.rs`, the global tier's
+/// `budgets_global.rs`).
+pub mod budget_fixture {
+    use serde_json::Value;
+    use tollgate_harness::{Gateway, StreamId};
+
+    use super::{request_on, send, BATCH_JOB};
+
+    pub const CHAT: &str = "/v1/chat/completions";
+    pub const JSON: &[(&str, &[u8])] = &[("content-type", b"application/json")];
+
+    /// Merges `rule`'s fields into the fixture's first rule (`support-chat`).
+    pub fn merge_into_first_rule(c: &mut Value, rule: &Value) {
+        if let (Some(r), Some(extra)) = (c["rules"][0].as_object_mut(), rule.as_object()) {
+            for (k, v) in extra {
+                r.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    /// Fills the credential cache through the rule without budgets
+    /// (`batch-embeddings`), so no budget has moved.
+    pub fn warm_through_batch(gw: &mut Gateway) {
+        let id = send(gw, BATCH_JOB, "POST", "api.openai.com", "/v1/embeddings");
+        gw.settle();
+        gw.outcome(id).expect_forwarded();
+        gw.respond(id, 200, JSON, b"{}");
+    }
+
+    /// A JSON chat request with `body` from `workload` on `worker`.
+    pub fn chat(gw: &mut Gateway, worker: usize, workload: &str, body: &str) -> StreamId {
+        request_on(gw, worker, workload, "POST", "api.openai.com", CHAT)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    }
+
+    /// An OpenAI chat answer reporting this usage.
+    pub fn usage_answer(prompt: u64, completion: u64) -> Vec<u8> {
+        format!(
+            r#"{{"id":"c1","choices":[],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
+            prompt + completion
+        )
+        .into_bytes()
+    }
+}

@@ -7,22 +7,17 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tollgate_harness::mock::MockCredentialService;
 use tollgate_harness::{Gateway, HostFault, Outcome, Status, StreamId};
+use tollgate_tests::budget_fixture::*;
 use tollgate_tests::*;
 
-const CHAT: &str = "/v1/chat/completions";
 const OTHER_BOT: &str = "spiffe://cluster.local/ns/support/sa/other";
-const JSON: &[(&str, &[u8])] = &[("content-type", b"application/json")];
 
 /// The fixture policy with `budgets` defined and `rule` (fields merged
 /// into `support-chat`).
 fn with_budgets(budgets: Value, rule: Value) -> Value {
     let mut c = config();
     c["budgets"] = budgets;
-    if let (Some(r), Some(extra)) = (c["rules"][0].as_object_mut(), rule.as_object()) {
-        for (k, v) in extra {
-            r.insert(k.clone(), v.clone());
-        }
-    }
+    merge_into_first_rule(&mut c, &rule);
     c
 }
 
@@ -30,32 +25,8 @@ fn with_budgets(budgets: Value, rule: Value) -> Value {
 /// without budgets (`batch-embeddings`), so no budget has moved.
 fn warm_gateway_with(cfg: &Value, workers: usize, creds: &MockCredentialService) -> Gateway {
     let mut gw = gateway(cfg, workers, creds);
-    let id = send(
-        &mut gw,
-        BATCH_JOB,
-        "POST",
-        "api.openai.com",
-        "/v1/embeddings",
-    );
-    gw.settle();
-    gw.outcome(id).expect_forwarded();
-    gw.respond(id, 200, JSON, b"{}");
+    warm_through_batch(&mut gw);
     gw
-}
-
-fn chat(gw: &mut Gateway, worker: usize, workload: &str, body: &str) -> StreamId {
-    request_on(gw, worker, workload, "POST", "api.openai.com", CHAT)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-}
-
-fn usage_answer(prompt: u64, completion: u64) -> Vec<u8> {
-    format!(
-        r#"{{"id":"c1","choices":[],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
-        prompt + completion
-    )
-    .into_bytes()
 }
 
 /// (used, held) of a budget record's single account.

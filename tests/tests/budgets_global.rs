@@ -11,11 +11,10 @@ use serde_json::{json, Value};
 use tollgate_harness::mock::MockCredentialService;
 use tollgate_harness::ratelimit::RedisServer;
 use tollgate_harness::{Gateway, Outcome, StreamId};
+use tollgate_tests::budget_fixture::*;
 use tollgate_tests::global_tier::{Tier, HOUR_0};
 use tollgate_tests::*;
 
-const CHAT: &str = "/v1/chat/completions";
-const JSON: &[(&str, &[u8])] = &[("content-type", b"application/json")];
 const RLS: &str = "ratelimit";
 const BODY: &str = r#"{"model":"gpt-4o-mini","max_tokens":100}"#;
 const CAP: u64 = 100;
@@ -25,11 +24,7 @@ fn global_config(budgets: Value, rule: Value, failure_mode: &str) -> Value {
     c["rate_limit_service"] =
         json!({"cluster": RLS, "timeout": "3s", "failure_mode": failure_mode});
     c["budgets"] = budgets;
-    if let (Some(r), Some(extra)) = (c["rules"][0].as_object_mut(), rule.as_object()) {
-        for (k, v) in extra {
-            r.insert(k.clone(), v.clone());
-        }
-    }
+    merge_into_first_rule(&mut c, &rule);
     c
 }
 
@@ -44,32 +39,8 @@ fn replica(cfg: &Value, workers: usize, creds: &MockCredentialService, rls: Sock
         .cluster_grpc(RLS, rls)
         .build()
         .unwrap();
-    let id = send(
-        &mut gw,
-        BATCH_JOB,
-        "POST",
-        "api.openai.com",
-        "/v1/embeddings",
-    );
-    gw.settle();
-    gw.outcome(id).expect_forwarded();
-    gw.respond(id, 200, JSON, b"{}");
+    warm_through_batch(&mut gw);
     gw
-}
-
-fn chat(gw: &mut Gateway, worker: usize, workload: &str, body: &str) -> StreamId {
-    request_on(gw, worker, workload, "POST", "api.openai.com", CHAT)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-}
-
-fn usage_answer(prompt: u64, completion: u64) -> Vec<u8> {
-    format!(
-        r#"{{"id":"c1","choices":[],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
-        prompt + completion
-    )
-    .into_bytes()
 }
 
 /// 500 requests at once, over two gateways of two workers each, against a
