@@ -1187,30 +1187,42 @@ fn istio_cluster(name: &str) -> Option<(u64, String, String)> {
     Some((port.parse().ok()?, svc.to_string(), ns.to_string()))
 }
 
+/// The Service port an Istio cluster name (`outbound|<port>||<FQDN>`)
+/// stands for: (the Service document, the port entry, its namespace).
+fn service_port_of<'d>(docs: &'d [Doc], cluster: &str) -> (&'d Doc, Value, String) {
+    let (port, svc, ns) = istio_cluster(cluster).unwrap_or_else(|| {
+        panic!("{cluster:?} is not outbound|<port>||<svc>.<ns>.svc.cluster.local")
+    });
+    let service = docs_of(docs, "Service")
+        .into_iter()
+        .find(|d| d.name() == svc && d.namespace() == ns)
+        .unwrap_or_else(|| panic!("no Service {ns}/{svc} for {cluster}"));
+    let p = service.value["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["port"] == port)
+        .cloned()
+        .unwrap_or_else(|| panic!("Service {ns}/{svc} has no port {port}"));
+    (service, p, ns)
+}
+
 #[test]
 fn the_credential_cluster_is_a_real_service_port() {
     let docs = istio_docs();
     let wp = the_wasmplugin(&docs);
     let cs = &wp.value["spec"]["pluginConfig"]["credential_service"];
     let cluster = cs["cluster"].as_str().expect("cluster");
-    let (port, svc, ns) = istio_cluster(cluster).unwrap_or_else(|| {
-        panic!("{cluster:?} is not outbound|<port>||<svc>.<ns>.svc.cluster.local")
-    });
-    let service = docs_of(&docs, "Service")
-        .into_iter()
-        .find(|d| d.name() == svc && d.namespace() == ns)
-        .unwrap_or_else(|| panic!("no Service {ns}/{svc} for {cluster}"));
-    let ports = service.value["spec"]["ports"].as_array().expect("ports");
-    let p = ports
-        .iter()
-        .find(|p| p["port"] == port)
-        .unwrap_or_else(|| panic!("Service {ns}/{svc} has no port {port}"));
+    let (service, p, ns) = service_port_of(&docs, cluster);
     assert!(
         p["name"].as_str().is_some_and(|n| n.starts_with("http")) || p["appProtocol"] == "http",
         "the credential port must be declared HTTP for Istio"
     );
     let authority = cs["authority"].as_str().expect("authority");
-    assert!(authority.starts_with(&format!("{svc}.{ns}")), "{authority}");
+    assert!(
+        authority.starts_with(&format!("{}.{ns}", service.name())),
+        "{authority}"
+    );
 }
 
 /// Global budgets: the rate-limit cluster is a Service port declared gRPC
@@ -1229,18 +1241,7 @@ fn the_rate_limit_cluster_is_a_real_grpc_service_port_open_to_the_gateway_only()
     let cluster = config["rate_limit_service"]["cluster"]
         .as_str()
         .expect("rate_limit_service.cluster");
-    let (port, svc, ns) = istio_cluster(cluster).unwrap_or_else(|| {
-        panic!("{cluster:?} is not outbound|<port>||<svc>.<ns>.svc.cluster.local")
-    });
-    let service = docs_of(&docs, "Service")
-        .into_iter()
-        .find(|d| d.name() == svc && d.namespace() == ns)
-        .unwrap_or_else(|| panic!("no Service {ns}/{svc} for {cluster}"));
-    let ports = service.value["spec"]["ports"].as_array().expect("ports");
-    let p = ports
-        .iter()
-        .find(|p| p["port"] == port)
-        .unwrap_or_else(|| panic!("Service {ns}/{svc} has no port {port}"));
+    let (service, p, ns) = service_port_of(&docs, cluster);
     assert!(
         p["name"].as_str().is_some_and(|n| n.starts_with("grpc")) && p["appProtocol"] == "grpc",
         "the rate-limit port must be declared gRPC for Istio (HTTP/2)"

@@ -30,6 +30,7 @@ use crate::budget::Metric;
 use crate::config::Config;
 use crate::flow::RequestFlow;
 use crate::metrics::Counter;
+use crate::reason::DenyReason;
 
 /// Settlement attempts before one is given up (counted and logged).
 const SETTLE_ATTEMPTS: u8 = 3;
@@ -208,13 +209,7 @@ impl<H: Host> Worker<H> {
             Err(why) => {
                 self.note_unavailable(config, why);
                 let refused = self.with_flow(ctx, |f| global_unavailable(config, f, &items));
-                match refused {
-                    Some(Err(reason)) => {
-                        self.reply(ctx, self.root, Via::Wake, reason);
-                    }
-                    Some(Ok(())) => self.resume_after_global(ctx, now),
-                    None => {}
-                }
+                self.act_on_refusal(ctx, refused, now);
                 return;
             }
         };
@@ -229,13 +224,7 @@ impl<H: Host> Worker<H> {
             let refused = self.with_flow(ctx, |f| {
                 f.on_budget_refused(config, item.metric, Refusal::Exhausted { retry_after_s })
             });
-            match refused {
-                Some(Err(reason)) => {
-                    self.reply(ctx, self.root, Via::Wake, reason);
-                }
-                Some(Ok(())) => self.resume_after_global(ctx, now),
-                None => {}
-            }
+            self.act_on_refusal(ctx, refused, now);
             return;
         }
         if !live {
@@ -259,6 +248,19 @@ impl<H: Host> Worker<H> {
         self.resume_after_global(ctx, now);
     }
 
+    /// What the flow made of a refusal, for a stream woken by the answer:
+    /// the reply, or (dry_run, fail_open) going on; nothing for a stream
+    /// that is gone.
+    fn act_on_refusal(&self, ctx: u32, refused: Option<Result<(), DenyReason>>, now: u64) {
+        match refused {
+            Some(Err(reason)) => {
+                self.reply(ctx, self.root, Via::Wake, reason);
+            }
+            Some(Ok(())) => self.resume_after_global(ctx, now),
+            None => {}
+        }
+    }
+
     /// The request's global step passed: on to its credential, or (streamed
     /// mode, headers already upstream) let its paused body go.
     fn resume_after_global(&self, ctx: u32, now: u64) {
@@ -274,7 +276,7 @@ impl<H: Host> Worker<H> {
         if self.host.resume_request().is_err() {
             let reason = self
                 .with_flow(ctx, |f| f.on_host_failure())
-                .unwrap_or(crate::reason::DenyReason::InternalError);
+                .unwrap_or(DenyReason::InternalError);
             self.leave(ctx, self.root, Via::Wake);
             self.reply(ctx, self.root, Via::Wake, reason);
             return;
@@ -474,7 +476,7 @@ fn global_unavailable(
     config: &Config,
     flow: &mut RequestFlow,
     items: &[Item],
-) -> Result<(), crate::reason::DenyReason> {
+) -> Result<(), DenyReason> {
     if config
         .rate_limit_service
         .as_ref()
