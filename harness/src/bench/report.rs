@@ -283,7 +283,7 @@ pub(crate) fn print_body_targets(summary: &BTreeMap<Variant, Summary>, rounds: &
     );
     if let (Some(added), Some(g)) = (global, get(Variant::TollgateBodyGlobal)) {
         println!(
-            "  (issue 9) the global tier against the local tier: {added:+.1} µs of gateway CPU per request, {:.1} µs in the rate-limit service and Redis, added p50 {:+.0} µs over plain (two gRPC calls per request: hold, settle)",
+            "  (issue 9) the global tier against the local tier: {added:+.1} µs of gateway CPU per request, {:.1} µs in the rate-limit service and Redis, added p50 {:+.0} µs over plain (one gRPC call per request to hold; settlements batched)",
             g.svc_cpu_us, g.added_p50_us
         );
     }
