@@ -110,6 +110,20 @@ pub struct AuditRecord {
     /// found this one far above it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_anomaly_baseline: Option<u64>,
+    /// What the rule's DLP detectors found in the request body: detector
+    /// names and counts, never the text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dlp: Vec<DlpCount>,
+    /// Matches replaced by `[REDACTED:<detector>]` in the body sent.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dlp_redacted: u32,
+}
+
+/// One detector's findings in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DlpCount {
+    pub detector: Box<str>,
+    pub count: u32,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -206,6 +206,8 @@ pub struct RequestFlow {
     price: Option<Price>,
     /// `retry-after` of a budget refusal.
     retry_after_s: Option<u64>,
+    /// Words the reply's message adds (a DLP block's detector names).
+    reply_detail: Option<String>,
     response: ResponsePlan,
     /// Finds the injected key in the response (built when it was written).
     redactor: Option<Redactor>,
@@ -238,6 +240,7 @@ impl RequestFlow {
             global_held: Vec::new(),
             price: None,
             retry_after_s: None,
+            reply_detail: None,
             response: ResponsePlan::default(),
             redactor: None,
             tap: None,
@@ -441,7 +444,13 @@ impl RequestFlow {
                     .is_some_and(|b| b.metric.needs_bound())
             }) || config.policy.guard(r).is_some()
         });
-        if !(models_in_body || capped || usage || metered) {
+        // DLP reads every string value of the body.
+        let dlp = self
+            .rule
+            .and_then(|r| config.policy.dlp(r))
+            .and_then(|d| config.dlp.get(usize::from(d)))
+            .cloned();
+        if !(models_in_body || capped || usage || metered || dlp.is_some()) {
             return Ok(false);
         }
         if facts.end_of_stream {
@@ -468,6 +477,7 @@ impl RequestFlow {
                 limits,
                 inject_usage: config.inject_stream_usage,
                 dry_run,
+                dlp,
             }),
             max_bytes,
             idle_deadline_ms: now_ms.saturating_add(BODY_IDLE_MS),
@@ -520,9 +530,22 @@ impl RequestFlow {
             return Ok(None);
         };
         match check::check(&plan, body) {
-            Ok(outcome) => Ok(self.note_body(outcome)),
+            Ok(outcome) => match outcome.denied {
+                Some(reason) => {
+                    let blocked = outcome.dlp.as_ref().map(|d| d.blocked.join(", "));
+                    self.note_body(outcome);
+                    self.reply_detail = blocked.map(|b| format!("detectors: {b}"));
+                    Err(self.deny(reason))
+                }
+                None => Ok(self.note_body(outcome)),
+            },
             Err(reason) => Err(self.deny(reason)),
         }
+    }
+
+    /// Extra words for the reply's message (DLP's detector names), if any.
+    pub fn reply_detail(&self) -> Option<&str> {
+        self.reply_detail.as_deref()
     }
 
     fn note_body(&mut self, out: BodyOutcome) -> Option<Vec<u8>> {
@@ -535,6 +558,17 @@ impl RequestFlow {
         self.audit.stream = Some(out.stream);
         self.response.stream = out.stream;
         self.response.drop_usage_chunk = out.usage_injected;
+        if let Some(d) = &out.dlp {
+            self.audit.dlp = d
+                .counts
+                .iter()
+                .map(|(n, c)| crate::audit::DlpCount {
+                    detector: n.clone(),
+                    count: *c,
+                })
+                .collect();
+            self.audit.dlp_redacted = d.redacted;
+        }
         if let Some(reason) = out.shadow {
             if self.shadow.is_none() {
                 self.shadow = Some(reason);

@@ -17,6 +17,7 @@ pub mod body;
 pub mod budget;
 pub mod config;
 pub mod credential;
+pub mod dlp;
 pub mod exchange;
 pub mod flow;
 pub mod metrics;

@@ -69,11 +69,14 @@ pub enum DenyReason {
     PriceUnknown,
     /// The prompt is far above the workload's usual size (prompt guard).
     PromptAnomaly,
+    /// A DLP detector whose rule action is `block` found something in the
+    /// request body.
+    DlpBlocked,
 }
 
 impl DenyReason {
     /// Every reason, for metric definition and documentation tests.
-    pub const ALL: [DenyReason; 28] = [
+    pub const ALL: [DenyReason; 29] = [
         DenyReason::IdentityMissing,
         DenyReason::IdentityInvalid,
         DenyReason::TrustDomainUntrusted,
@@ -102,6 +105,7 @@ impl DenyReason {
         DenyReason::CostBudgetExhausted,
         DenyReason::PriceUnknown,
         DenyReason::PromptAnomaly,
+        DenyReason::DlpBlocked,
     ];
 
     /// The stable snake_case code.
@@ -135,6 +139,7 @@ impl DenyReason {
             DenyReason::CostBudgetExhausted => "cost_budget_exhausted",
             DenyReason::PriceUnknown => "price_unknown",
             DenyReason::PromptAnomaly => "prompt_anomaly",
+            DenyReason::DlpBlocked => "dlp_blocked",
         }
     }
 
@@ -240,6 +245,9 @@ impl DenyReason {
             DenyReason::PromptAnomaly => {
                 "Tollgate: the prompt is far larger than this workload usually sends"
             }
+            DenyReason::DlpBlocked => {
+                "Tollgate: the request carries data that the gateway's DLP policy blocks (secrets or personal data); remove it and retry"
+            }
         }
     }
 
@@ -261,6 +269,7 @@ impl DenyReason {
                 | DenyReason::CostBudgetExhausted
                 | DenyReason::PriceUnknown
                 | DenyReason::PromptAnomaly
+                | DenyReason::DlpBlocked
         )
     }
 }
@@ -296,8 +305,9 @@ mod tests {
             .iter()
             .filter(|r| r.is_policy_verdict())
             .collect();
-        // The access rules, the body rules and the budgets.
-        assert_eq!(shadowable.len(), 12);
+        // The access rules, the body rules, the budgets and DLP.
+        assert_eq!(shadowable.len(), 13);
+        assert!(DenyReason::DlpBlocked.is_policy_verdict());
         assert!(DenyReason::TokenBudgetExhausted.is_policy_verdict());
         assert!(!DenyReason::IdentityMissing.is_policy_verdict());
         assert!(!DenyReason::CredentialUnavailable.is_policy_verdict());

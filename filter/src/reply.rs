@@ -2,7 +2,9 @@
 //!
 //! Invariants: the body has the providers' own error shape, so the official
 //! SDKs surface it (`{"error":{"type":"tollgate_denied","code":…,"message":…}}`);
-//! it holds only the reason's static text and code, never request data; the
+//! it holds only the reason's static text and code (and for DLP the names of
+//! the detectors that blocked, which come from the policy), never request
+//! data; the
 //! reason code is also in the `x-tollgate-reason` header, and it ends the
 //! message, because some SDKs (openai) show only `message` in their errors.
 
@@ -32,11 +34,21 @@ struct ErrorBody {
 }
 
 pub fn deny_reply(reason: DenyReason) -> DenyReply {
+    deny_reply_with(reason, None)
+}
+
+/// [`deny_reply`], the message naming more (`detail`: policy words such as
+/// DLP's detector names, never request data).
+pub fn deny_reply_with(reason: DenyReason, detail: Option<&str>) -> DenyReply {
+    let message = match detail {
+        Some(d) => format!("{} ({d}) (reason: {})", reason.message(), reason.code()),
+        None => format!("{} (reason: {})", reason.message(), reason.code()),
+    };
     let body = Body {
         error: ErrorBody {
             kind: "tollgate_denied",
             code: reason.code(),
-            message: format!("{} (reason: {})", reason.message(), reason.code()),
+            message,
         },
     };
     let body = serde_json::to_string(&body).unwrap_or_default();

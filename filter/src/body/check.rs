@@ -15,6 +15,9 @@
 //!   clamped: the provider receives what it would without Tollgate, except
 //!   the usage option, which is metering, not policy.
 
+use std::rc::Rc;
+
+use super::dlp_scan::{self, DlpPolicy};
 use super::json::{self, Found, Kind};
 use super::splice::{self, Edit};
 use crate::exchange::Exchange;
@@ -32,6 +35,8 @@ pub struct BodyPlan {
     pub inject_usage: bool,
     /// Policy denials are shadowed (dry_run).
     pub dry_run: bool,
+    /// The rule's DLP policy: every string value is scanned.
+    pub dlp: Option<Rc<DlpPolicy>>,
 }
 
 /// What the body check found and did.
@@ -52,6 +57,21 @@ pub struct BodyOutcome {
     pub shadow: Option<DenyReason>,
     /// The body to send instead of the client's, if it changed.
     pub rewrite: Option<Vec<u8>>,
+    /// What the rule's DLP detectors found (names and counts only).
+    pub dlp: Option<DlpSummary>,
+    /// `dlp_blocked`, enforced: returned as an outcome (not an error) so
+    /// that what DLP found still reaches the audit record and the reply.
+    pub denied: Option<DenyReason>,
+}
+
+/// DLP's findings in a body: detector names and counts, never the text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DlpSummary {
+    pub counts: Vec<(Box<str>, u32)>,
+    /// The detectors whose action is `block` that found something.
+    pub blocked: Vec<Box<str>>,
+    /// Matches replaced in the body (none in dry_run).
+    pub redacted: u32,
 }
 
 // Paths inspected, by index.
@@ -76,7 +96,11 @@ pub fn check(plan: &BodyPlan, body: &[u8]) -> Result<BodyOutcome, DenyReason> {
     if let Some(c) = cap_fields {
         paths.extend_from_slice(c.read);
     }
-    let seen = json::inspect(body, &paths).map_err(|_| DenyReason::BodyInvalid)?;
+    let seen = match plan.dlp {
+        Some(_) => json::inspect_strings(body, &paths),
+        None => json::inspect(body, &paths),
+    }
+    .map_err(|_| DenyReason::BodyInvalid)?;
     if seen.root != Kind::Object {
         return Err(DenyReason::BodyInvalid);
     }
@@ -166,6 +190,33 @@ pub fn check(plan: &BodyPlan, body: &[u8]) -> Result<BodyOutcome, DenyReason> {
         if !asked {
             edits.push(usage_edit(&seen)?);
             out.usage_injected = true;
+        }
+    }
+
+    // 5. DLP: block names the detectors; redact edits where each match
+    //    stands (not in dry_run, like every other rewrite of policy).
+    if let Some(policy) = &plan.dlp {
+        let found = dlp_scan::scan_body(policy, body, &seen.strings);
+        let mut summary = DlpSummary {
+            counts: found.counts,
+            blocked: found.blocked,
+            redacted: 0,
+        };
+        let block = !summary.blocked.is_empty();
+        if !plan.dry_run {
+            summary.redacted = found.edits.len() as u32;
+            edits.extend(found.edits);
+        }
+        if !summary.counts.is_empty() {
+            out.dlp = Some(summary);
+        }
+        if block {
+            if plan.dry_run {
+                out.shadow.get_or_insert(DenyReason::DlpBlocked);
+            } else {
+                out.denied = Some(DenyReason::DlpBlocked);
+                return Ok(out);
+            }
         }
     }
 
@@ -277,6 +328,7 @@ mod tests {
             }),
             inject_usage: true,
             dry_run: false,
+            dlp: None,
         }
     }
 

@@ -77,6 +77,9 @@ pub struct Inspected {
     /// `paths[i]`, when the root and every intermediate value on the path are
     /// objects. `None` for the empty path.
     pub holders: Vec<Option<ObjectSpan>>,
+    /// Every string *value* (not object keys), quotes included, in body
+    /// order: filled by [`inspect_strings`] only.
+    pub strings: Vec<Range<usize>>,
 }
 
 impl Inspected {
@@ -315,6 +318,50 @@ pub fn inspect(body: &[u8], paths: &[&[&str]]) -> Result<Inspected, JsonError> {
     Parser::new(body, paths).run()
 }
 
+/// [`inspect`], also listing every string value's span in
+/// [`Inspected::strings`] (for DLP, which reads them all).
+pub fn inspect_strings(body: &[u8], paths: &[&[&str]]) -> Result<Inspected, JsonError> {
+    if body.starts_with(b"\xEF\xBB\xBF") {
+        return Err(JsonError::ByteOrderMark { at: 0 });
+    }
+    let mut p = Parser::new(body, paths);
+    p.collect_strings = true;
+    p.run()
+}
+
+/// Decodes a string's inner bytes (between the quotes, already validated
+/// by [`inspect`]) into `out`, and records in `map`, for each decoded byte,
+/// the offset in `inner` where its source starts, then one last entry,
+/// `inner.len()`: decoded `a..b` (on char boundaries) came from
+/// `inner[map[a]..map[b]]`. `None` if `inner` is not a valid string body.
+pub fn decode_mapped(inner: &[u8], out: &mut Vec<u8>, map: &mut Vec<u32>) -> Option<()> {
+    out.clear();
+    map.clear();
+    let mut at = 0;
+    while at < inner.len() {
+        let rest = inner.get(at..)?;
+        let run = rest.iter().position(|&b| b == b'\\').unwrap_or(rest.len());
+        let text = rest.get(..run)?;
+        if text.iter().any(|&b| b == b'"' || b < 0x20) {
+            return None;
+        }
+        out.extend_from_slice(text);
+        map.extend((at..at + run).map(|i| i as u32));
+        at += run;
+        if at >= inner.len() {
+            break;
+        }
+        let (c, len) = escape(inner.get(at..)?).ok()?;
+        let mut buf = [0u8; 4];
+        let bytes = c.encode_utf8(&mut buf).as_bytes();
+        out.extend_from_slice(bytes);
+        map.extend(core::iter::repeat_n(at as u32, bytes.len()));
+        at += len;
+    }
+    map.push(inner.len() as u32);
+    Some(())
+}
+
 /// The key path of a value, as the first `len` keys of `paths[rep]`; only
 /// kept while it is a prefix of some requested path.
 #[derive(Debug, Clone, Copy)]
@@ -368,6 +415,8 @@ struct Parser<'a, 'p> {
     root: Option<Kind>,
     found: Vec<Option<Found>>,
     holders: Vec<Option<ObjectSpan>>,
+    collect_strings: bool,
+    strings: Vec<Range<usize>>,
 }
 
 impl<'a, 'p> Parser<'a, 'p> {
@@ -382,6 +431,8 @@ impl<'a, 'p> Parser<'a, 'p> {
             root: None,
             found: vec![None; paths.len()],
             holders: vec![None; paths.len()],
+            collect_strings: false,
+            strings: Vec::new(),
         }
     }
 
@@ -431,6 +482,7 @@ impl<'a, 'p> Parser<'a, 'p> {
             root,
             found: self.found,
             holders: self.holders,
+            strings: self.strings,
         })
     }
 
@@ -447,6 +499,9 @@ impl<'a, 'p> Parser<'a, 'p> {
             _ => return Err(self.unexpected(at)),
         };
         self.pos = end;
+        if self.collect_strings && kind == Kind::String {
+            self.strings.push(at..end);
+        }
         self.complete(slot, kind, at..end);
         Ok(State::AfterValue)
     }

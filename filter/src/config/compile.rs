@@ -12,6 +12,7 @@ use super::duration::parse_duration_ms;
 use super::error::ConfigErrors;
 use super::raw::*;
 use super::{read, AuditLog, BodyMode, Config, Document, Mode};
+use crate::body::dlp_scan::{DlpAction, DlpPolicy};
 use crate::budget::baseline::{Guard, GuardAction};
 use crate::budget::global;
 use crate::budget::price::{parse_micros, Price, PriceTable};
@@ -20,6 +21,7 @@ use crate::budget::{
 };
 use crate::credential::service::{CredentialService, Protocol};
 use crate::credential::{validate_credential_name, CredentialRef, Scope};
+use crate::dlp::{Detector, DetectorId, DetectorSet, Literal};
 use crate::policy::endpoint_pattern::EndpointPattern;
 use crate::policy::limits::{
     CapAction, ExchangeLimits, OutputCap, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES, MAX_OUTPUT_TOKENS,
@@ -86,6 +88,7 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
             prices: settings.prices,
             guards: settings.guards.into_boxed_slice(),
             rate_limit_service: settings.rate_limit_service,
+            dlp: settings.dlp.into_iter().map(std::rc::Rc::new).collect(),
         }),
         _ => Err(meaning),
     }
@@ -106,6 +109,7 @@ struct Settings {
     prices: PriceTable,
     guards: Vec<Guard>,
     rate_limit_service: Option<global::Service>,
+    dlp: Vec<DlpPolicy>,
 }
 
 fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
@@ -184,7 +188,15 @@ fn compile_settings(raw: RawConfig, errs: &mut ConfigErrors) -> Settings {
             }
         }
     }
+    let dlp = compile_named(
+        &raw.dlp_policies,
+        ("dlp_policies", "DLP policy"),
+        |d| &d.name,
+        errs,
+        compile_dlp,
+    );
     Settings {
+        dlp,
         rate_limit_service,
         mode,
         audit_log,
@@ -631,9 +643,119 @@ fn compile_rule(
             ),
         }
     }
+    if let Some(name) = &r.dlp {
+        match settings.dlp.iter().position(|d| *d.name == **name) {
+            Some(d) => policy.set_dlp(id, d as u16),
+            None => errs.push(
+                format!("rules[{i}].dlp"),
+                format!("no DLP policy is named {name:?}"),
+            ),
+        }
+    }
     if let Some(limits) = limits {
         policy.set_limits(id, limits);
     }
+}
+
+/// DLP policy `i`: every name in `block`, `redact` and `audit` is a
+/// built-in detector, a group (`secrets`, `personal_data`, `all`) or one of
+/// its literals, and names one detector once across the three lists.
+fn compile_dlp(i: usize, d: &RawDlpPolicy, errs: &mut ConfigErrors) -> Option<DlpPolicy> {
+    let before = errs.0.len();
+    let path = |f: &str| format!("dlp_policies[{i}].{f}");
+    if !budget_name_ok(&d.name) {
+        errs.push(path("name"), "1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    let literals: Vec<Literal> = d
+        .literals
+        .iter()
+        .map(|l| Literal {
+            name: l.name.clone(),
+            text: l.text.clone(),
+            ignore_ascii_case: l.ignore_case.unwrap_or(false),
+        })
+        .collect();
+    let mut actions: Vec<(DetectorId, DlpAction)> = Vec::new();
+    for (field, action, names) in [
+        ("block", DlpAction::Block, &d.block),
+        ("redact", DlpAction::Redact, &d.redact),
+        ("audit", DlpAction::Audit, &d.audit),
+    ] {
+        for (j, name) in names.iter().enumerate() {
+            let ids: Vec<DetectorId> = match name.as_str() {
+                "all" => Detector::ALL
+                    .iter()
+                    .map(|x| DetectorId::Builtin(*x))
+                    .collect(),
+                "secrets" | "personal_data" => Detector::ALL
+                    .iter()
+                    .filter(|x| x.is_secret() == (name == "secrets"))
+                    .map(|x| DetectorId::Builtin(*x))
+                    .collect(),
+                n => match (
+                    Detector::from_name(n),
+                    literals.iter().position(|l| l.name == n),
+                ) {
+                    (Some(x), _) => vec![DetectorId::Builtin(x)],
+                    (None, Some(k)) => vec![DetectorId::Literal(k as u16)],
+                    (None, None) => {
+                        errs.push(
+                            format!("dlp_policies[{i}].{field}[{j}]"),
+                            format!("no detector, group or literal is named {n:?}"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            for id in ids {
+                if actions.iter().any(|(x, _)| *x == id) {
+                    errs.push(
+                        format!("dlp_policies[{i}].{field}[{j}]"),
+                        format!("{name:?} names a detector that already has an action"),
+                    );
+                    break;
+                }
+                actions.push((id, action));
+            }
+        }
+    }
+    for (k, _) in literals.iter().enumerate() {
+        if !actions
+            .iter()
+            .any(|(x, _)| *x == DetectorId::Literal(k as u16))
+        {
+            errs.push(
+                format!("dlp_policies[{i}].literals[{k}]"),
+                "listed in none of block, redact and audit",
+            );
+        }
+    }
+    if actions.is_empty() {
+        errs.push(
+            format!("dlp_policies[{i}]"),
+            "enables no detector: list some under block, redact or audit",
+        );
+    }
+    let builtins: Vec<Detector> = actions
+        .iter()
+        .filter_map(|(x, _)| match x {
+            DetectorId::Builtin(b) => Some(*b),
+            DetectorId::Literal(_) => None,
+        })
+        .collect();
+    let set = match DetectorSet::new(&builtins, literals) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errs.push(format!("dlp_policies[{i}]"), e.to_string());
+            None
+        }
+    };
+    let set = set?;
+    (errs.0.len() == before).then(|| DlpPolicy {
+        name: d.name.as_str().into(),
+        set,
+        actions,
+    })
 }
 
 /// A rule's `models`, `max_output_tokens`, `max_output_tokens_action` and
@@ -1278,7 +1400,7 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(
             e[0],
-            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard"
+            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard, dlp"
         );
     }
 

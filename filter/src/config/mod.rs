@@ -121,6 +121,8 @@ pub struct Config {
     pub guards: Box<[crate::budget::baseline::Guard]>,
     /// Where `global` budgets are kept (set when any budget is global).
     pub rate_limit_service: Option<crate::budget::global::Service>,
+    /// DLP policies; rules name theirs.
+    pub dlp: Box<[std::rc::Rc<crate::body::dlp_scan::DlpPolicy>]>,
 }
 
 impl Config {

@@ -29,6 +29,28 @@ pub struct RawConfig {
     pub prompt_guards: Vec<RawGuard>,
     /// Needed by `global` budgets only.
     pub rate_limit_service: Option<RawRateLimitService>,
+    /// Default none.
+    pub dlp_policies: Vec<RawDlpPolicy>,
+}
+
+/// One element of `dlp_policies`: detector names (built-ins, the groups
+/// `secrets`, `personal_data` and `all`, or this policy's literals) by action.
+#[derive(Debug)]
+pub struct RawDlpPolicy {
+    pub name: String,
+    pub block: Vec<String>,
+    pub redact: Vec<String>,
+    pub audit: Vec<String>,
+    pub literals: Vec<RawLiteral>,
+}
+
+/// An operator's literal: found exactly (`ignore_case`: ASCII letters in
+/// either case).
+#[derive(Debug)]
+pub struct RawLiteral {
+    pub name: String,
+    pub text: String,
+    pub ignore_case: Option<bool>,
 }
 
 /// `rate_limit_service`: where `global` budgets are kept.
@@ -192,4 +214,6 @@ pub struct RawRule {
     pub budgets: Option<Vec<String>>,
     /// The name of a `prompt_guards` entry; absent: none.
     pub prompt_guard: Option<String>,
+    /// The name of a `dlp_policies` entry; absent: none.
+    pub dlp: Option<String>,
 }

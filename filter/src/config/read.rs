@@ -459,7 +459,7 @@ struct RuleReader {
     unknown: Vec<String>,
 }
 
-const RULE_FIELDS: [&str; 10] = [
+const RULE_FIELDS: [&str; 11] = [
     "name",
     "workloads",
     "providers",
@@ -470,6 +470,7 @@ const RULE_FIELDS: [&str; 10] = [
     "max_body_bytes",
     "budgets",
     "prompt_guard",
+    "dlp",
 ];
 
 impl RuleReader {
@@ -499,6 +500,7 @@ impl RuleReader {
         self.rule.max_body_bytes = None;
         self.rule.budgets = None;
         self.rule.prompt_guard = None;
+        self.rule.dlp = None;
         let mut name: Slot<Kind> = None;
         let mut lists: [Slot<ListProblem>; 3] = [None, None, None];
         // Problems of optional members: (member, path below the rule,
@@ -591,9 +593,11 @@ impl RuleReader {
                     }
                     continue;
                 }
-                "max_output_tokens_action" | "prompt_guard" => {
+                "max_output_tokens_action" | "prompt_guard" | "dlp" => {
                     let (field, slot) = if key == "prompt_guard" {
                         ("prompt_guard", &mut self.rule.prompt_guard)
+                    } else if key == "dlp" {
+                        ("dlp", &mut self.rule.dlp)
                     } else {
                         (
                             "max_output_tokens_action",
@@ -740,6 +744,7 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
             "prices",
             "prompt_guards",
             "rate_limit_service",
+            "dlp_policies",
             "rules",
         ],
         errs,
@@ -811,6 +816,10 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
         None => Some(Vec::new()),
         Some(v) => list(Some(v), "prompt_guards", errs, read_guard),
     };
+    let dlp_policies = match present(m, "dlp_policies") {
+        None => Some(Vec::new()),
+        Some(v) => list(Some(v), "dlp_policies", errs, read_dlp_policy),
+    };
     let rate_limit_service = match present(m, "rate_limit_service") {
         None => Some(None),
         Some(v) => read_rate_limit_service(v, "rate_limit_service", errs).map(Some),
@@ -820,6 +829,7 @@ fn read_config(v: &Value, rules: RulesFound, errs: &mut ConfigErrors) -> Option<
         return None;
     }
     Some(RawConfig {
+        dlp_policies: dlp_policies?,
         rate_limit_service: rate_limit_service?,
         budgets: budgets?,
         prices: prices?,
@@ -878,6 +888,55 @@ fn read_service(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawCre
         ttl: ttl?,
         refresh_ahead: refresh_ahead?,
         vault: vault?,
+    })
+}
+
+fn read_dlp_policy(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawDlpPolicy> {
+    let m = obj(v, path, errs)?;
+    known(
+        m,
+        path,
+        &["name", "block", "redact", "audit", "literals"],
+        errs,
+    );
+    let name = req_str(m, path, "name", errs);
+    let mut names = |field: &str| match present(m, field) {
+        None => Some(Vec::new()),
+        Some(v) => str_list(Some(v), &at(path, field), errs),
+    };
+    let block = names("block");
+    let redact = names("redact");
+    let audit = names("audit");
+    let literals = match present(m, "literals") {
+        None => Some(Vec::new()),
+        Some(v) => list(Some(v), &at(path, "literals"), errs, read_literal),
+    };
+    Some(RawDlpPolicy {
+        name: name?,
+        block: block?,
+        redact: redact?,
+        audit: audit?,
+        literals: literals?,
+    })
+}
+
+fn read_literal(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawLiteral> {
+    let m = obj(v, path, errs)?;
+    known(m, path, &["name", "text", "ignore_case"], errs);
+    let name = req_str(m, path, "name", errs);
+    let text = req_str(m, path, "text", errs);
+    let ignore_case = match present(m, "ignore_case") {
+        None => Some(None),
+        Some(Value::Bool(b)) => Some(Some(*b)),
+        Some(other) => {
+            wrong_type(other, &at(path, "ignore_case"), "true or false", errs);
+            None
+        }
+    };
+    Some(RawLiteral {
+        name: name?,
+        text: text?,
+        ignore_case: ignore_case?,
     })
 }
 
@@ -1390,7 +1449,7 @@ mod tests {
             "credential_service.vault.mount: expected a string, got a number",
             "providers[0].hosts: missing required field",
             "providers[0].kind: unknown value `mistral`; expected one of openai, anthropic, gemini, azure_openai, generic",
-            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard",
+            "rules[0].workload: unknown field `workload`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard, dlp",
             "rules[0].workloads[1]: expected a string, got a number",
             "rules[0].endpoints: expected a list, got an object",
         ] {
@@ -1420,8 +1479,8 @@ mod tests {
         assert_eq!(
             e,
             [
-                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rate_limit_service, rules",
-                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rate_limit_service, rules"
+                "\"mo\\nde\": unknown field \"mo\\nde\"; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rate_limit_service, dlp_policies, rules",
+                "x: unknown field `x`; expected one of mode, audit_log, body_mode, stream_usage, trust_domains, credential_service, providers, budgets, prices, prompt_guards, rate_limit_service, dlp_policies, rules"
             ]
         );
     }
@@ -1502,8 +1561,8 @@ mod tests {
             [
                 "rules[0].zz: duplicate field `zz`",
                 "rules[0].endpoints: duplicate field `endpoints`",
-                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard",
-                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard",
+                "rules[0].b: unknown field `b`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard, dlp",
+                "rules[0].zz: unknown field `zz`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard, dlp",
                 "rules[0].name: expected a string, got a number",
                 "rules[0].workloads: missing required field",
                 "rules[0].endpoints[0]: expected a string, got a number",

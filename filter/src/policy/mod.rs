@@ -50,6 +50,8 @@ struct Rule {
     budgets: Box<[crate::budget::BudgetId]>,
     /// Its prompt guard (an index into `Config::guards`).
     guard: Option<u16>,
+    /// Its DLP policy (an index into `Config::dlp`).
+    dlp: Option<u16>,
 }
 
 /// A permit: which rule allowed the request.
@@ -95,6 +97,11 @@ impl Policy {
     /// The rule's prompt guard, if it has one.
     pub fn guard(&self, id: RuleId) -> Option<u16> {
         self.rules.get(id.0 as usize).and_then(|r| r.guard)
+    }
+
+    /// The rule's DLP policy, if it has one.
+    pub fn dlp(&self, id: RuleId) -> Option<u16> {
+        self.rules.get(id.0 as usize).and_then(|r| r.dlp)
     }
 
     pub fn len(&self) -> usize {
@@ -227,6 +234,7 @@ impl PolicyBuilder {
             limits: None,
             budgets: Box::new([]),
             guard: None,
+            dlp: None,
         };
         let hash = self.hasher.hash_one(name);
         let (rules, hasher) = (&self.rules, &self.hasher);
@@ -241,6 +249,13 @@ impl PolicyBuilder {
     pub fn set_limits(&mut self, id: RuleId, limits: ExchangeLimits) {
         if let Some(r) = self.rules.get_mut(id.0 as usize) {
             r.limits = Some(Box::new(limits));
+        }
+    }
+
+    /// Gives rule `id` a DLP policy.
+    pub fn set_dlp(&mut self, id: RuleId, dlp: u16) {
+        if let Some(r) = self.rules.get_mut(id.0 as usize) {
+            r.dlp = Some(dlp);
         }
     }
 

@@ -53,7 +53,7 @@ use crate::credential::CredentialKey;
 use crate::flow::{BodyStep, CredentialStep, HeadFacts, RequestFlow};
 use crate::metrics::Counter;
 use crate::reason::DenyReason;
-use crate::reply::deny_reply;
+use crate::reply::deny_reply_with;
 use crate::response::redactors::Redactors;
 use budgets::Phase;
 
@@ -293,7 +293,7 @@ impl<H: Host> Worker<H> {
         let Some(config) = self.config() else {
             // An unconfigured VM (Envoy would not start it): fail closed.
             self.count(Counter::Deny(DenyReason::InternalError));
-            self.send_reply(DenyReason::InternalError, None);
+            self.send_reply(DenyReason::InternalError, None, None);
             return Action::Pause;
         };
         let mut flow = RequestFlow::new(config.mode);
@@ -653,15 +653,18 @@ impl<H: Host> Worker<H> {
         self.count(Counter::Deny(reason));
         self.publish_verdict(ctx);
         let retry_after = self.with_flow(ctx, |f| f.retry_after_s()).flatten();
-        self.send_reply(reason, retry_after);
+        let detail = self
+            .with_flow(ctx, |f| f.reply_detail().map(str::to_owned))
+            .flatten();
+        self.send_reply(reason, retry_after, detail.as_deref());
         self.leave(ctx, current, via);
         Action::Pause
     }
 
     /// Sends the deny reply on the effective stream; if the host refuses it,
     /// resets the stream, so that a refused request never hangs.
-    fn send_reply(&self, reason: DenyReason, retry_after_s: Option<u64>) {
-        let r = deny_reply(reason);
+    fn send_reply(&self, reason: DenyReason, retry_after_s: Option<u64>, detail: Option<&str>) {
+        let r = deny_reply_with(reason, detail);
         let retry = retry_after_s.map(|s| s.to_string());
         let mut headers: Vec<(&str, &str)> = r.headers.to_vec();
         if let Some(retry) = &retry {

@@ -1,0 +1,199 @@
+//! The operator's named literals: exact strings found anywhere in the text.
+//!
+//! Invariants:
+//! - A literal is found wherever its bytes occur, inside words too; with
+//!   `ignore_ascii_case`, ASCII letters match either case (no Unicode case
+//!   folding). Invisible characters in the text are transparent, as for
+//!   the built-ins.
+//! - Matches are leftmost, then longest, and do not overlap; at one start
+//!   the literal listed first wins a tie.
+//! - Names are not empty, unique, and not a built-in's name.
+//! - The filter costs 8 KB; the scan is one bit test per byte (is this
+//!   byte pair the start of some literal?) plus, where it passes, one
+//!   comparison per literal: fine for tens of literals, no automaton. The
+//!   duplicate-name check at load is quadratic in the number of literals.
+
+use super::chars::Cur;
+use super::detector::Detector;
+use super::{DetectorId, DetectorSetError, Match};
+
+/// A named string the operator wants found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Literal {
+    /// What matches are reported as (`[REDACTED:<name>]`, audit records).
+    pub name: String,
+    /// The exact text to find; not empty.
+    pub text: String,
+    /// Match ASCII letters in either case.
+    pub ignore_ascii_case: bool,
+}
+
+/// The literals, with a filter on the pair of bytes they start with.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Literals {
+    list: Vec<Literal>,
+    /// One bit per pair of bytes that may start a literal (1024 words,
+    /// empty when there are no literals): most positions are passed over
+    /// after one lookup.
+    pairs: Vec<u64>,
+}
+
+/// The word and bit of byte pair `(a, b)` in [`Literals::pairs`].
+fn pair(a: u8, b: u8) -> (usize, u64) {
+    let k = usize::from(a) << 8 | usize::from(b);
+    (k >> 6, 1 << (k & 63))
+}
+
+impl Literals {
+    pub(super) fn new(list: Vec<Literal>) -> Result<Literals, DetectorSetError> {
+        if list.is_empty() {
+            return Ok(Literals::default());
+        }
+        if list.len() > usize::from(u16::MAX) / 2 {
+            return Err(DetectorSetError::TooManyLiterals);
+        }
+        let mut pairs = vec![0u64; 1024];
+        for (k, l) in list.iter().enumerate() {
+            let text = l.text.as_bytes();
+            let Some(&a) = text.first() else {
+                return Err(DetectorSetError::EmptyLiteral { index: k });
+            };
+            let taken = Detector::from_name(&l.name).is_some()
+                || list
+                    .get(..k)
+                    .is_some_and(|before| before.iter().any(|o| o.name == l.name));
+            if l.name.is_empty() || taken {
+                return Err(DetectorSetError::NameInvalid { index: k });
+            }
+            // The pairs it may start with: its first two bytes (either
+            // case if folding), or its first byte and the lead byte of an
+            // invisible character, or its first byte and any (one byte).
+            let fold = l.ignore_ascii_case;
+            let firsts = if fold {
+                [a.to_ascii_lowercase(), a.to_ascii_uppercase()]
+            } else {
+                [a, a]
+            };
+            for first in firsts {
+                for second in 0..=255u8 {
+                    let starts = match text.get(1) {
+                        None => true,
+                        Some(&b) => {
+                            second == b
+                                || (fold && second.eq_ignore_ascii_case(&b))
+                                || matches!(second, 0xC2 | 0xE2 | 0xEF)
+                        }
+                    };
+                    let (w, bit) = pair(first, second);
+                    if let (true, Some(word)) = (starts, pairs.get_mut(w)) {
+                        *word |= bit;
+                    }
+                }
+            }
+        }
+        Ok(Literals { list, pairs })
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub(super) fn get(&self, k: u16) -> Option<&Literal> {
+        self.list.get(usize::from(k))
+    }
+
+    /// Appends the literal matches in `t` to `out`, in order.
+    pub(super) fn scan(&self, t: &[u8], out: &mut Vec<Match>) {
+        if self.list.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while let Some(&b) = t.get(i) {
+            let (w, bit) = pair(b, t.get(i + 1).copied().unwrap_or(0));
+            if self.pairs.get(w).is_none_or(|word| word & bit == 0) {
+                i += 1;
+                continue;
+            }
+            // Leftmost, then longest, then listed first.
+            let (mut end, mut best) = (0, 0u16);
+            for (k, l) in self.list.iter().enumerate() {
+                let mut c = Cur::new(t, i);
+                if c.spell(l.text.as_bytes(), l.ignore_ascii_case) && c.p > end {
+                    (end, best) = (c.p, k as u16);
+                }
+            }
+            if end > i {
+                out.push(Match {
+                    detector: DetectorId::Literal(best),
+                    start: i,
+                    end,
+                });
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn lit(name: &str, text: &str, ignore_ascii_case: bool) -> Literal {
+        Literal {
+            name: name.into(),
+            text: text.into(),
+            ignore_ascii_case,
+        }
+    }
+
+    fn scan(ls: &Literals, t: &str) -> Vec<(u16, usize, usize)> {
+        let mut out = Vec::new();
+        ls.scan(t.as_bytes(), &mut out);
+        out.into_iter()
+            .map(|m| match m.detector {
+                DetectorId::Literal(k) => (k, m.start, m.end),
+                DetectorId::Builtin(_) => (u16::MAX, 0, 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn literals_are_found_leftmost_longest_and_case_as_configured() {
+        let ls = Literals::new(vec![
+            lit("codename", "Nightingale", false),
+            lit("codename_long", "Nightingale-2", false),
+            lit("customer", "acme corp", true),
+        ])
+        .unwrap();
+        assert_eq!(
+            scan(&ls, "ProjectNightingale-2 and nightingale"),
+            [(1, 7, 20)]
+        );
+        assert_eq!(
+            scan(&ls, "ACME Corp, Acme\u{200B} corp"),
+            [(2, 0, 9), (2, 11, 23)]
+        );
+        assert_eq!(scan(&ls, "Nightingal"), []);
+        let one = Literals::new(vec![lit("q", "Q", true), lit("zz", "zz", false)]).unwrap();
+        assert_eq!(
+            scan(&one, "aqz\u{200D}zQ"),
+            [(0, 1, 2), (1, 2, 7), (0, 7, 8)]
+        );
+    }
+
+    #[test]
+    fn empty_literals_and_names_are_refused() {
+        let e = Literals::new(vec![lit("a", "x", false), lit("b", "", false)]).unwrap_err();
+        assert_eq!(e, DetectorSetError::EmptyLiteral { index: 1 });
+        for names in [["", "b"], ["a", "a"], ["a", "email"]] {
+            let e = Literals::new(names.map(|n| lit(n, "x", false)).to_vec()).unwrap_err();
+            let index = if names[0].is_empty() { 0 } else { 1 };
+            assert_eq!(e, DetectorSetError::NameInvalid { index }, "{names:?}");
+        }
+    }
+}
