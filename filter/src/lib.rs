@@ -28,6 +28,7 @@ pub mod reason;
 pub mod reply;
 pub mod request_path;
 pub mod response;
+pub mod sort;
 pub mod spiffe;
 pub mod string_run;
 pub mod strip;

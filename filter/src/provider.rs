@@ -125,7 +125,9 @@ impl ProviderTable {
                 return Err(*owner);
             }
             self.suffixes.push((suffix.into(), id));
-            self.suffixes.sort_by_key(|s| core::cmp::Reverse(s.0.len()));
+            crate::sort::sort_by_key(&mut self.suffixes, |s| {
+                (core::cmp::Reverse(s.0.len()), s.1 .0)
+            });
         } else {
             if let Some(owner) = self.exact.get(pattern) {
                 return Err(*owner);

@@ -112,10 +112,11 @@ pub fn splice(body: &[u8], edits: Vec<Edit>) -> Result<Vec<u8>, SpliceError> {
     for (n, edit) in &order {
         check(body, *n, edit)?;
     }
-    // Stable: inserts at one offset keep their given order.
-    order.sort_by_key(|(_, edit)| {
+    // Stable: inserts at one offset keep their given order (the position
+    // given is part of the key).
+    crate::sort::sort_by_key(&mut order, |(n, edit)| {
         let range = edit.range();
-        (range.start, range.end)
+        (range.start, range.end, *n)
     });
     let mut size = body.len();
     let mut last_insert: Option<usize> = None;

@@ -641,7 +641,7 @@ impl RuleReader {
             return Ok(true);
         }
         let path = format!("rules[{i}]");
-        self.unknown.sort_unstable();
+        crate::sort::sort(&mut self.unknown);
         self.unknown.dedup();
         for key in &self.unknown {
             errs.push(

@@ -202,7 +202,7 @@ impl PolicyBuilder {
     /// The number of a provider set (in any order, repeats allowed), for
     /// [`PolicyBuilder::push_sets`]; each distinct set is stored once.
     pub fn provider_set(&mut self, mut providers: Vec<ProviderId>) -> u32 {
-        providers.sort_unstable();
+        crate::sort::sort(&mut providers);
         providers.dedup();
         self.provider_sets.intern(providers)
     }

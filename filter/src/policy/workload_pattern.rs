@@ -135,7 +135,7 @@ impl RuleList {
             Self::One(first) if *first == rule => {}
             Self::One(first) => {
                 let mut rules = vec![*first, rule];
-                rules.sort_unstable();
+                crate::sort::sort(&mut rules);
                 *self = Self::Many(rules);
             }
             Self::Many(rules) => {
@@ -208,7 +208,7 @@ impl WorkloadIndex {
             }
         }
         if lists > 1 {
-            out.sort_unstable();
+            crate::sort::sort(out);
             out.dedup();
         }
     }

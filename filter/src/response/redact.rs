@@ -162,7 +162,7 @@ pub fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
             .filter_map(|style| json_escaped(secret, *style)),
     );
     forms.extend(percent_encoded(secret));
-    forms.sort_unstable();
+    crate::sort::sort(&mut forms);
     forms.dedup();
     forms
 }
@@ -321,7 +321,7 @@ fn percent_encoded(secret: &[u8]) -> Vec<Vec<u8>> {
         .copied()
         .filter(|&b| b.is_ascii_graphic() && b != b'%' && !is_never_encoded(b))
         .collect();
-    contested.sort_unstable();
+    crate::sort::sort(&mut contested);
     contested.dedup();
     let subsets: Vec<u32> = if contested.len() <= MAX_CONTESTED {
         (0..1u32 << contested.len()).collect()
@@ -537,7 +537,7 @@ impl Trie {
             }
             previous = form;
         }
-        trie.edges.sort_unstable();
+        crate::sort::sort(&mut trie.edges);
         trie
     }
 }
