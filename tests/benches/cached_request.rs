@@ -10,6 +10,9 @@
 //! (usage read, key echoes looked for); then the same with a request and
 //! a token budget on the rule (reserved at admission and at the body,
 //! settled at the end: issue 9's local tier).
+//!
+//! DLP (issue 10): 2 KB and 64 KB prompts with and without a DLP policy of
+//! every built-in detector; the difference is the scan's cost.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate_tests::scenario::Policy;
@@ -55,8 +58,101 @@ fn bodies_with_budgets() -> serde_json::Value {
 }
 
 fn body_path(c: &mut Criterion) {
-    body_path_with(c, "harness_body_path", Policy::Bodies.config());
-    body_path_with(c, "harness_body_path_budgets", bodies_with_budgets());
+    body_path_with(c, "harness_body_path", without_dlp(Policy::Bodies.config()));
+    body_path_with(
+        c,
+        "harness_body_path_budgets",
+        without_dlp(bodies_with_budgets()),
+    );
+}
+
+/// The body rule as it was before DLP (the scenario table's policy has it).
+fn without_dlp(mut c: serde_json::Value) -> serde_json::Value {
+    if let Some(rules) = c["rules"].as_array_mut() {
+        for r in rules.iter_mut() {
+            if let Some(r) = r.as_object_mut() {
+                r.remove("dlp");
+            }
+        }
+    }
+    c
+}
+
+/// A chat request of about `size` bytes: prose, code, ids, hashes, numbers
+/// and an e-mail address per kilobyte or so (what DLP reads on its way), and
+/// no secret.
+fn prompt(size: usize) -> String {
+    let parts = [
+        "Please review the following change and summarise the risks. ",
+        "fn main() { let id = \"3f2b8c1e-9a4d-4e0b-8c55-1d2e3f4a5b6c\"; println!(\"{id}\"); } ",
+        "Order 88412093 shipped on 2026-11-30T10:15:00Z, sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08. ",
+        "Contact ops-team@example.com or see ticket 4412-8890. ",
+    ];
+    let mut content = String::new();
+    let mut i = 0;
+    while content.len() < size.saturating_sub(160) {
+        content.push_str(parts[i % parts.len()]);
+        i += 1;
+    }
+    serde_json::json!({
+        "model": "gpt-4o-mini",
+        "max_tokens": 100,
+        "messages": [
+            {"role": "system", "content": "You are a reviewer."},
+            {"role": "user", "content": content}
+        ]
+    })
+    .to_string()
+}
+
+/// DLP in the real module (issue 10): the same 2 KB and 64 KB prompts under
+/// the body rule without DLP, then with a DLP policy of every built-in
+/// detector (audit, so every request is forwarded unchanged). The
+/// difference is what scanning costs; throughput is per request body.
+fn dlp_path(c: &mut Criterion) {
+    let plain = without_dlp(Policy::Bodies.config());
+    let mut with_dlp = Policy::Bodies.config();
+    with_dlp["dlp_policies"] = serde_json::json!([{"name": "all", "audit": ["all"]}]);
+    if let Some(rules) = with_dlp["rules"].as_array_mut() {
+        for r in rules.iter_mut().filter(|r| r["name"] == "chatbot-clamp") {
+            r["dlp"] = serde_json::json!("all");
+        }
+    }
+    for (size, label) in [(2 * 1024, "2k"), (64 * 1024, "64k")] {
+        let body = prompt(size);
+        let mut g = c.benchmark_group(format!("harness_dlp_{label}"));
+        g.throughput(criterion::Throughput::Bytes(body.len() as u64));
+        for (name, config) in [("no_dlp", &plain), ("dlp_every_builtin", &with_dlp)] {
+            let creds = credential_service();
+            let mut gw = gateway(config, 1, &creds);
+            let json: &[(&str, &[u8])] = &[("content-type", b"application/json")];
+            let send = |gw: &mut tollgate_harness::Gateway| {
+                let id = gw
+                    .request(0)
+                    .mtls(true)
+                    .peer_uri_san(CHATBOT)
+                    .method("POST")
+                    .authority("api.openai.com")
+                    .path("/v1/chat/completions")
+                    .header("content-type", "application/json")
+                    .header("content-length", &body.len().to_string())
+                    .body(body.as_str())
+                    .send();
+                gw.settle();
+                gw.respond(id, 200, json, b"");
+                id
+            };
+            let warm = send(&mut gw);
+            if name == "dlp_every_builtin" {
+                end_stream(&mut gw, warm);
+                let a = audit_of(&gw, warm);
+                assert!(a["dlp"].to_string().contains("email"), "DLP ran: {a}");
+            }
+            g.bench_function(name, |b| b.iter(|| send(&mut gw)));
+            assert_eq!(gw.trap(), None);
+        }
+        g.finish();
+    }
 }
 
 fn body_path_with(c: &mut Criterion, group: &str, config: serde_json::Value) {
@@ -65,7 +161,7 @@ fn body_path_with(c: &mut Criterion, group: &str, config: serde_json::Value) {
     let body = chat_2k();
     let answer = answer_4k();
     let json: &[(&str, &[u8])] = &[("content-type", b"application/json")];
-    let mut send = |gw: &mut tollgate_harness::Gateway| {
+    let send = |gw: &mut tollgate_harness::Gateway| {
         let id = gw
             .request(0)
             .mtls(true)
@@ -151,5 +247,5 @@ fn bench(c: &mut Criterion) {
     assert_eq!(gw.trap(), None);
 }
 
-criterion_group!(benches, bench, body_path);
+criterion_group!(benches, bench, body_path, dlp_path);
 criterion_main!(benches);

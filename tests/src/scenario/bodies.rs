@@ -55,6 +55,13 @@ fn dry(
     }
 }
 
+/// A chat body whose user message carries `key`.
+fn key_body(key: &str) -> String {
+    format!(
+        r#"{{"model":"gpt-4o-mini","max_tokens":100,"messages":[{{"role":"user","content":"my key is {key}"}}]}}"#
+    )
+}
+
 /// A body for [`CHATBOT_STRICT`] of exactly `n` bytes, with a model and a
 /// cap it may use.
 fn strict_body_of(n: usize) -> String {
@@ -448,6 +455,38 @@ pub(super) fn body_scenarios() -> Vec<Scenario> {
             ),
             denied_at_body(413, "body_too_large"),
         ),
+        // DLP on the body rule ("prompts"): every decoded string value.
+        b(
+            "dlp_blocks_a_key_in_a_message",
+            chat(CHATBOT, &key_body(&fake_openai_key())),
+            denied_at_body(403, "dlp_blocked"),
+        ),
+        b(
+            "dlp_finds_a_key_behind_a_json_escape",
+            chat(
+                CHATBOT,
+                &key_body(&fake_openai_key().replacen('s', "\\u0073", 1)),
+            ),
+            denied_at_body(403, "dlp_blocked"),
+        ),
+        b(
+            "dlp_redacts_a_card_where_it_stands",
+            chat(
+                CHATBOT,
+                r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"pay with 4111 1111 1111 1111, caf\u00e9"}]}"#,
+            ),
+            Becomes(
+                r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"pay with [REDACTED:payment_card], caf\u00e9"}]}"#,
+            ),
+        ),
+        b(
+            "dlp_audits_an_email_and_sends_it_as_is",
+            chat(
+                CHATBOT,
+                r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"mail ann@example.com"}]}"#,
+            ),
+            AsSent,
+        ),
         // dry_run: model and cap denials are shadowed and the body goes as
         // sent (nothing clamped or written in, except the usage option,
         // which is metering); unreadable bodies are refused as in enforce.
@@ -459,6 +498,12 @@ pub(super) fn body_scenarios() -> Vec<Scenario> {
             ),
             AsSent,
             Some("model_not_permitted"),
+        ),
+        dry(
+            "dry_run_forwards_a_key_dlp_would_block_as_sent",
+            chat(CHATBOT, &key_body(&fake_openai_key())),
+            AsSent,
+            Some("dlp_blocked"),
         ),
         dry(
             "dry_run_forwards_a_missing_model_as_sent",

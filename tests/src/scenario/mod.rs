@@ -126,12 +126,29 @@ impl Policy {
             if let Some(rules) = c["rules"].as_array_mut() {
                 rules.extend(body_rules());
             }
+            c["dlp_policies"] = dlp_policies();
         }
         if matches!(self, Policy::DryRun | Policy::BodiesDryRun) {
             c["mode"] = "dry_run".into();
         }
         c
     }
+}
+
+/// The DLP policy of [`CHATBOT`]'s body rule: keys blocked, card numbers
+/// redacted, e-mail addresses recorded.
+pub fn dlp_policies() -> Value {
+    json!([{"name": "prompts", "block": ["secrets"], "redact": ["payment_card"], "audit": ["email"]}])
+}
+
+/// An OpenAI project key's shape (made up; built here so that no
+/// key-shaped literal sits in the sources).
+pub fn fake_openai_key() -> String {
+    format!(
+        "sk-proj-{}T3BlbkFJ{}",
+        "AbCdEfGhIj".repeat(5),
+        "KlMnOpQrSt".repeat(5)
+    )
 }
 
 /// The largest body [`CHATBOT_STRICT`] may send.
@@ -155,7 +172,8 @@ pub fn body_rules() -> Vec<Value> {
                           "POST /v1beta/models/*:generateContent",
                           "POST /openai/deployments/*/chat/completions"],
             "models": ["gpt-4o-mini", "claude-3-5-haiku-*", "gemini-2.0-flash", "gpt4o"],
-            "max_output_tokens": BODY_CAP
+            "max_output_tokens": BODY_CAP,
+            "dlp": "prompts"
         }),
         json!({
             "name": "chatbot-strict",
