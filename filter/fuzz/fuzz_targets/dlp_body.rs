@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .map(|d| (DetectorId::Builtin(*d), DlpAction::Redact))
             .collect(),
+        block_set: None,
     };
     let found = scan_body(&policy, data, &seen.strings);
     let mut spans: Vec<(usize, usize)> = found

@@ -43,6 +43,11 @@ pub struct DlpPolicy {
     pub set: DetectorSet,
     /// The action of every enabled detector.
     pub actions: Vec<(DetectorId, DlpAction)>,
+    /// The `block` detectors alone, when the policy also has others: the
+    /// scan keeps the longer of two overlapping matches, so a `block`
+    /// match inside a longer `redact` or `audit` one would be lost; a
+    /// value with a non-blocking match is scanned again with this set.
+    pub block_set: Option<DetectorSet>,
 }
 
 /// Policies are told apart by name (unique in a configuration).
@@ -188,6 +193,21 @@ fn scan_string(
         }
     }
     policy.set.scan(value, &mut scratch.matches);
+    let lenient = scratch
+        .matches
+        .iter()
+        .any(|m| policy.action(m.detector) != DlpAction::Block);
+    if let (true, Some(block)) = (lenient, &policy.block_set) {
+        let mut hidden = Vec::new();
+        block.scan(value, &mut hidden);
+        for m in hidden {
+            let name = block.name(m.detector);
+            if !f.blocked.iter().any(|b| &**b == name) {
+                f.note(name);
+                f.blocked.push(name.into());
+            }
+        }
+    }
     for m in &scratch.matches {
         let name = policy.set.name(m.detector);
         f.note(name);
@@ -247,6 +267,7 @@ mod tests {
                 .iter()
                 .map(|d| (DetectorId::Builtin(*d), action))
                 .collect(),
+            block_set: None,
         }
     }
 
@@ -317,5 +338,33 @@ mod tests {
         // Keys of objects are not values; numbers are not strings.
         let (f, _) = run(DlpAction::Block, r#"{"x@example.org":4111111111111111}"#);
         assert!(f.counts.is_empty());
+    }
+
+    #[test]
+    fn a_block_match_inside_a_longer_lenient_one_still_blocks() {
+        // A literal (audit) that contains a key (block): the scan keeps the
+        // longer literal; the block set finds the key anyway.
+        let literal = crate::dlp::Literal {
+            name: "snippet".into(),
+            text: format!("export KEY={KEY} # prod"),
+            ignore_ascii_case: false,
+        };
+        let set = DetectorSet::new(&[Detector::OpenaiApiKey], vec![literal]).unwrap();
+        let policy = DlpPolicy {
+            name: "p".into(),
+            set,
+            actions: vec![
+                (
+                    DetectorId::Builtin(Detector::OpenaiApiKey),
+                    DlpAction::Block,
+                ),
+                (DetectorId::Literal(0), DlpAction::Audit),
+            ],
+            block_set: Some(DetectorSet::new(&[Detector::OpenaiApiKey], Vec::new()).unwrap()),
+        };
+        let body = format!(r#"{{"c":"export KEY={KEY} # prod"}}"#);
+        let seen = json::inspect_strings(body.as_bytes(), &[]).unwrap();
+        let f = scan_body(&policy, body.as_bytes(), &seen.strings);
+        assert_eq!(f.blocked, vec!["openai_api_key".into()]);
     }
 }

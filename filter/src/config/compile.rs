@@ -743,6 +743,28 @@ fn compile_dlp(i: usize, d: &RawDlpPolicy, errs: &mut ConfigErrors) -> Option<Dl
             DetectorId::Literal(_) => None,
         })
         .collect();
+    // The block detectors alone, when others could hide their matches.
+    let blocking: Vec<Detector> = actions
+        .iter()
+        .filter_map(|(x, a)| match (x, a) {
+            (DetectorId::Builtin(b), DlpAction::Block) => Some(*b),
+            _ => None,
+        })
+        .collect();
+    let block_literals: Vec<Literal> = actions
+        .iter()
+        .filter_map(|(x, a)| match (x, a) {
+            (DetectorId::Literal(k), DlpAction::Block) => literals.get(usize::from(*k)).cloned(),
+            _ => None,
+        })
+        .collect();
+    let mixed = actions.iter().any(|(_, a)| *a != DlpAction::Block)
+        && actions.iter().any(|(_, a)| *a == DlpAction::Block);
+    let block_set = if mixed {
+        DetectorSet::new(&blocking, block_literals).ok()
+    } else {
+        None
+    };
     let set = match DetectorSet::new(&builtins, literals) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -755,6 +777,7 @@ fn compile_dlp(i: usize, d: &RawDlpPolicy, errs: &mut ConfigErrors) -> Option<Dl
         name: d.name.as_str().into(),
         set,
         actions,
+        block_set,
     })
 }
 
