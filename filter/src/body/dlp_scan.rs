@@ -163,8 +163,14 @@ fn scan_string(
     let mut decoded = Vec::new();
     let mut map = Vec::new();
     let escaped = inner.contains(&b'\\');
-    if escaped && json::decode_mapped(inner, &mut decoded, &mut map).is_none() {
-        return;
+    // The offset map (four bytes per byte) is built only when a match may
+    // have to be redacted where it stands.
+    let redacts = policy.actions.iter().any(|(_, a)| *a == DlpAction::Redact);
+    if escaped {
+        let mapped = if redacts { Some(&mut map) } else { None };
+        if json::decode_into(inner, &mut decoded, mapped).is_none() {
+            return;
+        }
     }
     let value: &[u8] = if escaped { &decoded } else { inner };
     let identity;

@@ -335,8 +335,17 @@ pub fn inspect_strings(body: &[u8], paths: &[&[&str]]) -> Result<Inspected, Json
 /// `inner.len()`: decoded `a..b` (on char boundaries) came from
 /// `inner[map[a]..map[b]]`. `None` if `inner` is not a valid string body.
 pub fn decode_mapped(inner: &[u8], out: &mut Vec<u8>, map: &mut Vec<u32>) -> Option<()> {
+    decode_into(inner, out, Some(map))
+}
+
+/// Decodes a string's inner bytes into `out`, recording the offset map in
+/// `map` when given (see [`decode_mapped`]; without one, nothing but the
+/// copy is paid).
+pub fn decode_into(inner: &[u8], out: &mut Vec<u8>, mut map: Option<&mut Vec<u32>>) -> Option<()> {
     out.clear();
-    map.clear();
+    if let Some(m) = map.as_deref_mut() {
+        m.clear();
+    }
     let mut at = 0;
     while at < inner.len() {
         let rest = inner.get(at..)?;
@@ -346,7 +355,9 @@ pub fn decode_mapped(inner: &[u8], out: &mut Vec<u8>, map: &mut Vec<u32>) -> Opt
             return None;
         }
         out.extend_from_slice(text);
-        map.extend((at..at + run).map(|i| i as u32));
+        if let Some(m) = map.as_deref_mut() {
+            m.extend((at..at + run).map(|i| i as u32));
+        }
         at += run;
         if at >= inner.len() {
             break;
@@ -355,10 +366,14 @@ pub fn decode_mapped(inner: &[u8], out: &mut Vec<u8>, map: &mut Vec<u32>) -> Opt
         let mut buf = [0u8; 4];
         let bytes = c.encode_utf8(&mut buf).as_bytes();
         out.extend_from_slice(bytes);
-        map.extend(core::iter::repeat_n(at as u32, bytes.len()));
+        if let Some(m) = map.as_deref_mut() {
+            m.extend(core::iter::repeat_n(at as u32, bytes.len()));
+        }
         at += len;
     }
-    map.push(inner.len() as u32);
+    if let Some(m) = map {
+        m.push(inner.len() as u32);
+    }
     Some(())
 }
 
