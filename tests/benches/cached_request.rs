@@ -127,18 +127,7 @@ fn dlp_path(c: &mut Criterion) {
             let mut gw = gateway(config, 1, &creds);
             let json: &[(&str, &[u8])] = &[("content-type", b"application/json")];
             let send = |gw: &mut tollgate_harness::Gateway| {
-                let id = gw
-                    .request(0)
-                    .mtls(true)
-                    .peer_uri_san(CHATBOT)
-                    .method("POST")
-                    .authority("api.openai.com")
-                    .path("/v1/chat/completions")
-                    .header("content-type", "application/json")
-                    .header("content-length", &body.len().to_string())
-                    .body(body.as_str())
-                    .send();
-                gw.settle();
+                let id = send_chat(gw, &body);
                 gw.respond(id, 200, json, b"");
                 id
             };
@@ -155,27 +144,30 @@ fn dlp_path(c: &mut Criterion) {
     }
 }
 
+/// Sends `body` as the chatbot's JSON chat request and settles it.
+fn send_chat(gw: &mut tollgate_harness::Gateway, body: &str) -> tollgate_harness::StreamId {
+    let id = gw
+        .request(0)
+        .mtls(true)
+        .peer_uri_san(CHATBOT)
+        .method("POST")
+        .authority("api.openai.com")
+        .path("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("content-length", &body.len().to_string())
+        .body(body)
+        .send();
+    gw.settle();
+    id
+}
+
 fn body_path_with(c: &mut Criterion, group: &str, config: serde_json::Value) {
     let creds = credential_service();
     let mut gw = gateway(&config, 1, &creds);
     let body = chat_2k();
     let answer = answer_4k();
     let json: &[(&str, &[u8])] = &[("content-type", b"application/json")];
-    let send = |gw: &mut tollgate_harness::Gateway| {
-        let id = gw
-            .request(0)
-            .mtls(true)
-            .peer_uri_san(CHATBOT)
-            .method("POST")
-            .authority("api.openai.com")
-            .path("/v1/chat/completions")
-            .header("content-type", "application/json")
-            .header("content-length", &body.len().to_string())
-            .body(body.as_str())
-            .send();
-        gw.settle();
-        id
-    };
+    let send = |gw: &mut tollgate_harness::Gateway| send_chat(gw, &body);
     let warm = send(&mut gw);
     let sent = gw.outcome(warm).expect_forwarded().body_str();
     assert!(sent.contains(r#""max_tokens":2000"#), "clamped: {sent}");

@@ -124,6 +124,14 @@ fn two_replicas_sharing_redis_admit_exactly_what_fits_and_charge_the_usage() {
         !tier.fits("fleet", HOUR_0, limit as u32, left + 1),
         "and not less"
     );
+    for (r, gw) in replicas.iter().enumerate() {
+        let mine: Vec<StreamId> = ids
+            .iter()
+            .filter(|(g, _)| *g == r)
+            .map(|(_, id)| *id)
+            .collect();
+        assert_no_leak(gw, &mine, &all_keys());
+    }
     let a = audit_of(&replicas[admitted[0].0], admitted[0].1);
     assert_eq!(a["budgets"], json!(["fleet"]), "{a}");
     assert_eq!(

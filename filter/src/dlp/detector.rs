@@ -130,9 +130,6 @@ impl Mask {
     pub(super) fn has(self, d: Detector) -> bool {
         self.0 & d.bit() != 0
     }
-    pub(super) fn any(self, ds: &[Detector]) -> bool {
-        ds.iter().any(|&d| self.has(d))
-    }
 }
 
 #[cfg(test)]

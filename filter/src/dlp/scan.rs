@@ -22,22 +22,6 @@ const AFTER_AWS_KEY_ID: usize = 128;
 /// `": "`, ` = ` and the like.
 const AFTER_AWS_LABEL: usize = 24;
 
-/// The built-ins that can start at a letter other than through an IBAN.
-const SECRETS: [Detector; 12] = [
-    Detector::OpenaiApiKey,
-    Detector::AnthropicApiKey,
-    Detector::GoogleApiKey,
-    Detector::AwsAccessKeyId,
-    Detector::AwsSecretAccessKey,
-    Detector::BedrockApiKey,
-    Detector::GithubToken,
-    Detector::SlackToken,
-    Detector::SlackWebhookUrl,
-    Detector::StripeKey,
-    Detector::PrivateKey,
-    Detector::Jwt,
-];
-
 /// Appends `m` to `out[base..]`, resolving overlaps with what is there: of
 /// two overlapping matches the longer stays; on equal length, the one
 /// already there. `m` must not start before the last match that ends
@@ -122,7 +106,7 @@ impl Scanner {
 pub(super) fn builtins(mask: Mask, t: &[u8], out: &mut Vec<Match>, base: usize) {
     let mut s = Scanner {
         mask,
-        secrets: mask.any(&SECRETS),
+        secrets: Detector::ALL.iter().any(|d| d.is_secret() && mask.has(*d)),
         aws_until: 0,
         memo: Memo::default(),
     };
