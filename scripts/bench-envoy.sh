@@ -8,6 +8,9 @@
 #   scripts/bench-envoy.sh --body-path [options]   # request/response bodies:
 #       Tollgate's body rule (models + max_output_tokens clamp, held) vs the
 #       plain proxy vs rbac + lua, with time to first byte on a stream
+#   scripts/bench-envoy.sh --dlp [options]   # prompt DLP (issue 10): the
+#       body rule with and without a DLP rule of every built-in detector,
+#       on a 2 KB and a 64 KB prompt, against the plain proxy on each
 #
 # Needs: the venv's Envoy and target/.../tollgate.wasm (the Makefile target
 # builds both first), and h2load, which is installed here if missing

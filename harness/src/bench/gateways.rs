@@ -11,7 +11,8 @@ use crate::envoy::bootstrap::{grpc_cluster, plain_cluster, socket};
 use crate::envoy::{ClientCertDetails, GatewaySpec, HttpFilters, PemFiles};
 
 use super::lua::lua_filter;
-use super::traffic::{MAX_OUTPUT_TOKENS, MODEL};
+use super::options::Mode;
+use super::traffic::{Kind, MAX_OUTPUT_TOKENS, MODEL};
 use super::{
     ALLOWED_PREFIX, AUTHZ_CLUSTER, AUTHZ_PREFIX, CHAT_PATH, CLIENT_KEY, CREDS_CLUSTER,
     PROVIDER_HOST, REAL_KEY, SECRET_NAME,
@@ -55,6 +56,18 @@ pub(crate) enum Variant {
     TollgateB,
     /// Body path, only with `--tollgate-b FILE`: build B with the body rule.
     TollgateBodyB,
+    /// `--dlp`: the body rule plus a DLP policy of every built-in detector
+    /// (secrets blocked, personal data redacted), on the 2 KB prompt.
+    TollgateBodyDlp,
+    /// `--dlp`: the plain proxy on the 64 KB prompt.
+    PlainLong,
+    /// `--dlp`: the body rule on the 64 KB prompt.
+    TollgateBodyLong,
+    /// `--dlp`: the body rule plus DLP on the 64 KB prompt.
+    TollgateBodyDlpLong,
+    /// `--dlp`, only with `--tollgate-b FILE`: build B with the body rule
+    /// plus DLP on the 64 KB prompt (A/B of a change to DLP's speed).
+    TollgateBodyDlpLongB,
 }
 
 impl Variant {
@@ -81,12 +94,25 @@ impl Variant {
         Self::TollgateBodyB,
     ];
 
+    /// `--dlp`'s gateways: each prompt size through the plain proxy, the
+    /// body rule and the body rule with DLP (`TollgateBodyDlpLongB` only
+    /// with `--tollgate-b`).
+    pub(crate) const DLP_MODE: [Variant; 7] = [
+        Self::Plain,
+        Self::TollgateBody,
+        Self::TollgateBodyDlp,
+        Self::PlainLong,
+        Self::TollgateBodyLong,
+        Self::TollgateBodyDlpLong,
+        Self::TollgateBodyDlpLongB,
+    ];
+
     /// The gateways of one mode.
-    pub(crate) fn all(body_path: bool) -> &'static [Variant] {
-        if body_path {
-            &Self::BODY_MODE
-        } else {
-            &Self::HEADER_MODE
+    pub(crate) fn all(mode: Mode) -> &'static [Variant] {
+        match mode {
+            Mode::Headers => &Self::HEADER_MODE,
+            Mode::BodyPath => &Self::BODY_MODE,
+            Mode::Dlp => &Self::DLP_MODE,
         }
     }
 
@@ -106,6 +132,11 @@ impl Variant {
             Self::TollgateProxyLog => "(diag) Tollgate, audit via proxy_log",
             Self::TollgateB => "(diag) Tollgate, build B",
             Self::TollgateBodyB => "(diag) Tollgate build B, body rule",
+            Self::TollgateBodyDlp => "3 Tollgate, body rule + DLP, 2 KB",
+            Self::PlainLong => "4 plain proxy, 64 KB",
+            Self::TollgateBodyLong => "5 Tollgate, body rule, 64 KB",
+            Self::TollgateBodyDlpLong => "6 Tollgate, body rule + DLP, 64 KB",
+            Self::TollgateBodyDlpLongB => "(diag) build B, body + DLP, 64 KB",
         }
     }
 
@@ -126,12 +157,20 @@ impl Variant {
             Self::TollgateProxyLog => "tollgate_proxy_log",
             Self::TollgateB => "tollgate_b",
             Self::TollgateBodyB => "tollgate_body_b",
+            Self::TollgateBodyDlp => "tollgate_body_dlp",
+            Self::PlainLong => "plain_64k",
+            Self::TollgateBodyLong => "tollgate_body_64k",
+            Self::TollgateBodyDlpLong => "tollgate_body_dlp_64k",
+            Self::TollgateBodyDlpLongB => "tollgate_body_dlp_64k_b",
         }
     }
 
     /// Whether the gateway enforces the policy (refuses other endpoints).
     pub(crate) fn enforces(self) -> bool {
-        !matches!(self, Self::Plain | Self::WasmNoop | Self::WasmNoopHeld)
+        !matches!(
+            self,
+            Self::Plain | Self::PlainLong | Self::WasmNoop | Self::WasmNoopHeld
+        )
     }
 
     /// Whether the gateway writes Tollgate's (or the Lua script's) record.
@@ -149,12 +188,38 @@ impl Variant {
                 | Self::TollgateBodyGlobal
                 | Self::Lua
                 | Self::TollgateBodyB
+                | Self::TollgateBodyDlp
+                | Self::TollgateBodyLong
+                | Self::TollgateBodyDlpLong
+                | Self::TollgateBodyDlpLongB
         )
+    }
+
+    /// Whether the gateway's rule has the DLP policy (`--dlp`).
+    pub(crate) fn scans_prompt(self) -> bool {
+        matches!(
+            self,
+            Self::TollgateBodyDlp | Self::TollgateBodyDlpLong | Self::TollgateBodyDlpLongB
+        )
+    }
+
+    /// The chat request this gateway is fed: the 64 KB one or the 2 KB one.
+    pub(crate) fn chat_kind(self) -> Kind {
+        match self {
+            Self::PlainLong
+            | Self::TollgateBodyLong
+            | Self::TollgateBodyDlpLong
+            | Self::TollgateBodyDlpLongB => Kind::LongChat,
+            _ => Kind::Chat,
+        }
     }
 
     /// Whether this is a build of Tollgate under test with `--tollgate-b`.
     pub(crate) fn is_build_b(self) -> bool {
-        matches!(self, Self::TollgateB | Self::TollgateBodyB)
+        matches!(
+            self,
+            Self::TollgateB | Self::TollgateBodyB | Self::TollgateBodyDlpLongB
+        )
     }
 
     /// Envoy's `wasm` log level, as the mesh configuration deploys it
@@ -166,7 +231,7 @@ impl Variant {
     /// The credential the upstream must receive through this gateway.
     pub(crate) fn upstream_key(self) -> &'static str {
         match self {
-            Self::Plain | Self::WasmNoop | Self::WasmNoopHeld => CLIENT_KEY,
+            Self::Plain | Self::PlainLong | Self::WasmNoop | Self::WasmNoopHeld => CLIENT_KEY,
             _ => REAL_KEY,
         }
     }
@@ -191,7 +256,7 @@ pub(crate) fn spec_for(
 ) -> GatewaySpec {
     let mut spec = base.clone();
     match v {
-        Variant::Plain => spec.http_filters = HttpFilters::Custom(vec![]),
+        Variant::Plain | Variant::PlainLong => spec.http_filters = HttpFilters::Custom(vec![]),
         Variant::Native => {
             spec.http_filters =
                 HttpFilters::Custom(vec![rbac_filter(), credential_injector_filter()]);
@@ -212,8 +277,11 @@ pub(crate) fn spec_for(
             policy["audit_log"] = "proxy_log".into();
             spec.policy_json = policy.to_string();
         }
-        Variant::TollgateBody | Variant::TollgateBodyB => {
+        Variant::TollgateBody | Variant::TollgateBodyB | Variant::TollgateBodyLong => {
             spec.policy_json = tollgate_body_policy().to_string();
+        }
+        Variant::TollgateBodyDlp | Variant::TollgateBodyDlpLong | Variant::TollgateBodyDlpLongB => {
+            spec.policy_json = tollgate_dlp_policy().to_string();
         }
         Variant::TollgateBodyBudgets => {
             let mut policy = tollgate_body_policy();
@@ -392,6 +460,22 @@ pub(crate) fn tollgate_body_policy() -> Value {
     policy["rules"][0]["models"] = json!([MODEL]);
     policy["rules"][0]["max_output_tokens"] = json!(MAX_OUTPUT_TOKENS);
     policy["rules"][0]["max_output_tokens_action"] = "clamp".into();
+    policy
+}
+
+/// The DLP policy of `--dlp`'s gateways, as an operator would write it:
+/// every built-in detector on, credentials blocked and personal data
+/// redacted.
+pub(crate) const DLP_POLICY: &str = "prompts";
+
+/// Tollgate's body rule with [`DLP_POLICY`] (`--dlp`): every built-in
+/// detector, `secrets` blocked, `personal_data` redacted.
+pub(crate) fn tollgate_dlp_policy() -> Value {
+    let mut policy = tollgate_body_policy();
+    policy["dlp_policies"] = json!([
+        {"name": DLP_POLICY, "block": ["secrets"], "redact": ["personal_data"]}
+    ]);
+    policy["rules"][0]["dlp"] = DLP_POLICY.into();
     policy
 }
 

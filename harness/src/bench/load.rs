@@ -2,7 +2,6 @@
 //! throughput run per gateway and round, and what h2load reports.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -11,8 +10,8 @@ use anyhow::{anyhow, ensure, Context};
 
 use super::cpu::CpuWindow;
 use super::gateways::Variant;
-use super::options::Options;
-use super::setup::{Bench, Gateway, LlmSide};
+use super::options::{Mode, Options};
+use super::setup::{Bench, Gateway, LlmSide, LONG_REQUEST_FILE, REQUEST_FILE};
 use super::signals::{check_interrupted, LOAD_PID};
 use super::stats::percentile;
 use super::stream::{stream_run, StreamLatency};
@@ -48,17 +47,17 @@ pub(crate) fn measure(opts: &Options, bench: &Bench) -> anyhow::Result<Rounds> {
         for v in order {
             let g = bench.gateway(v)?;
             let lat = latency_run(opts, bench, g, round)?;
-            bench.check_upstream(v, Kind::Chat)?;
+            bench.check_upstream(v, v.chat_kind())?;
             let t = throughput_run(opts, bench, g)?;
-            bench.check_upstream(v, Kind::Chat)?;
+            bench.check_upstream(v, v.chat_kind())?;
             let stream = match &bench.llm {
-                LlmSide::Body { traffic, .. } => {
+                LlmSide::Body { traffic, .. } if opts.mode() == Mode::BodyPath => {
                     let s =
                         stream_run(opts, bench, g, &traffic.stream.sent, &traffic.sse_answer())?;
                     bench.check_upstream(v, Kind::Stream)?;
                     Some(s)
                 }
-                LlmSide::Mock { .. } => None,
+                LlmSide::Body { .. } | LlmSide::Mock { .. } => None,
             };
             let stream_cells = stream.map_or(String::new(), |s| {
                 format!(
@@ -105,7 +104,7 @@ pub(crate) fn latency_run(
         .work_dir
         .join(format!("latency-{}-{round}.tsv", g.variant.slug()));
     let per_client = (opts.rate / opts.rate_clients).to_string();
-    let mut args = load_args(opts, g.entry, opts.rate_clients);
+    let mut args = load_args(opts, g, opts.rate_clients);
     args.extend([
         "--rps".into(),
         per_client,
@@ -149,7 +148,7 @@ pub(crate) fn throughput_run(
     g: &Gateway,
 ) -> anyhow::Result<Throughput> {
     let window = CpuWindow::open(bench, g)?;
-    let out = h2load(&load_args(opts, g.entry, opts.connections))?;
+    let out = h2load(&load_args(opts, g, opts.connections))?;
     let (cpu_us, svc_cpu_us) = window.per_request(bench, g)?;
     let summary = H2loadSummary::parse(&out)
         .with_context(|| format!("{}: h2load output:\n{out}", g.variant.slug()))?;
@@ -170,9 +169,14 @@ pub(crate) struct Throughput {
     pub(crate) svc_cpu_us: f64,
 }
 
-/// The arguments every load run shares: same request, same client.
-pub(crate) fn load_args(opts: &Options, entry: SocketAddr, clients: u32) -> Vec<String> {
-    let body = opts.work_dir.join("body.json");
+/// The arguments every load run shares: same request (per gateway: the
+/// 64 KB one where it is fed that), same client.
+pub(crate) fn load_args(opts: &Options, g: &Gateway, clients: u32) -> Vec<String> {
+    let entry = g.entry;
+    let body = opts.work_dir.join(match g.variant.chat_kind() {
+        Kind::LongChat => LONG_REQUEST_FILE,
+        Kind::Chat | Kind::Stream => REQUEST_FILE,
+    });
     vec![
         "--h1".into(),
         "-t".into(),

@@ -1,14 +1,14 @@
 //! The Envoy gateway benchmark behind `tollgate-bench-envoy` (`make bench-envoy`): Tollgate against Envoy's
 //! native filters and against ext_authz, each in a real Envoy 1.40 gateway,
 //! measured in one run on one machine. `--body-path` measures the request
-//! and response bodies instead (below).
+//! and response bodies instead, and `--dlp` prompt DLP (both below).
 //!
 //! ```text
 //! tollgate-bench-envoy [--repo DIR] [--wasm FILE] [--rounds N] [--run-ms MS]
 //!                      [--warmup-ms MS] [--rate RPS] [--rate-clients N]
 //!                      [--connections N] [--concurrency N] [--idle-ms MS]
 //!                      [--tollgate-b FILE]
-//!                      [--body-path [--stream-rate N] [--stream-gap-us US]]
+//!                      [--body-path [--stream-rate N] [--stream-gap-us US] | --dlp]
 //!                      [--keep] [--hold] [--no-pin] [--no-spin]
 //! ```
 //!
@@ -46,6 +46,10 @@
 //!                                                     (2) Tollgate, body rule, held ──▶ mock credential service
 //!                                                     (3) rbac + lua, body rule
 //!                                                     (ref) Tollgate, header-only rule
+//!
+//! --dlp (h2load only; the same upstream):
+//!   2 KB prompt:  (1) router only  (2) Tollgate, body rule  (3) body rule + DLP
+//!   64 KB prompt: (4) router only  (5) Tollgate, body rule  (6) body rule + DLP
 //! ```
 //!
 //! The two diagnostic gateways split Tollgate's cost: what any v8 wasm
@@ -103,15 +107,25 @@
 //! CPU per stream, and the targets are issue 8's: body-rule CPU per request
 //! ≤ 1.3× the plain proxy's and below Lua's, added TTFB p50 ≤ 50 µs.
 //!
+//! `--dlp` (issue 10; `dlp` has the checks and the table): the body rule's
+//! gateway against the same rule with a DLP policy of every built-in
+//! detector (`block: ["secrets"]`, `redact: ["personal_data"]`), each on
+//! the body path's 2 KB chat and on a 64 KB one (the same chat with the
+//! export job's config and a week of its log pasted in), with a plain
+//! proxy per prompt size as the base. Neither prompt holds a secret or
+//! personal data, so every request is scanned and forwarded: the figure is
+//! the scan's cost, not a redaction's. Only (a) and (b) run (no stream).
+//!
 //! Layout: `options` (the command line), `gateways` (the variants and their
 //! `GatewaySpec`s, the client sidecar, Tollgate's policies), `noop_wasm` (the
 //! hand-encoded diagnostic module), `authz` (the ext_authz service), `lua`
 //! (the Lua gateway's script), `traffic` (the body path's requests and
-//! answers), `upstream` (the body path's upstream), `setup` (starting and
-//! checking everything), `load` (h2load runs), `stream` (the body path's
-//! time-to-first-byte client), `cpu` (CPU time, pinning, idle spinners),
-//! `stats` (percentiles, medians, per-round ratios), `report` (what is
-//! printed), `signals` (interruption and child processes).
+//! answers), `dlp` (`--dlp`'s checks and table), `upstream` (the body
+//! path's upstream), `setup` (starting and checking everything), `load`
+//! (h2load runs), `stream` (the body path's time-to-first-byte client),
+//! `cpu` (CPU time, pinning, idle spinners), `stats` (percentiles, medians,
+//! per-round ratios), `report` (what is printed), `signals` (interruption
+//! and child processes).
 //!
 //! Invariants:
 //! - Before measuring, every gateway is checked: the allowed request reaches
@@ -137,6 +151,7 @@
 
 mod authz;
 mod cpu;
+mod dlp;
 mod gateways;
 mod idle;
 mod load;
@@ -159,8 +174,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use cpu::{pin_current_thread, Spinners};
+use dlp::print_dlp_table;
 use load::measure;
-use options::Options;
+use options::{Mode, Options};
 use report::{
     print_body_table, print_body_targets, print_gateway_stats, print_header, print_rounds,
     print_table, print_targets,
@@ -261,12 +277,16 @@ fn bench_all(opts: &Options, rt: &tokio::runtime::Runtime, bench: &Bench) -> any
     let fetches = bench.creds.requests().saturating_sub(fetches_before);
     let summary = summarize(&rounds);
     print_rounds(&rounds);
-    if opts.body_path {
-        print_body_table(&summary);
-        print_body_targets(&summary, &rounds);
-    } else {
-        print_table(&summary);
-        print_targets(&summary);
+    match opts.mode() {
+        Mode::Headers => {
+            print_table(&summary);
+            print_targets(&summary);
+        }
+        Mode::BodyPath => {
+            print_body_table(&summary);
+            print_body_targets(&summary, &rounds);
+        }
+        Mode::Dlp => print_dlp_table(bench, &rounds),
     }
     print_gateway_stats(bench, fetches);
     Ok(())
@@ -286,7 +306,11 @@ fn hold(opts: &Options, bench: &Bench) -> anyhow::Result<()> {
     println!(
         "request bodies in {} (body.json{})",
         opts.work_dir.display(),
-        if opts.body_path { ", stream.json" } else { "" }
+        match opts.mode() {
+            Mode::Headers => "",
+            Mode::BodyPath => ", stream.json",
+            Mode::Dlp => ", body-64k.json",
+        }
     );
     println!("holding; Ctrl-C stops everything");
     while !INTERRUPTED.load(Ordering::SeqCst) {

@@ -32,6 +32,10 @@ pub(crate) struct Options {
     /// 50-chunk stream; Tollgate's body rule against Lua) instead of the
     /// header-only gateways.
     pub(crate) body_path: bool,
+    /// Measure prompt DLP (issue 10): the plain proxy, the body rule and
+    /// the body rule with a DLP policy of every built-in detector, each on
+    /// a 2 KB and a 64 KB prompt.
+    pub(crate) dlp: bool,
     /// Body path: streamed requests per second of the time-to-first-byte run.
     pub(crate) stream_rate: u32,
     /// Body path: microseconds between the upstream's stream chunks.
@@ -48,7 +52,34 @@ pub(crate) struct Options {
     pub(crate) work_dir: PathBuf,
 }
 
+/// What a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The default: the header-only gateways on a small request.
+    Headers,
+    /// `--body-path`: the body rule on a 2 KB chat, a JSON answer and a stream.
+    BodyPath,
+    /// `--dlp`: the body rule with and without DLP on a 2 KB and a 64 KB prompt.
+    Dlp,
+}
+
 impl Options {
+    pub(crate) fn mode(&self) -> Mode {
+        if self.dlp {
+            Mode::Dlp
+        } else if self.body_path {
+            Mode::BodyPath
+        } else {
+            Mode::Headers
+        }
+    }
+
+    /// Whether the body-path upstream (fixed answers) stands behind the
+    /// gateways, rather than the shared mock LLM.
+    pub(crate) fn bodies(&self) -> bool {
+        self.mode() != Mode::Headers
+    }
+
     pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
         let mut o = Self {
             repo: PathBuf::from("."),
@@ -63,6 +94,7 @@ impl Options {
             idle_ms: 5000,
             tollgate_b: None,
             body_path: false,
+            dlp: false,
             stream_rate: 100,
             stream_gap_us: 1000,
             keep: false,
@@ -88,6 +120,7 @@ impl Options {
                 "--idle-ms" => o.idle_ms = number(&flag, &value()?)?,
                 "--tollgate-b" => o.tollgate_b = Some(value()?.into()),
                 "--body-path" => o.body_path = true,
+                "--dlp" => o.dlp = true,
                 "--stream-rate" => o.stream_rate = number(&flag, &value()?)?,
                 "--stream-gap-us" => o.stream_gap_us = number(&flag, &value()?)?,
                 "--keep" => o.keep = true,
@@ -103,6 +136,10 @@ impl Options {
         if o.wasm.as_os_str().is_empty() {
             o.wasm = o.repo.join("target/wasm32-wasip1/release/tollgate.wasm");
         }
+        ensure!(
+            !(o.body_path && o.dlp),
+            "--body-path and --dlp are separate runs: give one"
+        );
         ensure!(
             o.rounds >= 1 && o.run_ms >= 100,
             "--rounds must be at least 1 and --run-ms at least 100"

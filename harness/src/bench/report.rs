@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use super::dlp::{print_dlp_header, DLP_STAT_GATEWAYS};
 use super::gateways::Variant;
 use super::load::Rounds;
-use super::options::Options;
+use super::options::{Mode, Options};
 use super::setup::{Bench, LlmSide};
 use super::stats::{paired_median, Summary};
 use super::traffic::{
@@ -26,12 +27,14 @@ pub(crate) fn print_header(opts: &Options, bench: &Bench) {
             })
             .unwrap_or_else(|e| format!("unknown ({e})"))
     };
-    if opts.body_path {
-        println!(
+    match opts.mode() {
+        Mode::Headers => println!("Envoy gateways: Tollgate vs native filters vs ext_authz"),
+        Mode::BodyPath => println!(
             "Envoy gateways, body path: Tollgate's body rule vs the plain proxy vs rbac + lua"
-        );
-    } else {
-        println!("Envoy gateways: Tollgate vs native filters vs ext_authz");
+        ),
+        Mode::Dlp => println!(
+            "Envoy gateways, prompt DLP: the body rule with and without DLP vs the plain proxy, on a 2 KB and a 64 KB prompt"
+        ),
     }
     println!("  envoy:  {}", version(&bench.envoy_bin, "--version"));
     println!("  h2load: {}", version(Path::new("h2load"), "--version"));
@@ -56,6 +59,7 @@ pub(crate) fn print_header(opts: &Options, bench: &Bench) {
         opts.loadavg_at_start
     );
     match &bench.llm {
+        LlmSide::Body { traffic, .. } if opts.mode() == Mode::Dlp => print_dlp_header(traffic),
         LlmSide::Body { traffic, .. } => {
             println!(
                 "  requests: POST {CHAT_PATH}, Host {PROVIDER_HOST}, \"model\":\"{MODEL}\", \"max_tokens\":{REQUESTED_MAX_TOKENS} (body rule: that model only, clamp to {MAX_OUTPUT_TOKENS}, held)"
@@ -331,6 +335,7 @@ pub(crate) fn print_gateway_stats(bench: &Bench, credential_fetches: usize) {
         println!("  {}: {}", v.slug(), cells.join(", "));
     }
     // Body path: every non-zero stat whose name contains one of these.
+    let dlp = DLP_STAT_GATEWAYS.map(|v| (v, &["wasmcustom.tollgate."][..]));
     let prefixed: [(Variant, &[&str]); 6] = [
         (Variant::TollgateBody, &["wasmcustom.tollgate."]),
         (Variant::TollgateHeaderOnly, &["wasmcustom.tollgate."]),
@@ -339,7 +344,7 @@ pub(crate) fn print_gateway_stats(bench: &Bench, credential_fetches: usize) {
         (Variant::TollgateBodyB, &["wasmcustom.tollgate."]),
         (Variant::Lua, &["http.egress.rbac.", "http.egress.lua."]),
     ];
-    for (v, filters) in prefixed {
+    for (v, filters) in prefixed.into_iter().chain(dlp) {
         let Ok(g) = bench.gateway(v) else { continue };
         let mut cells = Vec::new();
         for f in filters {

@@ -23,7 +23,7 @@ use super::cpu::{on_gateway_cpu, pid_running};
 use super::gateways::{sidecar_bootstrap, spec_for, tollgate_policy, Variant, NOOP_HELD_FILE};
 use super::lua::LUA_NAMESPACE;
 use super::noop_wasm::{noop_held_wasm, noop_wasm};
-use super::options::Options;
+use super::options::{Mode, Options};
 use super::ratelimit::RateLimitSide;
 use super::signals::check_interrupted;
 use super::traffic::{
@@ -33,6 +33,12 @@ use super::upstream::BodyUpstream;
 use super::{
     BODY, CHAT_PATH, CLIENT_KEY, CREDS_CLUSTER, DENIED_PATH, PROVIDER_HOST, REAL_KEY, WORKLOAD,
 };
+
+/// Where h2load's request body is written in the work directory: the
+/// default mode's, or the body path's 2 KB chat.
+pub(crate) const REQUEST_FILE: &str = "body.json";
+/// `--dlp`: the 64 KB chat's file.
+pub(crate) const LONG_REQUEST_FILE: &str = "body-64k.json";
 
 /// A plain HTTP/1.1 client to the sidecar's entries.
 pub(crate) type HttpClient = hyper_util::client::legacy::Client<
@@ -57,16 +63,17 @@ pub(crate) struct Gateway {
 pub(crate) enum LlmSide {
     /// The default mode: the shared mock LLM.
     Mock { llm: MockLlm, served: ServedLlm },
-    /// `--body-path`: fixed answers, and the traffic they answer.
+    /// `--body-path` and `--dlp`: fixed answers, and the traffic they answer.
     Body {
         upstream: BodyUpstream,
-        traffic: Traffic,
+        traffic: Box<Traffic>,
     },
 }
 
 /// Everything that runs during the benchmark. Field order is drop order:
 /// Envoys stop before the services they talk to.
 pub(crate) struct Bench {
+    pub(crate) mode: Mode,
     pub(crate) _sidecar: EnvoyProcess,
     pub(crate) gateways: Vec<Gateway>,
     pub(crate) authz: AuthzService,
@@ -83,14 +90,18 @@ impl Bench {
         let envoy_bin = envoy_binary(&opts.repo)?;
         let dir = &opts.work_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let traffic = opts.body_path.then(Traffic::build);
+        let traffic = opts.bodies().then(Traffic::build);
         // What h2load sends (load::load_args); the streamed request is for
         // profiling by hand with `--hold`.
         let body = traffic.as_ref().map_or(BODY, |t| t.chat.sent.as_str());
-        std::fs::write(dir.join("body.json"), body).context("writing the request body")?;
+        std::fs::write(dir.join(REQUEST_FILE), body).context("writing the request body")?;
         if let Some(t) = &traffic {
             std::fs::write(dir.join("stream.json"), &t.stream.sent)
                 .context("writing the streamed request body")?;
+            if opts.mode() == Mode::Dlp {
+                std::fs::write(dir.join(LONG_REQUEST_FILE), &t.long_chat.sent)
+                    .context("writing the 64 KB request body")?;
+            }
         }
         let noop = dir.join("noop.wasm");
         std::fs::write(&noop, noop_wasm()).context("writing the no-op wasm module")?;
@@ -121,7 +132,10 @@ impl Bench {
             Some(traffic) => {
                 let gap = Duration::from_micros(u64::from(opts.stream_gap_us));
                 let upstream = BodyUpstream::start(&traffic, gap)?;
-                LlmSide::Body { upstream, traffic }
+                LlmSide::Body {
+                    upstream,
+                    traffic: Box::new(traffic),
+                }
             }
             None => {
                 let llm = MockLlm::new();
@@ -158,7 +172,7 @@ impl Bench {
         base.concurrency = opts.concurrency;
         let mut gateways = Vec::new();
         let mut routes = Vec::new();
-        for &v in Variant::all(opts.body_path) {
+        for &v in Variant::all(opts.mode()) {
             check_interrupted()?;
             let mut spec = spec_for(v, &base, &noop, authz.addr, rls.as_ref().map(|r| r.addr));
             if v.is_build_b() {
@@ -210,6 +224,7 @@ impl Bench {
         let sidecar = start_envoy(eo, &sidecar_bootstrap(&routes, &ca_file, &svid))
             .context("starting the client sidecar")?;
         Ok(Self {
+            mode: opts.mode(),
             _sidecar: sidecar,
             gateways,
             authz,
@@ -233,6 +248,9 @@ impl Bench {
     pub(crate) async fn verify(&self) -> anyhow::Result<()> {
         match &self.llm {
             LlmSide::Mock { llm, .. } => self.verify_header_mode(llm).await,
+            LlmSide::Body { upstream, traffic } if self.mode == Mode::Dlp => {
+                self.verify_dlp(upstream, traffic).await
+            }
             LlmSide::Body { upstream, traffic } => self.verify_body_path(upstream, traffic).await,
         }
     }
@@ -389,7 +407,7 @@ impl Bench {
 
 /// `enforced`: the gateway must answer 403 itself; otherwise the request
 /// must reach the upstream.
-fn ensure_refusal(
+pub(crate) fn ensure_refusal(
     v: Variant,
     enforced: bool,
     what: &str,
@@ -521,7 +539,7 @@ fn whole(v: &Value) -> Option<u64> {
 /// The `"tollgate"` member of each access-log line written after `start`
 /// bytes (lines that are not JSON objects are skipped: a request refused
 /// by rbac leaves no Lua record).
-fn read_records(path: &Path, start: u64) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn read_records(path: &Path, start: u64) -> anyhow::Result<Vec<Value>> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -536,7 +554,7 @@ fn read_records(path: &Path, start: u64) -> anyhow::Result<Vec<Value>> {
         .collect())
 }
 
-fn file_len(path: &Path) -> u64 {
+pub(crate) fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 

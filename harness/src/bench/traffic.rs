@@ -1,12 +1,19 @@
-//! The body path's fixed traffic (`--body-path`): a ~2 KB OpenAI chat
-//! request, as sent and as a clamping gateway must forward it; the ~4 KB
-//! JSON answer with its `usage`; and the 50-chunk SSE answer to the same
-//! request with `"stream":true`.
+//! The body path's fixed traffic (`--body-path`, `--dlp`): a ~2 KB OpenAI
+//! chat request, as sent and as a clamping gateway must forward it; the
+//! ~4 KB JSON answer with its `usage`; the 50-chunk SSE answer to the same
+//! request with `"stream":true`; and (`--dlp`) a 64 KB chat request, the
+//! same conversation continued with the export job's config and a week
+//! of its log pasted in.
 //!
 //! Invariants (checked by the tests below):
 //! - Every body is compact JSON (or SSE of compact JSON) in plain ASCII,
 //!   with one `"max_tokens":5000` and one `"model"` in the request, so the
 //!   clamped form differs from the sent form only in that value.
+//! - No request holds a secret or personal data (no key, e-mail address,
+//!   phone, card, SSN or IBAN), so a DLP rule forwards each one as the
+//!   body rule does; the 64 KB one is full of what DLP must read past on
+//!   its way: `\n` and `\"` escapes, timestamps, byte counts, UUIDs and
+//!   hex digests (the `--dlp` verify step proves no detector fires).
 //! - The streamed request asks for usage itself
 //!   (`stream_options.include_usage: true`): a gateway then neither writes
 //!   the option in nor removes the usage chunk, so every gateway forwards
@@ -32,13 +39,19 @@ pub(crate) const JSON_USAGE: (u64, u64, u64, u64) = (517, 871, 128, 1388);
 /// The streamed answer's usage (its last chunk): (input, output, total).
 pub(crate) const STREAM_USAGE: (u64, u64, u64) = (523, 47, 570);
 
-/// Which of the body path's two allowed requests.
+/// The long chat request's target size (`--dlp`), bytes; it ends within a
+/// log line of this.
+pub(crate) const LONG_CHAT_BYTES: usize = 64 * 1024;
+
+/// Which of the body path's allowed requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// Answered with the JSON body.
     Chat,
     /// `"stream":true`, answered with the SSE stream.
     Stream,
+    /// `--dlp`: the 64 KB chat, answered with the JSON body.
+    LongChat,
 }
 
 /// One request of the body path: what the client sends and what the
@@ -56,6 +69,8 @@ pub(crate) struct ChatRequest {
 pub(crate) struct Traffic {
     pub(crate) chat: ChatRequest,
     pub(crate) stream: ChatRequest,
+    /// The 64 KB chat (`--dlp`).
+    pub(crate) long_chat: ChatRequest,
     /// `chat` with a model outside the allow-list.
     pub(crate) denied_model: String,
     /// The non-streamed answer.
@@ -70,7 +85,8 @@ impl Traffic {
         Traffic {
             chat: ChatRequest::new(MODEL, false),
             stream: ChatRequest::new(MODEL, true),
-            denied_model: chat_request(DENIED_MODEL, false, REQUESTED_MAX_TOKENS),
+            long_chat: ChatRequest::long(),
+            denied_model: chat_request(DENIED_MODEL, false, REQUESTED_MAX_TOKENS, &[]),
             json_answer: json_answer(),
             sse_events: sse_events(),
         }
@@ -80,6 +96,7 @@ impl Traffic {
         match kind {
             Kind::Chat => &self.chat,
             Kind::Stream => &self.stream,
+            Kind::LongChat => &self.long_chat,
         }
     }
 
@@ -92,8 +109,24 @@ impl Traffic {
 impl ChatRequest {
     fn new(model: &str, stream: bool) -> Self {
         ChatRequest {
-            sent: chat_request(model, stream, REQUESTED_MAX_TOKENS),
-            clamped: chat_request(model, stream, MAX_OUTPUT_TOKENS),
+            sent: chat_request(model, stream, REQUESTED_MAX_TOKENS, &[]),
+            clamped: chat_request(model, stream, MAX_OUTPUT_TOKENS, &[]),
+        }
+    }
+
+    /// The 64 KB chat: the conversation, the assistant asking for the job's
+    /// config and logs, and the user pasting them.
+    fn long() -> Self {
+        let base = chat_request(MODEL, false, REQUESTED_MAX_TOKENS, &[]).len();
+        let overhead = r#",{"role":"assistant","content":""},{"role":"user","content":""}"#.len()
+            + escaped_len(ASK_FOR_LOGS)
+            + escaped_len(PASTE_END);
+        let room = LONG_CHAT_BYTES.saturating_sub(base + overhead);
+        let paste = format!("{}{PASTE_END}", pasted_material(room));
+        let turns = [("assistant", ASK_FOR_LOGS), ("user", paste.as_str())];
+        ChatRequest {
+            sent: chat_request(MODEL, false, REQUESTED_MAX_TOKENS, &turns),
+            clamped: chat_request(MODEL, false, MAX_OUTPUT_TOKENS, &turns),
         }
     }
 }
@@ -138,12 +171,131 @@ const TURNS: [(&str, &str); 5] = [
     ),
 ];
 
-/// A chat request as an OpenAI SDK sends it (compact, one line).
-fn chat_request(model: &str, stream: bool, max_tokens: u64) -> String {
+const ASK_FOR_LOGS: &str = "Archive has no retrieval delay, so restores during incidents are \
+not affected. Before I write the command: could you paste the export job's configuration and its \
+log for the last week? I want to check that the failure is the peak and not something else.";
+
+const PASTE_END: &str = "```\n\nSo: is it the quota peak every night, and is anything else in \
+there we should fix while we move the target to archive?";
+
+/// The export job's configuration, as the user pastes it.
+const JOB_CONFIG: &str = r##"export:
+  job: "nightly-export"
+  source: "db-prod-eu1"
+  snapshot: true
+  target: "nw-exports/acct-20931"
+  storage_class: "standard"
+  compression: "zstd:6"
+  parts: 40
+  part_size_mib: 256
+  schedule: "0 2 * * *"
+  retention_days: 30
+  notify: "#ops-exports"
+"##;
+
+/// Length of `s` once written as the inside of a JSON string.
+fn escaped_len(s: &str) -> usize {
+    s.len() + s.chars().filter(|c| matches!(c, '"' | '\\' | '\n')).count()
+}
+
+/// The pasted configuration and log, `room` bytes long or a log line less
+/// once JSON-escaped: a week of nights of an export job writing 40 parts,
+/// with checkpoints, quota warnings and the failure.
+fn pasted_material(room: usize) -> String {
+    let mut text = String::from("Sure, here is the job's configuration:\n\n```yaml\n");
+    text.push_str(JOB_CONFIG);
+    text.push_str(
+        "```\n\nand its log since the 21st (trimmed to the export's own lines):\n\n```\n",
+    );
+    let mut used = escaped_len(&text);
+    // splitmix64 from a fixed seed, so the log is the same on every run.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |m: u64| {
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % m
+    };
+    let mut lines = Vec::new();
+    for night in 0u64.. {
+        let date = format!("2026-11-{:02}", 21 + night % 10);
+        let pid = 4000 + next(900);
+        let snap = next(1 << 32);
+        lines.push(format!(
+            "{date}T02:00:0{}.{:03}Z INFO  export[{pid}]: starting nightly-export of db-prod-eu1 (snapshot snap-{snap:08x}) to nw-exports/acct-20931, class standard, 40 parts",
+            next(10),
+            next(1000)
+        ));
+        let mut used_pct = 55.0 + next(80) as f64 / 10.0;
+        for part in 1..=40u64 {
+            let (m, s, ms) = (part * 40 / 60, (part * 40 + next(20)) % 60, next(1000));
+            let bytes = 268_435_456 - next(4_000_000);
+            let secs = 20 + next(30);
+            let id = (
+                next(1 << 32),
+                next(1 << 16),
+                next(1 << 12),
+                next(1 << 14),
+                next(1 << 48),
+            );
+            lines.push(format!(
+                "{date}T02:{m:02}:{s:02}.{ms:03}Z INFO  export[{pid}]: part {part:04}/0040 written, {bytes} bytes in {secs}.{} s ({}.{} MB/s), object exports/{date}/part-{part:04}.zst, request {:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+                next(10),
+                bytes / 1_000_000 / secs,
+                next(10),
+                id.0, id.1, id.2, id.3 | 0x8000, id.4
+            ));
+            used_pct += 1.6;
+            if part % 8 == 0 {
+                lines.push(format!(
+                    "{date}T02:{m:02}:{s:02}.{:03}Z INFO  export[{pid}]: checkpoint {part:04}, sha256 {:016x}{:016x}{:016x}{:016x}",
+                    next(1000),
+                    next(u64::MAX),
+                    next(u64::MAX),
+                    next(u64::MAX),
+                    next(u64::MAX)
+                ));
+            }
+            if used_pct > 95.0 && part % 4 == 0 {
+                lines.push(format!(
+                    "{date}T02:{m:02}:{s:02}.{:03}Z WARN  storage: class standard at {used_pct:.1}% of quota for acct-20931 ({:.2} TiB of 10.00 TiB)",
+                    next(1000),
+                    used_pct / 10.0
+                ));
+            }
+            if used_pct > 118.0 {
+                lines.push(format!(
+                    "{date}T02:{m:02}:{s:02}.{:03}Z ERROR export[{pid}]: part {part:04}/0040 refused: \"quota exceeded for storage class standard\" (HTTP 507), export aborted after {part} parts; temporary copy kept for compaction",
+                    next(1000)
+                ));
+                break;
+            }
+        }
+        for line in lines.drain(..) {
+            let len = escaped_len(&line) + 2;
+            if used + len > room {
+                return text;
+            }
+            text.push_str(&line);
+            text.push('\n');
+            used += len;
+        }
+    }
+    text
+}
+
+/// A chat request as an OpenAI SDK sends it (compact, one line): the system
+/// prompt, [`TURNS`], then `more`.
+fn chat_request(model: &str, stream: bool, max_tokens: u64, more: &[(&str, &str)]) -> String {
     let mut messages = vec![format!(r#"{{"role":"system","content":"{SYSTEM}"}}"#)];
     for (role, content) in TURNS {
         let content = content.split_whitespace().collect::<Vec<_>>().join(" ");
         messages.push(format!(r#"{{"role":"{role}","content":"{content}"}}"#));
+    }
+    for (role, content) in more {
+        let content = serde_json::Value::from(*content).to_string();
+        messages.push(format!(r#"{{"role":"{role}","content":{content}}}"#));
     }
     let stream = if stream {
         r#","stream":true,"stream_options":{"include_usage":true}"#
@@ -261,6 +413,39 @@ mod tests {
         );
         assert!(parse(&t.chat.sent).get("stream").is_none());
         assert_eq!(parse(&t.denied_model)["model"], DENIED_MODEL);
+    }
+
+    #[test]
+    fn long_request_is_64_kilobytes_of_pasted_config_and_log() {
+        let r = Traffic::build().long_chat;
+        assert!(
+            (LONG_CHAT_BYTES - 400..=LONG_CHAT_BYTES).contains(&r.sent.len()),
+            "{}",
+            r.sent.len()
+        );
+        assert!(r.sent.is_ascii());
+        let v = parse(&r.sent);
+        assert_eq!(v["model"], MODEL);
+        let messages = v["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 8);
+        let paste = messages[7]["content"].as_str().unwrap();
+        assert!(
+            paste.contains("storage_class: \"standard\""),
+            "{paste:.300}"
+        );
+        assert!(paste.contains("quota exceeded for storage class standard"));
+        assert!(paste.matches('\n').count() > 300);
+        assert!(paste.ends_with("move the target to archive?"));
+        assert_eq!(r.sent.matches(r#""max_tokens":5000"#).count(), 1);
+        assert_eq!(
+            r.sent
+                .replace(r#""max_tokens":5000"#, r#""max_tokens":2000"#),
+            r.clamped
+        );
+        // The conversation before the paste is the 2 KB request's.
+        let short = Traffic::build().chat.sent;
+        let head = short.split(r#"],"max_tokens""#).next().unwrap();
+        assert!(r.sent.starts_with(head));
     }
 
     #[test]
