@@ -8,8 +8,16 @@ carries `x-e2e-call: <sdk>-<call>`, so the test can find it upstream (and
 from there its audit record). Prints one JSON object per call on stdout;
 exits non-zero on any surprise.
 
+`dlp` (run only when named, against a rule with a DLP policy): the OpenAI
+and Anthropic SDKs send a prompt holding a key (TOLLGATE_DLP_KEY, made up
+by the test at run time) and must fail with 403 and our reason code; the
+OpenAI SDK then sends a card number and the operator's literal, created
+and streamed, and must get its answer (the test checks what went upstream).
+The key is never printed.
+
 Environment: TOLLGATE_GW (https://localhost:PORT), TOLLGATE_CA,
-TOLLGATE_ALLOWED_CERT/KEY, TOLLGATE_DENIED_CERT/KEY, TOLLGATE_PLACEHOLDER.
+TOLLGATE_ALLOWED_CERT/KEY, TOLLGATE_DENIED_CERT/KEY, TOLLGATE_PLACEHOLDER;
+TOLLGATE_DLP_KEY for `dlp`.
 """
 import json
 import os
@@ -144,7 +152,52 @@ def run_gemini():
              message=str(e))
 
 
+def denied(sdk, call, e, status):
+    """An SDK error as the test reads it: status, reason header, message."""
+    emit(sdk=sdk, call=call, error=type(e).__name__, status=status,
+         reason_header=e.response.headers.get("x-tollgate-reason") if e.response is not None else None,
+         message=str(e))
+
+
+# A Luhn-valid test card number, and the operator's literal of the test's policy.
+CARD = "4111 1111 1111 1111"
+REDACTED_PROMPT = f"Project Falcon: pay with {CARD} now, then confirm the invoice."
+
+
+def run_dlp():
+    key = os.environ["TOLLGATE_DLP_KEY"]
+    leaked = f"Our deploy fails with 401. The key in the config is {key}, is it expired?"
+    try:
+        openai_client("ALLOWED").chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": leaked}],
+            extra_headers=tag("openai", "dlp_blocked"))
+        emit(sdk="openai", call="dlp_blocked", error=None)
+    except openai.APIStatusError as e:
+        denied("openai", "dlp_blocked", e, e.status_code)
+    try:
+        anthropic_client("ALLOWED").messages.create(
+            model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": leaked}],
+            extra_headers=tag("anthropic", "dlp_blocked"))
+        emit(sdk="anthropic", call="dlp_blocked", error=None)
+    except anthropic.APIStatusError as e:
+        denied("anthropic", "dlp_blocked", e, e.status_code)
+
+    c = openai_client("ALLOWED")
+    msgs = [{"role": "user", "content": REDACTED_PROMPT}]
+    r = c.chat.completions.create(model="gpt-4o-mini", messages=msgs,
+                                  extra_headers=tag("openai", "dlp_redacted"))
+    emit(sdk="openai", call="dlp_redacted", model="gpt-4o-mini", text=r.choices[0].message.content,
+         sent=REDACTED_PROMPT)
+    text = ""
+    for chunk in c.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True,
+                                           stream_options={"include_usage": True},
+                                           extra_headers=tag("openai", "dlp_redacted_stream")):
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+    emit(sdk="openai", call="dlp_redacted_stream", model="gpt-4o-mini", text=text, sent=REDACTED_PROMPT)
+
+
 if __name__ == "__main__":
     which = sys.argv[1:] or ["openai", "anthropic", "gemini"]
     for name in which:
-        {"openai": run_openai, "anthropic": run_anthropic, "gemini": run_gemini}[name]()
+        {"openai": run_openai, "anthropic": run_anthropic, "gemini": run_gemini, "dlp": run_dlp}[name]()
