@@ -19,14 +19,16 @@
 //!   as sent (or clamped) through the others;
 //! - the DLP gateways' records show the block, the redaction, and nothing
 //!   found in the measured prompt; neither the key nor the address is in
-//!   their access log or Envoy's log.
+//!   their access log or Envoy's log;
+//! - the diagnostic audit-only gateway (`audit: ["all"]`) forwards both
+//!   probes unchanged and records the key and the address by detector.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
 use serde_json::{json, Value};
 
-use super::gateways::{Variant, DLP_POLICY};
+use super::gateways::{Dlp, Variant, DLP_POLICY};
 use super::load::Rounds;
 use super::setup::{
     ensure_refusal, file_len, http_client, read_records, send, Bench, Gateway, LlmSide,
@@ -91,8 +93,15 @@ impl Bench {
             let probe = with_words(&r.sent, &format!("Our key is {key} if you need it."))?;
             let (status, reply) = send(&client, g.entry, CHAT_PATH, probe).await?;
             let reached = upstream.requests() > seen;
-            ensure_refusal(v, v.scans_prompt(), "a prompt with a key", status, reached)?;
-            if v.scans_prompt() {
+            let dlp = v.dlp();
+            ensure_refusal(
+                v,
+                dlp == Dlp::Enforce,
+                "a prompt with a key",
+                status,
+                reached,
+            )?;
+            if dlp == Dlp::Enforce {
                 let reply: Value = serde_json::from_slice(&reply)
                     .with_context(|| format!("{}: the DLP refusal is not JSON", v.slug()))?;
                 let message = reply["error"]["message"].as_str().unwrap_or_default();
@@ -114,7 +123,7 @@ impl Bench {
                 v.slug()
             );
             let base = if v.checks_body() { &r.clamped } else { &r.sent };
-            let expected = if v.scans_prompt() {
+            let expected = if dlp == Dlp::Enforce {
                 with_words(base, "Send the summary to [REDACTED:email].")?
             } else {
                 with_words(base, &words)?
@@ -136,7 +145,7 @@ impl Bench {
             if v.records() {
                 check_dlp_records(g, log_start).await?;
             }
-            if v.scans_prompt() {
+            if dlp != Dlp::Off {
                 let logs = std::fs::read_to_string(&g.access_log).unwrap_or_default()
                     + &std::fs::read_to_string(g.envoy.log_path()).unwrap_or_default();
                 for (what, text) in [("the key", &key[..]), ("the address", PROBE_EMAIL)] {
@@ -149,7 +158,7 @@ impl Bench {
             }
         }
         println!(
-            "checked: every gateway forwards its prompt (the body rules clamped to \"max_tokens\":{MAX_OUTPUT_TOKENS}; DLP found nothing in it); the DLP gateways refuse the prompt with a key (403 dlp_blocked naming openai_api_key) and forward the one with an e-mail address as [REDACTED:email], the others forward both; neither is in the DLP gateways' logs\n"
+            "checked: every gateway forwards its prompt (the body rules clamped to \"max_tokens\":{MAX_OUTPUT_TOKENS}; DLP found nothing in it); the DLP gateways refuse the prompt with a key (403 dlp_blocked naming openai_api_key) and forward the one with an e-mail address as [REDACTED:email], the audit-only one forwards both and records them, the others forward both; neither is in the DLP gateways' logs\n"
         );
         Ok(())
     }
@@ -170,19 +179,27 @@ async fn check_dlp_records(g: &Gateway, start: u64) -> anyhow::Result<()> {
                 && r["usage"]["input"] == JSON_USAGE.0
                 && r.get("dlp").is_none()
         });
+        let found = |detector: &str| json!([{"detector": detector, "count": 1}]);
         let blocked = records.iter().any(|r| {
-            r["reason"] == "dlp_blocked"
-                && r["dlp"] == json!([{"detector": "openai_api_key", "count": 1}])
+            let decision = match v.dlp() {
+                Dlp::Audit => "allow",
+                _ => "deny",
+            };
+            r["decision"] == decision && r["dlp"] == found("openai_api_key")
         });
         let redacted = records.iter().any(|r| {
-            r["dlp_redacted"] == 1 && r["dlp"] == json!([{"detector": "email", "count": 1}])
+            let redactions = match v.dlp() {
+                Dlp::Audit => Value::Null,
+                _ => json!(1),
+            };
+            r["dlp_redacted"] == redactions && r["dlp"] == found("email")
         });
-        if measured && (!v.scans_prompt() || (blocked && redacted)) {
+        if measured && (v.dlp() == Dlp::Off || (blocked && redacted)) {
             return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
-                "{}: the records do not show (measured prompt, clean: {measured}; key blocked: {blocked}; address redacted: {redacted}) in {} within 5 s: {records:?}",
+                "{}: the records do not show (measured prompt, clean: {measured}; key found: {blocked}; address found: {redacted}) in {} within 5 s: {records:?}",
                 v.slug(),
                 g.access_log.display()
             );
@@ -232,8 +249,11 @@ pub(crate) fn print_dlp_table(bench: &Bench, rounds: &Rounds) {
     for (kind, [plain, body, dlp]) in SIZES {
         let bytes = traffic.request(kind).sent.len();
         let mut rows = vec![plain, body, dlp];
-        if kind == Kind::LongChat && rounds.contains_key(&Variant::TollgateBodyDlpLongB) {
-            rows.push(Variant::TollgateBodyDlpLongB);
+        if kind == Kind::LongChat {
+            rows.extend([
+                Variant::TollgateBodyDlpAuditLong,
+                Variant::TollgateBodyDlpLongB,
+            ]);
         }
         for v in rows {
             if !rounds.contains_key(&v) {
@@ -276,10 +296,11 @@ pub(crate) fn print_dlp_table(bench: &Bench, rounds: &Rounds) {
 
 /// The DLP gateways' Tollgate counters (every non-zero one) are printed
 /// with the others; this names them for `report::print_gateway_stats`.
-pub(crate) const DLP_STAT_GATEWAYS: [Variant; 4] = [
+pub(crate) const DLP_STAT_GATEWAYS: [Variant; 5] = [
     Variant::TollgateBodyDlp,
     Variant::TollgateBodyLong,
     Variant::TollgateBodyDlpLong,
+    Variant::TollgateBodyDlpAuditLong,
     Variant::TollgateBodyDlpLongB,
 ];
 

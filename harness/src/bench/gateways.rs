@@ -68,6 +68,21 @@ pub(crate) enum Variant {
     /// `--dlp`, only with `--tollgate-b FILE`: build B with the body rule
     /// plus DLP on the 64 KB prompt (A/B of a change to DLP's speed).
     TollgateBodyDlpLongB,
+    /// `--dlp` diagnostic: the body rule plus a DLP policy that only
+    /// records (`audit: ["all"]`) on the 64 KB prompt: what redact's
+    /// bookkeeping adds when nothing is found.
+    TollgateBodyDlpAuditLong,
+}
+
+/// What a gateway's rule does with DLP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dlp {
+    /// No DLP policy.
+    Off,
+    /// [`tollgate_dlp_policy`]: secrets blocked, personal data redacted.
+    Enforce,
+    /// Every built-in detector recorded, nothing blocked or changed.
+    Audit,
 }
 
 impl Variant {
@@ -97,13 +112,14 @@ impl Variant {
     /// `--dlp`'s gateways: each prompt size through the plain proxy, the
     /// body rule and the body rule with DLP (`TollgateBodyDlpLongB` only
     /// with `--tollgate-b`).
-    pub(crate) const DLP_MODE: [Variant; 7] = [
+    pub(crate) const DLP_MODE: [Variant; 8] = [
         Self::Plain,
         Self::TollgateBody,
         Self::TollgateBodyDlp,
         Self::PlainLong,
         Self::TollgateBodyLong,
         Self::TollgateBodyDlpLong,
+        Self::TollgateBodyDlpAuditLong,
         Self::TollgateBodyDlpLongB,
     ];
 
@@ -137,6 +153,7 @@ impl Variant {
             Self::TollgateBodyLong => "5 Tollgate, body rule, 64 KB",
             Self::TollgateBodyDlpLong => "6 Tollgate, body rule + DLP, 64 KB",
             Self::TollgateBodyDlpLongB => "(diag) build B, body + DLP, 64 KB",
+            Self::TollgateBodyDlpAuditLong => "(diag) body + DLP audit-only, 64 KB",
         }
     }
 
@@ -162,6 +179,7 @@ impl Variant {
             Self::TollgateBodyLong => "tollgate_body_64k",
             Self::TollgateBodyDlpLong => "tollgate_body_dlp_64k",
             Self::TollgateBodyDlpLongB => "tollgate_body_dlp_64k_b",
+            Self::TollgateBodyDlpAuditLong => "tollgate_body_dlp_audit_64k",
         }
     }
 
@@ -192,15 +210,19 @@ impl Variant {
                 | Self::TollgateBodyLong
                 | Self::TollgateBodyDlpLong
                 | Self::TollgateBodyDlpLongB
+                | Self::TollgateBodyDlpAuditLong
         )
     }
 
-    /// Whether the gateway's rule has the DLP policy (`--dlp`).
-    pub(crate) fn scans_prompt(self) -> bool {
-        matches!(
-            self,
-            Self::TollgateBodyDlp | Self::TollgateBodyDlpLong | Self::TollgateBodyDlpLongB
-        )
+    /// What the gateway's rule does with DLP (`--dlp`).
+    pub(crate) fn dlp(self) -> Dlp {
+        match self {
+            Self::TollgateBodyDlp | Self::TollgateBodyDlpLong | Self::TollgateBodyDlpLongB => {
+                Dlp::Enforce
+            }
+            Self::TollgateBodyDlpAuditLong => Dlp::Audit,
+            _ => Dlp::Off,
+        }
     }
 
     /// The chat request this gateway is fed: the 64 KB one or the 2 KB one.
@@ -209,7 +231,8 @@ impl Variant {
             Self::PlainLong
             | Self::TollgateBodyLong
             | Self::TollgateBodyDlpLong
-            | Self::TollgateBodyDlpLongB => Kind::LongChat,
+            | Self::TollgateBodyDlpLongB
+            | Self::TollgateBodyDlpAuditLong => Kind::LongChat,
             _ => Kind::Chat,
         }
     }
@@ -282,6 +305,11 @@ pub(crate) fn spec_for(
         }
         Variant::TollgateBodyDlp | Variant::TollgateBodyDlpLong | Variant::TollgateBodyDlpLongB => {
             spec.policy_json = tollgate_dlp_policy().to_string();
+        }
+        Variant::TollgateBodyDlpAuditLong => {
+            let mut policy = tollgate_dlp_policy();
+            policy["dlp_policies"] = json!([{"name": DLP_POLICY, "audit": ["all"]}]);
+            spec.policy_json = policy.to_string();
         }
         Variant::TollgateBodyBudgets => {
             let mut policy = tollgate_body_policy();

@@ -50,6 +50,7 @@
 //! --dlp (h2load only; the same upstream):
 //!   2 KB prompt:  (1) router only  (2) Tollgate, body rule  (3) body rule + DLP
 //!   64 KB prompt: (4) router only  (5) Tollgate, body rule  (6) body rule + DLP
+//!                 (diag) body rule + DLP that only records (audit: all)
 //! ```
 //!
 //! The two diagnostic gateways split Tollgate's cost: what any v8 wasm
