@@ -63,7 +63,7 @@ pub fn parse_document(doc: &dyn Document) -> Result<Config, ConfigErrors> {
     let mut policy = PolicyBuilder::with_capacity(head.rules);
     let mut last = LastSets::default();
     if head.rules_listed {
-        read::read_rules(doc, head.checked, &mut shape, |i, rule| {
+        read::read_rules(doc, head.checked, &head.dups, &mut shape, |i, rule| {
             if let Some(settings) = &settings {
                 compile_rule(i, rule, settings, &mut policy, &mut last, &mut meaning);
             }
@@ -487,6 +487,8 @@ fn compile_rate_limit_service(
 struct LastSets {
     providers: Option<(Vec<String>, u32)>,
     endpoints: Option<(Vec<String>, u32)>,
+    /// The workload patterns of the rule being compiled (a buffer reused).
+    workloads: Vec<WorkloadPattern>,
 }
 
 /// The set number of `list` when it equals the cached one.
@@ -532,7 +534,8 @@ fn compile_rule(
         );
     }
     let trust_domains = &settings.trust_domains;
-    let mut pats = Vec::with_capacity(r.workloads.len());
+    let pats = &mut last.workloads;
+    pats.clear();
     for (j, w) in r.workloads.iter().enumerate() {
         match WorkloadPattern::parse(w) {
             Ok(p) => {
@@ -601,7 +604,7 @@ fn compile_rule(
             n
         }
     };
-    let id = policy.push_sets(&r.name, &pats, providers, endpoints);
+    let id = policy.push_sets(&r.name, &mut last.workloads, providers, endpoints);
     let limits = compile_limits(i, r, errs);
     if let Some(names) = &r.budgets {
         let mut ids = Vec::with_capacity(names.len());

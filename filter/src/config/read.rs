@@ -7,15 +7,19 @@
 //! [`super::scan`] pull reader, in two passes, and never held whole: a
 //! large policy's text (1.4 MB for 10,000 rules) would otherwise take VM
 //! memory that the VM never gives back.
-//! 1. [`read_head`] reads every setting but the rules, finds every duplicate
-//!    key in the whole document, and counts the rules;
-//! 2. [`read_rules`] reads the rules one at a time and hands each to the
-//!    caller as soon as it is read, so no list of rules is ever built.
+//! 1. [`read_head`] reads every setting but the rules and finds their
+//!    duplicate keys; of the rules it only counts the elements (looking at
+//!    nothing but brackets, commas and string bounds, most of the document
+//!    passes at the speed of a string search);
+//! 2. [`read_rules`] reads the rules one at a time, strictly, finds their
+//!    duplicate keys, and hands each rule to the caller as soon as it is
+//!    read, so no list of rules is ever built.
 //!
 //! When the scanner stops (a syntax or read error, or a number, which it
 //! leaves to serde_json), serde_json reads the whole document and reports
-//! its first syntax error exactly as before; if it finds none, the passes
-//! run again with the scanner skipping numbers.
+//! its first syntax error exactly as before; if it finds none, the pass
+//! runs again with the scanner skipping numbers (the second pass resumes
+//! at the rule it stopped in).
 //!
 //! Invariants:
 //! - Unknown fields are errors at every level, reported at their own path
@@ -29,7 +33,8 @@
 //!   module) and quote input strings escaped, so a log line cannot be split.
 //! - A JSON syntax (or read) error has an empty path and reads
 //!   `line L column C: <serde_json message>`; it is the only problem
-//!   reported, and the first pass finds it.
+//!   reported (the first pass finds it, or the second when it is inside
+//!   a list of rules).
 //! - Optional settings given as `null` count as absent; fields with a
 //!   non-`Option` default (`mode`, `rules`, `scope`, `prefix`) must have
 //!   the right type when present.
@@ -39,7 +44,7 @@ use std::io::{self, Read};
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::error::ConfigErrors;
+use super::error::{ConfigError, ConfigErrors};
 use super::raw::*;
 use super::scan::{Kind, Scanner, Stop};
 use super::Document;
@@ -66,8 +71,11 @@ pub struct Head {
     pub rules_listed: bool,
     /// How many rules the `rules` lists hold.
     pub rules: usize,
-    /// Every duplicate key in the document, then the settings' problems.
+    /// Every duplicate key outside the rules, then the settings' problems
+    /// ([`read_rules`] inserts the rules' duplicate keys among the first).
     pub errs: ConfigErrors,
+    /// Where each duplicate key in `errs` is ([`Scanner::offset`]).
+    pub dups: Vec<usize>,
     /// Whether serde_json had to check the syntax (see [`super::scan`]);
     /// [`read_rules`] then reads leniently.
     pub checked: bool,
@@ -86,17 +94,21 @@ pub fn read_head(doc: &dyn Document) -> Result<Head, ConfigErrors> {
 }
 
 fn head_pass(doc: &dyn Document, checked: bool) -> Result<Head, Stop> {
-    let mut w = Walker::new(doc, checked);
+    let mut sc = Scanner::new(doc.open(), CHUNK, checked);
+    let mut w = Walker::new(&mut sc, String::new());
     let mut rules = RulesFound::Absent;
     let mut rules_count = 0;
     let root = w.head(&mut rules, &mut rules_count)?;
-    w.sc.finish()?;
+    let found = core::mem::take(&mut w.dups);
+    sc.finish()?;
     let mut errs = ConfigErrors::default();
     // A map keeps only the last of duplicate keys, so they are found while
     // reading: `"mode": "enforce", ..., "mode": "dry_run"` is an error
     // rather than a silent switch to dry run.
-    for (path, key) in w.dups {
-        errs.push(path, format!("duplicate field {}", quote(&key)));
+    let mut dups = Vec::with_capacity(found.len());
+    for (offset, path, key) in found {
+        dups.push(offset);
+        errs.push(path, duplicate(&key));
     }
     let rules_listed = rules_count > 0 || matches!(rules, RulesFound::List);
     let settings = read_config(&root, rules, &mut errs);
@@ -105,25 +117,75 @@ fn head_pass(doc: &dyn Document, checked: bool) -> Result<Head, Stop> {
         rules_listed,
         rules: rules_count,
         errs,
+        dups,
         checked,
     })
 }
 
+fn duplicate(key: &str) -> String {
+    format!("duplicate field {}", quote(key))
+}
+
 /// The second pass: hands each well-formed rule to `each` with its index,
-/// in order, as soon as it is read; the others' problems go to `errs`.
+/// in order, as soon as it is read; the others' problems go to `errs`,
+/// which holds the first pass's ([`Head::errs`]): the rules' duplicate keys
+/// go among its duplicate keys (at [`Head::dups`]), in document order.
 /// `checked` is [`Head::checked`].
+///
+/// The first pass only counted the rules, so this pass is the first to
+/// read them strictly: when the scanner stops here, serde_json judges the
+/// document, and if it finds nothing wrong the rules not yet read are read
+/// again, leniently.
 pub fn read_rules(
     doc: &dyn Document,
     checked: bool,
+    dups: &[usize],
     errs: &mut ConfigErrors,
     mut each: impl FnMut(usize, &RawRule),
 ) -> Result<(), ConfigErrors> {
-    let mut sc = Scanner::new(doc.open(), CHUNK, checked);
-    match rules_pass(&mut sc, errs, &mut each) {
-        Ok(()) => Ok(()),
-        Err(Stop) => {
-            check(doc)?;
-            Err(unreadable())
+    let mut progress = Progress {
+        dups,
+        inserted: 0,
+        done: 0,
+    };
+    let mut lenient = checked;
+    loop {
+        let mut sc = Scanner::new(doc.open(), CHUNK, lenient);
+        match rules_pass(&mut sc, &mut progress, errs, &mut each) {
+            Ok(()) => return Ok(()),
+            Err(Stop) => {
+                check(doc)?;
+                if lenient {
+                    return Err(unreadable());
+                }
+                lenient = true;
+            }
+        }
+    }
+}
+
+/// How far [`read_rules`] got, kept across a second, lenient reading.
+struct Progress<'d> {
+    /// [`Head::dups`].
+    dups: &'d [usize],
+    /// How many of the rules' duplicate keys are in the errors.
+    inserted: usize,
+    /// How many rules (over every `rules` list) were read and reported.
+    done: usize,
+}
+
+impl Progress<'_> {
+    /// Puts each of a rule's duplicate keys among the others, in document
+    /// order.
+    fn insert_dups(&mut self, found: &mut Vec<Dup>, errs: &mut ConfigErrors) {
+        for (offset, path, key) in found.drain(..) {
+            let at = self.dups.partition_point(|&d| d < offset) + self.inserted;
+            let e = ConfigError {
+                path,
+                message: duplicate(&key),
+            };
+            errs.0.insert(at.min(errs.0.len()), e);
+            self.inserted += 1;
         }
     }
 }
@@ -227,22 +289,30 @@ enum Step {
     Key(usize),
 }
 
-/// The first pass: reads values, recording each repeated object key (path
-/// and key, in document order) in `dups`.
-struct Walker<'r> {
-    sc: Scanner<'r>,
+/// A repeated object key: where it is ([`Scanner::offset`]), its path,
+/// and the key.
+type Dup = (usize, String, String);
+
+/// Reads values, recording each repeated object key (in document order) in
+/// `dups`: the first pass, and the second where a rule holds something
+/// other than what it is read for.
+struct Walker<'s, 'r> {
+    sc: &'s mut Scanner<'r>,
+    /// The path of the value read first.
+    prefix: String,
     /// The keys of the objects being read, end to end.
     arena: String,
     /// Each key's span in `arena`.
     keys: Vec<(usize, usize)>,
     path: Vec<Step>,
-    dups: Vec<(String, String)>,
+    dups: Vec<Dup>,
 }
 
-impl<'r> Walker<'r> {
-    fn new(doc: &'r dyn Document, checked: bool) -> Self {
+impl<'s, 'r> Walker<'s, 'r> {
+    fn new(sc: &'s mut Scanner<'r>, prefix: String) -> Self {
         Walker {
-            sc: Scanner::new(doc.open(), CHUNK, checked),
+            sc,
+            prefix,
             arena: String::new(),
             keys: Vec::new(),
             path: Vec::new(),
@@ -260,7 +330,7 @@ impl<'r> Walker<'r> {
     /// `rules[2].workloads`, with keys that are not plainly printable quoted.
     #[inline(never)]
     fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = self.prefix.clone();
         for s in &self.path {
             match *s {
                 Step::Index(i) => out = format!("{out}[{i}]"),
@@ -289,7 +359,8 @@ impl<'r> Walker<'r> {
         self.path.push(Step::Key(k));
         if repeated {
             let path = self.render();
-            self.dups.push((path, self.key_text(k).to_string()));
+            let offset = self.sc.offset();
+            self.dups.push((offset, path, self.key_text(k).to_string()));
         }
         Ok(Some(k))
     }
@@ -389,22 +460,13 @@ impl<'r> Walker<'r> {
         Ok(Value::Object(out))
     }
 
-    /// A `rules` member: its elements are walked for duplicate keys and
-    /// counted into `count`, never kept.
+    /// A `rules` member: a list's elements are only counted into `count`
+    /// ([`read_rules`] reads them, strictly, and finds their duplicate keys).
     fn rules_count(&mut self, count: &mut usize) -> Result<RulesFound, Stop> {
         if self.sc.kind()? != Kind::List {
             return self.walk(true).map(RulesFound::Wrong);
         }
-        self.sc.open_list()?;
-        let mut first = true;
-        let mut i = 0usize;
-        while self.sc.next_element(&mut first)? {
-            self.path.push(Step::Index(i));
-            self.walk(false)?;
-            self.path.pop();
-            i += 1;
-        }
-        *count += i;
+        *count += self.sc.count_list()?;
         Ok(RulesFound::List)
     }
 }
@@ -414,6 +476,7 @@ impl<'r> Walker<'r> {
 /// skipped here.
 fn rules_pass(
     sc: &mut Scanner<'_>,
+    progress: &mut Progress<'_>,
     errs: &mut ConfigErrors,
     each: &mut impl FnMut(usize, &RawRule),
 ) -> Result<(), Stop> {
@@ -424,6 +487,7 @@ fn rules_pass(
     let mut rule = RuleReader::default();
     sc.open_object()?;
     let mut first = true;
+    let mut n = 0usize;
     while let Some(key) = sc.next_key(&mut first)? {
         if key != "rules" || sc.kind()? != Kind::List {
             sc.skip()?;
@@ -433,10 +497,18 @@ fn rules_pass(
         let mut first = true;
         let mut i = 0usize;
         while sc.next_element(&mut first)? {
-            if rule.read(sc, i, errs)? {
-                each(i, &rule.rule);
+            if n < progress.done {
+                sc.skip()?;
+            } else {
+                let ok = rule.read(sc, i, errs)?;
+                progress.insert_dups(&mut rule.dups, errs);
+                progress.done = n + 1;
+                if ok {
+                    each(i, &rule.rule);
+                }
             }
             i += 1;
+            n += 1;
         }
     }
     sc.finish()
@@ -457,6 +529,8 @@ type Slot<P> = Option<Result<(), P>>;
 struct RuleReader {
     rule: RawRule,
     unknown: Vec<String>,
+    /// The last rule's repeated keys, at any depth, in document order.
+    dups: Vec<Dup>,
 }
 
 const RULE_FIELDS: [&str; 11] = [
@@ -473,20 +547,74 @@ const RULE_FIELDS: [&str; 11] = [
     "dlp",
 ];
 
+/// The number of a rule member in [`RULE_FIELDS`] (its length when unknown).
+fn rule_field(key: &str) -> usize {
+    match key {
+        "name" => 0,
+        "workloads" => 1,
+        "providers" => 2,
+        "endpoints" => 3,
+        "models" => 4,
+        "max_output_tokens" => 5,
+        "max_output_tokens_action" => 6,
+        "max_body_bytes" => 7,
+        "budgets" => 8,
+        "prompt_guard" => 9,
+        "dlp" => 10,
+        _ => RULE_FIELDS.len(),
+    }
+}
+
+/// Where in rule `i` a value is.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    /// The rule itself.
+    Rule(usize),
+    /// A member, by its key.
+    Member(usize, &'a str),
+    /// An element of a member.
+    Item(usize, &'a str, usize),
+}
+
+impl At<'_> {
+    fn path(self) -> String {
+        match self {
+            At::Rule(i) => format!("rules[{i}]"),
+            At::Member(i, key) => at(&format!("rules[{i}]"), &step(key)),
+            At::Item(i, key, j) => format!("{}[{j}]", At::Member(i, key).path()),
+        }
+    }
+}
+
+/// Skips a value that is not read, recording its repeated keys in `dups`.
+#[inline(never)]
+fn skip_value(sc: &mut Scanner<'_>, dups: &mut Vec<Dup>, at: At<'_>) -> Result<Kind, Stop> {
+    let kind = sc.kind()?;
+    if !matches!(kind, Kind::List | Kind::Object) {
+        return sc.skip();
+    }
+    let mut w = Walker::new(sc, at.path());
+    w.walk(false)?;
+    dups.append(&mut w.dups);
+    Ok(kind)
+}
+
 impl RuleReader {
     /// Reads rule `i` into `self.rule`; true when it is well-formed, else
     /// its problems go to `errs`, in the order the settings' readers use
-    /// (and a map of the members would give) (unknown fields by name, then each field in turn; of repeated
-    /// keys the last counts).
+    /// (and a map of the members would give): unknown fields by name, then
+    /// each field in turn; of repeated keys the last counts. The repeated
+    /// keys themselves are left in `self.dups`.
     fn read(
         &mut self,
         sc: &mut Scanner<'_>,
         i: usize,
         errs: &mut ConfigErrors,
     ) -> Result<bool, Stop> {
+        self.dups.clear();
         let kind = sc.kind()?;
         if kind != Kind::Object {
-            sc.skip()?;
+            skip_value(sc, &mut self.dups, At::Rule(i))?;
             errs.push(
                 format!("rules[{i}]"),
                 format!("expected an object, got {}", kind.name()),
@@ -506,11 +634,30 @@ impl RuleReader {
         // Problems of optional members: (member, path below the rule,
         // problem), in the order read; a repeated member replaces its own.
         let mut optional: Vec<(&'static str, String, String)> = Vec::new();
+        // The known members read so far, by their bit.
+        let mut seen = 0u16;
         sc.open_object()?;
         let mut first = true;
         while let Some(key) = sc.next_key(&mut first)? {
-            let (list, field) = match key {
-                "name" => {
+            let n = rule_field(key);
+            let repeated = if n < RULE_FIELDS.len() {
+                let repeated = seen & (1 << n) != 0;
+                seen |= 1 << n;
+                repeated.then(|| key.to_string())
+            } else {
+                let repeated = self.unknown.iter().any(|u| u == key);
+                self.unknown.push(key.to_string());
+                repeated.then(|| key.to_string())
+            };
+            if let Some(key) = repeated {
+                let path = At::Member(i, &key).path();
+                self.dups.push((sc.offset(), path, key));
+            }
+            let field = RULE_FIELDS.get(n).copied().unwrap_or("");
+            let dups = &mut self.dups;
+            let member = At::Member(i, field);
+            match n {
+                0 => {
                     name = Some(match sc.kind()? {
                         Kind::String => {
                             let s = sc.string()?;
@@ -518,23 +665,29 @@ impl RuleReader {
                             self.rule.name.push_str(s);
                             Ok(())
                         }
-                        _ => Err(sc.skip()?),
+                        _ => Err(skip_value(sc, dups, member)?),
                     });
-                    continue;
                 }
-                "workloads" => (&mut self.rule.workloads, 0),
-                "providers" => (&mut self.rule.providers, 1),
-                "endpoints" => (&mut self.rule.endpoints, 2),
-                "models" | "budgets" => {
-                    let field = if key == "models" { "models" } else { "budgets" };
+                1..=3 => {
+                    let list = match n {
+                        1 => &mut self.rule.workloads,
+                        2 => &mut self.rule.providers,
+                        _ => &mut self.rule.endpoints,
+                    };
+                    let read = str_list_into(sc, list, dups, member)?;
+                    if let Some(slot) = lists.get_mut(n - 1) {
+                        *slot = Some(read);
+                    }
+                }
+                4 | 8 => {
                     optional.retain(|(f, _, _)| *f != field);
-                    let slot = if field == "models" {
+                    let slot = if n == 4 {
                         &mut self.rule.models
                     } else {
                         &mut self.rule.budgets
                     };
                     let mut items = slot.take().unwrap_or_default();
-                    match str_list_into(sc, &mut items)? {
+                    match str_list_into(sc, &mut items, dups, member)? {
                         Ok(()) => *slot = Some(items),
                         Err(ListProblem::NotList(k)) => optional.push((
                             field,
@@ -551,14 +704,8 @@ impl RuleReader {
                             }
                         }
                     }
-                    continue;
                 }
-                "max_output_tokens" | "max_body_bytes" => {
-                    let field = if key == "max_body_bytes" {
-                        "max_body_bytes"
-                    } else {
-                        "max_output_tokens"
-                    };
+                5 | 7 => {
                     optional.retain(|(f, _, _)| *f != field);
                     let value = match sc.kind()? {
                         Kind::Number => match sc.uint()? {
@@ -577,7 +724,7 @@ impl RuleReader {
                             None
                         }
                         k => {
-                            sc.skip()?;
+                            skip_value(sc, dups, member)?;
                             optional.push((
                                 field,
                                 field.into(),
@@ -586,23 +733,17 @@ impl RuleReader {
                             None
                         }
                     };
-                    if field == "max_body_bytes" {
+                    if n == 7 {
                         self.rule.max_body_bytes = value;
                     } else {
                         self.rule.max_output_tokens = value;
                     }
-                    continue;
                 }
-                "max_output_tokens_action" | "prompt_guard" | "dlp" => {
-                    let (field, slot) = if key == "prompt_guard" {
-                        ("prompt_guard", &mut self.rule.prompt_guard)
-                    } else if key == "dlp" {
-                        ("dlp", &mut self.rule.dlp)
-                    } else {
-                        (
-                            "max_output_tokens_action",
-                            &mut self.rule.max_output_tokens_action,
-                        )
+                6 | 9 | 10 => {
+                    let slot = match n {
+                        9 => &mut self.rule.prompt_guard,
+                        10 => &mut self.rule.dlp,
+                        _ => &mut self.rule.max_output_tokens_action,
                     };
                     optional.retain(|(f, _, _)| *f != field);
                     *slot = match sc.kind()? {
@@ -612,7 +753,7 @@ impl RuleReader {
                             None
                         }
                         k => {
-                            sc.skip()?;
+                            skip_value(sc, dups, member)?;
                             optional.push((
                                 field,
                                 field.into(),
@@ -621,16 +762,11 @@ impl RuleReader {
                             None
                         }
                     };
-                    continue;
                 }
                 _ => {
-                    self.unknown.push(key.to_string());
-                    sc.skip()?;
-                    continue;
+                    let key = self.unknown.last().map_or("", |k| k.as_str());
+                    skip_value(sc, dups, At::Member(i, key))?;
                 }
-            };
-            if let Some(slot) = lists.get_mut(field) {
-                *slot = Some(str_list_into(sc, list)?);
             }
         }
         if name.as_ref().is_some_and(|n| n.is_ok())
@@ -689,14 +825,18 @@ impl RuleReader {
     }
 }
 
-/// Reads a list of strings into `out`, reusing its strings.
+/// Reads a list of strings (member `at` of a rule) into `out`, reusing its
+/// strings; what is not a string is skipped, its repeated keys going to
+/// `dups`.
 fn str_list_into(
     sc: &mut Scanner<'_>,
     out: &mut Vec<String>,
+    dups: &mut Vec<Dup>,
+    at: At<'_>,
 ) -> Result<Result<(), ListProblem>, Stop> {
     let kind = sc.kind()?;
     if kind != Kind::List {
-        sc.skip()?;
+        skip_value(sc, dups, at)?;
         return Ok(Err(ListProblem::NotList(kind)));
     }
     sc.open_list()?;
@@ -715,7 +855,13 @@ fn str_list_into(
                     None => out.push(s.to_owned()),
                 }
             }
-            _ => wrong.push((n, sc.skip()?)),
+            _ => {
+                let item = match at {
+                    At::Member(i, key) => At::Item(i, key, n),
+                    other => other,
+                };
+                wrong.push((n, skip_value(sc, dups, item)?))
+            }
         }
         n += 1;
     }
@@ -1125,7 +1271,8 @@ fn opt_uint(m: &Obj, path: &str, field: &str, errs: &mut ConfigErrors) -> Option
 fn amount(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) if n.as_u64().is_some() => Some(n.to_string()),
+        // Through `u64`, not `Number`'s Display, which brings float printing.
+        Value::Number(n) if n.as_u64().is_some() => n.as_u64().map(|u| u.to_string()),
         _ => {
             errs.push(
                 path,
@@ -1361,13 +1508,16 @@ mod tests {
 
     /// Both passes, as `compile::parse_document` runs them.
     fn read(json: &[u8]) -> Result<(RawConfig, Vec<RawRule>), ConfigErrors> {
-        let doc: &dyn Document = &json;
+        read_doc(&json)
+    }
+
+    fn read_doc(doc: &dyn Document) -> Result<(RawConfig, Vec<RawRule>), ConfigErrors> {
         let head = read_head(doc)?;
         let mut errs = head.errs;
         let mut rules = Vec::new();
         if head.rules_listed {
-            read_rules(doc, head.checked, &mut errs, |i, r| {
-                assert_eq!(i, rules.len());
+            read_rules(doc, head.checked, &head.dups, &mut errs, |i, r| {
+                assert!(i >= rules.len());
                 rules.push(r.clone())
             })?;
         }
@@ -1591,5 +1741,127 @@ mod tests {
         assert!(errors("{")
             .iter()
             .all(|m| m.starts_with("line 1 column 1: ")));
+    }
+
+    #[test]
+    fn duplicate_keys_in_rules_are_reported_in_document_order() {
+        let json = MINIMAL
+            .replacen('{', r#"{"mode": "enforce", "mode": "enforce","#, 1)
+            .replace(
+                r#""name": "r","#,
+                r#""name": "r", "x": {"a": 1, "b": [{"a": 2, "a": 3}], "a": 4}, "workloads": [{"k": 1, "k": 2}], "models": {"m": 1, "m": 2},"#,
+            )
+            .replace(r#""endpoints": ["GET /"]}]"#, r#""endpoints": ["GET /"]}, [{"z": 1, "z": 2}]], "audit_log": "both", "audit_log": "both""#);
+        assert_eq!(
+            errors(&json),
+            [
+                "mode: duplicate field `mode`",
+                "rules[0].x.b[0].a: duplicate field `a`",
+                "rules[0].x.a: duplicate field `a`",
+                "rules[0].workloads[0].k: duplicate field `k`",
+                "rules[0].models.m: duplicate field `m`",
+                "rules[0].workloads: duplicate field `workloads`",
+                "rules[1][0].z: duplicate field `z`",
+                "audit_log: duplicate field `audit_log`",
+                "rules[0].x: unknown field `x`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard, dlp",
+                "rules[0].models: expected a list, got an object",
+                "rules[1]: expected an object, got a list",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_number_only_serde_json_can_judge_in_a_rule_loses_and_repeats_nothing() {
+        let rule = |extra: &str| {
+            format!(
+                r#"{{"name": "r", {extra} "workloads": ["spiffe://cluster.local/x"], "providers": ["openai"], "endpoints": ["GET /"]}}"#
+            )
+        };
+        let rules = [
+            rule(r#""y": 1, "y": 2,"#),
+            rule(r#""max_output_tokens": 1.5, "models": [2e3], "max_body_bytes": 01,"#),
+            rule(r#""z": -1,"#),
+        ]
+        .join(", ");
+        let json = MINIMAL.replace(
+            r#"[{"name": "r", "workloads": ["spiffe://cluster.local/x"], "providers": ["openai"], "endpoints": ["GET /"]}]"#,
+            &format!("[{rules}]"),
+        );
+        let want_syntax = serde_json_says(&json);
+        assert!(want_syntax.starts_with("line "), "{want_syntax}");
+        assert_eq!(errors(&json), [want_syntax]);
+        let json = json.replace(r#""max_body_bytes": 01,"#, "");
+        assert_eq!(
+            errors(&json),
+            [
+                "rules[0].y: duplicate field `y`",
+                "rules[0].y: unknown field `y`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard, dlp",
+                "rules[1].max_output_tokens: expected a non-negative integer",
+                "rules[1].models[0]: expected a string, got a number",
+                "rules[2].z: unknown field `z`; expected one of name, workloads, providers, endpoints, models, max_output_tokens, max_output_tokens_action, max_body_bytes, budgets, prompt_guard, dlp",
+            ]
+        );
+    }
+
+    /// A document whose reader hands out a few bytes at a time, so every
+    /// token and string lies across windows somewhere.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    struct TrickleReader<'a> {
+        rest: &'a [u8],
+        step: usize,
+        reads: usize,
+    }
+
+    impl io::Read for TrickleReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let n = (1 + self.reads % self.step)
+                .min(buf.len())
+                .min(self.rest.len());
+            let (now, later) = self.rest.split_at(n);
+            buf[..n].copy_from_slice(now);
+            self.rest = later;
+            Ok(n)
+        }
+    }
+
+    impl Document for Trickle<'_> {
+        fn open(&self) -> Box<dyn Read + '_> {
+            Box::new(TrickleReader {
+                rest: self.0,
+                step: self.1,
+                reads: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn a_document_read_a_few_bytes_at_a_time_reads_the_same() {
+        let docs = [
+            MINIMAL.to_string(),
+            MINIMAL.replace(
+                r#""name": "r""#,
+                r#""n\u0061me": "r\u00e9\ud83d\ude00\"\\\/ é", "x": {"a": [1.5, {"a": 1, "a": 2}]}"#,
+            ),
+            MINIMAL.replace(r#""GET /""#, r#""GET /", 1e3, {"b": 1, "b": 1}"#),
+            MINIMAL.replace(r#""GET /""#, r#""GET /",]"#),
+            MINIMAL.replacen('{', r#"{"mode": 1, "mode": 2,"#, 1),
+        ];
+        for json in &docs {
+            let whole = read(json.as_bytes());
+            for step in 1..=7 {
+                let split = read_doc(&Trickle(json.as_bytes(), step));
+                match (&whole, &split) {
+                    (Ok((_, a)), Ok((_, b))) => {
+                        let names =
+                            |r: &[RawRule]| r.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+                        assert_eq!(names(a), names(b), "{json} in pieces of up to {step}");
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b, "{json} in pieces of up to {step}"),
+                    _ => panic!("{json} in pieces of up to {step}: {whole:?} / {split:?}"),
+                }
+            }
+        }
     }
 }

@@ -13,7 +13,10 @@
 //! - In lenient mode (serde_json found the document well-formed) such
 //!   numbers are skipped; a [`Stop`] there means the two readers disagree.
 //! - Strings are unescaped as serde_json does (surrogates paired, control
-//!   characters refused) and must be UTF-8.
+//!   characters refused) and must be UTF-8. One without escapes that ends
+//!   in the current window is read where it lies, never copied.
+//! - [`Scanner::count_list`] is the one reader that judges nothing: what it
+//!   passes over must be read strictly by another pass.
 
 use std::io::{self, Read};
 
@@ -57,6 +60,8 @@ pub struct Scanner<'r> {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
+    /// Bytes of the document before the current window.
+    before: usize,
     lenient: bool,
     depth: u32,
     /// The last string read, unescaped (its buffer is reused).
@@ -71,6 +76,7 @@ impl<'r> Scanner<'r> {
             buf: vec![0; window.max(1)],
             pos: 0,
             end: 0,
+            before: 0,
             lenient,
             depth: 0,
             text: String::new(),
@@ -84,6 +90,7 @@ impl<'r> Scanner<'r> {
         loop {
             match self.src.read(&mut self.buf) {
                 Ok(n) => {
+                    self.before += self.end;
                     self.pos = 0;
                     self.end = n.min(self.buf.len());
                     return Ok(n > 0);
@@ -92,6 +99,12 @@ impl<'r> Scanner<'r> {
                 Err(_) => return Err(Stop),
             }
         }
+    }
+
+    /// How many bytes of the document have been consumed: a position in
+    /// document order, the same for every reader of the same document.
+    pub fn offset(&self) -> usize {
+        self.before + self.pos
     }
 
     #[inline]
@@ -103,7 +116,19 @@ impl<'r> Scanner<'r> {
     }
 
     /// The next byte that is not whitespace, not consumed.
+    #[inline(always)]
     fn peek_token(&mut self) -> Result<Option<u8>, Stop> {
+        match self.buf.get(self.pos) {
+            Some(&b) if self.pos < self.end && !matches!(b, b' ' | b'\n' | b'\t' | b'\r') => {
+                Ok(Some(b))
+            }
+            _ => self.peek_token_slow(),
+        }
+    }
+
+    /// [`Scanner::peek_token`] past whitespace or a window's end.
+    #[inline(never)]
+    fn peek_token_slow(&mut self) -> Result<Option<u8>, Stop> {
         loop {
             match self.peek()? {
                 Some(b' ' | b'\n' | b'\t' | b'\r') => self.pos += 1,
@@ -191,7 +216,41 @@ impl<'r> Scanner<'r> {
 
     /// Consumes a string; its text until the next read.
     pub fn string(&mut self) -> Result<&str, Stop> {
+        let at = self.string_at()?;
+        self.text_at(at)
+    }
+
+    /// Consumes a string: where its text is, for [`Scanner::text_at`]
+    /// before anything else is read. A string without escapes that ends in
+    /// this window is left there, unchecked; any other goes to `self.text`.
+    #[inline(always)]
+    fn string_at(&mut self) -> Result<Option<(usize, usize)>, Stop> {
         self.eat(b'"')?;
+        let avail = self.buf.get(self.pos..self.end).unwrap_or(&[]);
+        let n = crate::string_run::string_run(avail);
+        if avail.get(n) == Some(&b'"') {
+            let start = self.pos;
+            self.pos += n + 1;
+            return Ok(Some((start, start + n)));
+        }
+        self.string_slow().map(|()| None)
+    }
+
+    /// The text of a string [`Scanner::string_at`] consumed; it must be
+    /// UTF-8.
+    fn text_at(&self, at: Option<(usize, usize)>) -> Result<&str, Stop> {
+        match at {
+            Some((start, end)) => {
+                core::str::from_utf8(self.buf.get(start..end).unwrap_or(&[])).map_err(|_| Stop)
+            }
+            None => Ok(&self.text),
+        }
+    }
+
+    /// Reads the rest of a string into `self.text`, across windows and
+    /// escapes.
+    #[inline(never)]
+    fn string_slow(&mut self) -> Result<(), Stop> {
         self.scratch = core::mem::take(&mut self.text).into_bytes();
         self.scratch.clear();
         loop {
@@ -218,7 +277,7 @@ impl<'r> Scanner<'r> {
             }
         }
         self.text = String::from_utf8(core::mem::take(&mut self.scratch)).map_err(|_| Stop)?;
-        Ok(&self.text)
+        Ok(())
     }
 
     fn next_byte(&mut self) -> Result<u8, Stop> {
@@ -313,9 +372,20 @@ impl<'r> Scanner<'r> {
             _ => return Err(Stop),
         }
         *first = false;
-        self.string()?;
-        self.eat(b':')?;
-        Ok(Some(&self.text))
+        let mut at = self.string_at()?;
+        if self.pos < self.end && self.buf.get(self.pos) == Some(&b':') {
+            self.pos += 1;
+        } else {
+            // The key may be in the window the `:` search replaces.
+            if let Some((start, end)) = at.take() {
+                let key = self.buf.get(start..end).unwrap_or(&[]);
+                self.text.clear();
+                self.text
+                    .push_str(core::str::from_utf8(key).map_err(|_| Stop)?);
+            }
+            self.eat(b':')?;
+        }
+        self.text_at(at).map(Some)
     }
 
     /// Whether a list has another element (false, with the `]` consumed, at
@@ -356,9 +426,83 @@ impl<'r> Scanner<'r> {
             Kind::String => {
                 self.string()?;
             }
-            _ => self.scalar()?,
+            _ => {
+                self.scalar()?;
+            }
         }
         Ok(kind)
+    }
+
+    /// Consumes a list without judging it, and counts its elements. Only
+    /// brackets, braces, commas and string bounds are looked at: the count
+    /// is exact for well-formed JSON, and whatever reads the list strictly
+    /// afterwards finds any fault in it.
+    pub fn count_list(&mut self) -> Result<usize, Stop> {
+        self.eat(b'[')?;
+        let mut depth = 1usize;
+        let mut commas = 0usize;
+        let mut empty = true;
+        loop {
+            if self.pos >= self.end && !self.fill()? {
+                return Err(Stop);
+            }
+            let avail = self.buf.get(self.pos..self.end).unwrap_or(&[]);
+            let mut used = avail.len();
+            let mut string = false;
+            for (k, &b) in avail.iter().enumerate() {
+                match b {
+                    b' ' | b'\n' | b'\t' | b'\r' => continue,
+                    b'"' => {
+                        used = k + 1;
+                        string = true;
+                    }
+                    b'[' | b'{' => depth += 1,
+                    b']' | b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            self.pos += k + 1;
+                            return Ok(if empty { 0 } else { commas + 1 });
+                        }
+                    }
+                    b',' if depth == 1 => commas += 1,
+                    _ => {}
+                }
+                empty = false;
+                if string {
+                    break;
+                }
+            }
+            self.pos += used;
+            if string {
+                self.pass_string()?;
+            }
+        }
+    }
+
+    /// Passes over the rest of a string (its `"` consumed) without reading
+    /// it: only its end is found.
+    fn pass_string(&mut self) -> Result<(), Stop> {
+        loop {
+            if self.pos >= self.end && !self.fill()? {
+                return Err(Stop);
+            }
+            let avail = self.buf.get(self.pos..self.end).unwrap_or(&[]);
+            let n = crate::string_run::string_run(avail);
+            let stop = avail.get(n).copied();
+            self.pos += n;
+            match stop {
+                None => {}
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.next_byte()?;
+                }
+                Some(_) => self.pos += 1,
+            }
+        }
     }
 
     /// Checks that nothing but whitespace follows the document.

@@ -13,7 +13,8 @@
 //!   allocates nothing beyond the caller's scratch vector.
 //! - Identical provider sets and identical endpoint-pattern sets are stored
 //!   once and shared by index (10,000 rules typically share a handful), so a
-//!   rule costs its name, its workload keys and two indices.
+//!   rule costs its name (end to end with the others' in one string), its
+//!   workload keys and two indices.
 
 pub mod endpoint_pattern;
 pub mod limits;
@@ -39,7 +40,9 @@ pub struct RuleId(pub u32);
 /// A compiled rule; its workloads live in the policy's [`WorkloadIndex`].
 #[derive(Debug)]
 struct Rule {
-    name: Box<str>,
+    /// Where its name ends in the policy's names; it starts where the
+    /// previous rule's ends.
+    name_end: u32,
     /// Index into [`Policy::provider_sets`].
     providers: u32,
     /// Index into [`Policy::endpoint_sets`].
@@ -70,6 +73,8 @@ pub enum Decision {
 #[derive(Debug, Default)]
 pub struct Policy {
     rules: Box<[Rule]>,
+    /// The rules' names, end to end.
+    names: Box<str>,
     /// Each distinct provider set, sorted and deduplicated.
     provider_sets: Box<[Box<[ProviderId]>]>,
     /// Each distinct endpoint-pattern list.
@@ -79,7 +84,7 @@ pub struct Policy {
 
 impl Policy {
     pub fn rule_name(&self, id: RuleId) -> &str {
-        self.rules.get(id.0 as usize).map_or("", |r| &r.name)
+        name(&self.rules, &self.names, id.0)
     }
 
     /// The rule's exchange limits; `None` for a header-only rule.
@@ -149,11 +154,24 @@ impl Policy {
     }
 }
 
+/// The name of rule number `i` of `rules`, whose names are `names`.
+fn name<'a>(rules: &[Rule], names: &'a str, i: u32) -> &'a str {
+    let i = i as usize;
+    let start = i
+        .checked_sub(1)
+        .and_then(|p| rules.get(p))
+        .map_or(0, |r| r.name_end as usize);
+    let end = rules.get(i).map_or(start, |r| r.name_end as usize);
+    names.get(start..end).unwrap_or("")
+}
+
 /// Builds a [`Policy`] one rule at a time, in configuration order, so a
 /// large policy never exists twice (once as input, once compiled).
 #[derive(Debug, Default)]
 pub struct PolicyBuilder {
     rules: Vec<Rule>,
+    /// The rules' names, end to end.
+    names_text: String,
     /// Rule numbers by name, for [`PolicyBuilder::has_rule_named`].
     names: HashTable<u32>,
     provider_sets: Interner<ProviderId>,
@@ -177,11 +195,9 @@ impl PolicyBuilder {
     /// Whether a rule named `name` was already added.
     pub fn has_rule_named(&self, name: &str) -> bool {
         let hash = self.hasher.hash_one(name);
-        let rules = &self.rules;
+        let (rules, text) = (&self.rules, &self.names_text);
         self.names
-            .find(hash, |&i| {
-                rules.get(i as usize).is_some_and(|r| &*r.name == name)
-            })
+            .find(hash, |&i| self::name(rules, text, i) == name)
             .is_some()
     }
 
@@ -196,7 +212,7 @@ impl PolicyBuilder {
     ) -> RuleId {
         let providers = self.provider_set(providers);
         let endpoints = self.endpoint_set(endpoints);
-        self.push_sets(name, workloads, providers, endpoints)
+        self.push_sets(name, &mut workloads.to_vec(), providers, endpoints)
     }
 
     /// The number of a provider set (in any order, repeats allowed), for
@@ -215,33 +231,34 @@ impl PolicyBuilder {
 
     /// [`PolicyBuilder::push`] with sets numbered by this builder's
     /// [`PolicyBuilder::provider_set`] and [`PolicyBuilder::endpoint_set`]
-    /// (so a caller that sees the same list again need not parse it again).
+    /// (so a caller that sees the same list again need not parse it again),
+    /// taking the workload patterns out of `workloads` (left empty, for the
+    /// caller to reuse).
     pub fn push_sets(
         &mut self,
         name: &str,
-        workloads: &[WorkloadPattern],
+        workloads: &mut Vec<WorkloadPattern>,
         providers: u32,
         endpoints: u32,
     ) -> RuleId {
         let id = RuleId(self.rules.len() as u32);
-        for w in workloads {
-            self.index.insert(w, id.0);
+        for w in workloads.drain(..) {
+            self.index.insert_owned(w, id.0);
         }
-        let rule = Rule {
-            name: name.into(),
+        self.names_text.push_str(name);
+        self.rules.push(Rule {
+            name_end: self.names_text.len() as u32,
             providers,
             endpoints,
             limits: None,
             budgets: Box::new([]),
             guard: None,
             dlp: None,
-        };
-        let hash = self.hasher.hash_one(name);
-        let (rules, hasher) = (&self.rules, &self.hasher);
-        self.names.insert_unique(hash, id.0, |&i| {
-            hasher.hash_one(rules.get(i as usize).map_or("", |r| &*r.name))
         });
-        self.rules.push(rule);
+        let hash = self.hasher.hash_one(name);
+        let (rules, text, hasher) = (&self.rules, &self.names_text, &self.hasher);
+        self.names
+            .insert_unique(hash, id.0, |&i| hasher.hash_one(self::name(rules, text, i)));
         id
     }
 
@@ -276,6 +293,7 @@ impl PolicyBuilder {
     pub fn build(self) -> Policy {
         Policy {
             rules: self.rules.into_boxed_slice(),
+            names: self.names_text.into_boxed_str(),
             provider_sets: self.provider_sets.into_sets(),
             endpoint_sets: self.endpoint_sets.into_sets(),
             index: self.index,

@@ -11,13 +11,16 @@
 //! Invariants of [`WorkloadIndex`]: each list of rule numbers is ascending and
 //! free of duplicates; a lookup costs one hash probe for the exact ID plus one
 //! per `/` in the ID, plus the hits, whatever the number of rules. A pattern
-//! named by one rule (the usual case) costs its key text and one table slot,
-//! with no list allocated.
+//! named by one rule (the usual case) costs its ID (the one its rule parsed,
+//! kept as is) and one table slot, with no list allocated.
 
 use core::fmt;
 use core::str::FromStr;
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
+
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::spiffe::{SpiffeId, SpiffeIdError, SCHEME};
 
@@ -150,10 +153,11 @@ impl RuleList {
 /// Maps workload patterns to the numbers of the rules that name them.
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadIndex {
-    /// Exact ID text -> rules.
-    exact: HashMap<Box<str>, RuleList>,
-    /// Parent ID text (without the `/*`) -> rules.
-    prefix: HashMap<Box<str>, RuleList>,
+    /// Exact ID -> rules, hashed by the ID's text.
+    exact: HashTable<(SpiffeId, RuleList)>,
+    /// Parent ID (without the `/*`) -> rules, hashed by the ID's text.
+    prefix: HashTable<(SpiffeId, RuleList)>,
+    hasher: DefaultHashBuilder,
 }
 
 impl WorkloadIndex {
@@ -166,23 +170,43 @@ impl WorkloadIndex {
     /// (growing holds the old and the new table at once).
     pub fn with_capacity(exact: usize) -> Self {
         WorkloadIndex {
-            exact: HashMap::with_capacity(exact),
-            prefix: HashMap::new(),
+            exact: HashTable::with_capacity(exact),
+            ..WorkloadIndex::default()
         }
     }
 
     /// Records that rule `rule` covers `pattern`. Idempotent.
     pub fn insert(&mut self, pattern: &WorkloadPattern, rule: u32) {
-        let (map, id) = match pattern {
+        self.insert_owned(pattern.clone(), rule);
+    }
+
+    /// [`WorkloadIndex::insert`], keeping the pattern's ID when it is new.
+    pub fn insert_owned(&mut self, pattern: WorkloadPattern, rule: u32) {
+        let (table, id) = match pattern {
             WorkloadPattern::Exact(id) => (&mut self.exact, id),
             WorkloadPattern::Prefix { parent } => (&mut self.prefix, parent),
         };
-        match map.get_mut(id.as_str()) {
-            Some(rules) => rules.insert(rule),
-            None => {
-                map.insert(id.as_str().into(), RuleList::One(rule));
+        let hasher = &self.hasher;
+        let same = |(k, _): &(SpiffeId, RuleList)| k.as_str() == id.as_str();
+        let rehash = |(k, _): &(SpiffeId, RuleList)| hasher.hash_one(k.as_str());
+        match table.entry(hasher.hash_one(id.as_str()), same, rehash) {
+            Entry::Occupied(mut e) => e.get_mut().1.insert(rule),
+            Entry::Vacant(e) => {
+                e.insert((id, RuleList::One(rule)));
             }
         }
+    }
+
+    /// The rules of the pattern with ID text `text` in `table`.
+    fn find<'a>(
+        &self,
+        table: &'a HashTable<(SpiffeId, RuleList)>,
+        text: &str,
+    ) -> Option<&'a RuleList> {
+        let hash = self.hasher.hash_one(text);
+        table
+            .find(hash, |(k, _)| k.as_str() == text)
+            .map(|(_, rules)| rules)
     }
 
     /// Clears `out`, then fills it with every rule whose pattern covers `id`,
@@ -191,7 +215,7 @@ impl WorkloadIndex {
         out.clear();
         let text = id.as_str();
         let mut lists = 0usize;
-        if let Some(rules) = self.exact.get(text) {
+        if let Some(rules) = self.find(&self.exact, text) {
             out.extend_from_slice(rules.as_slice());
             lists += 1;
         }
@@ -201,7 +225,7 @@ impl WorkloadIndex {
             let after_scheme = text.get(SCHEME.len()..).unwrap_or("");
             for (at, _) in after_scheme.match_indices('/') {
                 let end = SCHEME.len() + at;
-                if let Some(rules) = text.get(..end).and_then(|key| self.prefix.get(key)) {
+                if let Some(rules) = text.get(..end).and_then(|key| self.find(&self.prefix, key)) {
                     out.extend_from_slice(rules.as_slice());
                     lists += 1;
                 }
