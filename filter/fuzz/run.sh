@@ -20,7 +20,7 @@ case "${1:-}" in
 esac
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(spiffe_id request_target workload_pattern endpoint_pattern
-    config_document json_body sse_stream usage_json key_redact dlp_body)
+    config_document json_body sse_stream usage_json key_redact dlp_body dlp_response)
 host="$(rustc -vV | awk '/^host:/ {print $2}')"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
@@ -32,7 +32,7 @@ cargo build --locked --release --bins --target "$host"
 # inputs are short by nature.
 max_len() {
     case "$1" in
-        json_body|usage_json|dlp_body) echo 4096 ;;
+        json_body|usage_json|dlp_body|dlp_response) echo 4096 ;;
         *) echo 512 ;;
     esac
 }

@@ -117,6 +117,13 @@ pub struct AuditRecord {
     /// Matches replaced by `[REDACTED:<detector>]` in the body sent.
     #[serde(skip_serializing_if = "is_zero")]
     pub dlp_redacted: u32,
+    /// What the DLP detectors found in the response (model output), when
+    /// the rule's policy scans it: names and counts, never the text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dlp_response: Vec<DlpCount>,
+    /// Matches replaced by `[REDACTED:<detector>]` in the response sent.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dlp_response_redacted: u32,
 }
 
 /// One detector's findings in a request.

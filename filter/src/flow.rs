@@ -157,6 +157,11 @@ pub struct ResponsePlan {
     pub stream: bool,
     /// Remove the usage-only chunk (the client did not ask for it).
     pub drop_usage_chunk: bool,
+    /// The rule's DLP policy, when it scans model output too.
+    pub dlp: Option<std::rc::Rc<crate::body::dlp_scan::DlpPolicy>>,
+    /// dry_run: DLP on the output records what it would redact, and changes
+    /// nothing.
+    pub dlp_record_only: bool,
 }
 
 /// What [`RequestFlow::on_stream_end`] reports.
@@ -450,6 +455,8 @@ impl RequestFlow {
             .and_then(|r| config.policy.dlp(r))
             .and_then(|d| config.dlp.get(usize::from(d)))
             .cloned();
+        self.response.dlp = dlp.as_ref().filter(|d| d.responses).cloned();
+        self.response.dlp_record_only = dry_run;
         if !(models_in_body || capped || usage || metered || dlp.is_some()) {
             return Ok(false);
         }
@@ -623,6 +630,7 @@ impl RequestFlow {
             .as_ref()
             .is_some_and(|e| e.dialect().is_some())
             || self.redactor.is_some()
+            || self.response.dlp.is_some()
     }
 
     /// A response being read came with this `content-encoding`: whether it
@@ -655,7 +663,17 @@ impl RequestFlow {
         }
         let dialect = self.response.exchange.as_ref().and_then(|e| e.dialect());
         let drop = self.response.drop_usage_chunk && sse;
-        self.tap = Some(ResponseTap::new(dialect, sse, drop, self.redactor.take()));
+        let dlp =
+            self.response.dlp.clone().map(|p| {
+                crate::response::dlp::ResponseDlp::new(p, sse, self.response.dlp_record_only)
+            });
+        self.tap = Some(ResponseTap::new(
+            dialect,
+            sse,
+            drop,
+            self.redactor.take(),
+            dlp,
+        ));
         self.published = false;
         true
     }
@@ -680,6 +698,10 @@ impl RequestFlow {
             self.response_ended = true;
         }
         self.audit.key_echo_redacted = self.audit.key_echo_redacted.saturating_add(r.redactions);
+        if let Some(cut) = r.cut {
+            self.audit.response_refused = Some(cut.code());
+            self.published = false;
+        }
         Some(r)
     }
 
@@ -801,6 +823,17 @@ impl RequestFlow {
                 reasoning: u.reasoning,
                 total: u.total,
             });
+            if let Some(dlp) = tap.dlp() {
+                self.audit.dlp_response = dlp
+                    .counts
+                    .iter()
+                    .map(|(n, c)| crate::audit::DlpCount {
+                        detector: n.clone(),
+                        count: *c,
+                    })
+                    .collect();
+                self.audit.dlp_response_redacted = dlp.redacted;
+            }
             self.published = false;
         }
         // Only a record that changes anyway (usage) gets the duration: for

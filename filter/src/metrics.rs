@@ -25,6 +25,7 @@
 
 use crate::credential::protocol::FetchFailure;
 use crate::reason::DenyReason;
+use crate::response::dlp::Cut;
 
 /// A counter Tollgate keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +55,10 @@ pub enum Counter {
     GlobalFailOpen,
     /// A global settlement lost after its retries.
     GlobalSettleFailed,
+    /// Matches redacted from model output by the rule's DLP detectors.
+    DlpResponseRedacted,
+    /// A response cut because DLP could not scan it.
+    ResponseCut(Cut),
 }
 
 impl Counter {
@@ -82,6 +87,8 @@ impl Counter {
         v.push(Counter::PromptAnomalyRecorded);
         v.push(Counter::GlobalFailOpen);
         v.push(Counter::GlobalSettleFailed);
+        v.push(Counter::DlpResponseRedacted);
+        v.extend(Cut::ALL.iter().map(|c| Counter::ResponseCut(*c)));
         v
     }
 
@@ -110,11 +117,14 @@ impl Counter {
             Counter::PromptAnomalyRecorded => FETCH + FetchFailure::ALL.len() + 5,
             Counter::GlobalFailOpen => FETCH + FetchFailure::ALL.len() + 6,
             Counter::GlobalSettleFailed => FETCH + FetchFailure::ALL.len() + 7,
+            Counter::DlpResponseRedacted => FETCH + FetchFailure::ALL.len() + 8,
+            Counter::ResponseCut(c) => FETCH + FetchFailure::ALL.len() + 9 + c as usize,
         }
     }
 
     /// The size of a metric-id table indexed by [`Counter::slot`].
-    pub const SLOTS: usize = 2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 8;
+    pub const SLOTS: usize =
+        2 + 2 * DenyReason::ALL.len() + 4 + FetchFailure::ALL.len() + 9 + Cut::ALL.len();
 
     pub fn name(self) -> String {
         match self {
@@ -135,6 +145,8 @@ impl Counter {
             Counter::PromptAnomalyRecorded => "tollgate.prompt_anomaly.recorded".into(),
             Counter::GlobalFailOpen => "tollgate.budget.global_fail_open".into(),
             Counter::GlobalSettleFailed => "tollgate.budget.global_settle_failed".into(),
+            Counter::DlpResponseRedacted => "tollgate.dlp.response_redacted".into(),
+            Counter::ResponseCut(c) => format!("tollgate.response.refused.{}", c.code()),
         }
     }
 }

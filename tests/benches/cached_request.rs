@@ -154,7 +154,7 @@ fn send_chat(gw: &mut tollgate_harness::Gateway, body: &str) -> tollgate_harness
         .authority("api.openai.com")
         .path("/v1/chat/completions")
         .header("content-type", "application/json")
-        .header("content-length", &body.len().to_string())
+        .header("content-length", body.len().to_string())
         .body(body)
         .send();
     gw.settle();

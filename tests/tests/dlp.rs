@@ -8,8 +8,11 @@ use tollgate_harness::{Gateway, Outcome, StreamId};
 use tollgate_tests::budget_fixture::{chat, merge_into_first_rule, warm_through_batch};
 use tollgate_tests::*;
 
-/// A key of OpenAI's project format (not a real one).
-const LEAKED: &str = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGhIjKlMnOpT3BlbkFJQrStUvWxYz0123456789abcdefghijklmnopqrstuvwxyz0123";
+/// A key of OpenAI's project format (not a real one), made up at run time
+/// so that the source holds no key-shaped string.
+fn leaked() -> String {
+    tollgate_tests::scenario::fake_openai_key()
+}
 /// A Luhn-valid test card number.
 const CARD: &str = "4111 1111 1111 1111";
 
@@ -19,9 +22,12 @@ fn dlp_config(mode: &str) -> Value {
     c["dlp_policies"] = json!([{
         "name": "prompts",
         "block": ["secrets"],
-        "redact": ["payment_card", "us_ssn", "codename"],
+        "redact": ["payment_card", "us_ssn", "codename", "vendor"],
         "audit": ["email"],
-        "literals": [{"name": "codename", "text": "Project Falcon"}]
+        "literals": [
+            {"name": "codename", "text": "Project Falcon"},
+            {"name": "vendor", "text": "ACME-Internal", "ignore_case": true}
+        ]
     }]);
     merge_into_first_rule(&mut c, &json!({"dlp": "prompts"}));
     c
@@ -48,7 +54,8 @@ fn a_key_in_the_prompt_is_blocked_naming_the_detector_never_the_key() {
     let mut gw = warm("enforce");
     let before = Counters::snapshot(&gw);
     // Written with a JSON escape: found decoded.
-    let escaped = LEAKED.replacen('s', "\\u0073", 1);
+    let key = leaked();
+    let escaped = key.replacen('s', "\\u0073", 1);
     let raw = format!(
         r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"be brief"}},{{"role":"user","content":"my key is {escaped}"}}]}}"#
     );
@@ -64,20 +71,22 @@ fn a_key_in_the_prompt_is_blocked_naming_the_detector_never_the_key() {
         json!([{"detector": "openai_api_key", "count": 1}]),
         "{a}"
     );
-    assert_no_leak(&gw, &[id], &[LEAKED, &LEAKED[10..40]]);
+    assert_no_leak(&gw, &[id], &[key.as_str(), &key[10..40]]);
 }
 
 #[test]
 fn cards_and_literals_are_redacted_in_place_and_email_is_only_recorded() {
     let mut gw = warm("enforce");
-    let content = format!("pay with {CARD} for Project Falcon, mail ann@example.com");
+    // `vendor` ignores case: written in another case, still found.
+    let content =
+        format!("pay with {CARD} for Project Falcon via acme-INTERNAL, mail ann@example.com");
     let id = chat(&mut gw, 0, SUPPORT_BOT, &body(&content));
     gw.settle();
     let out = sent(&gw, id);
     let v: Value = serde_json::from_str(&out).expect("valid JSON upstream");
     assert_eq!(
         v["messages"][0]["content"],
-        "pay with [REDACTED:payment_card] for [REDACTED:codename], mail ann@example.com"
+        "pay with [REDACTED:payment_card] for [REDACTED:codename] via [REDACTED:vendor], mail ann@example.com"
     );
     // Everything outside the matches is the client's, byte for byte.
     let sent_head = out.split("[REDACTED").next().unwrap_or_default();
@@ -97,12 +106,13 @@ fn cards_and_literals_are_redacted_in_place_and_email_is_only_recorded() {
     }
     end_open_streams(&mut gw);
     let a = audit_of(&gw, id);
-    assert_eq!(a["dlp_redacted"], 2, "{a}");
+    assert_eq!(a["dlp_redacted"], 3, "{a}");
     assert_eq!(
         a["dlp"],
         json!([
             {"detector": "payment_card", "count": 1},
             {"detector": "codename", "count": 1},
+            {"detector": "vendor", "count": 1},
             {"detector": "email", "count": 1}
         ]),
         "{a}"
@@ -139,7 +149,7 @@ fn tool_call_arguments_are_scanned_as_the_json_they_hold() {
 #[test]
 fn dry_run_records_what_block_would_have_done_and_changes_nothing() {
     let mut gw = warm("dry_run");
-    let content = format!("key {LEAKED} card {CARD}");
+    let content = format!("key {} card {CARD}", leaked());
     let id = chat(&mut gw, 0, SUPPORT_BOT, &body(&content));
     gw.settle();
     assert_eq!(sent(&gw, id), body(&content), "forwarded as sent");

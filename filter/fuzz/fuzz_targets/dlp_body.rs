@@ -40,6 +40,8 @@ fuzz_target!(|data: &[u8]| {
             .map(|d| (DetectorId::Builtin(*d), DlpAction::Redact))
             .collect(),
         block_set: None,
+        responses: false,
+        response_holdback: 0,
     };
     let found = scan_body(&policy, data, &seen.strings);
     let mut spans: Vec<(usize, usize)> = found

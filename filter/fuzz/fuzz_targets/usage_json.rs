@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         data,
         id: None,
         raw: data,
+        end: data.len() as u64,
     };
     let is_array = data
         .iter()

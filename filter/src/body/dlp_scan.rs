@@ -48,6 +48,10 @@ pub struct DlpPolicy {
     /// match inside a longer `redact` or `audit` one would be lost; a
     /// value with a non-blocking match is scanned again with this set.
     pub block_set: Option<DetectorSet>,
+    /// Model output is scanned too (`responses`); see `response::dlp`.
+    pub responses: bool,
+    /// Bytes of output text an SSE event waits behind (`response_holdback`).
+    pub response_holdback: usize,
 }
 
 /// Policies are told apart by name (unique in a configuration).
@@ -92,8 +96,39 @@ impl Findings {
 
 /// Scans the string values at `strings` (spans in `body`, quotes included).
 pub fn scan_body(policy: &DlpPolicy, body: &[u8], strings: &[Range<usize>]) -> Findings {
+    scan_strings(policy, body, strings, false)
+}
+
+/// [`scan_body`] for a response (model output): nothing can be refused
+/// once the response has begun, so a `block` detector's match is redacted
+/// like a `redact` one's, and `Findings::blocked` stays empty.
+pub fn scan_response(policy: &DlpPolicy, body: &[u8], strings: &[Range<usize>]) -> Findings {
+    scan_strings(policy, body, strings, true)
+}
+
+/// A response that is not JSON, scanned as one text (offsets are `text`'s),
+/// with [`scan_response`]'s actions.
+pub fn scan_response_text(policy: &DlpPolicy, text: &[u8]) -> Findings {
     let mut f = Findings::default();
-    let mut scratch = Scratch::default();
+    let mut scratch = Scratch {
+        matches: Vec::new(),
+        response: true,
+    };
+    record(policy, text, &Identity, &mut f, &mut scratch);
+    f
+}
+
+fn scan_strings(
+    policy: &DlpPolicy,
+    body: &[u8],
+    strings: &[Range<usize>],
+    response: bool,
+) -> Findings {
+    let mut f = Findings::default();
+    let mut scratch = Scratch {
+        matches: Vec::new(),
+        response,
+    };
     for span in strings {
         scan_string(
             policy,
@@ -108,9 +143,19 @@ pub fn scan_body(policy: &DlpPolicy, body: &[u8], strings: &[Range<usize>]) -> F
     f
 }
 
-#[derive(Default)]
 struct Scratch {
     matches: Vec<Match>,
+    /// Scanning a response: `block` acts as `redact`.
+    response: bool,
+}
+
+impl Scratch {
+    fn action(&self, policy: &DlpPolicy, id: DetectorId) -> DlpAction {
+        match policy.action(id) {
+            DlpAction::Block if self.response => DlpAction::Redact,
+            a => a,
+        }
+    }
 }
 
 /// Maps an offset in some text to the body's offset.
@@ -165,7 +210,10 @@ fn scan_string(
     let escaped = inner.contains(&b'\\');
     // The offset map (four bytes per byte) is built only when a match may
     // have to be redacted where it stands.
-    let redacts = policy.actions.iter().any(|(_, a)| *a == DlpAction::Redact);
+    let redacts = policy
+        .actions
+        .iter()
+        .any(|(id, _)| scratch.action(policy, *id) == DlpAction::Redact);
     if escaped {
         let mapped = if redacts { Some(&mut map) } else { None };
         if json::decode_into(inner, &mut decoded, mapped).is_none() {
@@ -198,12 +246,23 @@ fn scan_string(
             return;
         }
     }
+    record(policy, value, here, f, scratch);
+}
+
+/// Scans one decoded value and records its findings.
+fn record(
+    policy: &DlpPolicy,
+    value: &[u8],
+    here: &dyn ToBody,
+    f: &mut Findings,
+    scratch: &mut Scratch,
+) {
     policy.set.scan(value, &mut scratch.matches);
     let lenient = scratch
         .matches
         .iter()
         .any(|m| policy.action(m.detector) != DlpAction::Block);
-    if let (true, Some(block)) = (lenient, &policy.block_set) {
+    if let (true, false, Some(block)) = (lenient, scratch.response, &policy.block_set) {
         let mut hidden = Vec::new();
         block.scan(value, &mut hidden);
         for m in hidden {
@@ -217,7 +276,7 @@ fn scan_string(
     for m in &scratch.matches {
         let name = policy.set.name(m.detector);
         f.note(name);
-        match policy.action(m.detector) {
+        match scratch.action(policy, m.detector) {
             DlpAction::Block => {
                 if !f.blocked.iter().any(|b| &**b == name) {
                     f.blocked.push(name.into());
@@ -274,6 +333,8 @@ mod tests {
                 .map(|d| (DetectorId::Builtin(*d), action))
                 .collect(),
             block_set: None,
+            responses: false,
+            response_holdback: 0,
         }
     }
 
@@ -367,6 +428,8 @@ mod tests {
                 (DetectorId::Literal(0), DlpAction::Audit),
             ],
             block_set: Some(DetectorSet::new(&[Detector::OpenaiApiKey], Vec::new()).unwrap()),
+            responses: false,
+            response_holdback: 0,
         };
         let body = format!(r#"{{"c":"export KEY={KEY} # prod"}}"#);
         let seen = json::inspect_strings(body.as_bytes(), &[]).unwrap();

@@ -663,6 +663,13 @@ fn compile_rule(
 /// DLP policy `i`: every name in `block`, `redact` and `audit` is a
 /// built-in detector, a group (`secrets`, `personal_data`, `all`) or one of
 /// its literals, and names one detector once across the three lists.
+/// The bounds of `response_holdback`: below 16 bytes a key's prefix could
+/// go out before the key is recognisable; 4 KiB covers a PEM private key
+/// and keeps the held stream (a few characters of text per event of a
+/// hundred-odd bytes) well within `response::dlp::MAX_HELD_BYTES`.
+const MIN_HOLDBACK: u64 = 16;
+const MAX_HOLDBACK: u64 = 4096;
+
 fn compile_dlp(i: usize, d: &RawDlpPolicy, errs: &mut ConfigErrors) -> Option<DlpPolicy> {
     let before = errs.0.len();
     let path = |f: &str| format!("dlp_policies[{i}].{f}");
@@ -775,12 +782,28 @@ fn compile_dlp(i: usize, d: &RawDlpPolicy, errs: &mut ConfigErrors) -> Option<Dl
             None
         }
     };
+    let holdback = d
+        .response_holdback
+        .unwrap_or(crate::response::dlp::DEFAULT_HOLDBACK as u64);
+    if !(MIN_HOLDBACK..=MAX_HOLDBACK).contains(&holdback) {
+        errs.push(
+            path("response_holdback"),
+            format!("{MIN_HOLDBACK} to {MAX_HOLDBACK} bytes of output text"),
+        );
+    } else if d.response_holdback.is_some() && !d.responses {
+        errs.push(
+            path("response_holdback"),
+            "applies to responses: set \"responses\": true, or remove it",
+        );
+    }
     let set = set?;
     (errs.0.len() == before).then(|| DlpPolicy {
         name: d.name.as_str().into(),
         set,
         actions,
         block_set,
+        responses: d.responses,
+        response_holdback: holdback as usize,
     })
 }
 

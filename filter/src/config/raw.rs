@@ -42,6 +42,10 @@ pub struct RawDlpPolicy {
     pub redact: Vec<String>,
     pub audit: Vec<String>,
     pub literals: Vec<RawLiteral>,
+    /// Model output is scanned too.
+    pub responses: bool,
+    /// Bytes of output text an SSE event waits behind (absent: the default).
+    pub response_holdback: Option<u64>,
 }
 
 /// An operator's literal: found exactly (`ignore_case`: ASCII letters in

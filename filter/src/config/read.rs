@@ -423,9 +423,9 @@ impl<'s, 'r> Walker<'s, 'r> {
                 None => Value::from(-1),
             },
             kind => {
-                self.sc.scalar()?;
+                let is_true = self.sc.scalar()?;
                 match kind {
-                    Kind::Bool => Value::Bool(false),
+                    Kind::Bool => Value::Bool(is_true),
                     _ => Value::Null,
                 }
             }
@@ -1042,7 +1042,15 @@ fn read_dlp_policy(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<Raw
     known(
         m,
         path,
-        &["name", "block", "redact", "audit", "literals"],
+        &[
+            "name",
+            "block",
+            "redact",
+            "audit",
+            "literals",
+            "responses",
+            "response_holdback",
+        ],
         errs,
     );
     let name = req_str(m, path, "name", errs);
@@ -1057,12 +1065,23 @@ fn read_dlp_policy(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<Raw
         None => Some(Vec::new()),
         Some(v) => list(Some(v), &at(path, "literals"), errs, read_literal),
     };
+    let responses = match present(m, "responses") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(v) => {
+            wrong_type(v, &at(path, "responses"), "true or false", errs);
+            None
+        }
+    };
+    let response_holdback = opt_uint(m, path, "response_holdback", errs);
     Some(RawDlpPolicy {
         name: name?,
         block: block?,
         redact: redact?,
         audit: audit?,
         literals: literals?,
+        responses: responses?,
+        response_holdback: response_holdback?,
     })
 }
 

@@ -160,13 +160,13 @@ impl<'r> Scanner<'r> {
         })
     }
 
-    /// Consumes a `null`, `true`, `false` or number.
-    pub fn scalar(&mut self) -> Result<(), Stop> {
+    /// Consumes a `null`, `true`, `false` or number: whether it was `true`.
+    pub fn scalar(&mut self) -> Result<bool, Stop> {
         let word: &[u8] = match self.peek_token()?.ok_or(Stop)? {
             b't' => b"true",
             b'f' => b"false",
             b'n' => b"null",
-            b'-' | b'0'..=b'9' => return self.uint().map(drop),
+            b'-' | b'0'..=b'9' => return self.uint().map(|_| false),
             _ => return Err(Stop),
         };
         for &want in word {
@@ -175,7 +175,7 @@ impl<'r> Scanner<'r> {
                 _ => return Err(Stop),
             }
         }
-        Ok(())
+        Ok(word == b"true")
     }
 
     /// Consumes a number: `Some(n)` for a plain non-negative integer that

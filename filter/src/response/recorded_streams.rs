@@ -210,7 +210,7 @@ fn recordings() -> Vec<Recording> {
 
 /// Feeds `chunks` to a fresh tap: what the client got, and the usage.
 fn feed(r: &Recording, chunks: &[&[u8]]) -> (Vec<u8>, Option<Usage>) {
-    let mut tap = ResponseTap::new(Some(r.dialect), r.sse, r.drop_usage_chunk, None);
+    let mut tap = ResponseTap::new(Some(r.dialect), r.sse, r.drop_usage_chunk, None, None);
     let mut out = Vec::new();
     for (i, c) in chunks.iter().enumerate() {
         out.extend_from_slice(tap.on_chunk(c, i + 1 == chunks.len()).bytes(c));

@@ -507,7 +507,7 @@ impl Trie {
     /// prefix it shares with any earlier one: one pass, no lookups.
     fn build(forms: &[Vec<u8>]) -> Trie {
         let mut sorted: Vec<&[u8]> = forms.iter().map(Vec::as_slice).collect();
-        sorted.sort_unstable();
+        crate::sort::sort(&mut sorted);
         sorted.dedup();
         let mut trie = Trie {
             edges: Vec::new(),

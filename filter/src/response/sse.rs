@@ -41,6 +41,9 @@ pub struct SseEvent<'a> {
     /// (a byte order mark at the start of the stream excluded); `data` lies
     /// inside it when the event has one data line.
     pub raw: &'a [u8],
+    /// The stream offset just past `raw` (bytes fed since the stream
+    /// began): `raw` is the stream's `end - raw.len()..end`.
+    pub end: u64,
 }
 
 /// What to do with an event's bytes in filtering mode.
@@ -125,6 +128,11 @@ pub struct SseDecoder {
     joined: Vec<u8>,
     /// Events dropped because they were longer than `max_event_bytes`.
     pub oversized: u32,
+    /// Bytes of the stream read so far (before the current step).
+    pos: u64,
+    /// The stream offset of the current event's first byte (meaningful
+    /// while in an event).
+    event_start: u64,
 }
 
 impl SseDecoder {
@@ -142,6 +150,8 @@ impl SseDecoder {
             raw: Vec::new(),
             joined: Vec::new(),
             oversized: 0,
+            pos: 0,
+            event_start: 0,
         }
     }
 
@@ -156,6 +166,15 @@ impl SseDecoder {
         self.raw.len()
     }
 
+    /// Where the event being read began (a stream offset), while one is
+    /// open: its bytes, held or passed, are not complete yet.
+    pub fn open_event_start(&self) -> Option<u64> {
+        match self.state {
+            State::InEvent { .. } => Some(self.event_start),
+            State::Between { .. } => None,
+        }
+    }
+
     /// Feeds one chunk: calls `on_event` for each event it completes and, in
     /// filtering mode, appends the bytes to send on to `out`.
     pub fn feed(
@@ -166,6 +185,7 @@ impl SseDecoder {
     ) {
         let mut rest = chunk;
         while !rest.is_empty() {
+            let before = rest.len();
             rest = match self.state {
                 State::Between { lf } => self.step_between(lf, rest, out),
                 State::InEvent {
@@ -174,6 +194,9 @@ impl SseDecoder {
                     at_stream_start,
                 } => self.step_in_event(line, fit, at_stream_start, rest, out, on_event),
             };
+            self.pos = self
+                .pos
+                .saturating_add(before.saturating_sub(rest.len()) as u64);
             self.fresh = false;
         }
     }
@@ -195,7 +218,9 @@ impl SseDecoder {
         {
             match fit {
                 Fit::Held => {
-                    if let Some(event) = parse_event(&self.raw, at_stream_start, &mut self.joined) {
+                    if let Some(event) =
+                        parse_event(&self.raw, at_stream_start, &mut self.joined, self.pos)
+                    {
                         let _ignored = on_event(&event);
                     }
                     if self.filtering {
@@ -211,6 +236,7 @@ impl SseDecoder {
             lf: TrailingLf::None,
         };
         self.fresh = true;
+        self.pos = 0;
     }
 
     /// Reads between events: a blank line passes through; any other byte
@@ -240,6 +266,7 @@ impl SseDecoder {
             return after_byte;
         }
         self.raw.clear();
+        self.event_start = self.pos;
         self.state = State::InEvent {
             line: LinePos::Start,
             fit: Fit::Held,
@@ -327,7 +354,9 @@ impl SseDecoder {
     ) {
         let verdict = match fit {
             Fit::Held => {
-                let verdict = match parse_event(&self.raw, at_stream_start, &mut self.joined) {
+                // The terminating line end is this step's one byte.
+                let end = self.pos.saturating_add(1);
+                let verdict = match parse_event(&self.raw, at_stream_start, &mut self.joined, end) {
                     Some(event) => on_event(&event),
                     None => Verdict::Keep,
                 };
@@ -421,6 +450,7 @@ fn parse_event<'a>(
     raw: &'a [u8],
     at_stream_start: bool,
     joined: &'a mut Vec<u8>,
+    end: u64,
 ) -> Option<SseEvent<'a>> {
     let raw = match raw.strip_prefix(BOM) {
         Some(after) if at_stream_start => after,
@@ -463,6 +493,7 @@ fn parse_event<'a>(
         data,
         id,
         raw,
+        end,
     })
 }
 

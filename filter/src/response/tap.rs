@@ -12,6 +12,7 @@
 //!   copy by [`MAX_JSON_COPY`] (beyond it usage is not read, and the record
 //!   says so).
 
+use super::dlp::{Cut, ResponseDlp};
 use super::null_usage;
 use super::redact::Redactor;
 use super::sse::{SseDecoder, SseEvent, Verdict};
@@ -45,6 +46,11 @@ pub struct Chunk {
     pub out: Option<Vec<u8>>,
     /// Key echoes replaced in it.
     pub redactions: u32,
+    /// DLP matches redacted from the output it released.
+    pub dlp_redactions: u32,
+    /// The response must be cut here: DLP could not scan it (nothing of
+    /// this chunk may go on).
+    pub cut: Option<Cut>,
 }
 
 impl Chunk {
@@ -56,6 +62,9 @@ impl Chunk {
 
 pub struct ResponseTap {
     reader: Reader,
+    /// Model output through the rule's DLP detectors, before key-echo
+    /// redaction.
+    dlp: Option<ResponseDlp>,
     redactor: Option<Redactor>,
     /// Usage read from a whole JSON body at its end.
     json_usage: Option<Usage>,
@@ -83,6 +92,7 @@ impl ResponseTap {
         sse: bool,
         drop_usage_chunk: bool,
         redactor: Option<Redactor>,
+        dlp: Option<ResponseDlp>,
     ) -> Self {
         let reader = match (dialect, sse) {
             (Some(d), true) => Reader::Sse {
@@ -99,6 +109,7 @@ impl ResponseTap {
         };
         ResponseTap {
             reader,
+            dlp,
             redactor,
             json_usage: None,
             bytes_in: 0,
@@ -168,13 +179,28 @@ impl ResponseTap {
             }
         };
         self.usage_chunks_dropped += dropped;
+        let mut scanned = Vec::new();
+        let mut dlp_redactions = 0;
+        let forwarded: &[u8] = match &mut self.dlp {
+            Some(dlp) => {
+                let before = dlp.redacted;
+                let fed = dlp.feed(forwarded, end, &mut scanned);
+                dlp_redactions = dlp.redacted.saturating_sub(before);
+                if let Err(cut) = fed {
+                    return Chunk {
+                        out: Some(Vec::new()),
+                        cut: Some(cut),
+                        ..Chunk::default()
+                    };
+                }
+                &scanned
+            }
+            None => forwarded,
+        };
         let unchanged =
             core::ptr::eq(forwarded, chunk) && self.redactor.as_mut().is_none_or(|r| r.pass(chunk));
         if unchanged {
-            return Chunk {
-                out: None,
-                redactions: 0,
-            };
+            return Chunk::default();
         }
         let mut out = Vec::with_capacity(forwarded.len());
         let mut redactions = 0;
@@ -190,7 +216,15 @@ impl ResponseTap {
         Chunk {
             out: Some(out),
             redactions,
+            dlp_redactions,
+            cut: None,
         }
+    }
+
+    /// The DLP stage, for what it found in the output so far: counts by
+    /// detector, and the matches redacted.
+    pub fn dlp(&self) -> Option<&ResponseDlp> {
+        self.dlp.as_ref()
     }
 
     /// The usage seen so far (a stream cut short keeps what it had).
@@ -235,8 +269,13 @@ data: [DONE]\n\n";
     #[test]
     fn a_stream_the_client_did_not_ask_usage_for_loses_only_the_usage_chunk() {
         for piece in [1, 2, 5, 17, 1000] {
-            let mut tap =
-                ResponseTap::new(Some(Dialect::OpenAiChat), true, true, Redactor::new(KEY));
+            let mut tap = ResponseTap::new(
+                Some(Dialect::OpenAiChat),
+                true,
+                true,
+                Redactor::new(KEY),
+                None,
+            );
             let (out, _) = run(&mut tap, STREAM.as_bytes(), piece);
             let want = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
             assert_eq!(String::from_utf8(out).unwrap(), want, "pieces of {piece}");
@@ -248,7 +287,13 @@ data: [DONE]\n\n";
 
     #[test]
     fn a_client_that_asked_for_usage_gets_the_stream_unchanged() {
-        let mut tap = ResponseTap::new(Some(Dialect::OpenAiChat), true, false, Redactor::new(KEY));
+        let mut tap = ResponseTap::new(
+            Some(Dialect::OpenAiChat),
+            true,
+            false,
+            Redactor::new(KEY),
+            None,
+        );
         let (out, _) = run(&mut tap, STREAM.as_bytes(), 3);
         assert_eq!(out, STREAM.as_bytes());
         assert_eq!(tap.usage().and_then(|u| u.total), Some(21));
@@ -261,8 +306,13 @@ data: [DONE]\n\n";
             core::str::from_utf8(KEY).unwrap()
         );
         for piece in [1, 3, 8, 64] {
-            let mut tap =
-                ResponseTap::new(Some(Dialect::OpenAiChat), false, false, Redactor::new(KEY));
+            let mut tap = ResponseTap::new(
+                Some(Dialect::OpenAiChat),
+                false,
+                false,
+                Redactor::new(KEY),
+                None,
+            );
             let (out, n) = run(&mut tap, body.as_bytes(), piece);
             assert_eq!(out.len(), body.len());
             assert!(!out.windows(KEY.len()).any(|w| w == KEY));
@@ -272,7 +322,13 @@ data: [DONE]\n\n";
             "event: error\ndata: {{\"key\":\"{}\"}}\n\n",
             core::str::from_utf8(KEY).unwrap()
         );
-        let mut tap = ResponseTap::new(Some(Dialect::Anthropic), true, false, Redactor::new(KEY));
+        let mut tap = ResponseTap::new(
+            Some(Dialect::Anthropic),
+            true,
+            false,
+            Redactor::new(KEY),
+            None,
+        );
         let (out, n) = run(&mut tap, sse.as_bytes(), 4);
         assert!(!out.windows(KEY.len()).any(|w| w == KEY));
         assert_eq!(n, 1);
@@ -281,7 +337,7 @@ data: [DONE]\n\n";
     #[test]
     fn json_usage_is_read_at_the_end_and_an_oversized_body_is_passed_unread() {
         let body = br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
-        let mut tap = ResponseTap::new(Some(Dialect::OpenAiChat), false, false, None);
+        let mut tap = ResponseTap::new(Some(Dialect::OpenAiChat), false, false, None, None);
         let (out, _) = run(&mut tap, body, 7);
         assert_eq!(out, body);
         assert_eq!(tap.usage().and_then(|u| u.total), Some(7));

@@ -1231,7 +1231,9 @@ impl<H: Host> Worker<H> {
                 edits.push((name.to_string(), redacted));
             }
         }
-        let drop_usage = s.flow.response_plan().drop_usage_chunk && sse;
+        // A removed usage chunk or a DLP redaction changes the length.
+        let new_length = (s.flow.response_plan().drop_usage_chunk && sse)
+            || s.flow.response_plan().dlp.is_some();
         drop(streams);
         for (name, value) in &edits {
             self.count(Counter::KeyEchoRedacted);
@@ -1248,8 +1250,7 @@ impl<H: Host> Worker<H> {
         if end_of_stream {
             self.with_flow(ctx, |f| f.on_response_chunk(&[], true));
         }
-        // A removed usage chunk changes the length.
-        if drop_usage {
+        if new_length {
             let _ = self
                 .host
                 .remove_header(MapType::ResponseHeaders, "content-length");
@@ -1280,6 +1281,24 @@ impl<H: Host> Worker<H> {
         };
         if result.redactions > 0 {
             self.count_n(Counter::KeyEchoRedacted, i64::from(result.redactions));
+        }
+        if result.dlp_redactions > 0 {
+            self.count_n(
+                Counter::DlpResponseRedacted,
+                i64::from(result.dlp_redactions),
+            );
+        }
+        if let Some(cut) = result.cut {
+            self.count(Counter::ResponseCut(cut));
+            self.log(
+                LogLevel::Warn,
+                format_args!(
+                    "tollgate: response cut ({}): DLP could not scan it, and it is never sent unscanned",
+                    cut.code()
+                ),
+            );
+            let _ = self.host.close_stream();
+            return Action::Pause;
         }
         let Some(out) = result.out else {
             return Action::Continue;

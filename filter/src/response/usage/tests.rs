@@ -143,6 +143,7 @@ fn event(data: &str) -> SseEvent<'_> {
         data: data.as_bytes(),
         id: None,
         raw: data.as_bytes(),
+        end: data.len() as u64,
     }
 }
 
