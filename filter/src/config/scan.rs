@@ -223,7 +223,6 @@ impl<'r> Scanner<'r> {
     /// Consumes a string: where its text is, for [`Scanner::text_at`]
     /// before anything else is read. A string without escapes that ends in
     /// this window is left there, unchecked; any other goes to `self.text`.
-    #[inline(always)]
     fn string_at(&mut self) -> Result<Option<(usize, usize)>, Stop> {
         self.eat(b'"')?;
         let avail = self.buf.get(self.pos..self.end).unwrap_or(&[]);
