@@ -71,7 +71,7 @@ $(WASM_OPT):
 build: .wasm32-wasip1-target $(WASM_OPT)
 	$(CARGO) build -p tollgate-filter --target wasm32-wasip1 --release
 	@echo "wasm-opt -Oz: $$(stat -c %s $(WASM_RAW)) bytes in"
-	@$(WASM_OPT) -Oz $(WASM_FEATURES) $(WASM_RAW) -o $(WASM).tmp && mv -f $(WASM).tmp $(WASM)
+	@$(WASM_OPT) -Oz --converge $(WASM_FEATURES) $(WASM_RAW) -o $(WASM).tmp && mv -f $(WASM).tmp $(WASM)
 	@echo "tollgate.wasm: $$(stat -c %s $(WASM)) bytes"
 
 probe: .wasm32-wasip1-target

@@ -247,14 +247,9 @@ fn a_stream_dlp_cannot_scan_is_cut_with_a_reason_never_sent_unscanned() {
     assert!(gw.was_reset(id), "cut");
     let sent = gw.response(id).map_or(0, |r| r.body.len());
     assert!(sent < 1024, "nothing of the event went out: {sent}");
-    assert_eq!(
-        audit_of(&gw, id)["response_refused"],
-        "dlp_stream_unscannable"
-    );
-    before.assert_delta(&gw, "tollgate.response.refused.dlp_stream_unscannable", 1);
-    assert!(gw
-        .log_text()
-        .contains("response cut (dlp_stream_unscannable)"));
+    assert_eq!(audit_of(&gw, id)["response_refused"], "dlp_unscannable");
+    before.assert_delta(&gw, "tollgate.response.refused.dlp_unscannable", 1);
+    assert!(gw.log_text().contains("response cut (dlp_unscannable)"));
 }
 
 /// The load errors of a configuration that must be refused.

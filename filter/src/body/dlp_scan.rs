@@ -87,10 +87,15 @@ pub struct Findings {
 
 impl Findings {
     fn note(&mut self, name: &str) {
-        match self.counts.iter_mut().find(|(n, _)| &**n == name) {
-            Some((_, c)) => *c = c.saturating_add(1),
-            None => self.counts.push((name.into(), 1)),
-        }
+        add_count(&mut self.counts, name, 1);
+    }
+}
+
+/// Adds `n` findings of detector `name` to `counts` (first-seen order).
+pub fn add_count(counts: &mut Vec<(Box<str>, u32)>, name: &str, n: u32) {
+    match counts.iter_mut().find(|(d, _)| &**d == name) {
+        Some((_, c)) => *c = c.saturating_add(n),
+        None => counts.push((name.into(), n)),
     }
 }
 
@@ -118,6 +123,7 @@ pub fn scan_response_text(policy: &DlpPolicy, text: &[u8]) -> Findings {
     f
 }
 
+#[inline(never)]
 fn scan_strings(
     policy: &DlpPolicy,
     body: &[u8],
@@ -250,6 +256,7 @@ fn scan_string(
 }
 
 /// Scans one decoded value and records its findings.
+#[inline(never)]
 fn record(
     policy: &DlpPolicy,
     value: &[u8],

@@ -1462,6 +1462,19 @@ fn enum_of<T: Copy>(
     choices: &[(&str, T)],
     errs: &mut ConfigErrors,
 ) -> Option<T> {
+    let i = enum_index(v, path, &mut choices.iter().map(|(n, _)| *n), errs)?;
+    choices.get(i).map(|(_, t)| *t)
+}
+
+/// [`enum_of`]'s work, once for every choice type: the position of `v`'s
+/// spelling among `names`.
+#[inline(never)]
+fn enum_index(
+    v: &Value,
+    path: &str,
+    names: &mut dyn Iterator<Item = &str>,
+    errs: &mut ConfigErrors,
+) -> Option<usize> {
     let s = match v {
         Value::String(s) => s,
         _ => {
@@ -1469,9 +1482,9 @@ fn enum_of<T: Copy>(
             return None;
         }
     };
-    let found = choices.iter().find(|(name, _)| name == s).map(|(_, t)| *t);
+    let names: Vec<&str> = names.collect();
+    let found = names.iter().position(|n| n == s);
     if found.is_none() {
-        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
         errs.push(
             path,
             format!(
@@ -1492,6 +1505,26 @@ fn list<T>(
     errs: &mut ConfigErrors,
     item: impl Fn(&Value, &str, &mut ConfigErrors) -> Option<T>,
 ) -> Option<Vec<T>> {
+    let mut out = Vec::new();
+    let ok = each_item(v, path, errs, &mut |v, p, errs| match item(v, p, errs) {
+        Some(t) => {
+            out.push(t);
+            true
+        }
+        None => false,
+    })?;
+    ok.then_some(out)
+}
+
+/// The loop of [`list`], once for every item type: `None` when `v` is not
+/// a list, else whether every item was read.
+#[inline(never)]
+fn each_item(
+    v: Option<&Value>,
+    path: &str,
+    errs: &mut ConfigErrors,
+    item: &mut dyn FnMut(&Value, &str, &mut ConfigErrors) -> bool,
+) -> Option<bool> {
     let items = match v? {
         Value::Array(a) => a,
         other => {
@@ -1499,15 +1532,11 @@ fn list<T>(
             return None;
         }
     };
-    let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
     for (i, v) in items.iter().enumerate() {
-        match item(v, &format!("{path}[{i}]"), errs) {
-            Some(t) => out.push(t),
-            None => ok = false,
-        }
+        ok &= item(v, &format!("{path}[{i}]"), errs);
     }
-    ok.then_some(out)
+    Some(ok)
 }
 
 fn str_list(v: Option<&Value>, path: &str, errs: &mut ConfigErrors) -> Option<Vec<String>> {

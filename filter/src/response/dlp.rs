@@ -72,22 +72,20 @@ pub const OUTPUT_KEYS: [&[u8]; 8] = [
 pub enum Cut {
     /// A non-streamed body over [`MAX_WHOLE_BYTES`].
     TooLarge,
-    /// An SSE event over the decoder's bound, or more than
-    /// [`MAX_HELD_BYTES`] held back.
-    StreamUnscannable,
-    /// A redaction could not be applied (never expected).
-    Unredactable,
+    /// An SSE event over the decoder's bound, more than [`MAX_HELD_BYTES`]
+    /// held back, or a redaction that cannot be placed (in an event of
+    /// several `data:` lines, which providers do not send).
+    Unscannable,
 }
 
 impl Cut {
-    pub const ALL: [Cut; 3] = [Cut::TooLarge, Cut::StreamUnscannable, Cut::Unredactable];
+    pub const ALL: [Cut; 2] = [Cut::TooLarge, Cut::Unscannable];
 
     /// The stable reason code, in the audit record, the log and a metric.
     pub fn code(self) -> &'static str {
         match self {
             Cut::TooLarge => "dlp_response_too_large",
-            Cut::StreamUnscannable => "dlp_stream_unscannable",
-            Cut::Unredactable => "dlp_unredactable",
+            Cut::Unscannable => "dlp_unscannable",
         }
     }
 }
@@ -173,7 +171,7 @@ impl ResponseDlp {
                 if edits.is_empty() {
                     out.extend_from_slice(&body);
                 } else {
-                    out.extend(splice(&body, edits).map_err(|_| Cut::Unredactable)?);
+                    out.extend(splice(&body, edits).map_err(|_| Cut::Unscannable)?);
                 }
                 Ok(())
             }
@@ -192,10 +190,7 @@ struct Tally<'a> {
 
 impl Tally<'_> {
     fn note(&mut self, name: &str, n: u32) {
-        match self.counts.iter_mut().find(|(d, _)| &**d == name) {
-            Some((_, c)) => *c = c.saturating_add(n),
-            None => self.counts.push((name.into(), n)),
-        }
+        dlp_scan::add_count(self.counts, name, n);
     }
 
     /// Counts a scan's findings and returns its redactions (none when
@@ -249,8 +244,9 @@ struct Held {
 enum Data {
     /// Within the event's bytes (one `data:` line): this range of them.
     Inline(Range<usize>),
-    /// Several `data:` lines, joined with `\n` (edited, the event is
-    /// rewritten with one `data:` line per line of the edited data).
+    /// Several `data:` lines, joined with `\n`: scanned, but an edit cannot
+    /// be placed in its lines (providers never send such events), so one
+    /// that needs an edit cuts the response.
     Joined(Vec<u8>),
 }
 
@@ -294,7 +290,7 @@ impl Stream {
         if self.decoder.oversized > 0 || self.pending.len() > MAX_HELD_BYTES {
             self.pending = Vec::new();
             self.held.clear();
-            return Err(Cut::StreamUnscannable);
+            return Err(Cut::Unscannable);
         }
         let cut = self.decide(policy, end, tally)?;
         self.release(cut, out)
@@ -340,7 +336,7 @@ impl Stream {
                 continue;
             }
             *tally.redacted = tally.redacted.saturating_add(1);
-            let label = [b"[REDACTED:", name.as_bytes(), b"]"].concat();
+            let label = format!("[REDACTED:{name}]").into_bytes();
             self.redact(a..b, label)?;
         }
         Ok(cut)
@@ -360,7 +356,7 @@ impl Stream {
         } = self;
         for h in held.iter_mut() {
             let Some(data) = event_data(pending, *pending_at, &h.at, &h.data) else {
-                return Err(Cut::Unredactable);
+                return Err(Cut::Unscannable);
             };
             for p in &h.pieces {
                 let (a, b) = (range.start.max(p.text.start), range.end.min(p.text.end));
@@ -372,13 +368,13 @@ impl Stream {
                 let inner_start = p.span.start.saturating_add(1);
                 let inner = data
                     .get(inner_start..p.span.end.saturating_sub(1))
-                    .ok_or(Cut::Unredactable)?;
+                    .ok_or(Cut::Unscannable)?;
                 let (sa, sb) = if inner.contains(&b'\\') {
-                    json::decode_mapped(inner, &mut scratch, &mut map).ok_or(Cut::Unredactable)?;
+                    json::decode_mapped(inner, &mut scratch, &mut map).ok_or(Cut::Unscannable)?;
                     let at = |i: usize| map.get(i).map(|x| *x as usize);
                     (
-                        at(ra).ok_or(Cut::Unredactable)?,
-                        at(rb).ok_or(Cut::Unredactable)?,
+                        at(ra).ok_or(Cut::Unscannable)?,
+                        at(rb).ok_or(Cut::Unscannable)?,
                     )
                 } else {
                     (ra, rb)
@@ -442,16 +438,16 @@ impl Stream {
         }
         match &h.data {
             Data::Inline(r) => {
-                let data = raw.get(r.clone()).ok_or(Cut::Unredactable)?;
-                let edited = splice(data, h.edits.clone()).map_err(|_| Cut::Unredactable)?;
+                let data = raw.get(r.clone()).ok_or(Cut::Unscannable)?;
+                let edited = splice(data, h.edits.clone()).map_err(|_| Cut::Unscannable)?;
                 out.extend_from_slice(raw.get(..r.start).unwrap_or_default());
                 out.extend_from_slice(&edited);
                 out.extend_from_slice(raw.get(r.end..).unwrap_or_default());
             }
-            Data::Joined(d) => {
-                let edited = splice(d, h.edits.clone()).map_err(|_| Cut::Unredactable)?;
-                rebuild(raw, &edited, out);
-            }
+            // Providers send one `data:` line per event; an edit in an
+            // event of several cannot be placed in its lines, so the
+            // response is cut rather than sent with the match.
+            Data::Joined(_) => return Err(Cut::Unscannable),
         }
         Ok(())
     }
@@ -575,39 +571,4 @@ fn key_before(json: &[u8], value: usize) -> Option<&[u8]> {
         }
     }
     None
-}
-
-/// Writes an event whose data was several lines, with its edited data:
-/// its other lines as they were, the data as one `data:` line per line,
-/// where its first `data:` line was.
-fn rebuild(raw: &[u8], data: &[u8], out: &mut Vec<u8>) {
-    let mut rest = raw;
-    let mut wrote = false;
-    while !rest.is_empty() {
-        let len = rest
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-            .unwrap_or(rest.len());
-        let mut end = len;
-        if rest.get(end) == Some(&b'\r') {
-            end += 1;
-        }
-        if rest.get(end) == Some(&b'\n') && (end == len || rest.get(len) == Some(&b'\r')) {
-            end += 1;
-        }
-        let (line, after) = rest.split_at(end.min(rest.len()));
-        let content = line.get(..len).unwrap_or_default();
-        let is_data = content == b"data" || content.starts_with(b"data:");
-        if !is_data {
-            out.extend_from_slice(line);
-        } else if !wrote {
-            wrote = true;
-            for l in data.split(|&b| b == b'\n') {
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(l);
-                out.push(b'\n');
-            }
-        }
-        rest = after;
-    }
 }

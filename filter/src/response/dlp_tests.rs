@@ -273,15 +273,20 @@ data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"{b} ok\"}}],\"ro
 }
 
 #[test]
-fn an_event_of_several_data_lines_is_rewritten_with_its_other_lines() {
+fn an_event_of_several_data_lines_is_scanned_and_cut_if_it_needs_an_edit() {
     let KEY: &str = &KEY_TEXT;
+    // Joined, its data is JSON: scanned. Clean, it goes on as it came.
+    let clean = "id: 7\ndata: {\"content\":\ndata: \"hello\"}\nevent: x\n\n";
+    let mut dlp = ResponseDlp::new(policy(256), true, false);
+    assert_eq!(
+        run(&mut dlp, clean.as_bytes(), 3).unwrap(),
+        clean.as_bytes()
+    );
+    // With a match, the edit cannot be placed in its lines (providers send
+    // one `data:` line per event): cut, never sent with the key.
     let stream = format!("id: 7\ndata: {{\"content\":\ndata: \"{KEY}\"}}\nevent: x\n\n");
     let mut dlp = ResponseDlp::new(policy(256), true, false);
-    let out = String::from_utf8(run(&mut dlp, stream.as_bytes(), 3).unwrap()).unwrap();
-    assert_eq!(
-        out,
-        format!("id: 7\ndata: {{\"content\":\ndata: \"{LABEL}\"}}\nevent: x\n\n")
-    );
+    assert_eq!(run(&mut dlp, stream.as_bytes(), 3), Err(Cut::Unscannable));
 }
 
 #[test]
@@ -306,16 +311,13 @@ fn past_its_bounds_a_response_is_cut_never_sent_unscanned() {
             break;
         }
     }
-    assert_eq!(result, Err(Cut::StreamUnscannable));
+    assert_eq!(result, Err(Cut::Unscannable));
     assert!(out.is_empty(), "nothing after the held text went out");
 
     // An event over the decoder's bound.
     let mut dlp = ResponseDlp::new(policy(256), true, false);
     let huge = format!("data: {{\"x\":\"{}\"}}\n\n", "y".repeat(300 * 1024));
-    assert_eq!(
-        run(&mut dlp, huge.as_bytes(), 4096),
-        Err(Cut::StreamUnscannable)
-    );
+    assert_eq!(run(&mut dlp, huge.as_bytes(), 4096), Err(Cut::Unscannable));
 }
 
 #[test]

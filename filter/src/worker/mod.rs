@@ -1293,7 +1293,7 @@ impl<H: Host> Worker<H> {
             self.log(
                 LogLevel::Warn,
                 format_args!(
-                    "tollgate: response cut ({}): DLP could not scan it, and it is never sent unscanned",
+                    "tollgate: response cut ({}): DLP could not scan it",
                     cut.code()
                 ),
             );
