@@ -342,25 +342,27 @@ pub fn decode_mapped(inner: &[u8], out: &mut Vec<u8>, map: &mut Vec<u32>) -> Opt
 /// `map` when given (see [`decode_mapped`]; without one, nothing but the
 /// copy is paid).
 pub fn decode_into(inner: &[u8], out: &mut Vec<u8>, mut map: Option<&mut Vec<u32>>) -> Option<()> {
+    // Decoding never lengthens: room for all of it at once.
     out.clear();
+    out.reserve(inner.len());
     if let Some(m) = map.as_deref_mut() {
         m.clear();
+        m.reserve(inner.len() + 1);
     }
     let mut at = 0;
-    while at < inner.len() {
+    loop {
         let rest = inner.get(at..)?;
-        let run = rest.iter().position(|&b| b == b'\\').unwrap_or(rest.len());
-        let text = rest.get(..run)?;
-        if text.iter().any(|&b| b == b'"' || b < 0x20) {
-            return None;
-        }
-        out.extend_from_slice(text);
+        let run = crate::string_run::string_run(rest);
+        out.extend_from_slice(rest.get(..run)?);
         if let Some(m) = map.as_deref_mut() {
-            m.extend((at..at + run).map(|i| i as u32));
+            m.extend(at as u32..(at + run) as u32);
         }
         at += run;
-        if at >= inner.len() {
-            break;
+        match inner.get(at) {
+            None => break,
+            Some(b'\\') => {}
+            // A quote or a control byte: not a string body.
+            Some(_) => return None,
         }
         let (c, len) = escape(inner.get(at..)?).ok()?;
         let mut buf = [0u8; 4];
@@ -883,22 +885,9 @@ fn hex4(digits: Option<&[u8]>) -> Result<u32, EscapeFault> {
 /// Decodes the inside of a string (between its quotes); `None` if it is not
 /// a well-formed JSON string body.
 fn decode(inner: &[u8]) -> Option<String> {
-    let mut out = String::with_capacity(inner.len());
-    let mut rest = inner;
-    loop {
-        let run = rest.iter().position(|&b| b == b'\\').unwrap_or(rest.len());
-        let (text, tail) = rest.split_at_checked(run)?;
-        if text.iter().any(|&b| b == b'"' || b < 0x20) {
-            return None;
-        }
-        out.push_str(core::str::from_utf8(text).ok()?);
-        if tail.is_empty() {
-            return Some(out);
-        }
-        let (c, len) = escape(tail).ok()?;
-        out.push(c);
-        rest = tail.get(len..)?;
-    }
+    let mut out = Vec::new();
+    decode_into(inner, &mut out, None)?;
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
