@@ -270,11 +270,20 @@ impl<'a> Cur<'a> {
     #[inline(never)]
     pub(super) fn sep(&mut self) -> Option<Sep> {
         let p = skip_invisible(self.t, self.p);
-        let rest = self.t.get(p..).unwrap_or_default();
-        let &(bytes, kind) = SEPARATORS
-            .iter()
-            .find(|(bytes, _)| rest.starts_with(bytes))?;
-        self.p = p + bytes.len();
+        let (len, kind) = match self.t.get(p..).unwrap_or_default() {
+            [b' ', ..] => (1, Sep::Space),
+            [b'-', ..] => (1, Sep::Dash),
+            [b'.', ..] => (1, Sep::Dot),
+            // U+00A0 no-break space, U+3000 ideographic space.
+            [0xC2, 0xA0, ..] => (2, Sep::Space),
+            [0xE3, 0x80, 0x80, ..] => (3, Sep::Space),
+            // U+2010–U+2013 hyphens and dashes, U+FF0D full-width hyphen-minus.
+            [0xE2, 0x80, 0x90..=0x93, ..] | [0xEF, 0xBC, 0x8D, ..] => (3, Sep::Dash),
+            // U+FF0E full-width full stop.
+            [0xEF, 0xBC, 0x8E, ..] => (3, Sep::Dot),
+            _ => return None,
+        };
+        self.p = p + len;
         Some(kind)
     }
 
@@ -298,21 +307,6 @@ pub(super) enum Sep {
     /// `.`, U+FF0E.
     Dot,
 }
-
-/// The separators between digit groups, as UTF-8.
-const SEPARATORS: [(&[u8], Sep); 11] = [
-    (b" ", Sep::Space),
-    (b"-", Sep::Dash),
-    (b".", Sep::Dot),
-    ("\u{A0}".as_bytes(), Sep::Space),
-    ("\u{3000}".as_bytes(), Sep::Space),
-    ("\u{2010}".as_bytes(), Sep::Dash),
-    ("\u{2011}".as_bytes(), Sep::Dash),
-    ("\u{2012}".as_bytes(), Sep::Dash),
-    ("\u{2013}".as_bytes(), Sep::Dash),
-    ("\u{FF0D}".as_bytes(), Sep::Dash),
-    ("\u{FF0E}".as_bytes(), Sep::Dot),
-];
 
 /// What the visible character before `p` is, for numbers' left edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -134,23 +134,42 @@ fn read(mut c: Cur, ch: &mut Chain) {
     ch.glued = c.glued();
 }
 
-/// An ASCII digit run at `i` that no layout can continue or accept: glued
-/// to a letter (hex, ids), or standing alone with a length no card has.
-/// The common case in code and logs, decided without reading a chain.
+/// An ASCII digit run at `i` that no layout can start, decided from at
+/// most two ASCII groups without reading a chain (the common case in code
+/// and logs): glued to a letter (hex, ids); alone with a length no card
+/// has; or followed by a second group that no layout's first two groups
+/// make (dates, times, versions). Layouts open with 13–19 digits (a card
+/// run), 4 then 3–6 joined by a space or dash (a card), 3 then 2 or 3 (an
+/// SSN, a NANP number) or `1` then 3 (`1-800-…`). Anything non-ASCII after
+/// a group may continue it: not decided here.
 fn hopeless(t: &[u8], i: usize) -> bool {
     let rest = t.get(i..).unwrap_or_default();
-    let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    let alone = !(13..=19).contains(&n);
+    let digits = |k: usize| {
+        let r = rest.get(k..).unwrap_or_default();
+        r.iter().take_while(|b| b.is_ascii_digit()).count()
+    };
+    let n = digits(0);
+    let card_run = (13..=19).contains(&n);
     match rest.get(n) {
         Some(c) if c.is_ascii_alphabetic() => true,
         // After a separator, another group may follow.
-        Some(b' ' | b'-' | b'.') => match rest.get(n + 1) {
-            Some(c) if c.is_ascii_digit() || *c == b'(' || *c >= 0x80 => false,
-            _ => alone,
-        },
+        Some(&s @ (b' ' | b'-' | b'.')) => {
+            let m = digits(n + 1);
+            match rest.get(n + 1 + m) {
+                Some(0x80..) => false,
+                Some(b'(') if m == 0 => false,
+                _ if m == 0 => !card_run,
+                _ => {
+                    !(card_run
+                        || (n == 4 && s != b'.' && (3..=6).contains(&m))
+                        || (n == 3 && (m == 2 || m == 3))
+                        || (n == 1 && m == 3))
+                }
+            }
+        }
         // An invisible or full-width character, or a Unicode separator.
         Some(0x80..) => false,
-        _ => alone,
+        _ => !card_run,
     }
 }
 
@@ -509,5 +528,79 @@ mod tests {
         assert_eq!(e("x.@example.com"), None);
         assert_eq!(e("a@-example.com"), None);
         assert_eq!(e("a@example.c0m"), None);
+    }
+
+    /// What `number` would find at 0 of a digit start without the
+    /// `hopeless` shortcut: the chain read and every layout tried.
+    fn any_layout(t: &[u8]) -> bool {
+        let mut ch = Chain {
+            n: 0,
+            ends: [0; MAX_GROUPS],
+            lens: [0; MAX_GROUPS],
+            firsts: [0; MAX_GROUPS],
+            seps: [Sep::None; MAX_GROUPS],
+            parens: 0,
+            digits: [0; MAX_DIGITS],
+            glued: false,
+        };
+        read(Cur::new(t, 0), &mut ch);
+        card(&ch) != 0 || ssn_number(&ch) != 0 || nanp_number(&ch) != 0
+    }
+
+    #[test]
+    fn hopeless_runs_start_no_layout_whatever_their_digits() {
+        // Three groups and what follows, every length and joint; digits 2-5
+        // (valid SSN parts and NANP codes, card IINs) or a leading 1, and
+        // each value of the last digit, so one variant is Luhn-valid.
+        let mut x = 7u32;
+        let mut digit = || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            char::from(b'2' + (x >> 16) as u8 % 4)
+        };
+        let (mut tried, mut skipped) = (0, 0);
+        for lead in ["", "1"] {
+            for n0 in 1..=20usize {
+                for s1 in ["", " ", "-", ".", ":", "/"] {
+                    for n1 in 0..=7usize {
+                        for s2 in ["", " ", "-", "."] {
+                            for n2 in 0..=5usize {
+                                for tail in [
+                                    "",
+                                    " ",
+                                    "x",
+                                    "\u{FF11}",
+                                    "\u{200B}",
+                                    "(",
+                                    "-2345",
+                                    ".2345",
+                                    "\u{FF11}-2345",
+                                    "(234) 234-2345",
+                                ] {
+                                    let mut t = lead.to_string();
+                                    t.extend((lead.len()..n0).map(|_| digit()));
+                                    t.push_str(s1);
+                                    t.extend((0..n1).map(|_| digit()));
+                                    t.push_str(s2);
+                                    t.extend((0..n2).map(|_| digit()));
+                                    t.push_str(tail);
+                                    if !hopeless(t.as_bytes(), 0) {
+                                        tried += 1;
+                                        continue;
+                                    }
+                                    skipped += 1;
+                                    let last = t.rfind(|c: char| c.is_ascii_digit()).unwrap();
+                                    for d in b'0'..=b'9' {
+                                        let mut v = t.clone().into_bytes();
+                                        v[last] = d;
+                                        assert!(!any_layout(&v), "{:?}", String::from_utf8(v));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(skipped > tried, "{skipped} decided, {tried} read");
     }
 }
