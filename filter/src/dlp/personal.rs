@@ -141,8 +141,9 @@ fn read(mut c: Cur, ch: &mut Chain) {
 /// make (dates, times, versions). Layouts open with 13–19 digits (a card
 /// run), 4 then 3–6 joined by a space or dash (a card), 3 then 2 or 3 (an
 /// SSN, a NANP number) or `1` then 3 (`1-800-…`). Anything non-ASCII after
-/// a group may continue it: not decided here.
-fn hopeless(t: &[u8], i: usize) -> bool {
+/// a group may continue it: not decided here. The scanner asks this before
+/// [`number`] (which does not), so such a run costs no call.
+pub(super) fn hopeless(t: &[u8], i: usize) -> bool {
     let rest = t.get(i..).unwrap_or_default();
     let digits = |k: usize| {
         let r = rest.get(k..).unwrap_or_default();
@@ -180,7 +181,7 @@ fn hopeless(t: &[u8], i: usize) -> bool {
 pub(super) fn number(m: Mask, c: &mut Cur) -> Option<Detector> {
     let (t, i) = (c.t, c.p);
     let b = *t.get(i)?;
-    if (b.is_ascii_digit() && hopeless(t, i)) || before(t, i) != Before::Other {
+    if before(t, i) != Before::Other {
         return None;
     }
     let mut ch = Chain {

@@ -102,6 +102,26 @@ impl Scanner {
     }
 }
 
+/// The word starts [`secrets::at_word`] dispatches on, as pairs of a first
+/// byte and a second letter: credential prefixes (`sk`, `rk`, `AI`, `AB`,
+/// `AK`, `AS`, `AC`, `gh`, `gi`, `xo`, `xa`, `ht`, `ho`, `ey`, `be`) and
+/// AWS labels (`aw`, `se`, either case).
+const PAIRS: &[u8] = b"skrkAIABAKASACghgixoxahthoeybeawAWseSE";
+
+/// [`PAIRS`] as a filter: entry `b & 31` has bit `(c | 0x20) - b'a'` for
+/// each pair `b c`. Bytes that share an entry with a first byte, and
+/// bytes that share a bit with a letter, pass too: a false start costs a
+/// call, nothing more.
+static SECONDS: [u32; 32] = {
+    let mut t = [0u32; 32];
+    let mut k = 0;
+    while k + 1 < PAIRS.len() {
+        t[(PAIRS[k] & 31) as usize] |= 1 << ((PAIRS[k + 1] | 0x20) - b'a');
+        k += 2;
+    }
+    t
+};
+
 /// Appends the built-in matches of `mask` in `t` to `out[base..]`.
 pub(super) fn builtins(mask: Mask, t: &[u8], out: &mut Vec<Match>, base: usize) {
     let mut s = Scanner {
@@ -117,14 +137,18 @@ pub(super) fn builtins(mask: Mask, t: &[u8], out: &mut Vec<Match>, base: usize) 
             i += 1;
             continue;
         }
-        // Most words start nothing: not a digit, not a first letter of a
-        // credential or an AWS label, no IBAN check digits, no AWS secret
-        // expected. Those are skipped without a call.
-        let starts = matches!(
-            b,
-            b'0'..=b'9' | b's' | b'r' | b'A' | b'g' | b'x' | b'h' | b'e' | b'b' | b'a' | b'S'
-        ) || t.get(i + 2).is_some_and(u8::is_ascii_digit)
-            || i < s.aws_until;
+        // Most words start nothing: a digit run no number layout can
+        // start, or not the first two letters of a credential or an AWS
+        // label and no IBAN check digits; and no AWS secret expected.
+        // Those are skipped without a call.
+        let b1 = t.get(i + 1).copied().unwrap_or(0);
+        let starts = if b.is_ascii_digit() {
+            !personal::hopeless(t, i)
+        } else {
+            b1 >= 0x80
+                || SECONDS[usize::from(b & 31)] >> ((b1 | 0x20).wrapping_sub(b'a') & 31) & 1 != 0
+                || t.get(i + 2).is_some_and(u8::is_ascii_digit)
+        } || i < s.aws_until;
         if k & ALNUM != 0 && !starts {
             i = word_end(t, i + 1);
             continue;

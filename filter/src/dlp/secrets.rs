@@ -378,7 +378,9 @@ fn pem_label(t: &[u8], p: usize) -> usize {
 /// hold whitespace, RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`, `DEK-Info:
 /// …`) and literal `\n` escapes.
 pub(super) fn pem(c: &mut Cur) -> bool {
-    if !c.lit(b"-----BEGIN ") {
+    // Most dashes are not followed by another (visible or not).
+    let dash = matches!(c.t.get(c.p + 1), Some(b'-' | 0x80..));
+    if !dash || !c.lit(b"-----BEGIN ") {
         return false;
     }
     let t = c.t;
