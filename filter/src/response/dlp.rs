@@ -24,10 +24,14 @@
 //! about 60 tokens of English) or the stream ends; events that carry no
 //! text (a role, usage) wait only behind text before them.
 //!
+//! Not scanned in a stream: comment lines, `event:` and `id:` fields, and
+//! blocks without `data:` (the server's framing, not model output; the
+//! injected key is still caught there by key-echo redaction).
+//!
 //! Invariants:
-//! - no byte is sent before it has been scanned as described; every byte
-//!   outside a match goes on unchanged and in order (comments, blank lines
-//!   and events without data keep their place);
+//! - no data byte is sent before it has been scanned as described; every
+//!   byte outside a match goes on unchanged and in order (comments, blank
+//!   lines and events without data keep their place);
 //! - memory is bounded: [`MAX_WHOLE_BYTES`] for a whole body, and for a
 //!   stream [`MAX_HELD_BYTES`] held plus the SSE decoder's event bound. Past
 //!   a bound the response is cut ([`Cut`]): it is never sent unscanned;
