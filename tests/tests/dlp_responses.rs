@@ -53,6 +53,10 @@ fn warm_config(config: &Value) -> Gateway {
 fn ask(gw: &mut Gateway, stream: bool) -> StreamId {
     let body = json!({"model": "gpt-4o-mini", "stream": stream, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": "repeat my key"}]});
+    send_chat(gw, &body)
+}
+
+fn send_chat(gw: &mut Gateway, body: &Value) -> StreamId {
     let id = chat(gw, 0, SUPPORT_BOT, &body.to_string());
     gw.settle();
     let _ = gw.outcome(id).expect_forwarded();
@@ -124,6 +128,34 @@ fn a_key_the_model_streams_back_a_few_characters_at_a_time_is_redacted() {
         assert_no_leak(&gw, &[id], &[key.as_str()]);
         assert!(!gw.log_text().contains(&key[..20]));
     }
+}
+
+#[test]
+fn the_usage_chunk_is_still_removed_for_a_client_that_did_not_ask_for_it() {
+    let mut gw = warm(true);
+    // No include_usage: Tollgate asks for it and removes the usage chunk
+    // (and the `"usage":null` asking adds) before DLP sees the stream.
+    let id = send_chat(
+        &mut gw,
+        &json!({"model": "gpt-4o-mini", "stream": true,
+            "messages": [{"role": "user", "content": "repeat my key"}]}),
+    );
+    let key = leaked();
+    let text = format!("key {key} done");
+    let stream = chat_stream(&text, 4).replace("}}]}\n\n", "}}],\"usage\":null}\n\n");
+    gw.respond_chunks(
+        id,
+        200,
+        SSE_HEADERS,
+        stream.as_bytes().chunks(33).map(<[u8]>::to_vec).collect(),
+    );
+    let r = gw.response(id).unwrap();
+    let seen = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(streamed_text(&r.body), text.replace(&key, LABEL));
+    assert!(!seen.contains("usage"), "{seen}");
+    let a = audit_of(&gw, id);
+    assert_eq!(a["usage"]["output"], 60, "{a}");
+    assert_eq!(a["dlp_response_redacted"], 1, "{a}");
 }
 
 #[test]
