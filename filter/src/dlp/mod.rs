@@ -24,9 +24,11 @@
 //! sorted lists are then merged.
 //!
 //! # Cost
-//! Measured on this machine: about 800 MB/s natively and 440 MB/s in V8
-//! (Node 20, `opt-level = "s"`, 64 KB prompt, every built-in on; 640 and
-//! 400 MB/s on a 2 KB prompt; `benches/dlp.rs`). About 14 KB of
+//! Measured on this machine: about 1 GiB/s natively (64 KB prompt, every
+//! built-in on; 760 MiB/s on a 2 KB prompt; `benches/dlp.rs`), and about
+//! 310 MB/s for the whole DLP step (JSON decoding included) of a 64 KB
+//! request in the real `.wasm` under wasmtime, 290 MB/s in Envoy's V8
+//! (BENCHMARKS.md, "Prompt DLP"). About 14 KB of
 //! `tollgate.wasm` after `wasm-opt -Oz`, tables included (256-byte class
 //! table, the IBAN registry, the format table, the names). Helpers return
 //! one scalar and keep positions in a cursor ([`chars::Cur`]): on wasm32
