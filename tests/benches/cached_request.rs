@@ -239,5 +239,72 @@ fn bench(c: &mut Criterion) {
     assert_eq!(gw.trap(), None);
 }
 
-criterion_group!(benches, bench, body_path, dlp_path);
+/// DLP on model output in the real module (issue 10, part 4): the body rule
+/// with a DLP policy (every built-in; secrets and cards redacted, the rest
+/// recorded), once without `responses` and once with it, answered by the
+/// 4 KB JSON answer and by a 200-event stream of 5-character deltas (one
+/// body callback per event). The difference is what scanning the output
+/// costs.
+fn dlp_response_path(c: &mut Criterion) {
+    let policy = |responses: bool| {
+        let mut config = Policy::Bodies.config();
+        config["dlp_policies"] = serde_json::json!([{"name": "out",
+            "redact": ["secrets", "payment_card"], "audit": ["email", "phone", "us_ssn", "iban"],
+            "responses": responses}]);
+        if let Some(rules) = config["rules"].as_array_mut() {
+            for r in rules.iter_mut().filter(|r| r["name"] == "chatbot-clamp") {
+                r["dlp"] = serde_json::json!("out");
+            }
+        }
+        config
+    };
+    let answer = answer_4k();
+    let mut stream: Vec<Vec<u8>> = Vec::new();
+    for k in 0..200 {
+        let piece = ["Thank", " you,", " here", " is w", "hat w"][k % 5];
+        stream.push(
+            format!("data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{piece}\"}}}}]}}\n\n")
+                .into_bytes(),
+        );
+    }
+    stream.push(b"data: [DONE]\n\n".to_vec());
+    let body = chat_2k();
+    let json: &[(&str, &[u8])] = &[("content-type", b"application/json")];
+    let sse: &[(&str, &[u8])] = &[("content-type", b"text/event-stream")];
+    let mut g = c.benchmark_group("harness_dlp_response");
+    for (name, responses) in [("requests_only", false), ("responses_too", true)] {
+        let creds = credential_service();
+        let mut gw = gateway(&policy(responses), 1, &creds);
+        let warm = send_chat(&mut gw, &body);
+        gw.respond_chunks(warm, 200, sse, stream.clone());
+        let seen = gw.response(warm).map(|r| r.body.len()).unwrap_or(0);
+        assert_eq!(
+            seen,
+            stream.iter().map(Vec::len).sum::<usize>(),
+            "nothing redacted"
+        );
+        end_stream(&mut gw, warm);
+        assert_eq!(
+            audit_of(&gw, warm).get("dlp_response").is_some(),
+            false,
+            "the stream holds nothing to find"
+        );
+        g.bench_function(format!("{name}/json_4k"), |b| {
+            b.iter(|| {
+                let id = send_chat(&mut gw, &body);
+                gw.respond(id, 200, json, &answer);
+            })
+        });
+        g.bench_function(format!("{name}/stream_200_events"), |b| {
+            b.iter(|| {
+                let id = send_chat(&mut gw, &body);
+                gw.respond_chunks(id, 200, sse, stream.clone());
+            })
+        });
+        assert_eq!(gw.trap(), None);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, body_path, dlp_path, dlp_response_path);
 criterion_main!(benches);
