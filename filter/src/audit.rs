@@ -7,11 +7,10 @@
 //!   `client_key_seen`; the query string is never logged (it may carry `key=`).
 //! - Untrusted request bytes (request id) are kept only if printable ASCII.
 
-use serde::Serialize;
+use crate::json_out::Obj;
 
 /// What happened to the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Verdict {
     /// Not decided yet (never logged as such).
     #[default]
@@ -26,129 +25,88 @@ pub enum Verdict {
     Abandoned,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct AuditRecord {
     pub event: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     pub mode: &'static str,
     pub decision: Verdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<Box<str>>,
     /// The canonical upstream host the credential was written for.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<Box<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_fp: Option<String>,
     pub client_key_seen: bool,
     /// The model the provider reads (printable names only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// The largest output cap the client asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens_requested: Option<u64>,
     /// The output cap the provider received.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens_effective: Option<u64>,
-    #[serde(skip_serializing_if = "core::ops::Not::not")]
     pub clamped: bool,
     /// The response is a stream.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     /// The provider's HTTP status.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
     /// Tokens, as the provider reported them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageRecord>,
     /// From the request headers to the stream's end.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     /// From the request headers to the response headers.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttfb_ms: Option<u64>,
     /// False when the stream ended before the response did (the client left,
     /// or the upstream reset): usage is what was seen until then.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_complete: Option<bool>,
     /// Key echoes removed from the response.
-    #[serde(skip_serializing_if = "is_zero")]
     pub key_echo_redacted: u32,
     /// Why the response was refused (reset) after it left the provider:
     /// `response_encoded`, a compressed body that could not be checked for
     /// the key.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_refused: Option<&'static str>,
     /// The budgets the request drew on.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<Box<str>>,
     /// Tokens held on the rule's token budgets at admission (each budget).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_reserved: Option<u64>,
     /// Tokens charged at settlement (each budget); the rest was released.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_charged: Option<u64>,
     /// Micro-dollars held on the rule's cost budgets at admission.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_reserved_micros: Option<u64>,
     /// Micro-dollars charged at settlement.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_charged_micros: Option<u64>,
     /// The workload's usual prompt size (bytes), when its prompt guard
     /// found this one far above it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_anomaly_baseline: Option<u64>,
     /// What the rule's DLP detectors found in the request body: detector
     /// names and counts, never the text.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dlp: Vec<DlpCount>,
     /// Matches replaced by `[REDACTED:<detector>]` in the body sent.
-    #[serde(skip_serializing_if = "is_zero")]
     pub dlp_redacted: u32,
     /// What the DLP detectors found in the response (model output), when
     /// the rule's policy scans it: names and counts, never the text.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dlp_response: Vec<DlpCount>,
     /// Matches replaced by `[REDACTED:<detector>]` in the response sent.
-    #[serde(skip_serializing_if = "is_zero")]
     pub dlp_response_redacted: u32,
 }
 
 /// One detector's findings in a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DlpCount {
     pub detector: Box<str>,
     pub count: u32,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
 /// Token counts of one exchange (absent where the provider reports none).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageRecord {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_input: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
 }
 
@@ -161,10 +119,91 @@ impl AuditRecord {
         }
     }
 
-    /// The JSON line.
+    /// The JSON line: every field in declaration order, absent ones (and
+    /// zero counts, empty lists, `clamped: false`) left out.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self)
-            .unwrap_or_else(|_| String::from("{\"event\":\"tollgate.request\"}"))
+        let mut o = Obj::new();
+        o.str("event", self.event);
+        o.opt_str("request_id", self.request_id.as_deref());
+        o.str("mode", self.mode);
+        o.str("decision", self.decision.as_str());
+        o.opt_str("reason", self.reason);
+        o.opt_str("workload", self.workload.as_deref());
+        o.opt_str("provider", self.provider.as_deref());
+        o.opt_str("host", self.host.as_deref());
+        o.opt_str("rule", self.rule.as_deref());
+        o.opt_str("method", self.method.as_deref());
+        o.opt_str("path", self.path.as_deref());
+        o.opt_str("credential_id", self.credential_id.as_deref());
+        o.opt_str("credential_fp", self.credential_fp.as_deref());
+        o.bool("client_key_seen", self.client_key_seen);
+        o.opt_str("model", self.model.as_deref());
+        o.opt_u64("max_tokens_requested", self.max_tokens_requested);
+        o.opt_u64("max_tokens_effective", self.max_tokens_effective);
+        if self.clamped {
+            o.bool("clamped", true);
+        }
+        if let Some(s) = self.stream {
+            o.bool("stream", s);
+        }
+        o.opt_u64("upstream_status", self.upstream_status.map(u64::from));
+        if let Some(u) = &self.usage {
+            o.obj("usage", |o| {
+                o.opt_u64("input", u.input);
+                o.opt_u64("output", u.output);
+                o.opt_u64("cached_input", u.cached_input);
+                o.opt_u64("reasoning", u.reasoning);
+                o.opt_u64("total", u.total);
+            });
+        }
+        o.opt_u64("duration_ms", self.duration_ms);
+        o.opt_u64("ttfb_ms", self.ttfb_ms);
+        if let Some(c) = self.response_complete {
+            o.bool("response_complete", c);
+        }
+        count(&mut o, "key_echo_redacted", self.key_echo_redacted);
+        o.opt_str("response_refused", self.response_refused);
+        if !self.budgets.is_empty() {
+            o.strs("budgets", &self.budgets);
+        }
+        o.opt_u64("tokens_reserved", self.tokens_reserved);
+        o.opt_u64("tokens_charged", self.tokens_charged);
+        o.opt_u64("cost_reserved_micros", self.cost_reserved_micros);
+        o.opt_u64("cost_charged_micros", self.cost_charged_micros);
+        o.opt_u64("prompt_anomaly_baseline", self.prompt_anomaly_baseline);
+        counts(&mut o, "dlp", &self.dlp);
+        count(&mut o, "dlp_redacted", self.dlp_redacted);
+        counts(&mut o, "dlp_response", &self.dlp_response);
+        count(&mut o, "dlp_response_redacted", self.dlp_response_redacted);
+        o.finish()
+    }
+}
+
+fn count(o: &mut Obj, name: &str, n: u32) {
+    if n != 0 {
+        o.u64(name, u64::from(n));
+    }
+}
+
+fn counts(o: &mut Obj, name: &str, list: &[DlpCount]) {
+    if !list.is_empty() {
+        o.list(name, list, |o, c| {
+            o.str("detector", &c.detector);
+            o.u64("count", u64::from(c.count));
+        });
+    }
+}
+
+impl Verdict {
+    /// The name in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pending => "pending",
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::ShadowDeny => "shadow_deny",
+            Verdict::Abandoned => "abandoned",
+        }
     }
 }
 
@@ -193,6 +232,80 @@ mod tests {
         assert_eq!(v["reason"], "identity_missing");
         assert_eq!(v["client_key_seen"], false);
         assert!(v.get("workload").is_none());
+    }
+
+    #[test]
+    fn every_field_is_written_under_its_name() {
+        let r = AuditRecord {
+            event: "tollgate.request",
+            request_id: Some("id-\"1".into()),
+            mode: "dry_run",
+            decision: Verdict::ShadowDeny,
+            reason: Some("model_not_permitted"),
+            workload: Some("spiffe://t/ns/a/sa/b".into()),
+            provider: Some("openai".into()),
+            host: Some("api.openai.com".into()),
+            rule: Some("chat".into()),
+            method: Some("POST".into()),
+            path: Some("/v1/chat/completions".into()),
+            credential_id: Some("k1".into()),
+            credential_fp: Some("abcd1234".into()),
+            client_key_seen: true,
+            model: Some("gpt-4o".into()),
+            max_tokens_requested: Some(9000),
+            max_tokens_effective: Some(2000),
+            clamped: true,
+            stream: Some(false),
+            upstream_status: Some(200),
+            usage: Some(UsageRecord {
+                input: Some(1),
+                output: Some(2),
+                cached_input: None,
+                reasoning: Some(0),
+                total: Some(3),
+            }),
+            duration_ms: Some(12),
+            ttfb_ms: Some(0),
+            response_complete: Some(true),
+            key_echo_redacted: 1,
+            response_refused: Some("dlp_unscannable"),
+            budgets: vec!["team".into(), "global".into()],
+            tokens_reserved: Some(2100),
+            tokens_charged: Some(3),
+            cost_reserved_micros: Some(5),
+            cost_charged_micros: Some(u64::MAX),
+            prompt_anomaly_baseline: Some(77),
+            dlp: vec![DlpCount {
+                detector: "payment_card".into(),
+                count: 2,
+            }],
+            dlp_redacted: 2,
+            dlp_response: vec![DlpCount {
+                detector: "email".into(),
+                count: 1,
+            }],
+            dlp_response_redacted: 0,
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        let want = serde_json::json!({
+            "event": "tollgate.request", "request_id": "id-\"1", "mode": "dry_run",
+            "decision": "shadow_deny", "reason": "model_not_permitted",
+            "workload": "spiffe://t/ns/a/sa/b", "provider": "openai",
+            "host": "api.openai.com", "rule": "chat", "method": "POST",
+            "path": "/v1/chat/completions", "credential_id": "k1",
+            "credential_fp": "abcd1234", "client_key_seen": true, "model": "gpt-4o",
+            "max_tokens_requested": 9000, "max_tokens_effective": 2000, "clamped": true,
+            "stream": false, "upstream_status": 200,
+            "usage": {"input": 1, "output": 2, "reasoning": 0, "total": 3},
+            "duration_ms": 12, "ttfb_ms": 0, "response_complete": true,
+            "key_echo_redacted": 1, "response_refused": "dlp_unscannable",
+            "budgets": ["team", "global"], "tokens_reserved": 2100, "tokens_charged": 3,
+            "cost_reserved_micros": 5, "cost_charged_micros": u64::MAX,
+            "prompt_anomaly_baseline": 77,
+            "dlp": [{"detector": "payment_card", "count": 2}], "dlp_redacted": 2,
+            "dlp_response": [{"detector": "email", "count": 1}]
+        });
+        assert_eq!(v, want);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod credential;
 pub mod dlp;
 pub mod exchange;
 pub mod flow;
+pub mod json_out;
 pub mod metrics;
 pub mod pairs;
 pub mod policy;

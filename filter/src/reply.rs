@@ -8,6 +8,7 @@
 //! reason code is also in the `x-tollgate-reason` header, and it ends the
 //! message, because some SDKs (openai) show only `message` in their errors.
 
+use crate::json_out::Obj;
 use crate::reason::DenyReason;
 
 /// A reply ready to hand to `proxy_send_local_response`.
@@ -18,19 +19,6 @@ pub struct DenyReply {
     pub body: String,
     /// Envoy's response-code details (shows in access logs as %RESPONSE_CODE_DETAILS%).
     pub details: String,
-}
-
-#[derive(serde::Serialize)]
-struct Body {
-    error: ErrorBody,
-}
-
-#[derive(serde::Serialize)]
-struct ErrorBody {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    code: &'static str,
-    message: String,
 }
 
 pub fn deny_reply(reason: DenyReason) -> DenyReply {
@@ -44,14 +32,13 @@ pub fn deny_reply_with(reason: DenyReason, detail: Option<&str>) -> DenyReply {
         Some(d) => format!("{} ({d}) (reason: {})", reason.message(), reason.code()),
         None => format!("{} (reason: {})", reason.message(), reason.code()),
     };
-    let body = Body {
-        error: ErrorBody {
-            kind: "tollgate_denied",
-            code: reason.code(),
-            message,
-        },
-    };
-    let body = serde_json::to_string(&body).unwrap_or_default();
+    let mut body = Obj::new();
+    body.obj("error", |e| {
+        e.str("type", "tollgate_denied");
+        e.str("code", reason.code());
+        e.str("message", &message);
+    });
+    let body = body.finish();
     DenyReply {
         status: reason.status(),
         headers: [
