@@ -1,7 +1,9 @@
 //! Prompt DLP scan throughput: every built-in detector on, over a realistic
 //! 64 KB chat prompt and a 2 KB one (prose, code, UUIDs, hashes, base64, log
 //! lines, numbers, and a few secrets and personal data), plus the 64 KB
-//! prompt with 16 operator literals added.
+//! prompt with 16 operator literals added, and with 8 operator patterns
+//! added; and the patterns' worst cases (64 KB written to make each
+//! attempt read far before failing).
 //!
 //! Target (issue 10): at least 300 MB/s on the 64 KB prompt, natively here
 //! and inside the real `.wasm`.
@@ -123,10 +125,32 @@ fn bench(c: &mut Criterion) {
             name: format!("codename_{i}"),
             text: format!("Project-{i:02}-Nightingale"),
             ignore_ascii_case: i % 2 == 0,
+            pattern: false,
         })
         .collect();
     let with_literals =
         DetectorSet::new(&tollgate::dlp::Detector::ALL, literals).unwrap_or_else(|e| panic!("{e}"));
+    let patterns: Vec<Literal> = [
+        r"EMP-\d{6}",
+        r"acme_tok_[a-z0-9]{24}",
+        r"[a-z0-9-]+\.corp\.example\.com",
+        r"INC\d{7,9}",
+        r"cust_[A-Za-z0-9]{16}",
+        r"[A-Z]{3}-\d{4}-[A-Z0-9]{6}",
+        r"tkt#\d+",
+        r"10\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d{2,5}",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, p)| Literal {
+        name: format!("pattern_{i}"),
+        text: (*p).to_string(),
+        ignore_ascii_case: false,
+        pattern: true,
+    })
+    .collect();
+    let with_patterns =
+        DetectorSet::new(&tollgate::dlp::Detector::ALL, patterns).unwrap_or_else(|e| panic!("{e}"));
     let mut g = c.benchmark_group("dlp_scan");
     for (name, size) in [("64KB", 64 * 1024), ("2KB", 2 * 1024)] {
         let text = prompt(size, 42);
@@ -147,7 +171,42 @@ fn bench(c: &mut Criterion) {
                     black_box(out.len())
                 })
             });
+            g.bench_function(format!("all_builtins+8_patterns/{name}"), |b| {
+                b.iter(|| {
+                    with_patterns.scan(black_box(text.as_bytes()), &mut out);
+                    black_box(out.len())
+                })
+            });
         }
+    }
+    g.finish();
+    // Worst cases, one pattern alone: an unbounded count that every start
+    // re-enters (linear thanks to the memo), and a bounded count of 256
+    // read in full from every start before failing (256 reads a byte).
+    let mut g = c.benchmark_group("dlp_pattern_worst");
+    let worst = [
+        ("unbounded", r"a[a-z-]+!", "a-".repeat(32 * 1024)),
+        ("bounded_256", r"-[a-z-]{256}!", "-".repeat(64 * 1024)),
+    ];
+    for (name, src, text) in worst {
+        let set = DetectorSet::new(
+            &[],
+            vec![Literal {
+                name: "p".into(),
+                text: src.into(),
+                ignore_ascii_case: false,
+                pattern: true,
+            }],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut out: Vec<Match> = Vec::new();
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                set.scan(black_box(text.as_bytes()), &mut out);
+                black_box(out.len())
+            })
+        });
     }
     g.finish();
 }

@@ -20,7 +20,7 @@ case "${1:-}" in
 esac
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(spiffe_id request_target workload_pattern endpoint_pattern
-    config_document json_body sse_stream usage_json key_redact dlp_body dlp_response)
+    config_document json_body sse_stream usage_json key_redact dlp_body dlp_response dlp_pattern)
 host="$(rustc -vV | awk '/^host:/ {print $2}')"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \

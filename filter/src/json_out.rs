@@ -116,11 +116,15 @@ impl Default for Obj {
 /// Appends `s` as a JSON string, quotes included.
 pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
-    let mut rest = s;
-    while let Some(k) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
-        let (plain, tail) = rest.split_at(k);
-        out.push_str(plain);
-        let b = tail.as_bytes().first().copied().unwrap_or(b' ');
+    // Every byte that needs escaping is ASCII, so each plain run between
+    // them is whole characters.
+    let mut plain = 0;
+    for (k, &b) in s.as_bytes().iter().enumerate() {
+        if b != b'"' && b != b'\\' && b >= b' ' {
+            continue;
+        }
+        out.push_str(s.get(plain..k).unwrap_or_default());
+        plain = k + 1;
         match b {
             b'"' => out.push_str("\\\""),
             b'\\' => out.push_str("\\\\"),
@@ -134,9 +138,8 @@ pub fn push_str(out: &mut String, s: &str) {
                 }
             }
         }
-        rest = tail.get(1..).unwrap_or_default();
     }
-    out.push_str(rest);
+    out.push_str(s.get(plain..).unwrap_or_default());
     out.push('"');
 }
 

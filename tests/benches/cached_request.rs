@@ -118,11 +118,37 @@ fn dlp_path(c: &mut Criterion) {
             r["dlp"] = serde_json::json!("all");
         }
     }
+    // The same, plus eight operator patterns (audit too).
+    let mut with_patterns = with_dlp.clone();
+    let shapes = [
+        r"EMP-\d{6}",
+        r"acme_tok_[a-z0-9]{24}",
+        r"[a-z0-9-]+\.corp\.example\.com",
+        r"INC\d{7,9}",
+        r"cust_[A-Za-z0-9]{16}",
+        r"[A-Z]{3}-\d{4}-[A-Z0-9]{6}",
+        r"tkt#\d+",
+        r"10\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d{2,5}",
+    ];
+    let names: Vec<String> = (0..shapes.len()).map(|i| format!("shape_{i}")).collect();
+    with_patterns["dlp_policies"][0]["literals"] = shapes
+        .iter()
+        .zip(&names)
+        .map(|(p, n)| serde_json::json!({"name": n, "pattern": p}))
+        .collect();
+    with_patterns["dlp_policies"][0]["audit"] = serde_json::json!(["all"]
+        .into_iter()
+        .chain(names.iter().map(String::as_str))
+        .collect::<Vec<_>>());
     for (size, label) in [(2 * 1024, "2k"), (64 * 1024, "64k")] {
         let body = prompt(size);
         let mut g = c.benchmark_group(format!("harness_dlp_{label}"));
         g.throughput(criterion::Throughput::Bytes(body.len() as u64));
-        for (name, config) in [("no_dlp", &plain), ("dlp_every_builtin", &with_dlp)] {
+        for (name, config) in [
+            ("no_dlp", &plain),
+            ("dlp_every_builtin", &with_dlp),
+            ("dlp_every_builtin+8_patterns", &with_patterns),
+        ] {
             let creds = credential_service();
             let mut gw = gateway(config, 1, &creds);
             let json: &[(&str, &[u8])] = &[("content-type", b"application/json")];
@@ -132,7 +158,7 @@ fn dlp_path(c: &mut Criterion) {
                 id
             };
             let warm = send(&mut gw);
-            if name == "dlp_every_builtin" {
+            if name != "no_dlp" {
                 end_stream(&mut gw, warm);
                 let a = audit_of(&gw, warm);
                 assert!(a["dlp"].to_string().contains("email"), "DLP ran: {a}");

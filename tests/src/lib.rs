@@ -274,6 +274,25 @@ pub fn gateway(config: &Value, workers: usize, creds: &MockCredentialService) ->
         .unwrap_or_else(|e| panic!("gateway did not start: {e:?}"))
 }
 
+/// The messages a gateway logged when it refused `config` at load;
+/// panics if it was accepted or failed otherwise.
+pub fn rejection_logs(config: &str) -> String {
+    let creds = credential_service();
+    let started = Gateway::builder(module())
+        .plugin_config(config.to_string())
+        .cluster_handler(CREDS_CLUSTER, creds.handler())
+        .build();
+    match started {
+        Ok(_) => panic!("configuration was accepted: {config}"),
+        Err(tollgate_harness::StartError::ConfigureRejected { logs }) => logs
+            .iter()
+            .map(|l| l.message.clone())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(other) => panic!("unexpected start error: {other:?}"),
+    }
+}
+
 /// The fixture policy plus `n` single-workload rules (`w0`…), as a large
 /// mesh's policy looks.
 pub fn config_with_rules(n: usize) -> Value {

@@ -12,18 +12,6 @@ fn start(config: &str) -> Result<Gateway, StartError> {
         .build()
 }
 
-fn rejection_logs(config: &str) -> String {
-    match start(config) {
-        Ok(_) => panic!("configuration was accepted: {config}"),
-        Err(StartError::ConfigureRejected { logs }) => logs
-            .iter()
-            .map(|l| l.message.clone())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Err(other) => panic!("unexpected start error: {other:?}"),
-    }
-}
-
 #[test]
 fn the_fixture_policy_is_accepted() {
     assert!(start(&config().to_string()).is_ok());

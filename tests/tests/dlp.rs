@@ -21,12 +21,14 @@ fn dlp_config(mode: &str) -> Value {
     c["mode"] = json!(mode);
     c["dlp_policies"] = json!([{
         "name": "prompts",
-        "block": ["secrets"],
-        "redact": ["payment_card", "us_ssn", "codename", "vendor"],
+        "block": ["secrets", "internal_token"],
+        "redact": ["payment_card", "us_ssn", "codename", "vendor", "employee_id"],
         "audit": ["email"],
         "literals": [
             {"name": "codename", "text": "Project Falcon"},
-            {"name": "vendor", "text": "ACME-Internal", "ignore_case": true}
+            {"name": "vendor", "text": "ACME-Internal", "ignore_case": true},
+            {"name": "employee_id", "pattern": "EMP-\\d{6}"},
+            {"name": "internal_token", "pattern": "acme_tok_[a-z0-9]{24}", "ignore_case": true}
         ]
     }]);
     merge_into_first_rule(&mut c, &json!({"dlp": "prompts"}));
@@ -118,6 +120,64 @@ fn cards_and_literals_are_redacted_in_place_and_email_is_only_recorded() {
         "{a}"
     );
     assert_no_leak(&gw, &[id], &[CARD, "Project Falcon"]);
+}
+
+#[test]
+fn operator_patterns_redact_and_block_by_shape() {
+    let mut gw = warm("enforce");
+    // Found whole, also written with an escape; not when glued to more
+    // digits or letters.
+    let raw = body("ids: EMP-123456, EMP-00\u{200D}0042, EMP-1234567, XEMP-123456")
+        .replace("EMP-123456,", "\\u0045MP-123456,");
+    let id = chat(&mut gw, 0, SUPPORT_BOT, &raw);
+    gw.settle();
+    let v: Value = serde_json::from_str(&sent(&gw, id)).expect("valid JSON upstream");
+    assert_eq!(
+        v["messages"][0]["content"],
+        "ids: [REDACTED:employee_id], [REDACTED:employee_id], EMP-1234567, XEMP-123456"
+    );
+    // A blocking pattern, matched in another case (`ignore_case`), in a
+    // tool call's arguments.
+    let token = format!("ACME_TOK_{}", "a1B2c3D4".repeat(3));
+    let args = json!({"ticket": 7, "auth": token}).to_string();
+    let raw = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "lookup", "arguments": args}}]}
+    ]})
+    .to_string();
+    let before = Counters::snapshot(&gw);
+    let blocked = chat(&mut gw, 0, SUPPORT_BOT, &raw);
+    gw.settle();
+    let reply = assert_denied(&gw, &before, blocked, 403, "dlp_blocked");
+    let text = String::from_utf8_lossy(&reply.body);
+    assert!(text.contains("detectors: internal_token"), "{text}");
+    end_open_streams(&mut gw);
+    assert_eq!(
+        audit_of(&gw, id)["dlp"],
+        json!([{"detector": "employee_id", "count": 2}])
+    );
+    assert_eq!(
+        audit_of(&gw, blocked)["dlp"],
+        json!([{"detector": "internal_token", "count": 1}])
+    );
+    assert_no_leak(&gw, &[id, blocked], &["EMP-123456", &token]);
+}
+
+#[test]
+fn a_pattern_that_would_need_backtracking_is_refused_at_load() {
+    let mut c = dlp_config("enforce");
+    c["dlp_policies"][0]["literals"][2]["pattern"] = json!("EMP-\\d+\\d");
+    let e = rejection_logs(&c.to_string());
+    assert!(
+        e.contains(r#"dlp_policies[0]: literals[2].pattern: at offset 4 ("\\d+"): can take the same characters"#),
+        "{e}"
+    );
+    c["dlp_policies"][0]["literals"][2]["text"] = json!("EMP");
+    let e = rejection_logs(&c.to_string());
+    assert!(
+        e.contains(r#"dlp_policies[0].literals[2]: give either "text" or "pattern""#),
+        "{e}"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! sent unscanned.
 
 use serde_json::{json, Value};
-use tollgate_harness::{Gateway, StartError, StreamId};
+use tollgate_harness::{Gateway, StreamId};
 use tollgate_tests::budget_fixture::{chat, merge_into_first_rule, warm_through_batch};
 use tollgate_tests::*;
 
@@ -285,41 +285,24 @@ fn a_stream_dlp_cannot_scan_is_cut_with_a_reason_never_sent_unscanned() {
 }
 
 /// The load errors of a configuration that must be refused.
-fn config_error(config: &Value) -> String {
-    let creds = credential_service();
-    match Gateway::builder(module())
-        .plugin_config(config.to_string())
-        .cluster_handler(CREDS_CLUSTER, creds.handler())
-        .build()
-    {
-        Ok(_) => panic!("configuration was accepted: {config}"),
-        Err(StartError::ConfigureRejected { logs }) => logs
-            .iter()
-            .map(|l| l.message.clone())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Err(other) => panic!("unexpected start error: {other:?}"),
-    }
-}
-
 #[test]
 fn response_settings_are_checked_at_load() {
     let mut c = dlp_config(false);
     c["dlp_policies"][0]["response_holdback"] = json!(64);
-    let e = config_error(&c);
+    let e = rejection_logs(&c.to_string());
     assert!(
         e.contains("dlp_policies[0].response_holdback: applies to responses"),
         "{e}"
     );
     let mut c = dlp_config(true);
     c["dlp_policies"][0]["response_holdback"] = json!(8);
-    let e = config_error(&c);
+    let e = rejection_logs(&c.to_string());
     assert!(
         e.contains("dlp_policies[0].response_holdback: 16 to 4096"),
         "{e}"
     );
     let mut c = dlp_config(true);
     c["dlp_policies"][0]["responses"] = json!("yes");
-    let e = config_error(&c);
+    let e = rejection_logs(&c.to_string());
     assert!(e.contains("dlp_policies[0].responses"), "{e}");
 }

@@ -422,6 +422,7 @@ mod tests {
             name: "snippet".into(),
             text: format!("export KEY={KEY} # prod"),
             ignore_ascii_case: false,
+            pattern: false,
         };
         let set = DetectorSet::new(&[Detector::OpenaiApiKey], vec![literal]).unwrap();
         let policy = DlpPolicy {

@@ -683,6 +683,7 @@ fn compile_dlp(i: usize, d: &RawDlpPolicy, errs: &mut ConfigErrors) -> Option<Dl
             name: l.name.clone(),
             text: l.text.clone(),
             ignore_ascii_case: l.ignore_case.unwrap_or(false),
+            pattern: l.pattern,
         })
         .collect();
     let mut actions: Vec<(DetectorId, DlpAction)> = Vec::new();

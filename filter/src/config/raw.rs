@@ -49,11 +49,13 @@ pub struct RawDlpPolicy {
 }
 
 /// An operator's literal: found exactly (`ignore_case`: ASCII letters in
-/// either case).
+/// either case), or with `pattern`, a shape (`dlp::pattern`).
 #[derive(Debug)]
 pub struct RawLiteral {
     pub name: String,
+    /// The `text`, or the `pattern`.
     pub text: String,
+    pub pattern: bool,
     pub ignore_case: Option<bool>,
 }
 

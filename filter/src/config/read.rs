@@ -1087,9 +1087,20 @@ fn read_dlp_policy(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<Raw
 
 fn read_literal(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawLiteral> {
     let m = obj(v, path, errs)?;
-    known(m, path, &["name", "text", "ignore_case"], errs);
+    known(m, path, &["name", "text", "pattern", "ignore_case"], errs);
     let name = req_str(m, path, "name", errs);
-    let text = req_str(m, path, "text", errs);
+    let text = match (
+        opt_str(m, path, "text", errs),
+        opt_str(m, path, "pattern", errs),
+    ) {
+        (Some(Some(t)), Some(None)) => Some((t, false)),
+        (Some(None), Some(Some(p))) => Some((p, true)),
+        (Some(_), Some(_)) => {
+            errs.push(path.to_string(), "give either \"text\" or \"pattern\"");
+            None
+        }
+        _ => None,
+    };
     let ignore_case = match present(m, "ignore_case") {
         None => Some(None),
         Some(Value::Bool(b)) => Some(Some(*b)),
@@ -1098,9 +1109,11 @@ fn read_literal(v: &Value, path: &str, errs: &mut ConfigErrors) -> Option<RawLit
             None
         }
     };
+    let (text, pattern) = text?;
     Some(RawLiteral {
         name: name?,
-        text: text?,
+        text,
+        pattern,
         ignore_case: ignore_case?,
     })
 }

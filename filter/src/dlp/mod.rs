@@ -1,5 +1,5 @@
 //! Prompt DLP, the detector engine: finds secrets, personal data and the
-//! operator's literals in one decoded JSON string value.
+//! operator's literals and patterns in one decoded JSON string value.
 //!
 //! The caller decodes first (JSON escapes, and tool-call arguments that
 //! are JSON inside a string, each value scanned on its own), so a key
@@ -19,7 +19,9 @@
 //! SSA's and NANP's rules, in [`validate`]) run only on a shape that
 //! matched. Simple credential formats are rows of a table (prefix, body
 //! class, length: [`secrets`]); the others are small functions. Literals
-//! are a second pass ([`literal`]), run only when the policy has some, so
+//! and patterns ([`pattern`]: characters and classes with counts, matched
+//! greedily, never backtracking) are a second pass ([`literal`]), run only
+//! when the policy has some, so
 //! the built-ins cost the same whether or not literals are used; the two
 //! sorted lists are then merged.
 //!
@@ -40,12 +42,13 @@
 //!   boundaries when the text is UTF-8.
 //! - When two candidates overlap, the longer wins; on equal length the
 //!   earlier-starting one, and on the same span the built-in over a
-//!   literal. This is greedy: a match dropped for an overlap is not
+//!   literal or pattern. This is greedy: a match dropped for an overlap is not
 //!   reconsidered when its rival later loses to a third.
 //! - Built-ins need a token boundary: a match does not start right after a
 //!   letter or digit, and a fixed-length key or a number does not end right
 //!   before one (see [`secrets`] for cut-at-length prefixes, [`personal`]
-//!   for numbers). Literals match anywhere.
+//!   for numbers). Patterns need one where their own edge is a letter or
+//!   digit. Literals match anywhere.
 //!
 //! # Unicode decisions
 //! - **Invisible characters** (U+200B–U+200D zero-width space, non-joiner
@@ -84,11 +87,14 @@
 //!   tell an example from a key, and redacting it costs nothing.
 //! - Truncated keys (shorter than the format) do not match; longer runs
 //!   match whole, except where the format has a fixed length ([`secrets`]).
-//! - Literals are case-sensitive unless `ignore_ascii_case` (ASCII only).
+//! - Literals and patterns are case-sensitive unless `ignore_ascii_case`
+//!   (ASCII only). Patterns keep the built-ins' boundaries; literals match
+//!   anywhere.
 
 mod chars;
 mod detector;
 mod literal;
+mod pattern;
 mod personal;
 mod scan;
 mod secrets;
@@ -131,6 +137,14 @@ pub enum DetectorSetError {
     NameInvalid { index: usize },
     /// More literals than the index holds (32767).
     TooManyLiterals,
+    /// `literals[index]`'s pattern is refused at byte `at` of its source,
+    /// which reads `near` there.
+    PatternInvalid {
+        index: usize,
+        at: usize,
+        near: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for DetectorSetError {
@@ -144,6 +158,15 @@ impl fmt::Display for DetectorSetError {
                 "literals[{index}]: name must be non-empty, unique and not a built-in detector's"
             ),
             DetectorSetError::TooManyLiterals => f.write_str("literals: too many (at most 32767)"),
+            DetectorSetError::PatternInvalid {
+                index,
+                at,
+                near,
+                why,
+            } => write!(
+                f,
+                "literals[{index}].pattern: at offset {at} ({near:?}): {why}"
+            ),
         }
     }
 }

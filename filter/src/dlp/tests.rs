@@ -308,16 +308,19 @@ fn literals_merge_with_builtins() {
                 name: "codename".into(),
                 text: "Nightingale".into(),
                 ignore_ascii_case: false,
+                pattern: false,
             },
             Literal {
                 name: "test_card".into(),
                 text: "4111111111111111".into(),
                 ignore_ascii_case: false,
+                pattern: false,
             },
             Literal {
                 name: "domain".into(),
                 text: "example.com".into(),
                 ignore_ascii_case: true,
+                pattern: false,
             },
         ],
     )
