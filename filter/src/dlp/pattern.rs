@@ -19,12 +19,14 @@
 //!   not end right before one when its last character is one (`EMP-\d{6}`
 //!   is not found in `EMP-1234567` or `XEMP-123456`). Invisible characters
 //!   are transparent inside a match, as for literals.
-//! - **Linear.** An unbounded count (`+`, `*`, `{n,}`) that has failed
-//!   from one entry remembers the run it read ([`Memo`]): a later start
-//!   entering that run fails at once, so each such atom reads each byte
-//!   of a text about once. A bounded count costs at most its maximum per
-//!   start, like a literal of that length; counts are at most 256, and
-//!   the bounded maxima of one pattern sum to at most 1024.
+//! - **Linear.** An atom that may take more than 8 characters keeps what
+//!   it knows of the run it read last ([`Run`]): a later start that enters
+//!   the same run slides a window along it instead of reading it again,
+//!   and if the rest of the pattern already failed after the run's end,
+//!   fails at once. Entries only move forward, so such an atom reads each
+//!   byte of a text about once, whatever the starts; the others read at
+//!   most 8 per start. Counts are at most 256, and the bounded maxima of
+//!   one pattern sum to at most 1024.
 //! - **ASCII.** Classes hold ASCII bytes only; text in other scripts
 //!   belongs in a literal.
 //! - Nothing here panics or allocates while matching.
@@ -39,9 +41,11 @@ const MAX_COUNT: u16 = 256;
 const MAX_SPAN: u32 = 1024;
 /// The most atoms in one pattern.
 const MAX_ATOMS: usize = 32;
-/// The most unbounded counts across one policy's patterns (one [`Memo`]
-/// slot each).
-pub(super) const MAX_OPEN: usize = 16;
+/// Atoms that may take more than this many characters keep a [`Run`].
+const SHORT: u16 = 8;
+/// The most such atoms across one policy's patterns (one [`Memo`] slot
+/// each).
+pub(super) const MAX_SLOTS: usize = 16;
 
 /// A set of ASCII bytes, one bit each.
 pub(super) type Set = [u64; 2];
@@ -68,7 +72,7 @@ struct Atom {
     min: u16,
     /// [`OPEN`]: unbounded.
     max: u16,
-    /// The [`Memo`] slot of an unbounded atom.
+    /// The [`Memo`] slot of an atom whose `max` is over [`SHORT`].
     slot: u8,
 }
 
@@ -78,9 +82,27 @@ pub(super) struct Pattern {
     atoms: Vec<Atom>,
 }
 
-/// Per scanned text: for each unbounded atom, the run it read on its
-/// last failed entry (`from..to`). Starts at all-empty.
-pub(super) type Memo = [(usize, usize); MAX_OPEN];
+/// What an atom knows of the run of its characters it entered last, in
+/// the text being scanned.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Run {
+    /// The latest entry. Every visible byte in `from..end` is in the
+    /// atom's set, and the next visible byte from `end` is not.
+    from: usize,
+    end: usize,
+    /// Visible bytes in `from..end`.
+    count: usize,
+    /// Right after the `cut_n`-th visible byte from `from` (`cut == from`
+    /// when `cut_n` is 0): where a bounded atom stops when the run is
+    /// longer than its maximum.
+    cut: usize,
+    cut_n: usize,
+    /// The atoms after this one failed from `end`.
+    dead: bool,
+}
+
+/// Per scanned text, one [`Run`] per slot; starts all-empty.
+pub(super) type Memo = [Run; MAX_SLOTS];
 
 /// Why a pattern is refused: where in its source (`at`, `len` bytes),
 /// and what to change.
@@ -157,10 +179,13 @@ pub(super) fn compile(src: &str, fold: bool, slots: &mut usize) -> Result<Patter
         if matches!(b.get(k), Some(b'*' | b'+' | b'?' | b'{')) {
             return err(k, "one count per character or class");
         }
-        let slot = if max == OPEN {
+        let slot = if max > SHORT {
             *slots += 1;
-            if *slots > MAX_OPEN {
-                return err(k, "at most 16 unbounded counts (+, *, {n,}) per policy");
+            if *slots > MAX_SLOTS {
+                return err(
+                    k,
+                    "at most 16 counts over 8 (+, *, {n,} included) per policy",
+                );
             }
             (*slots - 1) as u8
         } else {
@@ -398,53 +423,150 @@ impl Pattern {
 
     /// The end of the match that starts at `i`, or 0: the greedy match,
     /// if the boundaries allow it.
+    #[inline]
     pub(super) fn at(&self, t: &[u8], i: usize, memo: &mut Memo) -> usize {
-        if class(t.get(i).copied().unwrap_or(0)) & ALNUM != 0 && alnum_before(t, i) {
+        let b = t.get(i).copied().unwrap_or(0);
+        if !self.atoms.first().is_some_and(|a| has(&a.set, b)) {
             return 0;
         }
-        let p = self.greedy(t, i, memo);
-        let last_alnum = p
-            .checked_sub(1)
-            .and_then(|q| t.get(q))
-            .is_some_and(|&b| class(b) & ALNUM != 0);
-        if p == 0 || (last_alnum && Cur::new(t, p).glued()) {
+        if glued_start(t, i) {
             return 0;
         }
-        p
+        self.greedy(t, i, memo, true)
     }
 
-    /// Each atom in turn takes what it can; the end, or 0 if some atom
-    /// got fewer than its minimum (or entered a run known to fail).
-    fn greedy(&self, t: &[u8], i: usize, memo: &mut Memo) -> usize {
+    /// Each atom in turn takes what it can: the end, or 0 if some atom got
+    /// fewer than its minimum, entered a run known to fail, or (`edge`) the
+    /// end is glued to a letter or digit.
+    fn greedy(&self, t: &[u8], i: usize, memo: &mut Memo, edge: bool) -> usize {
         let mut p = i;
+        // The slots whose atom took its whole run in this attempt: if the
+        // attempt fails, what follows their run's end fails.
+        let mut whole: u32 = 0;
+        let mut ok = true;
         for a in &self.atoms {
-            let entry = p;
-            let n = if a.max == OPEN {
-                let Some(seen) = memo.get_mut(usize::from(a.slot)) else {
-                    return 0;
-                };
-                if (seen.0..seen.1).contains(&p) {
-                    return 0;
+            let long = memo.get_mut(usize::from(a.slot)).filter(|_| a.max > SHORT);
+            let (n, took_all) = match long {
+                None => (run(t, &mut p, &a.set, usize::from(a.max)), false),
+                Some(r) => {
+                    let max = if a.max == OPEN {
+                        usize::MAX
+                    } else {
+                        usize::from(a.max)
+                    };
+                    r.enter(t, p, &a.set);
+                    if r.count > max {
+                        p = r.cut_at(t, max);
+                        (max, false)
+                    } else if r.dead {
+                        ok = false;
+                        break;
+                    } else {
+                        p = r.end;
+                        (r.count, true)
+                    }
                 }
-                let n = run(t, &mut p, &a.set, usize::MAX);
-                *seen = (entry, p);
-                n
-            } else {
-                run(t, &mut p, &a.set, usize::from(a.max))
             };
             if n < usize::from(a.min) {
-                return 0;
+                ok = false;
+                break;
+            }
+            if took_all {
+                whole |= 1 << a.slot;
             }
         }
-        p
+        if ok && !(edge && glued_end(t, p)) {
+            return p;
+        }
+        while whole != 0 {
+            if let Some(r) = memo.get_mut(whole.trailing_zeros() as usize) {
+                r.dead = true;
+            }
+            whole &= whole - 1;
+        }
+        0
+    }
+}
+
+/// A match starting at `i` with a letter or digit follows one.
+#[inline]
+pub(super) fn glued_start(t: &[u8], i: usize) -> bool {
+    t.get(i).is_some_and(u8::is_ascii_alphanumeric) && alnum_before(t, i)
+}
+
+/// A match ending at `p` whose last byte is a letter or digit goes on
+/// with one.
+fn glued_end(t: &[u8], p: usize) -> bool {
+    let last_alnum = p
+        .checked_sub(1)
+        .and_then(|q| t.get(q))
+        .is_some_and(|&b| class(b) & ALNUM != 0);
+    last_alnum && Cur::new(t, p).glued()
+}
+
+impl Run {
+    /// Aligns the run on entry `p`: slides the window forward when `p` is
+    /// inside the known run, else reads the run from `p` afresh.
+    fn enter(&mut self, t: &[u8], p: usize, set: &Set) {
+        if !(self.from..self.end).contains(&p) {
+            let mut end = p;
+            let count = run(t, &mut end, set, usize::MAX);
+            *self = Run {
+                from: p,
+                end,
+                count,
+                cut: p,
+                cut_n: 0,
+                dead: false,
+            };
+            return;
+        }
+        while self.from < p {
+            let len = invisible_len(t, self.from);
+            if len > 0 {
+                self.from += len;
+                continue;
+            }
+            self.from += 1;
+            self.count -= 1;
+            if self.cut_n > 0 {
+                self.cut_n -= 1;
+            }
+            if self.cut < self.from {
+                (self.cut, self.cut_n) = (self.from, 0);
+            }
+        }
+    }
+
+    /// The position right after `max` visible bytes from `from` (fewer
+    /// than `count`), moving the cut forward.
+    fn cut_at(&mut self, t: &[u8], max: usize) -> usize {
+        while self.cut_n < max && self.cut < self.end {
+            let len = invisible_len(t, self.cut);
+            self.cut += len.max(1);
+            if len == 0 {
+                self.cut_n += 1;
+            }
+        }
+        self.cut
     }
 }
 
 /// The visible character before `p` is an ASCII letter or digit. (Not
 /// `chars::before`: calling that from here took it out of line in the
 /// built-ins' hot path, 6% slower in the `.wasm`.)
+#[inline]
+fn alnum_before(t: &[u8], p: usize) -> bool {
+    match p.checked_sub(1).and_then(|q| t.get(q)) {
+        Some(&b) if b < 0x80 => b.is_ascii_alphanumeric(),
+        Some(_) => alnum_before_invisible(t, p),
+        None => false,
+    }
+}
+
+/// [`alnum_before`] past invisible characters.
 #[inline(never)]
-fn alnum_before(t: &[u8], mut p: usize) -> bool {
+fn alnum_before_invisible(t: &[u8], mut p: usize) -> bool {
     while let Some(len) = [3, 2]
         .into_iter()
         .find(|&n| p >= n && invisible_len(t, p - n) == n)
@@ -468,6 +590,8 @@ fn run(t: &[u8], p: &mut usize, set: &Set, cap: usize) -> usize {
             n += 1;
             q += 1;
             *p = q;
+        } else if b < 0x80 {
+            break;
         } else {
             match invisible_len(t, q) {
                 0 => break,
