@@ -480,6 +480,24 @@ pub(super) fn body_scenarios() -> Vec<Scenario> {
             ),
         ),
         b(
+            "dlp_redacts_an_operator_pattern_but_not_a_longer_number",
+            chat(
+                CHATBOT,
+                r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"EMP-123456 asks about EMP-1234567"}]}"#,
+            ),
+            Becomes(
+                r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"[REDACTED:employee_id] asks about EMP-1234567"}]}"#,
+            ),
+        ),
+        b(
+            "dlp_blocks_an_operator_pattern",
+            chat(
+                CHATBOT,
+                r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"use acme_tok_0123456789abcdefghijklmn"}]}"#,
+            ),
+            denied_at_body(403, "dlp_blocked"),
+        ),
+        b(
             "dlp_audits_an_email_and_sends_it_as_is",
             chat(
                 CHATBOT,

@@ -135,10 +135,18 @@ impl Policy {
     }
 }
 
-/// The DLP policy of [`CHATBOT`]'s body rule: keys blocked, card numbers
-/// redacted, e-mail addresses recorded.
+/// The DLP policy of [`CHATBOT`]'s body rule: keys and an internal token
+/// shape blocked, card numbers and an employee-id shape redacted, e-mail
+/// addresses recorded.
 pub fn dlp_policies() -> Value {
-    json!([{"name": "prompts", "block": ["secrets"], "redact": ["payment_card"], "audit": ["email"]}])
+    json!([{"name": "prompts",
+    "block": ["secrets", "internal_token"],
+    "redact": ["payment_card", "employee_id"],
+    "audit": ["email"],
+    "literals": [
+        {"name": "employee_id", "pattern": "EMP-\\d{6}"},
+        {"name": "internal_token", "pattern": "acme_tok_[a-z0-9]{24}"}
+    ]}])
 }
 
 /// An OpenAI project key's shape (made up; built here so that no
