@@ -131,6 +131,36 @@ fn a_key_the_model_streams_back_a_few_characters_at_a_time_is_redacted() {
 }
 
 #[test]
+fn an_operator_pattern_the_model_streams_back_is_redacted_across_events() {
+    let mut c = dlp_config(true);
+    c["dlp_policies"][0]["literals"] = json!([{"name": "employee_id", "pattern": "EMP-\\d{6}"}]);
+    c["dlp_policies"][0]["redact"] = json!(["secrets", "payment_card", "employee_id"]);
+    let text = "Found EMP-004217 and EMP-0042171 in the HR export.";
+    for per_event in [1, 2, 3] {
+        let mut gw = warm_config(&c);
+        let id = ask(&mut gw, true);
+        gw.respond_chunks(
+            id,
+            200,
+            SSE_HEADERS,
+            vec![chat_stream(text, per_event).into_bytes()],
+        );
+        let r = gw.response(id).unwrap();
+        assert_eq!(
+            streamed_text(&r.body),
+            "Found [REDACTED:employee_id] and EMP-0042171 in the HR export.",
+            "{per_event} characters per event"
+        );
+        let a = audit_of(&gw, id);
+        assert_eq!(
+            a["dlp_response"],
+            json!([{"detector": "employee_id", "count": 1}])
+        );
+        assert_no_leak(&gw, &[id], &["EMP-004217 "]);
+    }
+}
+
+#[test]
 fn the_usage_chunk_is_still_removed_for_a_client_that_did_not_ask_for_it() {
     let mut gw = warm(true);
     // No include_usage: Tollgate asks for it and removes the usage chunk
