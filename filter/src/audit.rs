@@ -100,6 +100,19 @@ pub struct DlpCount {
     pub count: u32,
 }
 
+impl DlpCount {
+    /// The record's form of a scan's `(detector, count)` list.
+    pub fn list(counts: &[(Box<str>, u32)]) -> Vec<DlpCount> {
+        counts
+            .iter()
+            .map(|(n, c)| DlpCount {
+                detector: n.clone(),
+                count: *c,
+            })
+            .collect()
+    }
+}
+
 /// Token counts of one exchange (absent where the provider reports none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageRecord {

@@ -566,14 +566,7 @@ impl RequestFlow {
         self.response.stream = out.stream;
         self.response.drop_usage_chunk = out.usage_injected;
         if let Some(d) = &out.dlp {
-            self.audit.dlp = d
-                .counts
-                .iter()
-                .map(|(n, c)| crate::audit::DlpCount {
-                    detector: n.clone(),
-                    count: *c,
-                })
-                .collect();
+            self.audit.dlp = crate::audit::DlpCount::list(&d.counts);
             self.audit.dlp_redacted = d.redacted;
         }
         if let Some(reason) = out.shadow {
@@ -824,14 +817,7 @@ impl RequestFlow {
                 total: u.total,
             });
             if let Some(dlp) = tap.dlp() {
-                self.audit.dlp_response = dlp
-                    .counts
-                    .iter()
-                    .map(|(n, c)| crate::audit::DlpCount {
-                        detector: n.clone(),
-                        count: *c,
-                    })
-                    .collect();
+                self.audit.dlp_response = crate::audit::DlpCount::list(&dlp.counts);
                 self.audit.dlp_response_redacted = dlp.redacted;
             }
             self.published = false;
