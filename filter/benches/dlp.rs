@@ -130,25 +130,17 @@ fn bench(c: &mut Criterion) {
         .collect();
     let with_literals =
         DetectorSet::new(&tollgate::dlp::Detector::ALL, literals).unwrap_or_else(|e| panic!("{e}"));
-    let patterns: Vec<Literal> = [
-        r"EMP-\d{6}",
-        r"acme_tok_[a-z0-9]{24}",
-        r"[a-z0-9-]+\.corp\.example\.com",
-        r"INC\d{7,9}",
-        r"cust_[A-Za-z0-9]{16}",
-        r"[A-Z]{3}-\d{4}-[A-Z0-9]{6}",
-        r"tkt#\d+",
-        r"10\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d{2,5}",
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, p)| Literal {
-        name: format!("pattern_{i}"),
-        text: (*p).to_string(),
-        ignore_ascii_case: false,
-        pattern: true,
-    })
-    .collect();
+    // The same eight shapes as the harness bench (`cached_request.rs`).
+    let patterns: Vec<Literal> = include_str!("dlp_patterns.txt")
+        .lines()
+        .enumerate()
+        .map(|(i, p)| Literal {
+            name: format!("pattern_{i}"),
+            text: p.to_string(),
+            ignore_ascii_case: false,
+            pattern: true,
+        })
+        .collect();
     let with_patterns =
         DetectorSet::new(&tollgate::dlp::Detector::ALL, patterns).unwrap_or_else(|e| panic!("{e}"));
     let mut g = c.benchmark_group("dlp_scan");

@@ -120,16 +120,9 @@ fn dlp_path(c: &mut Criterion) {
     }
     // The same, plus eight operator patterns (audit too).
     let mut with_patterns = with_dlp.clone();
-    let shapes = [
-        r"EMP-\d{6}",
-        r"acme_tok_[a-z0-9]{24}",
-        r"[a-z0-9-]+\.corp\.example\.com",
-        r"INC\d{7,9}",
-        r"cust_[A-Za-z0-9]{16}",
-        r"[A-Z]{3}-\d{4}-[A-Z0-9]{6}",
-        r"tkt#\d+",
-        r"10\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d{2,5}",
-    ];
+    let shapes: Vec<&str> = include_str!("../../filter/benches/dlp_patterns.txt")
+        .lines()
+        .collect();
     let names: Vec<String> = (0..shapes.len()).map(|i| format!("shape_{i}")).collect();
     with_patterns["dlp_policies"][0]["literals"] = shapes
         .iter()
