@@ -15,6 +15,7 @@
 //! every built-in detector; the difference is the scan's cost.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use tollgate_tests::dlp_bench::{every_builtin, prompt, send_chat, without_dlp};
 use tollgate_tests::scenario::Policy;
 use tollgate_tests::*;
 
@@ -66,58 +67,13 @@ fn body_path(c: &mut Criterion) {
     );
 }
 
-/// The body rule as it was before DLP (the scenario table's policy has it).
-fn without_dlp(mut c: serde_json::Value) -> serde_json::Value {
-    if let Some(rules) = c["rules"].as_array_mut() {
-        for r in rules.iter_mut() {
-            if let Some(r) = r.as_object_mut() {
-                r.remove("dlp");
-            }
-        }
-    }
-    c
-}
-
-/// A chat request of about `size` bytes: prose, code, ids, hashes, numbers
-/// and an e-mail address per kilobyte or so (what DLP reads on its way), and
-/// no secret.
-fn prompt(size: usize) -> String {
-    let parts = [
-        "Please review the following change and summarise the risks. ",
-        "fn main() { let id = \"3f2b8c1e-9a4d-4e0b-8c55-1d2e3f4a5b6c\"; println!(\"{id}\"); } ",
-        "Order 88412093 shipped on 2026-11-30T10:15:00Z, sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08. ",
-        "Contact ops-team@example.com or see ticket 4412-8890. ",
-    ];
-    let mut content = String::new();
-    let mut i = 0;
-    while content.len() < size.saturating_sub(160) {
-        content.push_str(parts[i % parts.len()]);
-        i += 1;
-    }
-    serde_json::json!({
-        "model": "gpt-4o-mini",
-        "max_tokens": 100,
-        "messages": [
-            {"role": "system", "content": "You are a reviewer."},
-            {"role": "user", "content": content}
-        ]
-    })
-    .to_string()
-}
-
 /// DLP in the real module (issue 10): the same 2 KB and 64 KB prompts under
 /// the body rule without DLP, then with a DLP policy of every built-in
 /// detector (audit, so every request is forwarded unchanged). The
 /// difference is what scanning costs; throughput is per request body.
 fn dlp_path(c: &mut Criterion) {
     let plain = without_dlp(Policy::Bodies.config());
-    let mut with_dlp = Policy::Bodies.config();
-    with_dlp["dlp_policies"] = serde_json::json!([{"name": "all", "audit": ["all"]}]);
-    if let Some(rules) = with_dlp["rules"].as_array_mut() {
-        for r in rules.iter_mut().filter(|r| r["name"] == "chatbot-clamp") {
-            r["dlp"] = serde_json::json!("all");
-        }
-    }
+    let with_dlp = every_builtin(Policy::Bodies.config());
     // The same, plus eight operator patterns (audit too).
     let mut with_patterns = with_dlp.clone();
     let shapes: Vec<&str> = include_str!("../../filter/benches/dlp_patterns.txt")
@@ -172,23 +128,6 @@ fn dlp_path(c: &mut Criterion) {
         }
         g.finish();
     }
-}
-
-/// Sends `body` as the chatbot's JSON chat request and settles it.
-fn send_chat(gw: &mut tollgate_harness::Gateway, body: &str) -> tollgate_harness::StreamId {
-    let id = gw
-        .request(0)
-        .mtls(true)
-        .peer_uri_san(CHATBOT)
-        .method("POST")
-        .authority("api.openai.com")
-        .path("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .header("content-length", body.len().to_string())
-        .body(body)
-        .send();
-    gw.settle();
-    id
 }
 
 fn body_path_with(c: &mut Criterion, group: &str, config: serde_json::Value) {

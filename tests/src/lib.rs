@@ -20,6 +20,7 @@ use tollgate_harness::{Gateway, LocalReply, Module, Outcome, RequestBuilder, Str
 
 pub use tollgate_harness;
 
+pub mod dlp_bench;
 pub mod global_tier;
 pub mod run_envoy;
 pub mod run_harness;

@@ -220,7 +220,13 @@ impl DetectorSet {
     /// start and not overlapping (see the module docs).
     pub fn scan(&self, text: &[u8], out: &mut Vec<Match>) {
         out.clear();
-        self.literals.scan(text, out);
+        // Called through an opaque pointer so that wasm-opt cannot inline
+        // it into this function: inlined, the literal and pattern loop
+        // cost the built-ins' loop beside it 1.7% more instructions in
+        // the `.wasm` (register pressure in Cranelift's output).
+        let literal_scan: fn(&Literals, &[u8], &mut Vec<Match>) =
+            core::hint::black_box(Literals::scan);
+        literal_scan(&self.literals, text, out);
         let literals = out.len();
         if self.builtins.0 != 0 {
             scan::builtins(self.builtins, text, out, literals);
