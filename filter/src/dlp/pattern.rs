@@ -239,7 +239,7 @@ fn check(atoms: &[(Atom, usize, usize)]) -> Result<(), PatternError> {
             if overlap(&a.set, &b.set) {
                 return Err(PatternError {
                     at: *from,
-                    len: to - from,
+                    len: to.saturating_sub(*from),
                     why: "can take the same characters as what follows it, so a match \
                           would need backtracking: make them disjoint, or merge them",
                 });
@@ -528,9 +528,9 @@ impl Run {
                 continue;
             }
             self.from += 1;
-            self.count -= 1;
+            self.count = self.count.saturating_sub(1);
             if self.cut_n > 0 {
-                self.cut_n -= 1;
+                self.cut_n = self.cut_n.saturating_sub(1);
             }
             if self.cut < self.from {
                 (self.cut, self.cut_n) = (self.from, 0);
