@@ -138,6 +138,54 @@ fn the_demo_runs_and_never_shows_a_key() {
         !out.contains("AIzaSyLeakedClientKey"),
         "the client's ?key= was echoed: {out}"
     );
+    // Bodies go through the policy's DLP: redacted where they stand,
+    // blocked naming the detector, and the matched text is never printed.
+    assert!(
+        out.contains("[REDACTED:employee_id] paid with [REDACTED:payment_card]"),
+        "{out}"
+    );
+    assert!(out.contains("dlp:      employee_id x1"), "{out}");
+    assert!(
+        out.contains("reason:   dlp_blocked") && out.contains("detectors: aws_access_key_id"),
+        "{out}"
+    );
+    for text in ["EMP-104233", "4111 1111", "AKIAIOSFODNN7EXAMPLE"] {
+        assert!(!out.contains(text), "{text} shown: {out}");
+    }
+}
+
+#[test]
+fn decide_sends_a_body_given_inline_or_from_a_file() {
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"EMP-000042"}]}"#;
+    let file = std::env::temp_dir().join(format!("tollgate-cli-body-{}.json", std::process::id()));
+    std::fs::write(&file, body).expect("write body");
+    let at_file = format!("@{}", file.display());
+    for data in [body, at_file.as_str()] {
+        let (code, out) = cli(&[
+            "decide",
+            "--config",
+            "mesh-config/local/policy.json",
+            "--spiffe",
+            "spiffe://tollgate.local/ns/support/sa/chatbot",
+            "--url",
+            "https://api.openai.com/v1/chat/completions",
+            "-d",
+            data,
+        ]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(r#"upstream body: {"model":"gpt-4o-mini","messages":[{"role":"user","content":"[REDACTED:employee_id]"}]}"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "content-length: {}",
+                body.len() - "EMP-000042".len() + "[REDACTED:employee_id]".len()
+            )),
+            "{out}"
+        );
+    }
+    let _ = std::fs::remove_file(file);
 }
 
 /// `spend` over an access log as `make run`'s Envoy writes it: each

@@ -3,7 +3,7 @@
 //! ```text
 //! tollgate-harness check  [--wasm FILE] POLICY.json...
 //! tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID
-//!                         [--method M] --url https://host/path [-H 'name: value']... [--no-mtls]
+//!                         [--method M] --url https://host/path [-H 'name: value']... [-d BODY|@FILE] [--no-mtls]
 //! tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]
 //! tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao]
 //!                         [--concurrency N] [--state-dir DIR] POLICY.json
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao] [--concurrency N] [--state-dir DIR] POLICY.json\n  tollgate-harness spend  [--window minute|hour|day|month] [--at PREFIX] ACCESS.log\n  tollgate-harness ratelimit [--listen ADDR] [--redis URL] [--hold-ttl 900s] [--timeout 250ms]".into()
+    "usage:\n  tollgate-harness check  [--wasm FILE] POLICY.json...\n  tollgate-harness decide [--wasm FILE] --config POLICY.json --spiffe ID [--method M] --url URL [-H 'name: value']... [-d BODY|@FILE] [--no-mtls]\n  tollgate-harness demo   [--wasm FILE] POLICY.json [REQUESTS.json]\n  tollgate-harness gateway [--wasm FILE] [--listen ADDR] [--upstream mock|providers] [--credentials mock|openbao] [--concurrency N] [--state-dir DIR] POLICY.json\n  tollgate-harness spend  [--window minute|hour|day|month] [--at PREFIX] ACCESS.log\n  tollgate-harness ratelimit [--listen ADDR] [--redis URL] [--hold-ttl 900s] [--timeout 250ms]".into()
 }
 
 /// Envoy's rate-limit gRPC service (h2c) on limitador and Redis, until
@@ -199,7 +199,10 @@ fn start(
     if let Some(field) = policy["credential_service"]["vault"]["field"].as_str() {
         creds.set_vault_field(field);
     }
+    // As every configuration we ship: the request is held until its body
+    // has passed the policy.
     let mut builder = Gateway::builder(module)
+        .allow_on_headers_stop_iteration(true)
         .plugin_config(policy_text.as_bytes().to_vec())
         .cluster_handler(&cluster, creds.handler());
     // Global budgets: an in-memory rate-limit service (no Redis needed here).
@@ -251,6 +254,8 @@ struct Trial {
     method: String,
     url: String,
     headers: Vec<(String, String)>,
+    /// The request body; none: the headers end the request.
+    body: Option<Vec<u8>>,
 }
 
 fn decide(args: &[String]) -> Result<ExitCode, String> {
@@ -262,6 +267,7 @@ fn decide(args: &[String]) -> Result<ExitCode, String> {
         method: "POST".into(),
         url: String::new(),
         headers: vec![],
+        body: None,
     };
     let mut it = o.rest.iter();
     while let Some(a) = it.next() {
@@ -278,6 +284,13 @@ fn decide(args: &[String]) -> Result<ExitCode, String> {
                     .ok_or(format!("header {h:?} must be 'name: value'"))?;
                 t.headers
                     .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+            "-d" | "--data" => {
+                let d = val()?;
+                t.body = Some(match d.strip_prefix('@') {
+                    Some(file) => std::fs::read(file).map_err(|e| format!("{file}: {e}"))?,
+                    None => d.into_bytes(),
+                });
             }
             "--no-mtls" => t.mtls = false,
             other => return Err(format!("unknown option {other}\n{}", usage())),
@@ -339,6 +352,12 @@ fn demo(args: &[String]) -> Result<ExitCode, String> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            // A JSON body as a value, or any body as a string.
+            body: match &r["body"] {
+                Value::Null => None,
+                Value::String(b) => Some(b.clone().into_bytes()),
+                v => Some(v.to_string().into_bytes()),
+            },
         };
         if let Some(note) = r["note"].as_str() {
             println!("# {note}");
@@ -365,6 +384,15 @@ fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String
     }
     for (k, v) in &t.headers {
         rb = rb.header(k, v);
+    }
+    if let Some(body) = &t.body {
+        if !t.headers.iter().any(|(k, _)| k == "content-type") {
+            rb = rb.header("content-type", "application/json");
+        }
+        if !t.headers.iter().any(|(k, _)| k == "content-length") {
+            rb = rb.header("content-length", body.len().to_string());
+        }
+        rb = rb.body(body.clone());
     }
     let id = rb.send();
     gw.settle();
@@ -412,6 +440,14 @@ fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String
             audit["credential_fp"].as_str().unwrap_or("")
         );
     }
+    // What DLP found: detector names and counts, never the text.
+    for d in audit["dlp"].as_array().into_iter().flatten() {
+        println!(
+            "dlp:      {} x{}",
+            d["detector"].as_str().unwrap_or("?"),
+            d["count"]
+        );
+    }
     let masked = masked_headers(policy);
     match outcome {
         Outcome::Forwarded(f) => {
@@ -424,6 +460,9 @@ fn run_trial(gw: &mut Gateway, policy: &Value, t: &Trial) -> Result<bool, String
                     String::from_utf8_lossy(v).into_owned()
                 };
                 println!("  {k}: {v}");
+            }
+            if !f.body.is_empty() {
+                println!("upstream body: {}", String::from_utf8_lossy(&f.body));
             }
             Ok(true)
         }
