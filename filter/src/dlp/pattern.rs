@@ -144,7 +144,8 @@ pub(super) fn compile(src: &str, fold: bool, slots: &mut usize) -> Result<Patter
                 escape(b, k, &mut set)?;
                 k += 1;
             }
-            b'[' => k = class_set(b, k + 1, &mut set)?,
+            // Folded inside, before a `^` negates it.
+            b'[' => k = class_set(b, k + 1, fold, &mut set)?,
             b'*' | b'+' | b'?' | b'{' => {
                 return err(k, "a count must follow a character or a class");
             }
@@ -166,13 +167,8 @@ pub(super) fn compile(src: &str, fold: bool, slots: &mut usize) -> Result<Patter
                 )
             }
         }
-        if fold {
-            for x in b'a'..=b'z' {
-                if has(&set, x) || has(&set, x.to_ascii_uppercase()) {
-                    add(&mut set, x);
-                    add(&mut set, x.to_ascii_uppercase());
-                }
-            }
+        if fold && c != b'[' {
+            fold_case(&mut set);
         }
         let (min, max);
         (min, max, k) = count(b, k)?;
@@ -282,8 +278,19 @@ fn escape(b: &[u8], k: usize, set: &mut Set) -> Result<(), PatternError> {
     Ok(())
 }
 
-/// Reads a `[…]` whose first item is at `k`; answers the offset after `]`.
-fn class_set(b: &[u8], mut k: usize, out: &mut Set) -> Result<usize, PatternError> {
+/// Adds the other case of every ASCII letter in `set`.
+fn fold_case(set: &mut Set) {
+    for x in b'a'..=b'z' {
+        if has(set, x) || has(set, x.to_ascii_uppercase()) {
+            add(set, x);
+            add(set, x.to_ascii_uppercase());
+        }
+    }
+}
+
+/// Reads a `[…]` whose first item is at `k` (`fold`: letters in either
+/// case, before any negation); answers the offset after `]`.
+fn class_set(b: &[u8], mut k: usize, fold: bool, out: &mut Set) -> Result<usize, PatternError> {
     let open = k.saturating_sub(1);
     let negate = b.get(k) == Some(&b'^');
     if negate {
@@ -332,6 +339,9 @@ fn class_set(b: &[u8], mut k: usize, out: &mut Set) -> Result<usize, PatternErro
             add(&mut set, x);
         }
         k += 2;
+    }
+    if fold {
+        fold_case(&mut set);
     }
     if negate {
         set = [!set[0], !set[1]];

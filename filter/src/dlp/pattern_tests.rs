@@ -68,6 +68,12 @@ fn case_folding_and_invisible_characters() {
         [(0, 8), (9, 17), (18, 26)]
     );
     assert_eq!(find(&pat("sku-[a-f]{4}"), "SKU-ABCD"), []);
+    // A negated class excludes both cases of what it lists.
+    let p = compile("#[^a-f]{2}", true, &mut 0).unwrap();
+    assert_eq!(
+        find(&p, "#gh #GH #ab #AB #Ab #12"),
+        [(0, 3), (4, 7), (20, 23)]
+    );
     // A zero-width joiner inside a match is stepped over and removed
     // with it; one right after it is left alone.
     let t = "EMP-12\u{200D}3456\u{200D} x";
