@@ -47,6 +47,18 @@ struct Chain {
 }
 
 impl Chain {
+    /// No group read yet.
+    const EMPTY: Chain = Chain {
+        n: 0,
+        ends: [0; MAX_GROUPS],
+        lens: [0; MAX_GROUPS],
+        firsts: [0; MAX_GROUPS],
+        seps: [Sep::None; MAX_GROUPS],
+        parens: 0,
+        digits: [0; MAX_DIGITS],
+        glued: false,
+    };
+
     fn len(&self, k: usize) -> usize {
         usize::from(self.lens[k & (MAX_GROUPS - 1)])
     }
@@ -184,16 +196,7 @@ pub(super) fn number(m: Mask, c: &mut Cur) -> Option<Detector> {
     if before(t, i) != Before::Other {
         return None;
     }
-    let mut ch = Chain {
-        n: 0,
-        ends: [0; MAX_GROUPS],
-        lens: [0; MAX_GROUPS],
-        firsts: [0; MAX_GROUPS],
-        seps: [Sep::None; MAX_GROUPS],
-        parens: 0,
-        digits: [0; MAX_DIGITS],
-        glued: false,
-    };
+    let mut ch = Chain::EMPTY;
     let (d, end) = match b {
         b'+' | b'(' if !m.has(Detector::Phone) => return None,
         b'+' => {
@@ -534,16 +537,7 @@ mod tests {
     /// What `number` would find at 0 of a digit start without the
     /// `hopeless` shortcut: the chain read and every layout tried.
     fn any_layout(t: &[u8]) -> bool {
-        let mut ch = Chain {
-            n: 0,
-            ends: [0; MAX_GROUPS],
-            lens: [0; MAX_GROUPS],
-            firsts: [0; MAX_GROUPS],
-            seps: [Sep::None; MAX_GROUPS],
-            parens: 0,
-            digits: [0; MAX_DIGITS],
-            glued: false,
-        };
+        let mut ch = Chain::EMPTY;
         read(Cur::new(t, 0), &mut ch);
         card(&ch) != 0 || ssn_number(&ch) != 0 || nanp_number(&ch) != 0
     }
