@@ -19,7 +19,7 @@
 
 use super::chars::{class, Cur, ALNUM};
 use super::detector::Detector;
-use super::pattern::{self, Memo, Pattern};
+use super::pattern::{self, add, has, Memo, Pattern};
 use super::{DetectorId, DetectorSetError, Match};
 
 /// A named string the operator wants found.
@@ -56,18 +56,6 @@ pub(super) struct Literals {
     /// or digit, where a pattern cannot start with one: inside words, most
     /// patterns cost nothing.
     pairs: Vec<u64>,
-}
-
-/// Bit `b` of a bit set of bytes.
-fn get(set: &[u64], b: u8) -> bool {
-    set.get(usize::from(b >> 6))
-        .is_some_and(|w| w >> (b & 63) & 1 == 1)
-}
-
-fn set(set: &mut [u64], b: u8) {
-    if let Some(w) = set.get_mut(usize::from(b >> 6)) {
-        *w |= 1 << (b & 63);
-    }
 }
 
 /// The word and bit of byte pair `(a, b)` in [`Literals::pairs`].
@@ -120,18 +108,18 @@ impl Literals {
                 patterns.push(Pattern::default());
                 let mut firsts = [0; 4];
                 let mut seconds = [0; 4];
-                set(&mut firsts, a);
+                add(&mut firsts, a);
                 if fold {
-                    set(&mut firsts, a.to_ascii_lowercase());
-                    set(&mut firsts, a.to_ascii_uppercase());
+                    add(&mut firsts, a.to_ascii_lowercase());
+                    add(&mut firsts, a.to_ascii_uppercase());
                 }
                 match text.get(1) {
                     None => seconds = [u64::MAX; 4],
                     Some(&b) => {
-                        set(&mut seconds, b);
+                        add(&mut seconds, b);
                         if fold {
-                            set(&mut seconds, b.to_ascii_lowercase());
-                            set(&mut seconds, b.to_ascii_uppercase());
+                            add(&mut seconds, b.to_ascii_lowercase());
+                            add(&mut seconds, b.to_ascii_uppercase());
                         }
                     }
                 }
@@ -144,14 +132,14 @@ impl Literals {
             // The pairs it may start with, an invisible character's lead
             // byte second included.
             for a in 0..=255u8 {
-                if !get(&firsts, a) {
+                if !has(&firsts, a) {
                     continue;
                 }
                 if let Some(f) = first.get_mut(usize::from(a)) {
                     *f |= k_bit;
                 }
                 for second in 0..=255u8 {
-                    if get(&seconds, second) || matches!(second, 0xC2 | 0xE2 | 0xEF) {
+                    if has(&seconds, second) || matches!(second, 0xC2 | 0xE2 | 0xEF) {
                         let (w, bit) = pair(a, second);
                         let inside = !(l.pattern && a.is_ascii_alphanumeric());
                         for w in [Some(w), inside.then_some(w + 1024)].into_iter().flatten() {

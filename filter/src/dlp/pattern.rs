@@ -50,12 +50,14 @@ pub(super) const MAX_SLOTS: usize = 16;
 /// A set of ASCII bytes, one bit each.
 pub(super) type Set = [u64; 2];
 
-pub(super) fn has(set: &Set, b: u8) -> bool {
+/// Bit `b` of a set of bytes (a [`Set`], or all 256 in four words).
+pub(super) fn has(set: &[u64], b: u8) -> bool {
     set.get(usize::from(b >> 6))
         .is_some_and(|w| w >> (b & 63) & 1 == 1)
 }
 
-fn add(set: &mut Set, b: u8) {
+/// Sets bit `b` (nothing if the set is too short to hold it).
+pub(super) fn add(set: &mut [u64], b: u8) {
     if let Some(w) = set.get_mut(usize::from(b >> 6)) {
         *w |= 1 << (b & 63);
     }
