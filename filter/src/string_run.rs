@@ -1,4 +1,6 @@
-//! Where the plain run of a JSON string ends, found eight bytes at a time.
+//! Byte searches eight bytes at a time: where the plain run of a JSON
+//! string ends ([`string_run`]), and where one of a few bytes first occurs
+//! ([`first_of`]).
 //!
 //! Both JSON readers, the request inspector (`body::json`) and the usage
 //! reader (`response::usage::reader`), spend most of their time inside long
@@ -6,9 +8,11 @@
 //! prefix that holds no `"`, no `\` and no control byte (< 0x20), the bytes a
 //! reader passes over without looking at them.
 //!
-//! Invariant: `string_run(b)` equals
-//! `b.iter().position(|&c| is_special(c)).unwrap_or(b.len())` for every `b`;
-//! the tests check it against that definition. The word loop uses 64-bit
+//! Invariants: `string_run(b)` equals
+//! `b.iter().position(|&c| is_special(c)).unwrap_or(b.len())`, and
+//! `first_of(b, n)` equals `b.iter().position(|c| n.contains(c))
+//! .unwrap_or(b.len())`, for every `b` and `n`; the tests check both against
+//! those definitions. The word loop uses 64-bit
 //! integer arithmetic, which wasm32 has natively (no SIMD needed).
 
 /// A byte that ends a JSON string's plain run: the closing quote, an escape,
@@ -59,6 +63,30 @@ pub fn string_run(bytes: &[u8]) -> usize {
         .unwrap_or(rest.len())
 }
 
+/// The index of the first byte of `bytes` that is one of `needles`, or
+/// `bytes.len()`. Meant for a few needles (each costs a few operations per
+/// word): the key-echo redactor skips to where a form of the key can begin.
+pub fn first_of(bytes: &[u8], needles: &[u8]) -> usize {
+    let mut i = 0;
+    for word in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word);
+        // As in `string_run`: the lowest flag of the union is exact.
+        let flags = needles.iter().fold(0, |f, &n| f | bytes_equal(x, n));
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..).unwrap_or_default();
+    i + rest
+        .iter()
+        .position(|b| needles.contains(b))
+        .unwrap_or(rest.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +112,33 @@ mod tests {
                         naive(s),
                         "byte {byte:#x} at {special_at}, len {len}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn first_of_agrees_with_the_definition_for_every_byte_and_offset() {
+        let naive_of = |b: &[u8], n: &[u8]| b.iter().position(|c| n.contains(c)).unwrap_or(b.len());
+        for needles in [&[][..], &[b's'], &[0x00, 0x80], &[b'\\', b'%', 0xFF]] {
+            for at in 0..17 {
+                for byte in 0..=255u8 {
+                    let mut b = vec![0x01; 17];
+                    if let Some(slot) = b.get_mut(at) {
+                        *slot = byte;
+                    }
+                    // A zero byte below the needle exercises the borrow.
+                    if at > 0 {
+                        b[at - 1] = 0x00;
+                    }
+                    for len in 0..=b.len() {
+                        let s = &b[..len];
+                        assert_eq!(
+                            first_of(s, needles),
+                            naive_of(s, needles),
+                            "needles {needles:?}, byte {byte:#x} at {at}, len {len}"
+                        );
+                    }
                 }
             }
         }

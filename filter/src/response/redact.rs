@@ -384,8 +384,11 @@ struct Automaton {
     nodes: Vec<Node>,
     /// Every node's goto edges, node by node; see [`Node::edges`].
     edges: Vec<(u8, usize)>,
-    /// Bytes that begin some form: from the root, every other byte is skipped.
-    starts: [bool; 256],
+    /// The bytes that begin some form, each once: from the root, every other
+    /// byte is skipped, eight at a time. There are few (the key's first byte,
+    /// and `\\` or `%` when that byte is escaped), usually one: every form
+    /// of `sk-…` begins with `s`.
+    starts: Vec<u8>,
     /// How many forms, and the longest one's length (for `Debug` only).
     forms: usize,
     longest: usize,
@@ -418,10 +421,10 @@ impl Automaton {
         }
         let edges: Vec<(u8, usize)> = trie.edges.iter().map(|e| (e.1, e.2)).collect();
         link(&mut nodes, &edges, &trie);
-        let mut starts = [false; 256];
-        for form in forms {
-            if let Some(s) = form.first().and_then(|&b| starts.get_mut(usize::from(b))) {
-                *s = true;
+        let mut starts = Vec::new();
+        for &b in forms.iter().filter_map(|f| f.first()) {
+            if !starts.contains(&b) {
+                starts.push(b);
             }
         }
         Automaton {
@@ -432,10 +435,6 @@ impl Automaton {
             longest: forms.iter().map(Vec::len).max().unwrap_or(0),
             mask: mask_byte(forms),
         }
-    }
-
-    fn starts_form(&self, byte: u8) -> bool {
-        self.starts.get(usize::from(byte)).copied().unwrap_or(true)
     }
 
     fn hold_len(&self, node: usize) -> usize {
@@ -470,16 +469,8 @@ impl Automaton {
     fn next_match(&self, node: &mut usize, buf: &[u8], i: &mut usize) -> Option<usize> {
         while *i < buf.len() {
             if *node == ROOT {
-                let skip = buf
-                    .get(*i..)
-                    .and_then(|rest| rest.iter().position(|&b| self.starts_form(b)));
-                match skip {
-                    Some(skip) => *i += skip,
-                    None => {
-                        *i = buf.len();
-                        break;
-                    }
-                }
+                let rest = buf.get(*i..).unwrap_or_default();
+                *i += crate::string_run::first_of(rest, &self.starts);
             }
             let Some(&byte) = buf.get(*i) else { break };
             *node = step(&self.nodes, &self.edges, *node, byte);

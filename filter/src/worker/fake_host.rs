@@ -84,6 +84,7 @@ pub struct FakeHost {
     logs: RefCell<Vec<(LogLevel, String)>>,
     faults: RefCell<BTreeMap<&'static str, HostError>>,
     fault_hits: RefCell<BTreeMap<&'static str, u32>>,
+    shared_reads: Cell<u32>,
 }
 
 impl FakeHost {
@@ -174,6 +175,11 @@ impl FakeHost {
 
     pub fn clear_faults(&self) {
         self.faults.borrow_mut().clear();
+    }
+
+    /// Shared-data reads so far.
+    pub fn shared_reads(&self) -> u32 {
+        self.shared_reads.get()
     }
 
     /// How often a faulted `method` returned its error.
@@ -318,6 +324,7 @@ impl Host for FakeHost {
 
     fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
         self.check("shared_get")?;
+        self.shared_reads.set(self.shared_reads.get() + 1);
         Ok(self.shared.borrow().get(key).cloned())
     }
 

@@ -423,6 +423,9 @@ impl<H: Host> Worker<H> {
                 let Some(s) = streams.get_mut(&ctx) else {
                     return Action::Pause;
                 };
+                // A held request's read from before its body passed, if
+                // recent enough (`HELD_READ_REUSE_MS`).
+                let early = s.flow.take_early_lookup(now);
                 let Some((key, since)) = s.flow.waiting_on() else {
                     return Action::Pause;
                 };
@@ -430,15 +433,18 @@ impl<H: Host> Worker<H> {
                     CredentialStep::Reply(s.flow.on_wait_expired())
                 } else {
                     let svc = &s.config.credential_service;
-                    let lookup = cache::resolve(
-                        &Shared(&self.host),
-                        key,
-                        self.next_lease(),
-                        now,
-                        since,
-                        svc.refresh_ahead_ms,
-                        svc.lease_ms(),
-                    );
+                    let lookup = match early {
+                        Some(l) => Ok(l),
+                        None => cache::resolve(
+                            &Shared(&self.host),
+                            key,
+                            self.next_lease(),
+                            now,
+                            since,
+                            svc.refresh_ahead_ms,
+                            svc.lease_ms(),
+                        ),
+                    };
                     if via == Via::Own {
                         self.note_interest(&s.flow, now);
                     }
@@ -455,7 +461,7 @@ impl<H: Host> Worker<H> {
                         }
                     }
                     match lookup {
-                        Ok(l) => s.flow.on_lookup(l, &mut self.redactors.borrow_mut()),
+                        Ok(l) => s.flow.on_lookup(l, now, &mut self.redactors.borrow_mut()),
                         Err(e) => {
                             self.log(
                                 LogLevel::Error,

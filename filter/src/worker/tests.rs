@@ -477,3 +477,84 @@ fn a_fetch_that_could_not_be_owned_by_the_root_never_blocks_refreshes() {
     assert_eq!(w.fetches_in_flight(), 1, "only the refresh is in flight");
     assert_eq!(host.calls().len(), 3, "refresh dispatched");
 }
+
+/// A held request (its rule reads the body) whose body passes within
+/// `HELD_READ_REUSE_MS` of its credential read uses that read; a slower one
+/// reads the cache again, and so writes a key rotated in between.
+#[test]
+fn a_held_request_reuses_its_credential_read_only_while_it_is_recent() {
+    use crate::credential::entry::Entry;
+    use crate::flow::HELD_READ_REUSE_MS;
+    let host = FakeHost::new();
+    host.add_context(ROOT);
+    let w = Worker::new(&host, ROOT);
+    host.enter(ROOT);
+    let config = CONFIG.replace(
+        r#""endpoints": ["POST /v1/chat/completions"]}"#,
+        r#""endpoints": ["POST /v1/chat/completions"], "models": ["gpt-4o-mini"]}"#,
+    );
+    assert!(w.on_configure(config.as_bytes()));
+    let body = br#"{"model":"gpt-4o-mini","messages":[]}"#;
+    let headers = |ctx| {
+        host.add_stream(
+            ctx,
+            &[
+                (":method", b"POST"),
+                (":authority", b"api.openai.com"),
+                (":path", b"/v1/chat/completions"),
+                ("content-type", b"application/json"),
+            ],
+            Some(APP),
+        );
+        host.enter(ctx);
+        w.on_request_headers(ctx, false)
+    };
+    let body_ends = |ctx| {
+        host.set_body(ctx, BodyBuffer::Request, body);
+        host.enter(ctx);
+        w.on_request_body(ctx, body.len(), true)
+    };
+    // Cold: the fetch, then the body.
+    assert_eq!(headers(10), Action::Pause);
+    answer_key(&w, &host, 0, "sk-first-0123456789");
+    assert_eq!(body_ends(10), Action::Continue);
+    assert_eq!(
+        authorization(&host, 10),
+        vec![b"Bearer sk-first-0123456789".to_vec()]
+    );
+
+    // Warm, body at once: one read, at the headers.
+    let before = host.shared_reads();
+    assert_eq!(headers(11), Action::Pause, "held for its body");
+    host.advance(HELD_READ_REUSE_MS);
+    assert_eq!(body_ends(11), Action::Continue);
+    assert_eq!(host.shared_reads() - before, 1);
+    assert_eq!(
+        authorization(&host, 11),
+        vec![b"Bearer sk-first-0123456789".to_vec()]
+    );
+
+    // Warm, slow body, the key rotated meanwhile: read again, new key.
+    let before = host.shared_reads();
+    assert_eq!(headers(12), Action::Pause);
+    let cache_key = host
+        .shared_keys()
+        .into_iter()
+        .find(|k| k.contains("openai"))
+        .unwrap();
+    let (bytes, cas) = host.shared_get(&cache_key).unwrap().unwrap();
+    let mut entry = Entry::decode(&bytes).unwrap();
+    entry.value = Some("sk-second-0123456789".into());
+    host.shared_set(&cache_key, &entry.encode(), cas).unwrap();
+    host.advance(HELD_READ_REUSE_MS + 1);
+    assert_eq!(body_ends(12), Action::Continue);
+    assert_eq!(
+        host.shared_reads() - before,
+        3,
+        "headers, the test's own, body"
+    );
+    assert_eq!(
+        authorization(&host, 12),
+        vec![b"Bearer sk-second-0123456789".to_vec()]
+    );
+}
