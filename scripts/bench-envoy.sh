@@ -11,6 +11,11 @@
 #   scripts/bench-envoy.sh --dlp [options]   # prompt DLP (issue 10): the
 #       body rule with and without a DLP rule of every built-in detector,
 #       on a 2 KB and a 64 KB prompt, against the plain proxy on each
+#   scripts/bench-envoy.sh --probes [options]   # per-host-call cost: the
+#       no-op wasm module making one proxy-wasm host call (of those on
+#       Tollgate's cached request path) 10 times per request, or once (a
+#       stream's first call), minus the no-op module, over the count
+#       (harness/src/bench/probe_wasm.rs)
 #
 # Needs: the venv's Envoy and target/.../tollgate.wasm (the Makefile target
 # builds both first), and h2load, which is installed here if missing

@@ -12,6 +12,7 @@ use crate::envoy::{ClientCertDetails, GatewaySpec, HttpFilters, PemFiles};
 
 use super::lua::lua_filter;
 use super::options::Mode;
+use super::probe_wasm::HostCall;
 use super::traffic::{Kind, MAX_OUTPUT_TOKENS, MODEL};
 use super::{
     ALLOWED_PREFIX, AUTHZ_CLUSTER, AUTHZ_PREFIX, CHAT_PATH, CLIENT_KEY, CREDS_CLUSTER,
@@ -72,6 +73,11 @@ pub(crate) enum Variant {
     /// records (`audit: ["all"]`) on the 64 KB prompt: what redact's
     /// bookkeeping adds when nothing is found.
     TollgateBodyDlpAuditLong,
+    /// `--probes` diagnostic: the no-op module, except that its request
+    /// headers make one host call ten times, or once for a once-probe
+    /// (`HostCall::calls_per_request`, `probe_wasm`); otherwise like
+    /// [`Variant::WasmNoop`].
+    Probe(HostCall),
 }
 
 /// What a gateway's rule does with DLP.
@@ -123,12 +129,22 @@ impl Variant {
         Self::TollgateBodyDlpLongB,
     ];
 
-    /// The gateways of one mode.
-    pub(crate) fn all(mode: Mode) -> &'static [Variant] {
+    /// `--probes`' gateways besides one [`Variant::Probe`] per host call
+    /// (`TollgateB` only with `--tollgate-b`).
+    pub(crate) const PROBE_BASE: [Variant; 4] =
+        [Self::Plain, Self::Tollgate, Self::WasmNoop, Self::TollgateB];
+
+    /// The gateways of one mode; `probes`: `--probes`' instead of the
+    /// default mode's.
+    pub(crate) fn all(mode: Mode, probes: bool) -> Vec<Variant> {
         match mode {
-            Mode::Headers => &Self::HEADER_MODE,
-            Mode::BodyPath => &Self::BODY_MODE,
-            Mode::Dlp => &Self::DLP_MODE,
+            Mode::Headers if probes => Self::PROBE_BASE
+                .into_iter()
+                .chain(HostCall::ALL.map(Self::Probe))
+                .collect(),
+            Mode::Headers => Self::HEADER_MODE.to_vec(),
+            Mode::BodyPath => Self::BODY_MODE.to_vec(),
+            Mode::Dlp => Self::DLP_MODE.to_vec(),
         }
     }
 
@@ -154,6 +170,7 @@ impl Variant {
             Self::TollgateBodyDlpLong => "6 Tollgate, body rule + DLP, 64 KB",
             Self::TollgateBodyDlpLongB => "(diag) build B, body + DLP, 64 KB",
             Self::TollgateBodyDlpAuditLong => "(diag) body + DLP audit-only, 64 KB",
+            Self::Probe(call) => call.label(),
         }
     }
 
@@ -180,6 +197,7 @@ impl Variant {
             Self::TollgateBodyDlpLong => "tollgate_body_dlp_64k",
             Self::TollgateBodyDlpLongB => "tollgate_body_dlp_64k_b",
             Self::TollgateBodyDlpAuditLong => "tollgate_body_dlp_audit_64k",
+            Self::Probe(call) => call.slug(),
         }
     }
 
@@ -187,7 +205,7 @@ impl Variant {
     pub(crate) fn enforces(self) -> bool {
         !matches!(
             self,
-            Self::Plain | Self::PlainLong | Self::WasmNoop | Self::WasmNoopHeld
+            Self::Plain | Self::PlainLong | Self::WasmNoop | Self::WasmNoopHeld | Self::Probe(_)
         )
     }
 
@@ -254,7 +272,11 @@ impl Variant {
     /// The credential the upstream must receive through this gateway.
     pub(crate) fn upstream_key(self) -> &'static str {
         match self {
-            Self::Plain | Self::PlainLong | Self::WasmNoop | Self::WasmNoopHeld => CLIENT_KEY,
+            Self::Plain
+            | Self::PlainLong
+            | Self::WasmNoop
+            | Self::WasmNoopHeld
+            | Self::Probe(_) => CLIENT_KEY,
             _ => REAL_KEY,
         }
     }
@@ -268,8 +290,8 @@ pub(crate) const NOOP_HELD_FILE: &str = "noop_held.wasm";
 
 /// The gateway for `v`: `base` (Tollgate's spec, as `make run` renders it)
 /// with this variant's HTTP filters and what they need. `noop` is the no-op
-/// module, `authz` the ext_authz service, `rls` the rate-limit service
-/// (body path only).
+/// module (the held one and the probes beside it), `authz` the ext_authz
+/// service, `rls` the rate-limit service (body path only).
 pub(crate) fn spec_for(
     v: Variant,
     base: &GatewaySpec,
@@ -295,6 +317,7 @@ pub(crate) fn spec_for(
         }
         Variant::WasmNoop => spec.wasm = noop.to_path_buf(),
         Variant::WasmNoopHeld => spec.wasm = noop.with_file_name(NOOP_HELD_FILE),
+        Variant::Probe(call) => spec.wasm = noop.with_file_name(call.file_name()),
         Variant::TollgateProxyLog => {
             let mut policy = tollgate_policy();
             policy["audit_log"] = "proxy_log".into();

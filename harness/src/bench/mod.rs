@@ -1,14 +1,16 @@
 //! The Envoy gateway benchmark behind `tollgate-bench-envoy` (`make bench-envoy`): Tollgate against Envoy's
 //! native filters and against ext_authz, each in a real Envoy 1.40 gateway,
 //! measured in one run on one machine. `--body-path` measures the request
-//! and response bodies instead, and `--dlp` prompt DLP (both below).
+//! and response bodies instead, `--dlp` prompt DLP, and `--probes` what
+//! each proxy-wasm host call costs (all below).
 //!
 //! ```text
 //! tollgate-bench-envoy [--repo DIR] [--wasm FILE] [--rounds N] [--run-ms MS]
 //!                      [--warmup-ms MS] [--rate RPS] [--rate-clients N]
 //!                      [--connections N] [--concurrency N] [--idle-ms MS]
 //!                      [--tollgate-b FILE]
-//!                      [--body-path [--stream-rate N] [--stream-gap-us US] | --dlp]
+//!                      [--body-path [--stream-rate N] [--stream-gap-us US] | --dlp
+//!                       | --probes]
 //!                      [--keep] [--hold] [--no-pin] [--no-spin]
 //! ```
 //!
@@ -69,6 +71,23 @@
 //! body path: the body rule), so that a filter change is measured against
 //! the current build in the same run.
 //!
+//! `--probes` (the header path's traffic; `probe_wasm` has the method)
+//! prices the host calls Tollgate makes on its cached request path. The
+//! gateways are the plain proxy, Tollgate, the no-op module (and build B
+//! with `--tollgate-b`), and one probe per call: the no-op module whose
+//! request headers make that one call ten times (the caller's URI SAN
+//! property, every request header, `:authority`, replacing a header,
+//! removing an absent one, the shared data, a new filter-state key, a
+//! counter, the time), each checked like the no-op gateway. The property,
+//! every header, the shared data and the filter-state key also have a
+//! once-probe that makes the call a single time per request: a call's
+//! first use in a stream can cost much more than its repeats, so the
+//! once-probe measures the first call of a stream and the 10× probe the
+//! average over the first call and nine repeats. After the usual table, a
+//! table per probe: its calls per request, its closed-loop gateway CPU per
+//! request minus the no-op module's (paired per round, median over
+//! rounds), and that over its calls per request, one call's cost.
+//!
 //! Neither h2load nor wrk can present a client certificate, so a sidecar
 //! Envoy originates the mTLS, as an Istio sidecar would; it is the same for
 //! all gateways. The gateways share the listener rendered by
@@ -119,7 +138,8 @@
 //!
 //! Layout: `options` (the command line), `gateways` (the variants and their
 //! `GatewaySpec`s, the client sidecar, Tollgate's policies), `noop_wasm` (the
-//! hand-encoded diagnostic module), `authz` (the ext_authz service), `lua`
+//! hand-encoded diagnostic modules and their encoder), `probe_wasm` (the
+//! host-call probes of `--probes`), `authz` (the ext_authz service), `lua`
 //! (the Lua gateway's script), `traffic` (the body path's requests and
 //! answers), `dlp` (`--dlp`'s checks and table), `upstream` (the body
 //! path's upstream), `setup` (starting and checking everything), `load`
@@ -159,6 +179,7 @@ mod load;
 mod lua;
 mod noop_wasm;
 mod options;
+mod probe_wasm;
 mod ratelimit;
 mod report;
 mod setup;
@@ -179,8 +200,8 @@ use dlp::print_dlp_table;
 use load::measure;
 use options::{Mode, Options};
 use report::{
-    print_body_table, print_body_targets, print_gateway_stats, print_header, print_rounds,
-    print_table, print_targets,
+    print_body_table, print_body_targets, print_gateway_stats, print_header, print_probe_table,
+    print_rounds, print_table, print_targets,
 };
 use setup::Bench;
 use signals::{stop_on_signal, INTERRUPTED};
@@ -282,6 +303,7 @@ fn bench_all(opts: &Options, rt: &tokio::runtime::Runtime, bench: &Bench) -> any
         Mode::Headers => {
             print_table(&summary);
             print_targets(&summary);
+            print_probe_table(&summary, &rounds);
         }
         Mode::BodyPath => {
             print_body_table(&summary);

@@ -36,6 +36,10 @@ pub(crate) struct Options {
     /// the body rule with a DLP policy of every built-in detector, each on
     /// a 2 KB and a 64 KB prompt.
     pub(crate) dlp: bool,
+    /// Default mode only: the plain proxy, Tollgate and the no-op module,
+    /// and one host-call probe per call on Tollgate's cached request path
+    /// (`probe_wasm`), with the per-call cost table.
+    pub(crate) probes: bool,
     /// Body path: streamed requests per second of the time-to-first-byte run.
     pub(crate) stream_rate: u32,
     /// Body path: microseconds between the upstream's stream chunks.
@@ -95,6 +99,7 @@ impl Options {
             tollgate_b: None,
             body_path: false,
             dlp: false,
+            probes: false,
             stream_rate: 100,
             stream_gap_us: 1000,
             keep: false,
@@ -121,6 +126,7 @@ impl Options {
                 "--tollgate-b" => o.tollgate_b = Some(value()?.into()),
                 "--body-path" => o.body_path = true,
                 "--dlp" => o.dlp = true,
+                "--probes" => o.probes = true,
                 "--stream-rate" => o.stream_rate = number(&flag, &value()?)?,
                 "--stream-gap-us" => o.stream_gap_us = number(&flag, &value()?)?,
                 "--keep" => o.keep = true,
@@ -139,6 +145,10 @@ impl Options {
         ensure!(
             !(o.body_path && o.dlp),
             "--body-path and --dlp are separate runs: give one"
+        );
+        ensure!(
+            !(o.probes && (o.body_path || o.dlp)),
+            "--probes measures the header path: not with --body-path or --dlp"
         );
         ensure!(
             o.rounds >= 1 && o.run_ms >= 100,
@@ -173,4 +183,21 @@ impl Options {
 pub(crate) fn number<T: std::str::FromStr>(flag: &str, v: &str) -> anyhow::Result<T> {
     v.parse()
         .map_err(|_| anyhow!("{flag}: {v:?} is not a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Options> {
+        Options::parse(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn probes_are_a_header_mode_run() {
+        for other in ["--body-path", "--dlp"] {
+            let e = parse(&["--probes", other]).unwrap_err().to_string();
+            assert!(e.contains("--probes measures the header path"), "{e}");
+        }
+    }
 }

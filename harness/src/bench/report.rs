@@ -1,5 +1,5 @@
 //! What the driver prints: the header, every round, the table, the
-//! targets and the gateways' own counters.
+//! targets, the host-call probes' table and the gateways' own counters.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,6 +9,7 @@ use super::dlp::{print_dlp_header, DLP_STAT_GATEWAYS};
 use super::gateways::Variant;
 use super::load::Rounds;
 use super::options::{Mode, Options};
+use super::probe_wasm::{HostCall, CALLS_PER_REQUEST, METRIC_NAME};
 use super::setup::{Bench, LlmSide};
 use super::stats::{paired_median, Summary};
 use super::traffic::{
@@ -28,6 +29,9 @@ pub(crate) fn print_header(opts: &Options, bench: &Bench) {
             .unwrap_or_else(|e| format!("unknown ({e})"))
     };
     match opts.mode() {
+        Mode::Headers if opts.probes => println!(
+            "Envoy gateways, host-call probes: the no-op wasm module making one proxy-wasm host call {CALLS_PER_REQUEST} times per request (some also once: a stream's first call), against the no-op module and Tollgate"
+        ),
         Mode::Headers => println!("Envoy gateways: Tollgate vs native filters vs ext_authz"),
         Mode::BodyPath => println!(
             "Envoy gateways, body path: Tollgate's body rule vs the plain proxy vs rbac + lua"
@@ -85,6 +89,11 @@ pub(crate) fn print_header(opts: &Options, bench: &Bench) {
 
 pub(crate) fn print_rounds(rounds: &Rounds) {
     println!("\nper round (fixed rate: p50 µs / p99 µs / gateway CPU µs per request; closed loop: req/s / gateway CPU µs per request[; stream: TTFB p50 µs / gateway CPU µs per stream]):");
+    // The probes' labels are longer than the others'.
+    let width = rounds
+        .keys()
+        .map(|v| v.label().chars().count())
+        .fold(32, usize::max);
     for (v, rs) in rounds {
         let cells: Vec<String> = rs
             .iter()
@@ -98,7 +107,7 @@ pub(crate) fn print_rounds(rounds: &Rounds) {
                 )
             })
             .collect();
-        println!("  {:<32} {}", v.label(), cells.join("  "));
+        println!("  {:<width$} {}", v.label(), cells.join("  "));
     }
 }
 
@@ -175,6 +184,56 @@ pub(crate) fn print_targets(summary: &BTreeMap<Variant, Summary>) {
         "  (for reference: native adds {n:.0} µs, ext_authz {a:.0} µs; closed-loop throughput {:.1}% of plain on this box)",
         tollgate.ratio * 100.0
     );
+}
+
+/// `--probes`: per probe, its calls per request, its closed-loop gateway
+/// CPU per request, that minus the no-op module's (paired per round,
+/// median over rounds) and the same over its own calls per request
+/// ([`HostCall::calls_per_request`]): one call's cost, for a once-probe
+/// the first call of a stream, for a 10× probe the average over the
+/// first call and nine repeats.
+pub(crate) fn print_probe_table(summary: &BTreeMap<Variant, Summary>, rounds: &Rounds) {
+    let probes: Vec<HostCall> = HostCall::ALL
+        .into_iter()
+        .filter(|c| rounds.contains_key(&Variant::Probe(*c)))
+        .collect();
+    let Some(noop) = summary.get(&Variant::WasmNoop) else {
+        return;
+    };
+    if probes.is_empty() {
+        return;
+    }
+    let minus_noop = |v| {
+        paired_median(rounds, v, Variant::WasmNoop, |r, n| {
+            Some(r.cpu_us - n.cpu_us)
+        })
+        .unwrap_or(f64::NAN)
+    };
+    println!("
+host calls: each probe is the no-op module making the call calls/req times per request ({CALLS_PER_REQUEST}: the average over a stream's first call and repeats; 1: the first call of a stream); minus no-op is paired per round, median over rounds; per call = minus no-op / calls/req:\n");
+    println!("| host call | calls/req | closed-loop CPU µs/req | minus no-op | per call µs |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| (none: the no-op module) | 0 | {:.1} | – | – |",
+        noop.cpu_us
+    );
+    for call in probes {
+        let v = Variant::Probe(call);
+        let n = call.calls_per_request();
+        let cpu = summary.get(&v).map_or(f64::NAN, |s| s.cpu_us);
+        let minus = minus_noop(v);
+        println!(
+            "| {} | {n} | {cpu:.1} | {minus:+.1} | {:+.2} |",
+            call.call(),
+            minus / n as f64
+        );
+    }
+    if rounds.contains_key(&Variant::Tollgate) {
+        println!(
+            "\n(for reference: Tollgate (cached key) minus the no-op module: {:+.1} µs per request, paired per round)",
+            minus_noop(Variant::Tollgate)
+        );
+    }
 }
 
 /// The body path's table: the chat request (h2load) and the stream (own
@@ -359,6 +418,12 @@ pub(crate) fn print_gateway_stats(bench: &Bench, credential_fetches: usize) {
             }
         }
         println!("  {}: {}", v.slug(), cells.join(", "));
+    }
+    if let Ok(g) = bench.gateway(Variant::Probe(HostCall::Metric)) {
+        // CALLS_PER_REQUEST per request that reached the probe
+        // (HostCall::Metric has no once-probe).
+        let name = format!("wasmcustom.{METRIC_NAME}");
+        println!("  {}: {name} {}", g.variant.slug(), g.envoy.stat(&name));
     }
     println!("  credential-service requests during measurement: {credential_fetches}");
 }

@@ -24,6 +24,7 @@ use super::gateways::{sidecar_bootstrap, spec_for, tollgate_policy, Variant, NOO
 use super::lua::LUA_NAMESPACE;
 use super::noop_wasm::{noop_held_wasm, noop_wasm};
 use super::options::{Mode, Options};
+use super::probe_wasm::{probe_wasm, HostCall};
 use super::ratelimit::RateLimitSide;
 use super::signals::check_interrupted;
 use super::traffic::{
@@ -107,6 +108,12 @@ impl Bench {
         std::fs::write(&noop, noop_wasm()).context("writing the no-op wasm module")?;
         std::fs::write(noop.with_file_name(NOOP_HELD_FILE), noop_held_wasm())
             .context("writing the held no-op wasm module")?;
+        if opts.probes {
+            for call in HostCall::ALL {
+                std::fs::write(noop.with_file_name(call.file_name()), probe_wasm(call))
+                    .with_context(|| format!("writing the {} wasm module", call.slug()))?;
+            }
+        }
 
         let ca = DevCa::generate("Tollgate bench CA")?;
         let pki = dir.join("pki");
@@ -172,7 +179,7 @@ impl Bench {
         base.concurrency = opts.concurrency;
         let mut gateways = Vec::new();
         let mut routes = Vec::new();
-        for &v in Variant::all(opts.mode()) {
+        for v in Variant::all(opts.mode(), opts.probes) {
             check_interrupted()?;
             let mut spec = spec_for(v, &base, &noop, authz.addr, rls.as_ref().map(|r| r.addr));
             if v.is_build_b() {

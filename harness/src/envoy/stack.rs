@@ -342,7 +342,35 @@ fn prepare_pki(dir: &Path) -> anyhow::Result<StackPki> {
 }
 
 /// A loopback port that was free a moment ago.
+///
+/// Taken below the kernel's ephemeral range when it can be: a port that
+/// `bind(0)` hands out is released at once, and until Envoy binds it the
+/// kernel may give it to any outgoing connection (with a dozen gateways
+/// and their clusters starting, that happened). Below the range only
+/// another listener can take it.
 pub fn free_port(ip: IpAddr) -> anyhow::Result<SocketAddr> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const FIRST: u32 = 10_000;
+    if low > FIRST + 1000 {
+        // Spread by process so parallel test binaries rarely probe the
+        // same ports; then step through the range.
+        let span = low - FIRST;
+        let seed = std::process::id().wrapping_mul(2_654_435_761) % span;
+        for _ in 0..256 {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = FIRST + (seed + n.wrapping_mul(7919)) % span;
+            let Ok(port) = u16::try_from(port) else {
+                continue;
+            };
+            if let Ok(l) = TcpListener::bind((ip, port)) {
+                return Ok(l.local_addr()?);
+            }
+        }
+    }
     let l = TcpListener::bind((ip, 0)).context("finding a free port")?;
     Ok(l.local_addr()?)
 }
