@@ -23,8 +23,9 @@
 //!   miss is released on the byte that breaks it. That is always shorter than
 //!   the longest form.
 //! - Linear time: an Aho-Corasick automaton over the forms steps once per
-//!   byte (amortised), skips bytes that start no form, and masks each byte at
-//!   most once; a chunk costs O(chunk + longest form).
+//!   byte (amortised) and skips, eight bytes at a time, bytes that start no
+//!   form; a match masks only what lies outside the last masked run. A chunk
+//!   costs O(chunk + longest form) unless echoes overlap.
 //! - The key is never logged or printed: `Debug` shows only lengths.
 //! - Keys shorter than [`MIN_SECRET_LEN`] bytes are refused: masking so short
 //!   a string would mangle ordinary text, so the caller fails closed instead.
@@ -373,7 +374,9 @@ struct Cursor {
     node: usize,
     /// Bytes scanned since the stream began.
     scanned: u64,
-    /// Stream offset below which every matched byte is already masked.
+    /// The last run of masked bytes, as stream offsets `[from, to)`: a
+    /// later match masks only what it covers outside it.
+    masked_from: u64,
     masked_to: u64,
 }
 
@@ -445,21 +448,37 @@ impl Automaton {
     /// ones that open `buf`, masking every match in `buf`. A match never
     /// reaches further back than the held tail, so it always lies in `buf`.
     /// Returns the number of matches (one per end position).
+    ///
+    /// Matches end in order but need not start in order: a longer form can
+    /// end after a shorter one and begin before it (a key's JSON-escaped
+    /// form around the raw key, when the key holds `\`). So the last masked
+    /// run `[from, to)` is kept, and each match masks what it covers outside
+    /// that run: the bytes before the run as well as after it. Overlapping
+    /// echoes do not mask the same run over and over.
     fn scan(&self, cursor: &mut Cursor, buf: &mut [u8], scanned: usize) -> u32 {
         let base = cursor.scanned.saturating_sub(to_u64(scanned));
-        let mut masked = usize::try_from(cursor.masked_to.saturating_sub(base)).unwrap_or(0);
+        let at = |offset: u64| usize::try_from(offset.saturating_sub(base)).unwrap_or(0);
+        let (mut run_from, mut run_to) = (at(cursor.masked_from), at(cursor.masked_to));
         let mut count = 0u32;
         let mut i = scanned;
         while let Some(len) = self.next_match(&mut cursor.node, buf, &mut i) {
-            let from = i.saturating_sub(len).max(masked.min(i));
-            if let Some(matched) = buf.get_mut(from..i) {
-                matched.fill(self.mask);
+            let from = i.saturating_sub(len);
+            for (a, b) in [(from, run_from.min(i)), (run_to.max(from), i)] {
+                if let Some(bytes) = buf.get_mut(a..b) {
+                    bytes.fill(self.mask);
+                }
             }
-            masked = i;
+            run_from = if from <= run_to {
+                from.min(run_from)
+            } else {
+                from
+            };
+            run_to = i;
             count = count.saturating_add(1);
         }
         cursor.scanned = base.saturating_add(to_u64(buf.len()));
-        cursor.masked_to = base.saturating_add(to_u64(masked));
+        cursor.masked_from = base.saturating_add(to_u64(run_from));
+        cursor.masked_to = base.saturating_add(to_u64(run_to));
         count
     }
 
@@ -820,6 +839,30 @@ mod tests {
         assert_eq!(r.feed(b"b", &mut out), 1);
         assert_eq!(r.held(), 0);
         assert_eq!(out, b"aaa*********");
+    }
+
+    /// Found by the `key_redact` fuzzer: the raw key ends inside its
+    /// JSON-escaped form, which starts before it and ends after it. The
+    /// longer match used to be masked only from the shorter one's end, so
+    /// its first bytes went out unmasked.
+    #[test]
+    fn a_longer_echo_that_starts_before_a_shorter_one_is_masked_whole() {
+        let secret = &[&[b'\\'; 4][..], b"]", &[b'\\'; 4]].concat()[..];
+        let escaped = &[&[b'\\'; 8][..], b"]", &[b'\\'; 8]].concat()[..];
+        assert!(forms(secret).iter().any(|f| f == escaped));
+        for body in [escaped, &[&b"x"[..], escaped, b"y"].concat()] {
+            let (out, count) = one_shot(secret, body);
+            assert_eq!((out.clone(), count), naive(secret, body), "{body:?}");
+            assert_eq!(out.iter().filter(|&&b| b == b'*').count(), escaped.len());
+        }
+        // Fed a byte at a time, the same.
+        let mut r = redactor(secret);
+        let mut out = Vec::new();
+        for b in escaped {
+            r.feed(&[*b], &mut out);
+        }
+        r.finish(&mut out);
+        assert_eq!(out, vec![b'*'; escaped.len()]);
     }
 
     #[test]
