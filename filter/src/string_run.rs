@@ -38,53 +38,48 @@ fn bytes_equal(x: u64, b: u8) -> u64 {
     bytes_below(x ^ ONES.wrapping_mul(u64::from(b)), 1)
 }
 
-/// The length of the longest prefix of `bytes` without a [special](is_special)
-/// byte: the index of the first one, or `bytes.len()`.
-pub fn string_run(bytes: &[u8]) -> usize {
+/// The index of the first byte of `bytes` that `hit` accepts, or
+/// `bytes.len()`: whole words through `flags` (high bit set in each byte it
+/// accepts, the lowest flag exact), the tail byte by byte.
+#[inline(always)]
+fn first(bytes: &[u8], flags: impl Fn(u64) -> u64, hit: impl Fn(u8) -> bool) -> usize {
     let mut i = 0;
     for word in bytes.chunks_exact(8) {
         let Ok(word) = <[u8; 8]>::try_from(word) else {
             break;
         };
-        let x = u64::from_le_bytes(word);
         // The lowest flag of each mask is exact, and a false flag always
         // sits above a true one of the same mask, so the lowest flag of the
-        // union is the first special byte.
-        let flags = bytes_equal(x, b'"') | bytes_equal(x, b'\\') | bytes_below(x, 0x20);
-        if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
+        // union is the first byte accepted.
+        let f = flags(u64::from_le_bytes(word));
+        if f != 0 {
+            return i + (f.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
     let rest = bytes.get(i..).unwrap_or_default();
-    i + rest
-        .iter()
-        .position(|&b| is_special(b))
-        .unwrap_or(rest.len())
+    i + rest.iter().position(|&b| hit(b)).unwrap_or(rest.len())
+}
+
+/// The length of the longest prefix of `bytes` without a [special](is_special)
+/// byte: the index of the first one, or `bytes.len()`.
+pub fn string_run(bytes: &[u8]) -> usize {
+    first(
+        bytes,
+        |x| bytes_equal(x, b'"') | bytes_equal(x, b'\\') | bytes_below(x, 0x20),
+        is_special,
+    )
 }
 
 /// The index of the first byte of `bytes` that is one of `needles`, or
 /// `bytes.len()`. Meant for a few needles (each costs a few operations per
 /// word): the key-echo redactor skips to where a form of the key can begin.
 pub fn first_of(bytes: &[u8], needles: &[u8]) -> usize {
-    let mut i = 0;
-    for word in bytes.chunks_exact(8) {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        let x = u64::from_le_bytes(word);
-        // As in `string_run`: the lowest flag of the union is exact.
-        let flags = needles.iter().fold(0, |f, &n| f | bytes_equal(x, n));
-        if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    let rest = bytes.get(i..).unwrap_or_default();
-    i + rest
-        .iter()
-        .position(|b| needles.contains(b))
-        .unwrap_or(rest.len())
+    first(
+        bytes,
+        |x| needles.iter().fold(0, |f, &n| f | bytes_equal(x, n)),
+        |b| needles.contains(&b),
+    )
 }
 
 #[cfg(test)]

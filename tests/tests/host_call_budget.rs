@@ -50,17 +50,18 @@ fn chat_exchange(config: &serde_json::Value, model: &str) -> Vec<(String, u64)> 
     );
     let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
     calls(&mut gw, |gw| {
-        let id = gw
-            .request(0)
-            .mtls(true)
-            .peer_uri_san(SUPPORT_BOT)
-            .method("POST")
-            .authority("api.openai.com")
-            .path("/v1/chat/completions")
-            .header("authorization", "Bearer placeholder")
-            .header("content-type", "application/json")
-            .body(body.into_bytes())
-            .send();
+        let id = request_on(
+            gw,
+            0,
+            SUPPORT_BOT,
+            "POST",
+            "api.openai.com",
+            "/v1/chat/completions",
+        )
+        .header("authorization", "Bearer placeholder")
+        .header("content-type", "application/json")
+        .body(body.into_bytes())
+        .send();
         gw.settle();
         gw.outcome(id).expect_forwarded();
         gw.respond(
